@@ -1,0 +1,36 @@
+# avr-modularity — two commands set up a fresh machine:
+#   make demo   the main job on a small built-in default
+#   make test   every test: cargo test + the runner's failure test + all notebooks headless
+# Both run `make setup` first (idempotent). Caches live in $(HOME)/.cache/avr-modularity.
+SHELL := /bin/bash
+ENV := . scripts/env.sh &&
+SMOKE ?= 1
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+
+.PHONY: setup build test test-rust test-runner test-notebooks demo lab notebooks-full clean-cache
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(ENV) cargo build --all-targets
+
+test: build
+	$(ENV) cargo test --all-targets
+	$(ENV) bash tests/notebook_runner.sh
+	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --out target/notebooks $(NOTEBOOKS)
+
+demo: build
+	@mkdir -p report
+	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --html --out report/notebooks notebooks/quickstart.ipynb
+	@echo "demo: wrote report/notebooks/quickstart.ipynb and report/notebooks/quickstart.html"
+
+lab: setup
+	$(ENV) jupyter lab notebooks/
+
+# Re-execute the notebooks at full size and store their outputs in place (for the code host).
+notebooks-full: build
+	$(ENV) AVR_SMOKE=0 python scripts/run_notebooks.py --out notebooks $(NOTEBOOKS)
+
+clean-cache:
+	rm -rf "$(HOME)/.cache/avr-modularity/target" "$(HOME)/.cache/avr-modularity/evcxr-tmp"

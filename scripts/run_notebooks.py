@@ -1,0 +1,96 @@
+"""Execute evcxr notebooks headless and FAIL on any cell error.
+
+evcxr reports compile errors and crashed children as cell errors, but a panic (unless
+`preserve_vars_on_panic = false`) and a top-level `?` error only print to stderr and return
+"ok". So besides nbclient's CellExecutionError this runner scans every stderr stream for
+`panicked at` and `EVCXR_ERROR`, and every output for an `error` entry.
+
+usage: run_notebooks.py [--out DIR] [--html] NOTEBOOK...
+Each executed notebook is written to DIR/<name>.ipynb (and DIR/<name>.html with --html).
+Exit status: 0 when every notebook ran cleanly, 1 otherwise (all notebooks are still run).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+FAILURE_MARKERS = ("panicked at", "EVCXR_ERROR", "Subprocess terminated")
+
+
+def problems_in(nb):
+    """Every sign of failure in an executed notebook, as (cell index, text)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append((index, f"error {out.get('ename')}: {out.get('evalue')}"))
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(out.get("text", ""))
+                for marker in FAILURE_MARKERS:
+                    if marker in text:
+                        line = next(l for l in text.splitlines() if marker in l)
+                        found.append((index, f"stderr: {line.strip()}"))
+    return found
+
+
+def run_one(path, out_dir, html, timeout):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="rust",
+        timeout=timeout,
+        startup_timeout=600,
+        resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}},
+    )
+    start = time.time()
+    failures = []
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        first = str(e).strip().splitlines()
+        failures.append((None, f"{type(e).__name__}: {first[-1] if first else ''}"))
+    failures += problems_in(nb)
+    elapsed = time.time() - start
+    name = os.path.splitext(os.path.basename(path))[0]
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        nbformat.write(nb, os.path.join(out_dir, name + ".ipynb"))
+        if html:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            with open(os.path.join(out_dir, name + ".html"), "w") as f:
+                f.write(body)
+    return failures, elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+")
+    parser.add_argument("--out", help="folder for executed notebooks")
+    parser.add_argument("--html", action="store_true", help="also write HTML next to each executed notebook")
+    parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary line per notebook")
+    args = parser.parse_args()
+    failed = False
+    for path in args.notebooks:
+        failures, elapsed = run_one(path, args.out, args.html, args.timeout)
+        failed |= bool(failures)
+        status = "FAIL" if failures else "ok"
+        if args.json:
+            print(json.dumps({"notebook": path, "status": status, "seconds": round(elapsed, 1), "failures": [f for _, f in failures]}))
+        else:
+            print(f"[notebooks] {status:4} {path} ({elapsed:.1f} s)")
+            for cell, text in failures:
+                where = f"cell {cell}" if cell is not None else "run"
+                print(f"[notebooks]      {where}: {text}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

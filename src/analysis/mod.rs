@@ -1,0 +1,1 @@
+//! Stage 5 — module analysis: sparsity, dispersity, sharing, graph modularity.

@@ -1,0 +1,47 @@
+//! One error type for the library; every variant names the file or key it is about.
+
+use std::path::PathBuf;
+
+/// Errors of the avr-modularity library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // --- files -----------------------------------------------------------------------
+    /// Reading or writing a file failed at the OS level.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file exists but its content is not what it claims to be.
+    #[error("{path}: {message}")]
+    BadFile { path: PathBuf, message: String },
+
+    // --- tensors and plots ----------------------------------------------------------------
+    /// An error raised by libtorch.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// An error raised by polars while building a table.
+    #[error(transparent)]
+    Polars(#[from] polars::error::PolarsError),
+    /// Drawing a figure failed.
+    #[error("plot: {0}")]
+    Plot(String),
+
+    // --- configuration --------------------------------------------------------------------
+    /// A setting or argument is out of range or inconsistent.
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+/// `Result` with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error together with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// A file whose content is wrong, with a message saying what is wrong.
+    pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,1 @@
+//! Stage 4 — differentiable binary weight masks (Csordás et al., ICLR 2021).

@@ -1,0 +1,101 @@
+//! Line plots: training curves, module development over checkpoints.
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Figure, Style};
+use crate::{Error, Result};
+
+/// One named line of `(x, y)` points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Line {
+    /// A series from parallel `x` and `y` values.
+    pub fn new(name: impl Into<String>, xs: &[f64], ys: &[f64]) -> Self {
+        Line { name: name.into(), points: xs.iter().copied().zip(ys.iter().copied()).collect() }
+    }
+}
+
+/// Range covering all finite values with 5 % padding (a flat range is widened by ±1).
+fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return 0.0..1.0;
+    }
+    if hi - lo < 1e-12 {
+        return (lo - 1.0)..(hi + 1.0);
+    }
+    let pad = 0.05 * (hi - lo);
+    (lo - pad)..(hi + pad)
+}
+
+/// Draws `series` as lines with markers, a legend, axis labels and a title.
+pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> Result<Figure> {
+    let style = Style::default();
+    let x_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+    let y_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (style.width, style.height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", style.title_size))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x_range, y_range)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style(("sans-serif", style.label_size))
+            .draw()
+            .map_err(plot_err)?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Style::color(i);
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_err)?;
+        }
+        if series.iter().any(|s| !s.name.is_empty()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", style.label_size))
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(Figure::new(title, svg))
+}
+
+/// Converts any plotters drawing error into the library error.
+pub(crate) fn plot_err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Plot(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_plot_svg_contains_title_labels_and_legend() {
+        let s = vec![Line::new("train", &[0.0, 1.0, 2.0], &[0.1, 0.5, 0.9]), Line::new("val", &[0.0, 1.0, 2.0], &[0.1, 0.4, 0.7])];
+        let fig = line_plot("Accuracy over steps", "step", "accuracy", &s).unwrap();
+        assert!(fig.svg.starts_with("<svg"), "{}", &fig.svg[..50]);
+        for text in ["Accuracy over steps", "step", "accuracy", "train", "val"] {
+            assert!(fig.svg.contains(&format!(">{text}<")), "missing {text}");
+        }
+        assert_eq!(fig.svg.matches("<circle").count(), 6);
+    }
+}

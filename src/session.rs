@@ -1,0 +1,92 @@
+//! Session set-up for notebooks and the CLI: one seed, the compute device, and the run size.
+//!
+//! Mirrors TransformerLens' `set_seed_everywhere`: a single seed drives libtorch's generator
+//! and every Rust-side RNG that later stages derive from it.
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+/// How big a notebook or demo run is. Chosen by the `AVR_SMOKE` environment variable so the
+/// same notebooks run in CI (tiny) and for users (the study's sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunSize {
+    /// Tiny data and few steps: minutes on a 2-core CI machine (`AVR_SMOKE=1`).
+    Smoke,
+    /// The real study sizes (a GPU or a long CPU run).
+    Full,
+}
+
+impl RunSize {
+    /// `Smoke` when `AVR_SMOKE` is set to anything but `""`/`0`, else `Full`.
+    pub fn from_env() -> Self {
+        match std::env::var("AVR_SMOKE") {
+            Ok(v) if !v.is_empty() && v != "0" => RunSize::Smoke,
+            _ => RunSize::Full,
+        }
+    }
+
+    /// Picks `smoke` or `full` according to the run size.
+    pub fn pick<T>(self, smoke: T, full: T) -> T {
+        match self {
+            RunSize::Smoke => smoke,
+            RunSize::Full => full,
+        }
+    }
+}
+
+/// What [`setup`] configured; shown in notebooks and stored in sidecars.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub seed: u64,
+    pub device: String,
+    pub threads: i32,
+    pub run_size: RunSize,
+    pub crate_version: String,
+}
+
+/// Seeds libtorch, sets the thread count and picks CUDA when present.
+///
+/// Threads default to the machine's cores; `AVR_THREADS` overrides (use 1 for results that
+/// are bit-identical across machines).
+pub fn setup(seed: u64) -> Session {
+    tch::manual_seed(seed as i64);
+    if tch::Cuda::is_available() {
+        tch::Cuda::manual_seed_all(seed);
+    }
+    let threads = std::env::var("AVR_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1));
+    tch::set_num_threads(threads);
+    Session {
+        seed,
+        device: device_name(default_device()),
+        threads,
+        run_size: RunSize::from_env(),
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// CUDA when available, else CPU.
+pub fn default_device() -> Device {
+    Device::cuda_if_available()
+}
+
+/// A short human-readable device name (`cpu`, `cuda:0`).
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+impl Session {
+    /// Inline display in evcxr: a one-line summary.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n<code>avr-modularity {} · seed {} · {} · {} threads · {:?} run</code>\nEVCXR_END_CONTENT",
+            self.crate_version, self.seed, self.device, self.threads, self.run_size
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Stage 3 — training SCL with milestone checkpoints.
