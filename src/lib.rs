@@ -14,10 +14,12 @@ pub mod checkpoint;
 pub mod data;
 pub mod display;
 pub mod error;
+pub mod fixtures;
 pub mod masking;
 pub mod model;
 pub mod plot;
 pub mod prelude;
+pub mod rng;
 pub mod session;
 pub mod train;
 

@@ -1,1 +1,7 @@
-//! Stage 5 — module analysis: sparsity, dispersity, sharing, graph modularity.
+//! Stage 5 — module analysis: sparsity, dispersity, sharing between masks, graph modularity.
+
+pub mod graph;
+pub mod masks;
+
+pub use graph::{analyse as graph_modularity, ModularityConfig, ModularityReport, WeightGraph};
+pub use masks::{mask_stats, sharing_matrix, MaskStats, Overlap, SharingMatrix};

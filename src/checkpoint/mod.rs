@@ -1,5 +1,10 @@
-//! Files on disk: atomic writes now; checkpoints (safetensors + JSON sidecar) and the
-//! study's pickle checkpoints come with the SCL issue.
+//! Files on disk: atomic writes, the study's pickled checkpoint and masks, and (with the SCL
+//! issue) our own safetensors checkpoints with JSON sidecars.
+
+pub mod pickle;
+pub mod study;
+
+pub use study::{looks_like_pickle, StudyCheckpoint, StudyMask, StudySclKwargs};
 
 use std::io::Write as _;
 use std::path::Path;

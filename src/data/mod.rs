@@ -1,3 +1,7 @@
-//! Stage 1 — AVR data: I-RAVEN/RAVEN `.npz` problems, the generator, task presets, loaders.
-//!
-//! Filled by the data issue; the quickstart only needs [`crate::session`].
+//! Stage 1 — AVR data: I-RAVEN/RAVEN `.npz` problems, folders of them, and batches as tensors.
+
+pub mod dataset;
+pub mod npz;
+
+pub use dataset::{AvrDataset, Batch, Split};
+pub use npz::{inspect, AvrProblem, NpzSummary, CONFIGURATIONS};

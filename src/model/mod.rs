@@ -1,1 +1,14 @@
-//! Stage 2 — models: the two SCL variants as functional models (parameters by PyTorch name).
+//! Stage 2 — models as *functional* forward passes over a [`Params`] map, so the masking stage
+//! can substitute masked (or K-batched) weights without touching model code. Parameter names
+//! are the PyTorch state-dict keys.
+
+pub mod layers;
+pub mod params;
+pub mod scl_seed;
+
+pub use layers::BnMode;
+pub use params::{check_params, ParamSpec, Params};
+pub use scl_seed::SeedSclConfig;
+pub mod scl;
+
+pub use scl::{SclModel, SclVariant};

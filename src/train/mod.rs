@@ -1,1 +1,5 @@
-//! Stage 3 — training SCL with milestone checkpoints.
+//! Stage 3 — training and evaluating SCL.
+
+pub mod eval;
+
+pub use eval::{evaluate, EvalReport};

@@ -1,0 +1,311 @@
+//! Graph modularity of a network's weights (toumei / Hod et al.; `../shared/specs/graph-modularity.md`).
+//!
+//! Nodes are units (MLP) or channels (CNN), one layer after another; an undirected edge joins
+//! consecutive layers with weight `|w|` (CNN: the induced 1-norm of the `k×k` kernel slice, with
+//! a following BatchNorm folded in as `γ/√(σ²+ε)` per output channel). Spectral clustering uses
+//! the `k` smallest eigenvectors of `L_sym = I − D^{-½} A D^{-½}`, embeds `Y = D^{-½} U` (as
+//! sklearn does, no row normalisation) and runs seeded k-means++ with restarts. The partition is
+//! scored by Newman's weighted modularity `Q_γ` and the normalised cut, and compared with a
+//! layer-wise shuffle null model (z-score and right-tail p-value).
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// A weight graph: dense symmetric adjacency (f64, CPU) and the layer of every node.
+#[derive(Debug)]
+pub struct WeightGraph {
+    /// `(N, N)` non-negative, symmetric, zero diagonal.
+    pub adjacency: Tensor,
+    /// Nodes per layer, input layer first.
+    pub layer_sizes: Vec<usize>,
+    /// Block `l` joins layer `l` (rows) to layer `l+1` (columns): `(n_l, n_{l+1})`.
+    blocks: Vec<Tensor>,
+}
+
+impl WeightGraph {
+    /// Builds the chain graph from non-negative blocks `(n_l, n_{l+1})`.
+    pub fn from_blocks(blocks: Vec<Tensor>) -> Result<Self> {
+        if blocks.is_empty() {
+            return Err(Error::Config("weight graph: no layers".into()));
+        }
+        let mut sizes = vec![blocks[0].size()[0] as usize];
+        for (l, b) in blocks.iter().enumerate() {
+            let s = b.size();
+            if s.len() != 2 || s[0] as usize != *sizes.last().unwrap() {
+                return Err(Error::Config(format!("weight graph: layer {l} has shape {s:?}, which does not chain onto {} units", sizes.last().unwrap())));
+            }
+            sizes.push(s[1] as usize);
+        }
+        let n: usize = sizes.iter().sum();
+        let adjacency = Tensor::zeros([n as i64, n as i64], (Kind::Double, Device::Cpu));
+        let mut start = 0i64;
+        let blocks: Vec<Tensor> = blocks.into_iter().map(|b| b.to_device(Device::Cpu).to_kind(Kind::Double).abs()).collect();
+        for (l, b) in blocks.iter().enumerate() {
+            let (rows, cols) = (sizes[l] as i64, sizes[l + 1] as i64);
+            adjacency.narrow(0, start, rows).narrow(1, start + rows, cols).copy_(b);
+            adjacency.narrow(0, start + rows, cols).narrow(1, start, rows).copy_(&b.tr());
+            start += rows;
+        }
+        Ok(WeightGraph { adjacency, layer_sizes: sizes, blocks })
+    }
+
+    /// MLP graph from `Linear` weights `[out, in]`, in order (biases ignored).
+    pub fn from_mlp(weights: &[Tensor]) -> Result<Self> {
+        Self::from_blocks(weights.iter().map(|w| w.abs().tr()).collect())
+    }
+
+    /// CNN channel graph from conv weights `[C_out, C_in, k, k]`, each with an optional
+    /// BatchNorm `(γ, running_var)` after it (folded, ε = 1e-5).
+    pub fn from_convs(convs: &[(Tensor, Option<(Tensor, Tensor)>)]) -> Result<Self> {
+        let blocks = convs
+            .iter()
+            .map(|(w, bn)| {
+                // Induced 1-norm of each (k_h, k_w) slice: max over columns of the absolute column sums.
+                let mut block = w.abs().sum_dim_intlist([2i64].as_slice(), false, Kind::Double).amax([2], false); // (C_out, C_in)
+                if let Some((gamma, var)) = bn {
+                    let scale = (gamma.to_kind(Kind::Double) / (var.to_kind(Kind::Double) + 1e-5).sqrt()).abs();
+                    block = block * scale.unsqueeze(1);
+                }
+                block.tr()
+            })
+            .collect();
+        Self::from_blocks(blocks)
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.layer_sizes.iter().sum()
+    }
+
+    /// The same graph with the entries of every layer block permuted at random (the `layer`
+    /// null model: keeps each layer's weight distribution, destroys structure).
+    pub fn shuffled(&self, rng: &mut Rng) -> Result<WeightGraph> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let perm = Tensor::from_slice(&rng.permutation(b.numel()).iter().map(|&i| i as i64).collect::<Vec<_>>());
+                b.flatten(0, -1).index_select(0, &perm).reshape(b.size())
+            })
+            .collect();
+        Self::from_blocks(blocks)
+    }
+}
+
+/// Settings of [`analyse`] with documented defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModularityConfig {
+    /// Number of clusters (default 8, toumei's).
+    pub k: usize,
+    /// Resolution γ of Newman's Q (default 1).
+    pub gamma: f64,
+    /// k-means restarts; the lowest inertia wins (default 25).
+    pub restarts: usize,
+    /// Shuffled networks for the null model (default 0 = none).
+    pub shuffles: usize,
+    /// Seed for k-means and the shuffles (default 0).
+    pub seed: u64,
+}
+
+impl Default for ModularityConfig {
+    fn default() -> Self {
+        ModularityConfig { k: 8, gamma: 1.0, restarts: 25, shuffles: 0, seed: 0 }
+    }
+}
+
+/// Result of [`analyse`]; `--json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModularityReport {
+    pub q: f64,
+    pub ncut: f64,
+    /// Cluster label of every node, layer-major.
+    pub clusters: Vec<usize>,
+    pub k: usize,
+    pub gamma: f64,
+    pub nodes: usize,
+    pub layer_sizes: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q_null_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q_null_std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    pub shuffles: usize,
+}
+
+/// Degrees with isolated nodes counted as 1 (as scipy's normalised Laplacian does).
+fn safe_sqrt_degrees(adjacency: &Tensor) -> Tensor {
+    let d = adjacency.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+    let ones = Tensor::ones_like(&d);
+    d.gt(0.0).where_self(&d, &ones).sqrt()
+}
+
+/// The spectral embedding `Y = D^{-½} U_k` (`(N, k)`), `U_k` the k smallest eigenvectors of `L_sym`.
+pub fn spectral_embedding(adjacency: &Tensor, k: usize) -> Result<Tensor> {
+    let n = adjacency.size()[0];
+    let inv_sqrt = safe_sqrt_degrees(adjacency).reciprocal();
+    let normalised = adjacency * inv_sqrt.unsqueeze(1) * inv_sqrt.unsqueeze(0);
+    let laplacian = Tensor::eye(n, (Kind::Double, Device::Cpu)) - normalised;
+    let (_values, vectors) = laplacian.f_linalg_eigh("L")?; // ascending eigenvalues
+    Ok(vectors.narrow(1, 0, k.min(n as usize) as i64) * inv_sqrt.unsqueeze(1))
+}
+
+/// k-means++ (greedy, `2 + ⌊ln k⌋` candidates) + Lloyd, best of `restarts` by inertia.
+pub fn kmeans(points: &[Vec<f64>], k: usize, restarts: usize, rng: &mut Rng) -> Vec<usize> {
+    let n = points.len();
+    if k >= n {
+        return (0..n).collect();
+    }
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for _ in 0..restarts.max(1) {
+        let centres = kmeans_pp(points, k, rng);
+        let (inertia, labels) = lloyd(points, centres);
+        if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
+            best = Some((inertia, labels));
+        }
+    }
+    best.unwrap().1
+}
+
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+fn kmeans_pp(points: &[Vec<f64>], k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
+    let n = points.len();
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    let mut centres = vec![points[rng.below(n)].clone()];
+    let mut closest: Vec<f64> = points.iter().map(|p| dist2(p, &centres[0])).collect();
+    while centres.len() < k {
+        let total: f64 = closest.iter().sum();
+        let mut best: Option<(f64, usize, Vec<f64>)> = None;
+        for _ in 0..trials {
+            let candidate = if total > 0.0 {
+                let mut target = rng.uniform() * total;
+                closest.iter().position(|&d| {
+                    target -= d;
+                    target < 0.0
+                }).unwrap_or(n - 1)
+            } else {
+                rng.below(n)
+            };
+            let updated: Vec<f64> = points.iter().zip(&closest).map(|(p, &c)| c.min(dist2(p, &points[candidate]))).collect();
+            let potential: f64 = updated.iter().sum();
+            if best.as_ref().is_none_or(|(b, _, _)| potential < *b) {
+                best = Some((potential, candidate, updated));
+            }
+        }
+        let (_, chosen, updated) = best.unwrap();
+        centres.push(points[chosen].clone());
+        closest = updated;
+    }
+    centres
+}
+
+fn lloyd(points: &[Vec<f64>], mut centres: Vec<Vec<f64>>, ) -> (f64, Vec<usize>) {
+    let (n, k, dim) = (points.len(), centres.len(), points[0].len());
+    let mut labels = vec![usize::MAX; n];
+    for _ in 0..300 {
+        let mut changed = false;
+        for (i, p) in points.iter().enumerate() {
+            let c = (0..k).min_by(|&a, &b| dist2(p, &centres[a]).total_cmp(&dist2(p, &centres[b]))).unwrap();
+            changed |= labels[i] != c;
+            labels[i] = c;
+        }
+        if !changed {
+            break;
+        }
+        let mut sums = vec![vec![0.0; dim]; k];
+        let mut counts = vec![0usize; k];
+        for (p, &c) in points.iter().zip(&labels) {
+            counts[c] += 1;
+            sums[c].iter_mut().zip(p).for_each(|(s, x)| *s += x);
+        }
+        for c in 0..k {
+            if counts[c] > 0 {
+                centres[c] = sums[c].iter().map(|s| s / counts[c] as f64).collect();
+            }
+        }
+    }
+    let inertia = points.iter().zip(&labels).map(|(p, &c)| dist2(p, &centres[c])).sum();
+    (inertia, labels)
+}
+
+/// Spectral clustering of a graph into `k` clusters (labels layer-major).
+pub fn spectral_clustering(adjacency: &Tensor, k: usize, restarts: usize, rng: &mut Rng) -> Result<Vec<usize>> {
+    let y = spectral_embedding(adjacency, k)?;
+    let (n, d) = (y.size()[0] as usize, y.size()[1] as usize);
+    let flat: Vec<f64> = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;
+    let points: Vec<Vec<f64>> = (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect();
+    Ok(kmeans(&points, k, restarts, rng))
+}
+
+/// Per-cluster intra weight (ordered pairs) and volume.
+fn cluster_sums(adjacency: &Tensor, labels: &[usize]) -> (Vec<f64>, Vec<f64>, f64) {
+    let k = labels.iter().max().map_or(0, |m| m + 1) as i64;
+    let idx = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    let h = idx.one_hot(k).to_kind(Kind::Double); // (N, k)
+    let intra = h.tr().matmul(adjacency).matmul(&h).diagonal(0, 0, 1);
+    let degrees = adjacency.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+    let volume = h.tr().matmul(&degrees.unsqueeze(1)).squeeze_dim(1);
+    let two_m = degrees.sum(Kind::Double).double_value(&[]);
+    (Vec::<f64>::try_from(intra).unwrap_or_default(), Vec::<f64>::try_from(volume).unwrap_or_default(), two_m)
+}
+
+/// Newman's weighted modularity `Q_γ = Σ_c [Σ_{i,j∈c} A_ij / 2m − γ (d_c / 2m)²]`.
+pub fn modularity(adjacency: &Tensor, labels: &[usize], gamma: f64) -> f64 {
+    let (intra, volume, two_m) = cluster_sums(adjacency, labels);
+    if two_m <= 0.0 {
+        return 0.0;
+    }
+    intra.iter().zip(&volume).map(|(l, d)| l / two_m - gamma * (d / two_m).powi(2)).sum()
+}
+
+/// Normalised cut `Σ_c cut(c) / (vol(c) + 1e-8)`.
+pub fn ncut(adjacency: &Tensor, labels: &[usize]) -> f64 {
+    let (intra, volume, _) = cluster_sums(adjacency, labels);
+    intra.iter().zip(&volume).map(|(l, v)| (v - l) / (v + 1e-8)).sum()
+}
+
+/// Clusters `graph`, scores the partition and, with `shuffles > 0`, compares Q with the
+/// layer-shuffle null model (`p = (1 + #{Q_s ≥ Q}) / (n + 1)`, z with the population sd).
+pub fn analyse(graph: &WeightGraph, cfg: &ModularityConfig) -> Result<ModularityReport> {
+    let root = Rng::new(cfg.seed);
+    let mut rng = root.fork("kmeans");
+    let clusters = spectral_clustering(&graph.adjacency, cfg.k, cfg.restarts, &mut rng)?;
+    let q = modularity(&graph.adjacency, &clusters, cfg.gamma);
+    let mut report = ModularityReport {
+        q,
+        ncut: ncut(&graph.adjacency, &clusters),
+        clusters,
+        k: cfg.k,
+        gamma: cfg.gamma,
+        nodes: graph.num_nodes(),
+        layer_sizes: graph.layer_sizes.clone(),
+        q_null_mean: None,
+        q_null_std: None,
+        z: None,
+        p: None,
+        shuffles: cfg.shuffles,
+    };
+    if cfg.shuffles > 0 {
+        let mut shuffle_rng = root.fork("shuffle");
+        let mut null = Vec::with_capacity(cfg.shuffles);
+        for _ in 0..cfg.shuffles {
+            let shuffled = graph.shuffled(&mut shuffle_rng)?;
+            let labels = spectral_clustering(&shuffled.adjacency, cfg.k, cfg.restarts, &mut rng)?;
+            null.push(modularity(&shuffled.adjacency, &labels, cfg.gamma));
+        }
+        let mean = null.iter().sum::<f64>() / null.len() as f64;
+        let std = (null.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / null.len() as f64).sqrt();
+        report.q_null_mean = Some(mean);
+        report.q_null_std = Some(std);
+        report.z = Some(if std > 0.0 { (q - mean) / std } else { f64::INFINITY });
+        report.p = Some((1 + null.iter().filter(|&&s| s >= q).count()) as f64 / (null.len() + 1) as f64);
+    }
+    Ok(report)
+}

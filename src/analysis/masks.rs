@@ -1,0 +1,280 @@
+//! Metrics over binary masks (deterministic `l > 0`): kept fraction / sparsity, the study's
+//! dispersity, overlaps (IoU, IoMin) and the sharing matrix (`avr-seed-study.md` §5).
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::display::Table;
+use crate::masking::{shared_by_all, Mask};
+use crate::model::Params;
+use crate::{Error, Result};
+
+/// The sub-network a parameter belongs to (the study's colour groups).
+pub fn subnetwork(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+/// The study's short plot label of each parameter in order: V1…, A1…, FFR1…, R1…, L1… .
+pub fn study_labels(names: &[String]) -> Vec<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    names
+        .iter()
+        .map(|n| {
+            let prefix = match subnetwork(n) {
+                "vision" => "V",
+                "attr_net" => "A",
+                "ff_residual" => "FFR",
+                "rel_net" => "R",
+                "to_logit" => "L",
+                other => other,
+            };
+            let i = match counts.iter_mut().find(|(p, _)| p == prefix) {
+                Some((_, c)) => {
+                    *c += 1;
+                    *c
+                }
+                None => {
+                    counts.push((prefix.to_string(), 1));
+                    1
+                }
+            };
+            format!("{prefix}{i}")
+        })
+        .collect()
+}
+
+/// The study's per-tensor dispersity `v_t = (1/n) Σ_j ‖p_j − μ‖² / (‖μ‖² + 1e-12)` over the
+/// index coordinates `p_j` of the ones (0 for an empty mask).
+pub fn tensor_dispersity(binary: &Tensor) -> f64 {
+    let ones = binary.gt(0.0);
+    let positions = if ones.dim() == 0 { ones.reshape([1]).nonzero() } else { ones.nonzero() };
+    let n = positions.size()[0];
+    if n == 0 {
+        return 0.0;
+    }
+    let p = positions.to_kind(Kind::Double);
+    let mu = p.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let spread = (&p - &mu).square().sum(Kind::Double).double_value(&[]) / n as f64;
+    spread / (mu.square().sum(Kind::Double).double_value(&[]) + 1e-12)
+}
+
+/// One tensor's share of a mask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorStat {
+    pub name: String,
+    pub label: String,
+    pub kept: i64,
+    pub numel: i64,
+    pub dispersity: f64,
+}
+
+/// Size and spread of one mask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaskStats {
+    pub name: String,
+    pub kept: i64,
+    pub total: i64,
+    pub kept_fraction: f64,
+    /// Percent of zeros (the study's "sparsity").
+    pub sparsity: f64,
+    /// Mean of the per-tensor dispersities (the study's final metric).
+    pub dispersity: f64,
+    /// Sum of the per-tensor dispersities (the study's older "Dispersal").
+    pub dispersity_sum: f64,
+    pub per_tensor: Vec<TensorStat>,
+}
+
+/// Stats of the binary masks `binary` (0/1 tensors by name).
+pub fn binary_stats(name: &str, binary: &Params) -> MaskStats {
+    let labels = study_labels(binary.names());
+    let per_tensor: Vec<TensorStat> = binary
+        .iter()
+        .zip(labels)
+        .map(|((n, b), label)| TensorStat { name: n.to_string(), label, kept: b.gt(0.0).sum(Kind::Int64).int64_value(&[]), numel: b.numel() as i64, dispersity: tensor_dispersity(b) })
+        .collect();
+    let kept: i64 = per_tensor.iter().map(|t| t.kept).sum();
+    let total: i64 = per_tensor.iter().map(|t| t.numel).sum();
+    let dispersity_sum: f64 = per_tensor.iter().map(|t| t.dispersity).sum();
+    MaskStats {
+        name: name.to_string(),
+        kept,
+        total,
+        kept_fraction: kept as f64 / total.max(1) as f64,
+        sparsity: 100.0 * (total - kept) as f64 / total.max(1) as f64,
+        dispersity: dispersity_sum / per_tensor.len().max(1) as f64,
+        dispersity_sum,
+        per_tensor,
+    }
+}
+
+/// Stats of a mask's deterministic binary form.
+pub fn mask_stats(mask: &Mask) -> MaskStats {
+    binary_stats(&mask.name, &mask.binary())
+}
+
+impl MaskStats {
+    /// Kept scalars per sub-network: `(sub-network, kept, numel)` in order of appearance.
+    pub fn per_subnetwork(&self) -> Vec<(String, i64, i64)> {
+        let mut out: Vec<(String, i64, i64)> = Vec::new();
+        for t in &self.per_tensor {
+            let s = subnetwork(&t.name);
+            match out.iter_mut().find(|(n, _, _)| n == s) {
+                Some(e) => {
+                    e.1 += t.kept;
+                    e.2 += t.numel;
+                }
+                None => out.push((s.to_string(), t.kept, t.numel)),
+            }
+        }
+        out
+    }
+
+    /// Per-tensor table.
+    pub fn table(&self) -> Result<Table> {
+        let t = &self.per_tensor;
+        let df = df!(
+            "tensor" => t.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+            "label" => t.iter().map(|x| x.label.clone()).collect::<Vec<_>>(),
+            "kept" => t.iter().map(|x| x.kept).collect::<Vec<_>>(),
+            "numel" => t.iter().map(|x| x.numel).collect::<Vec<_>>(),
+            "kept_%" => t.iter().map(|x| 100.0 * x.kept as f64 / x.numel as f64).collect::<Vec<_>>(),
+            "dispersity" => t.iter().map(|x| x.dispersity).collect::<Vec<_>>()
+        )?;
+        Ok(Table::new(df).with_caption(format!("{}: kept {} of {} ({:.2} %), dispersity {:.4}", self.name, self.kept, self.total, 100.0 * self.kept_fraction, self.dispersity)))
+    }
+
+    pub fn evcxr_display(&self) {
+        match self.table() {
+            Ok(t) => t.evcxr_display(),
+            Err(_) => println!("{self:?}"),
+        }
+    }
+}
+
+/// A summary table of several masks: kept %, sparsity, dispersity, and kept % per sub-network.
+pub fn stats_table(stats: &[MaskStats]) -> Result<Table> {
+    let mut columns = vec![
+        Column::new("mask".into(), stats.iter().map(|s| s.name.clone()).collect::<Vec<_>>()),
+        Column::new("kept".into(), stats.iter().map(|s| s.kept).collect::<Vec<_>>()),
+        Column::new("kept_%".into(), stats.iter().map(|s| 100.0 * s.kept_fraction).collect::<Vec<_>>()),
+        Column::new("sparsity_%".into(), stats.iter().map(|s| s.sparsity).collect::<Vec<_>>()),
+        Column::new("dispersity".into(), stats.iter().map(|s| s.dispersity).collect::<Vec<_>>()),
+    ];
+    if let Some(first) = stats.first() {
+        for (i, (sub, _, _)) in first.per_subnetwork().iter().enumerate() {
+            let values: Vec<f64> = stats.iter().map(|s| s.per_subnetwork().get(i).map_or(f64::NAN, |e| 100.0 * e.1 as f64 / e.2 as f64)).collect();
+            columns.push(Column::new(format!("{sub}_%").into(), values));
+        }
+    }
+    Ok(Table::new(DataFrame::new_infer_height(columns)?))
+}
+
+/// How two masks' overlap is normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// `|A ∧ B| / min(|A|, |B|)` — the study's sharing metric.
+    IoMin,
+    /// `|A ∧ B| / |A ∨ B|`.
+    IoU,
+}
+
+impl Overlap {
+    pub fn parse(s: &str) -> Option<Overlap> {
+        match s.to_ascii_lowercase().as_str() {
+            "iomin" => Some(Overlap::IoMin),
+            "iou" => Some(Overlap::IoU),
+            _ => None,
+        }
+    }
+
+    fn of(self, both: i64, a: i64, b: i64) -> f64 {
+        let denominator = match self {
+            Overlap::IoMin => a.min(b),
+            Overlap::IoU => a + b - both,
+        };
+        if denominator == 0 { 0.0 } else { both as f64 / denominator as f64 }
+    }
+}
+
+/// Overlap per tensor and globally between two binary masks, in [0, 1].
+pub fn overlap(a: &Params, b: &Params, metric: Overlap) -> Result<(f64, Vec<(String, f64)>)> {
+    let (mut both_all, mut a_all, mut b_all) = (0, 0, 0);
+    let mut per_tensor = Vec::new();
+    for (name, ta) in a.iter() {
+        let tb = b.get(name)?;
+        let (ta, tb) = (ta.gt(0.0), tb.gt(0.0));
+        let both = ta.logical_and(&tb).sum(Kind::Int64).int64_value(&[]);
+        let (na, nb) = (ta.sum(Kind::Int64).int64_value(&[]), tb.sum(Kind::Int64).int64_value(&[]));
+        per_tensor.push((name.to_string(), metric.of(both, na, nb)));
+        both_all += both;
+        a_all += na;
+        b_all += nb;
+    }
+    Ok((metric.of(both_all, a_all, b_all), per_tensor))
+}
+
+/// Pairwise overlaps of N masks, in percent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharingMatrix {
+    pub names: Vec<String>,
+    /// `matrix[i][j]` in percent; symmetric.
+    pub matrix: Vec<Vec<f64>>,
+    pub metric: Overlap,
+    /// Whether the scalars kept by every mask were removed first (the study's preprocessing).
+    pub preprocessed: bool,
+    /// How many scalars all masks share.
+    pub shared_by_all: i64,
+}
+
+/// `a − (a ∧ common)` for 0/1 masks.
+fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
+    let mut out = Params::new();
+    for (name, t) in binary.iter() {
+        out.insert(name, t - t * common.get(name)?);
+    }
+    Ok(out)
+}
+
+/// The sharing matrix of `masks` (deterministic `l > 0`), optionally after removing the weights
+/// shared by all of them.
+pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Result<SharingMatrix> {
+    if masks.len() < 2 {
+        return Err(Error::Config("a sharing matrix needs at least two masks".into()));
+    }
+    let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
+    let common = shared_by_all(&binaries)?;
+    let shared: i64 = common.iter().map(|(_, t)| t.sum(Kind::Int64).int64_value(&[])).sum();
+    let binaries = if preprocess { binaries.iter().map(|b| remove_common(b, &common)).collect::<Result<Vec<_>>>()? } else { binaries };
+    let n = masks.len();
+    let mut matrix = vec![vec![100.0; n]; n];
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let v = 100.0 * overlap(&binaries[i], &binaries[j], metric)?.0;
+            matrix[i][j] = v;
+            matrix[j][i] = v;
+        }
+    }
+    Ok(SharingMatrix { names: masks.iter().map(|m| m.name.clone()).collect(), matrix, metric, preprocessed: preprocess, shared_by_all: shared })
+}
+
+impl SharingMatrix {
+    /// The value for the masks called `a` and `b`.
+    pub fn get(&self, a: &str, b: &str) -> Option<f64> {
+        let i = self.names.iter().position(|n| n == a)?;
+        let j = self.names.iter().position(|n| n == b)?;
+        Some(self.matrix[i][j])
+    }
+
+    /// As a table (one column per mask).
+    pub fn table(&self) -> Result<Table> {
+        let mut columns = vec![Column::new("mask".into(), self.names.clone())];
+        for (j, name) in self.names.iter().enumerate() {
+            columns.push(Column::new(name.as_str().into(), self.matrix.iter().map(|row| row[j]).collect::<Vec<_>>()));
+        }
+        let mut t = Table::new(DataFrame::new_infer_height(columns)?);
+        t.float_decimals = 2;
+        Ok(t.with_caption(format!("{:?} %{}", self.metric, if self.preprocessed { format!(", {} weights shared by all removed", self.shared_by_all) } else { String::new() })))
+    }
+}

@@ -1,0 +1,182 @@
+//! Folders of problem files and batches of them as tensors.
+//!
+//! Two layouts are recognised: the generators' `<config>/RAVEN_<k>_<split>.npz` (split from the
+//! file name) and the study's `<split>/<config>/RAVEN_<k>_<suffix>.npz` (split from the folder;
+//! the suffix is then meaningless, see `../shared/fixtures/README.md` §4.3).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::npz::{AvrProblem, CONFIGURATIONS, PANELS};
+use crate::{Error, Result};
+
+/// Dataset split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn parse(s: &str) -> Option<Split> {
+        match s {
+            "train" => Some(Split::Train),
+            "val" => Some(Split::Val),
+            "test" => Some(Split::Test),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+
+    /// The generators' split for problem index `k`: 0–5 train, 6–7 val, 8–9 test.
+    pub fn of_index(k: usize) -> Split {
+        match k % 10 {
+            0..=5 => Split::Train,
+            6 | 7 => Split::Val,
+            _ => Split::Test,
+        }
+    }
+}
+
+/// One problem file in a dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemFile {
+    pub path: PathBuf,
+    pub configuration: String,
+    pub split: Split,
+}
+
+/// A scanned folder of problem files (nothing is loaded until a batch asks for it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AvrDataset {
+    pub root: PathBuf,
+    /// Files sorted by path, so order never depends on the filesystem (a study bug).
+    pub files: Vec<ProblemFile>,
+}
+
+/// How problems become tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchOptions {
+    /// Transpose every panel (rows ↔ columns) as the study's loader did; its checkpoint and
+    /// masks need it (default false).
+    pub transpose_panels: bool,
+    /// Scale to f32 in [0, 1] (default true); false keeps u8.
+    pub to_unit_float: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions { transpose_panels: false, to_unit_float: true }
+    }
+}
+
+/// A batch: panels `(B, 16, H, W)`, targets `(B,)` i64, and where each problem came from.
+#[derive(Debug)]
+pub struct Batch {
+    pub images: Tensor,
+    pub targets: Tensor,
+    pub configurations: Vec<String>,
+    pub paths: Vec<PathBuf>,
+}
+
+fn split_from_file_name(name: &str) -> Option<Split> {
+    Split::parse(name.strip_suffix(".npz")?.rsplit('_').next()?)
+}
+
+impl AvrDataset {
+    /// Scans `root` in either layout. Errors if nothing is found.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        if !root.is_dir() {
+            return Err(Error::bad_file(&root, "dataset folder does not exist"));
+        }
+        let mut files = Vec::new();
+        for split in Split::ALL {
+            let dir = root.join(split.name());
+            if dir.is_dir() {
+                scan_configs(&dir, Some(split), &mut files)?;
+            }
+        }
+        scan_configs(&root, None, &mut files)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        if files.is_empty() {
+            return Err(Error::bad_file(&root, "no RAVEN_*.npz files in <config>/ or <split>/<config>/ folders"));
+        }
+        Ok(AvrDataset { root, files })
+    }
+
+    /// Only the files of the given splits (and, if given, configurations).
+    pub fn select(&self, splits: &[Split], configurations: Option<&[&str]>) -> AvrDataset {
+        let files = self.files.iter().filter(|f| splits.contains(&f.split) && configurations.is_none_or(|c| c.contains(&f.configuration.as_str()))).cloned().collect();
+        AvrDataset { root: self.root.clone(), files }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Loads problems `indices` as one batch on `device`.
+    pub fn batch(&self, indices: &[usize], options: BatchOptions, device: Device) -> Result<Batch> {
+        let problems = indices.iter().map(|&i| AvrProblem::read(&self.files[i].path)).collect::<Result<Vec<_>>>()?;
+        let side = problems.first().map(|p| p.side).unwrap_or(160);
+        if let Some(p) = problems.iter().position(|p| p.side != side) {
+            return Err(Error::bad_file(&self.files[indices[p]].path, format!("panel size {} differs from the batch's {side}", problems[p].side)));
+        }
+        let b = problems.len() as i64;
+        let mut pixels = Vec::with_capacity(problems.len() * PANELS * side * side);
+        for p in &problems {
+            pixels.extend_from_slice(&p.image);
+        }
+        let s = side as i64;
+        let mut images = Tensor::from_slice(&pixels).reshape([b, PANELS as i64, s, s]);
+        if options.transpose_panels {
+            images = images.transpose(2, 3).contiguous();
+        }
+        let images = if options.to_unit_float { images.to_kind(Kind::Float) / 255.0 } else { images };
+        let targets = Tensor::from_slice(&problems.iter().map(|p| p.target).collect::<Vec<_>>());
+        Ok(Batch {
+            images: images.to_device(device),
+            targets: targets.to_device(device),
+            configurations: indices.iter().map(|&i| self.files[i].configuration.clone()).collect(),
+            paths: indices.iter().map(|&i| self.files[i].path.clone()).collect(),
+        })
+    }
+}
+
+/// Adds `dir/<config>/RAVEN_*.npz` files; the split is `split` or taken from the file name.
+fn scan_configs(dir: &Path, split: Option<Split>, out: &mut Vec<ProblemFile>) -> Result<()> {
+    for config in CONFIGURATIONS {
+        let folder = dir.join(config);
+        if !folder.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&folder, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if !name.starts_with("RAVEN_") || !name.ends_with(".npz") {
+                continue;
+            }
+            let Some(split) = split.or_else(|| split_from_file_name(&name)) else { continue };
+            out.push(ProblemFile { path, configuration: config.to_string(), split });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,474 @@
+//! I-RAVEN / RAVEN problem files: `.npz` = an uncompressed ZIP of `.npy` members, exactly as the
+//! original generators write them (`numpy.savez`; `../shared/fixtures/README.md` §4.3).
+//!
+//! The reader accepts every stored (uncompressed) zip numpy writes, including zip64 extras; the
+//! writer reproduces the originals' layout: members in the order `target, predict, image,
+//! meta_matrix, meta_structure, meta_target, structure`, NPY format 1.0, `structure` as
+//! NUL-padded bytes `|S<n>`. Errors name the file and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::checkpoint::write_atomic;
+use crate::{Error, Result};
+
+/// Side of a panel in the original files.
+pub const PANEL_SIZE: usize = 160;
+/// Panels per problem: 8 context + 8 candidates.
+pub const PANELS: usize = 16;
+
+/// One Raven's progressive matrix as stored in an `.npz`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AvrProblem {
+    /// `(16, side, side)` uint8, row-major: panels 0–7 context, 8–15 candidates.
+    #[serde(skip)]
+    pub image: Vec<u8>,
+    /// Panel side in pixels (160 in the originals).
+    pub side: usize,
+    /// Index 0..7 of the correct candidate.
+    pub target: i64,
+    /// The generator's heuristic solver's answer.
+    pub predict: i64,
+    /// `(8, 9)` rule matrix.
+    pub meta_matrix: Vec<u8>,
+    /// `(9,)` OR of the `meta_matrix` rows.
+    pub meta_target: Vec<u8>,
+    /// Scene-tree tokens (`Scene`, `Singleton`, …, `/`).
+    pub structure: Vec<String>,
+    /// `(21,)` multi-hot structure code.
+    pub meta_structure: Vec<u8>,
+}
+
+/// Parsed NPY array: dtype descriptor, shape, raw C-order data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub descr: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl NpyArray {
+    fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// ZIP container
+// ------------------------------------------------------------------------------------------
+
+fn le16(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+fn le32(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+fn le64(b: &[u8], at: usize) -> usize {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+/// Members of a stored ZIP archive as `(name, bytes)`, in central-directory order.
+pub fn read_zip(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+    let bad = |m: String| Error::bad_file(path, m);
+    if bytes.len() < 22 || &bytes[..2] != b"PK" {
+        return Err(bad("not a zip archive (.npz files are zip archives of .npy members)".into()));
+    }
+    let eocd = (0..=bytes.len() - 22).rev().find(|&i| &bytes[i..i + 4] == b"PK\x05\x06").ok_or_else(|| bad("truncated zip: end-of-central-directory record not found".into()))?;
+    let mut entries = le16(bytes, eocd + 10);
+    let mut cd = le32(bytes, eocd + 16);
+    if (entries == 0xffff || cd == 0xffff_ffff) && eocd >= 20 && &bytes[eocd - 20..eocd - 16] == b"PK\x06\x07" {
+        let z64 = le64(bytes, eocd - 12);
+        if z64 + 56 > bytes.len() || &bytes[z64..z64 + 4] != b"PK\x06\x06" {
+            return Err(bad("broken zip64 end-of-central-directory".into()));
+        }
+        entries = le64(bytes, z64 + 32);
+        cd = le64(bytes, z64 + 48);
+    }
+    let mut members = Vec::with_capacity(entries);
+    let mut at = cd;
+    for _ in 0..entries {
+        if at + 46 > bytes.len() || &bytes[at..at + 4] != b"PK\x01\x02" {
+            return Err(bad("truncated or corrupt zip central directory".into()));
+        }
+        let method = le16(bytes, at + 10);
+        let mut size = le32(bytes, at + 20);
+        let name_len = le16(bytes, at + 28);
+        let extra_len = le16(bytes, at + 30);
+        let comment_len = le16(bytes, at + 32);
+        let mut local = le32(bytes, at + 42);
+        let name = String::from_utf8_lossy(&bytes[at + 46..at + 46 + name_len]).into_owned();
+        // zip64 extra field (id 1): original size, compressed size, local offset — only those
+        // whose 32-bit field is saturated, in that order.
+        let mut extra = at + 46 + name_len;
+        let extra_end = extra + extra_len;
+        while extra + 4 <= extra_end {
+            let (id, len) = (le16(bytes, extra), le16(bytes, extra + 2));
+            if id == 1 {
+                let mut f = extra + 4;
+                if le32(bytes, at + 24) == 0xffff_ffff {
+                    f += 8;
+                }
+                if size == 0xffff_ffff {
+                    size = le64(bytes, f);
+                    f += 8;
+                }
+                if local == 0xffff_ffff {
+                    local = le64(bytes, f);
+                }
+            }
+            extra += 4 + len;
+        }
+        if method != 0 {
+            return Err(bad(format!("member '{name}' is compressed (method {method}); only stored .npz (numpy.savez) is supported")));
+        }
+        if local + 30 > bytes.len() || &bytes[local..local + 4] != b"PK\x03\x04" {
+            return Err(bad(format!("member '{name}': local header missing (truncated file?)")));
+        }
+        let start = local + 30 + le16(bytes, local + 26) + le16(bytes, local + 28);
+        if start + size > bytes.len() {
+            return Err(bad(format!("member '{name}' is truncated: needs {size} bytes at offset {start}, file has {}", bytes.len())));
+        }
+        members.push((name, bytes[start..start + size].to_vec()));
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    Ok(members)
+}
+
+/// CRC-32 (IEEE), as ZIP requires.
+pub fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *e = c;
+        }
+        t
+    });
+    !data.iter().fold(!0u32, |c, &b| table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8))
+}
+
+/// A stored ZIP archive like Python's `zipfile` writes it (DOS time 1980-01-01, no extras).
+pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in members {
+        let offset = out.len() as u32;
+        let crc = crc32(data);
+        let header = |sig: &[u8], central: bool| {
+            let mut h = Vec::new();
+            h.extend_from_slice(sig);
+            if central {
+                h.extend_from_slice(&20u16.to_le_bytes()); // made by
+            }
+            h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            h.extend_from_slice(&0u16.to_le_bytes()); // flags
+            h.extend_from_slice(&0u16.to_le_bytes()); // stored
+            h.extend_from_slice(&0u16.to_le_bytes()); // time
+            h.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
+            h.extend_from_slice(&crc.to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&0u16.to_le_bytes()); // extra
+            if central {
+                h.extend_from_slice(&[0u8; 8]); // comment len, disk, internal attrs
+                h.extend_from_slice(&(0o600u32 << 16).to_le_bytes()); // external attrs
+                h.extend_from_slice(&offset.to_le_bytes());
+            }
+            h.extend_from_slice(name.as_bytes());
+            h
+        };
+        out.extend(header(b"PK\x03\x04", false));
+        out.extend_from_slice(data);
+        central.extend(header(b"PK\x01\x02", true));
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// NPY members
+// ------------------------------------------------------------------------------------------
+
+/// Parses one `.npy` member (format 1.0–3.0, C order).
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not an NPY array (bad magic)".into());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (le16(bytes, 8), 10),
+        2 | 3 => (le32(bytes, 8), 12),
+        v => return Err(format!("unsupported NPY version {v}")),
+    };
+    if start + header_len > bytes.len() {
+        return Err("truncated NPY header".into());
+    }
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| "NPY header is not text")?;
+    let value_of = |key: &str| -> std::result::Result<&str, String> {
+        let at = header.find(&format!("'{key}':")).ok_or(format!("NPY header lacks '{key}'"))?;
+        Ok(header[at + key.len() + 3..].trim_start())
+    };
+    let descr = value_of("descr")?;
+    let descr = descr.strip_prefix('\'').and_then(|d| d.split('\'').next()).ok_or("bad descr")?.to_string();
+    if value_of("fortran_order")?.starts_with("True") {
+        return Err("Fortran-ordered arrays are not supported".into());
+    }
+    let shape_text = value_of("shape")?;
+    let shape_text = shape_text.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("bad shape")?;
+    let shape = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<usize>().map_err(|_| format!("bad shape entry '{s}'"))).collect::<std::result::Result<Vec<_>, _>>()?;
+    let array = NpyArray { descr, shape, data: bytes[start + header_len..].to_vec() };
+    let item = item_size(&array.descr).ok_or(format!("unsupported dtype '{}'", array.descr))?;
+    if array.data.len() != array.numel() * item {
+        return Err(format!("data holds {} bytes, shape {:?} of '{}' needs {}", array.data.len(), array.shape, array.descr, array.numel() * item));
+    }
+    Ok(array)
+}
+
+fn item_size(descr: &str) -> Option<usize> {
+    let (kind, n) = descr.split_at(2);
+    let n: usize = n.parse().ok()?;
+    match kind {
+        "|u" | "|i" | "|b" => (n == 1).then_some(1),
+        "<i" | "<u" | "<f" => Some(n),
+        "|S" => Some(n),
+        "<U" => Some(4 * n),
+        _ => None,
+    }
+}
+
+/// An NPY 1.0 member with numpy's header layout (padded so data starts at a multiple of 64).
+pub fn write_npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape_text = match shape.len() {
+        0 => "()".to_string(),
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Problems
+// ------------------------------------------------------------------------------------------
+
+/// The member order of the original generators' files.
+const MEMBER_ORDER: [&str; 7] = ["target", "predict", "image", "meta_matrix", "meta_structure", "meta_target", "structure"];
+
+struct Members<'a> {
+    path: &'a Path,
+    members: Vec<(String, Vec<u8>)>,
+}
+
+impl Members<'_> {
+    fn array(&self, key: &str) -> Result<NpyArray> {
+        let bytes = self.members.iter().find(|(n, _)| n.strip_suffix(".npy") == Some(key)).map(|(_, b)| b).ok_or_else(|| Error::bad_file(self.path, format!("missing key '{key}'")))?;
+        parse_npy(bytes).map_err(|e| Error::bad_file(self.path, format!("key '{key}': {e}")))
+    }
+
+    /// An array of the expected dtype and shape.
+    fn expect(&self, key: &str, descrs: &[&str], shape: &[usize]) -> Result<NpyArray> {
+        let a = self.array(key)?;
+        if !descrs.contains(&a.descr.as_str()) {
+            return Err(Error::bad_file(self.path, format!("key '{key}' has dtype '{}', expected {}", a.descr, descrs.join(" or "))));
+        }
+        if a.shape != shape {
+            return Err(Error::bad_file(self.path, format!("key '{key}' has shape {:?}, expected {:?}", a.shape, shape)));
+        }
+        Ok(a)
+    }
+
+    fn scalar_i64(&self, key: &str) -> Result<i64> {
+        let a = self.expect(key, &["<i8"], &[])?;
+        Ok(i64::from_le_bytes(a.data[..8].try_into().unwrap()))
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        let a = self.array(key)?;
+        if a.shape.len() != 1 {
+            return Err(Error::bad_file(self.path, format!("key '{key}' has shape {:?}, expected one axis", a.shape)));
+        }
+        let n = a.shape[0];
+        let decode = |chunk: &[u8]| String::from_utf8_lossy(chunk).trim_end_matches('\0').to_string();
+        match &a.descr[..2] {
+            "|S" if n > 0 => Ok(a.data.chunks(a.data.len() / n).map(decode).collect()),
+            "<U" if n > 0 => Ok(a
+                .data
+                .chunks(a.data.len() / n)
+                .map(|c| c.chunks(4).filter_map(|u| char::from_u32(u32::from_le_bytes(u.try_into().unwrap()))).filter(|&c| c != '\0').collect())
+                .collect()),
+            _ if n == 0 => Ok(Vec::new()),
+            _ => Err(Error::bad_file(self.path, format!("key '{key}' has dtype '{}', expected strings (|S or <U)", a.descr))),
+        }
+    }
+}
+
+impl AvrProblem {
+    /// Reads a problem file; errors name the file and the offending key.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses the bytes of a problem file (`path` is only used in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let m = Members { path, members: read_zip(path, bytes)? };
+        let image = m.array("image")?;
+        if image.descr != "|u1" || image.shape.len() != 3 || image.shape[0] != PANELS || image.shape[1] != image.shape[2] {
+            return Err(Error::bad_file(path, format!("key 'image' has dtype '{}' shape {:?}, expected |u1 (16, H, H)", image.descr, image.shape)));
+        }
+        let problem = AvrProblem {
+            side: image.shape[1],
+            image: image.data,
+            target: m.scalar_i64("target")?,
+            predict: m.scalar_i64("predict")?,
+            meta_matrix: m.expect("meta_matrix", &["|u1"], &[8, 9])?.data,
+            meta_target: m.expect("meta_target", &["|u1"], &[9])?.data,
+            structure: m.strings("structure")?,
+            meta_structure: m.expect("meta_structure", &["|u1"], &[21])?.data,
+        };
+        if !(0..8).contains(&problem.target) {
+            return Err(Error::bad_file(path, format!("key 'target' is {}, expected 0..7", problem.target)));
+        }
+        Ok(problem)
+    }
+
+    /// The `.npz` bytes, laid out like the original generators' files.
+    pub fn to_npz_bytes(&self) -> Vec<u8> {
+        let width = self.structure.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let structure: Vec<u8> = self.structure.iter().flat_map(|s| {
+            let mut b = s.as_bytes().to_vec();
+            b.resize(width, 0);
+            b
+        }).collect();
+        let array = |key: &str| -> Vec<u8> {
+            match key {
+                "target" => write_npy("<i8", &[], &self.target.to_le_bytes()),
+                "predict" => write_npy("<i8", &[], &self.predict.to_le_bytes()),
+                "image" => write_npy("|u1", &[PANELS, self.side, self.side], &self.image),
+                "meta_matrix" => write_npy("|u1", &[8, 9], &self.meta_matrix),
+                "meta_structure" => write_npy("|u1", &[21], &self.meta_structure),
+                "meta_target" => write_npy("|u1", &[9], &self.meta_target),
+                _ => write_npy(&format!("|S{width}"), &[self.structure.len()], &structure),
+            }
+        };
+        let members: Vec<(String, Vec<u8>)> = MEMBER_ORDER.iter().map(|k| (format!("{k}.npy"), array(k))).collect();
+        let refs: Vec<(&str, Vec<u8>)> = members.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        write_zip(&refs)
+    }
+
+    /// Writes the problem atomically.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_npz_bytes())
+    }
+
+    /// Pixels of panel `i` (0..16), row-major.
+    pub fn panel(&self, i: usize) -> &[u8] {
+        let n = self.side * self.side;
+        &self.image[i * n..(i + 1) * n]
+    }
+
+    /// The configuration name derived from the scene tree (`center_single`, …).
+    pub fn configuration(&self) -> Option<&'static str> {
+        configuration_of(&self.structure)
+    }
+}
+
+/// The 7 configurations, named like the original folders.
+pub const CONFIGURATIONS: [&str; 7] = [
+    "center_single",
+    "distribute_four",
+    "distribute_nine",
+    "in_center_single_out_center_single",
+    "in_distribute_four_out_center_single",
+    "left_center_single_right_center_single",
+    "up_center_single_down_center_single",
+];
+
+/// Maps the `structure` tokens to a configuration folder name.
+pub fn configuration_of(structure: &[String]) -> Option<&'static str> {
+    let has = |t: &str| structure.iter().any(|s| s == t);
+    Some(if has("Left_Center_Single") {
+        "left_center_single_right_center_single"
+    } else if has("Up_Center_Single") {
+        "up_center_single_down_center_single"
+    } else if has("In_Distribute_Four") {
+        "in_distribute_four_out_center_single"
+    } else if has("In_Center_Single") {
+        "in_center_single_out_center_single"
+    } else if has("Distribute_Nine") {
+        "distribute_nine"
+    } else if has("Distribute_Four") {
+        "distribute_four"
+    } else if has("Center_Single") {
+        "center_single"
+    } else {
+        return None;
+    })
+}
+
+/// What `avr inspect --json` prints for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct NpzSummary {
+    pub path: PathBuf,
+    pub keys: Vec<String>,
+    pub dtypes: Vec<String>,
+    pub shapes: Vec<Vec<usize>>,
+    pub target: i64,
+    pub predict: i64,
+    pub configuration: Option<String>,
+}
+
+/// Keys, dtypes and shapes of every member plus the problem's labels.
+pub fn inspect(path: impl AsRef<Path>) -> Result<NpzSummary> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let problem = AvrProblem::from_bytes(path, &bytes)?;
+    let mut summary = NpzSummary { path: path.to_path_buf(), keys: vec![], dtypes: vec![], shapes: vec![], target: problem.target, predict: problem.predict, configuration: problem.configuration().map(str::to_string) };
+    for (name, data) in read_zip(path, &bytes)? {
+        let a = parse_npy(&data).map_err(|e| Error::bad_file(path, format!("key '{name}': {e}")))?;
+        summary.keys.push(name.trim_end_matches(".npy").to_string());
+        summary.dtypes.push(a.descr);
+        summary.shapes.push(a.shape);
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn npy_header_is_padded_like_numpy() {
+        let npy = write_npy("|u1", &[16, 160, 160], &vec![0u8; 16 * 160 * 160]);
+        assert_eq!(&npy[..8], b"\x93NUMPY\x01\x00");
+        assert_eq!(le16(&npy, 8) + 10, 128, "data must start at offset 128 like the originals");
+        let back = parse_npy(&npy).unwrap();
+        assert_eq!(back.shape, vec![16, 160, 160]);
+    }
+}

@@ -1,0 +1,23 @@
+//! Where the reference fixtures (`shared/fixtures`: the study's checkpoint, masks and datasets,
+//! original I-RAVEN/RAVEN problems) are on this machine.
+
+use std::path::{Path, PathBuf};
+
+/// `$AVR_FIXTURES`, else the first `shared/fixtures` beside the crate or one of its ancestors,
+/// else `/work/shared/fixtures`. `None` when none of them exists.
+pub fn fixtures_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("AVR_FIXTURES").map(PathBuf::from) {
+        return dir.is_dir().then_some(dir);
+    }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .map(|a| a.join("shared").join("fixtures"))
+        .chain(std::iter::once(PathBuf::from("/work/shared/fixtures")))
+        .find(|d| d.join("README.md").is_file())
+}
+
+/// Like [`fixtures_dir`] but an error that says how to point at the fixtures.
+pub fn require_fixtures() -> crate::Result<PathBuf> {
+    fixtures_dir().ok_or_else(|| crate::Error::Config("reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder".into()))
+}

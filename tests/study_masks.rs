@@ -1,0 +1,97 @@
+//! Known answers from the study's SCL_90 masks: kept fractions, accuracies under the mask (what
+//! PyTorch computes), and the preprocessed IoMin sharing matrix.
+
+use std::path::PathBuf;
+
+use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, tensor_dispersity, Overlap};
+use avr_modularity::data::dataset::BatchOptions;
+use avr_modularity::data::{AvrDataset, Split};
+use avr_modularity::fixtures::require_fixtures;
+use avr_modularity::masking::Mask;
+use avr_modularity::model::SclModel;
+use avr_modularity::train::eval::{evaluate, EvalOptions};
+use tch::{Device, Tensor};
+
+const SHAPES: [&str; 5] = ["circles", "triangles", "pentagon", "hexagon", "squares"];
+
+fn mask_file(level: &str, shape: &str) -> PathBuf {
+    let dir = require_fixtures().unwrap().join("seed/binary_masks").join(level).join(shape);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.remove(0)
+}
+
+fn scl90(shape: &str) -> Mask {
+    Mask::load_study(mask_file("SCL_90", shape)).unwrap()
+}
+
+#[test]
+fn scl90_kept_fractions_match_the_study() {
+    for (shape, want) in [("circles", 0.241606), ("triangles", 0.110595), ("squares", 0.346250), ("pentagon", 0.321320), ("hexagon", 0.089798)] {
+        let m = scl90(shape);
+        assert_eq!(m.name, format!("SCL_90/{shape}"));
+        let (kept, total) = m.kept();
+        assert_eq!(total, 199_838);
+        assert!((kept as f64 / total as f64 - want).abs() < 5e-7, "{shape}: {kept}/{total}");
+        assert_eq!(mask_stats(&m).kept, kept);
+    }
+}
+
+#[test]
+fn mask_metadata_is_read_from_inside_the_file() {
+    let m = Mask::load_study(mask_file("SCL_90", "squares")).unwrap();
+    assert_eq!(m.alpha, Some(1e-6));
+    assert_eq!(m.logits.len(), 44);
+}
+
+#[test]
+fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
+    let fixtures = require_fixtures().unwrap();
+    let model = SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
+    let opts = EvalOptions { batch: BatchOptions { transpose_panels: true, to_unit_float: true }, device: Device::Cpu, ..Default::default() };
+    let data = |name: &str| AvrDataset::open(fixtures.join("seed/datasets").join(name)).unwrap().select(&Split::ALL, None);
+    let originals = data("originals");
+    for (shape, task, (tc, tn), (oc, on)) in [("squares", "squares", (18, 24), (8, 24)), ("pentagon", "pentagon", (19, 24), (14, 24)), ("triangles", "triangles", (55, 70), (9, 24))] {
+        let mask = scl90(shape);
+        let t = evaluate(&model, Some(&mask), &data(task), &opts).unwrap();
+        let o = evaluate(&model, Some(&mask), &originals, &opts).unwrap();
+        assert_eq!((t.correct, t.n), (tc, tn), "{shape} task accuracy");
+        assert_eq!((o.correct, o.n), (oc, on), "{shape} originals accuracy");
+        // Inverted masks leave the model near chance (ties are common, so only loosely).
+        let inverted = evaluate(&model, Some(&mask), &data(task), &EvalOptions { invert_mask: true, ..opts }).unwrap();
+        assert!(inverted.accuracy < 0.5, "{shape}: inverted mask still at {:.2}", inverted.accuracy);
+    }
+}
+
+#[test]
+fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
+    let masks: Vec<Mask> = SHAPES.iter().map(|s| scl90(s)).collect();
+    let m = sharing_matrix(&masks, Overlap::IoMin, true).unwrap();
+    assert_eq!(m.shared_by_all, 11_812);
+    let want = [
+        ("circles", "triangles", 69.08),
+        ("circles", "pentagon", 75.83),
+        ("circles", "hexagon", 81.67),
+        ("circles", "squares", 76.82),
+        ("triangles", "pentagon", 78.37),
+        ("triangles", "hexagon", 21.08),
+        ("triangles", "squares", 82.97),
+        ("pentagon", "hexagon", 84.05),
+        ("pentagon", "squares", 74.97),
+        ("hexagon", "squares", 81.97),
+    ];
+    for (a, b, v) in want {
+        let got = m.get(&format!("SCL_90/{a}"), &format!("SCL_90/{b}")).unwrap();
+        assert!((got - v).abs() < 0.05, "{a}–{b}: {got:.2} vs {v}");
+    }
+    let raw = sharing_matrix(&masks, Overlap::IoU, false).unwrap();
+    assert!(raw.matrix[0][1] > 0.0 && raw.matrix[0][1] < 100.0);
+}
+
+#[test]
+fn dispersity_follows_the_study_formula_on_a_hand_computed_mask() {
+    // Ones at (0,0) and (2,2): μ = (1,1), spread = (2 + 2)/2 = 2, ‖μ‖² = 2 → v = 1.
+    let m = Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0., 1.]).reshape([3, 3]);
+    assert!((tensor_dispersity(&m) - 1.0).abs() < 1e-12);
+    assert_eq!(tensor_dispersity(&Tensor::zeros([4], (tch::Kind::Float, Device::Cpu))), 0.0);
+}
