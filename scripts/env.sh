@@ -7,7 +7,10 @@ export AVR_VENV="$AVR_CACHE/venv"
 export AVR_EVCXR_ROOT="$AVR_CACHE/evcxr-$AVR_EVCXR_VERSION"
 export LIBTORCH="$AVR_VENV/lib/python3.11/site-packages/torch"
 # libtorch_cpu.so needs libcudart/libcupti from the two small nvidia wheels (see README).
-export LD_LIBRARY_PATH="$LIBTORCH/lib:$AVR_VENV/lib/python3.11/site-packages/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The Rust std dylib is listed too: evcxr loads each cell's .so from a folder whose relative
+# RUNPATH to the toolchain is off by one level when EVCXR_TMPDIR is a persistent directory.
+AVR_RUST_STD_LIB="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/lib"
+export LD_LIBRARY_PATH="$LIBTORCH/lib:$AVR_VENV/lib/python3.11/site-packages/nvidia/cu13/lib:$AVR_RUST_STD_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Build outputs stay outside the clone so a fresh clone on a warm machine builds in seconds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AVR_CACHE/target}"
 export EVCXR_TMPDIR="${EVCXR_TMPDIR:-$AVR_CACHE/evcxr-tmp}"

@@ -2,8 +2,9 @@
 
 evcxr reports compile errors and crashed children as cell errors, but a panic (unless
 `preserve_vars_on_panic = false`) and a top-level `?` error only print to stderr and return
-"ok". So besides nbclient's CellExecutionError this runner scans every stderr stream for
-`panicked at` and `EVCXR_ERROR`, and every output for an `error` entry.
+"ok". So besides nbclient's CellExecutionError this runner scans every cell's stderr for
+`panicked at` and `EVCXR_ERROR`, every output for an `error` entry, and refuses code cells
+that use `?` at the top level (evcxr prints such an error and carries on; use `expect`).
 
 usage: run_notebooks.py [--out DIR] [--html] NOTEBOOK...
 Each executed notebook is written to DIR/<name>.ipynb (and DIR/<name>.html with --html).
@@ -15,6 +16,8 @@ import os
 import sys
 import time
 
+import re
+
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -22,19 +25,37 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 FAILURE_MARKERS = ("panicked at", "EVCXR_ERROR", "Subprocess terminated")
 
 
+TOP_LEVEL_QUESTION_MARK = re.compile(r"\?\s*(;|\)|\.|$)")
+
+
+def top_level_question_marks(source):
+    """Lines of a code cell that apply `?` outside any block (brace depth 0)."""
+    depth, found = 0, []
+    for line in source.splitlines():
+        code = re.sub(r'"(\\.|[^"\\])*"', '""', line.split("//")[0])
+        if depth == 0 and not code.lstrip().startswith(":") and TOP_LEVEL_QUESTION_MARK.search(code):
+            found.append(line.strip())
+        depth += code.count("{") - code.count("}")
+    return found
+
+
 def problems_in(nb):
     """Every sign of failure in an executed notebook, as (cell index, text)."""
     found = []
     for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            for line in top_level_question_marks(cell.source):
+                found.append((index, f"top-level `?` (evcxr swallows the error; use expect): {line}"))
+        stderr = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        lines = stderr.splitlines()
+        for n, line in enumerate(lines):
+            if any(marker in line for marker in FAILURE_MARKERS):
+                message = next((l.strip() for l in lines[n + 1 : n + 3] if l.strip()), "")
+                found.append((index, f"stderr: {line.strip()} {message}".strip()))
+                break
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 found.append((index, f"error {out.get('ename')}: {out.get('evalue')}"))
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                text = "".join(out.get("text", ""))
-                for marker in FAILURE_MARKERS:
-                    if marker in text:
-                        line = next(l for l in text.splitlines() if marker in l)
-                        found.append((index, f"stderr: {line.strip()}"))
     return found
 
 

@@ -88,7 +88,7 @@ impl Table {
             let _ = write!(html, "<th>{}</th>", escape_html(name.as_str()));
         }
         html.push_str("</tr></thead><tbody>");
-        let columns = self.df.get_columns();
+        let columns = self.df.columns();
         for row in 0..self.df.height() {
             html.push_str("<tr>");
             for column in columns {

@@ -15,7 +15,7 @@ fn planted_partition_gives_the_analytic_q_and_ncut_and_recovers_groups() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
     let report = analyse(&graph, &ModularityConfig { k: 4, ..Default::default() }).unwrap();
     assert!((report.q - 0.519230769).abs() < 1e-8, "Q = {}", report.q);
-    assert!((report.ncut - 0.923076923).abs() < 1e-8, "n-cut = {}", report.ncut);
+    assert!((report.ncut - 0.923076923).abs() < 1e-7, "n-cut = {}", report.ncut);
     // Same cluster ⇔ same planted group.
     let group = |node: usize| (node % 16) % 4;
     for i in 0..48 {

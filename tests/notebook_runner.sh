@@ -17,7 +17,7 @@ expect() { # expect <exit code> <notebook> <text that the report must contain>
   fi
 }
 expect 1 tests/notebooks/panics.ipynb "deliberate panic"
-expect 1 tests/notebooks/question_mark.ipynb "EVCXR_ERROR"
+expect 1 tests/notebooks/question_mark.ipynb "top-level \`?\`"
 expect 1 tests/notebooks/compile_error.ipynb "mismatched types"
 expect 1 tests/notebooks/no_config/panics_default_settings.ipynb "panicked at"
 expect 0 tests/notebooks/passes.ipynb "ok"

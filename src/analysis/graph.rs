@@ -141,7 +141,7 @@ pub struct ModularityReport {
 fn safe_sqrt_degrees(adjacency: &Tensor) -> Tensor {
     let d = adjacency.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
     let ones = Tensor::ones_like(&d);
-    d.gt(0.0).where_self(&d, &ones).sqrt()
+    d.where_self(&d.gt(0.0), &ones).sqrt()
 }
 
 /// The spectral embedding `Y = D^{-½} U_k` (`(N, k)`), `U_k` the k smallest eigenvectors of `L_sym`.

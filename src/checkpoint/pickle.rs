@@ -394,14 +394,9 @@ impl<'a> Machine<'a> {
                     self.stack.push(Value::Object { class });
                 }
                 b'b' => {
-                    // BUILD: state of an opaque object (the Adam optimiser) is dropped; a dict
-                    // target is updated like `__setstate__` would.
-                    let state = self.pop()?;
-                    let target = self.top()?.clone();
-                    if let (Value::Dict(_), Some(items)) = (&target, state.str_items()) {
-                        let flat = items.into_iter().flat_map(|(k, v)| [Value::Str(k), v]).collect();
-                        self.set_items(&target, flat)?;
-                    }
+                    // BUILD sets attributes (`__dict__`), e.g. a state dict's `_metadata` or the
+                    // Adam optimiser's state; none of them is data we read, so it is dropped.
+                    self.pop()?;
                 }
                 other => return self.err(format!("unsupported pickle opcode 0x{other:02x}")),
             }

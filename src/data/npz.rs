@@ -176,7 +176,7 @@ pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
             h.extend_from_slice(&(name.len() as u16).to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes()); // extra
             if central {
-                h.extend_from_slice(&[0u8; 8]); // comment len, disk, internal attrs
+                h.extend_from_slice(&[0u8; 6]); // comment len, disk, internal attrs
                 h.extend_from_slice(&(0o600u32 << 16).to_le_bytes()); // external attrs
                 h.extend_from_slice(&offset.to_le_bytes());
             }
@@ -366,9 +366,9 @@ impl AvrProblem {
                 "target" => write_npy("<i8", &[], &self.target.to_le_bytes()),
                 "predict" => write_npy("<i8", &[], &self.predict.to_le_bytes()),
                 "image" => write_npy("|u1", &[PANELS, self.side, self.side], &self.image),
-                "meta_matrix" => write_npy("|u1", &[8, 9], &self.meta_matrix),
-                "meta_structure" => write_npy("|u1", &[21], &self.meta_structure),
-                "meta_target" => write_npy("|u1", &[9], &self.meta_target),
+                "meta_matrix" => write_npy("|u1", &[8, self.meta_matrix.len() / 8], &self.meta_matrix),
+                "meta_structure" => write_npy("|u1", &[self.meta_structure.len()], &self.meta_structure),
+                "meta_target" => write_npy("|u1", &[self.meta_target.len()], &self.meta_target),
                 _ => write_npy(&format!("|S{width}"), &[self.structure.len()], &structure),
             }
         };

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use crate::checkpoint::StudyMask;
 use crate::model::Params;

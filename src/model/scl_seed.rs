@@ -95,7 +95,7 @@ impl SeedSclConfig {
         let head = 2 * convs; // Flatten at 2·convs − 1, Linear at 2·convs, ReLU, FFR at +2
         push(format!("vision.net.{head}.weight"), vec![d, flat], true);
         push(format!("vision.net.{head}.bias"), vec![d], true);
-        let mut ffr = |prefix: String, push: &mut dyn FnMut(String, Vec<i64>, bool)| {
+        let ffr = |prefix: String, push: &mut dyn FnMut(String, Vec<i64>, bool)| {
             push(format!("{prefix}.net.0.weight"), vec![4 * d, d], true);
             push(format!("{prefix}.net.0.bias"), vec![4 * d], true);
             push(format!("{prefix}.net.1.weight"), vec![4 * d], true);
