@@ -1,9 +1,20 @@
 //! `avr` — the command-line face of avr-modularity: every pipeline step for headless and
 //! cluster runs. Logic lives in the library; this file only parses arguments and prints.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Parser, Subcommand};
 
-use avr_modularity::session;
+use avr_modularity::analysis::graph::{analyse, ModularityConfig, WeightGraph};
+use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, Overlap};
+use avr_modularity::checkpoint::looks_like_pickle;
+use avr_modularity::data::dataset::BatchOptions;
+use avr_modularity::data::{inspect, AvrDataset, Split};
+use avr_modularity::masking::Mask;
+use avr_modularity::model::SclModel;
+use avr_modularity::plot::sharing_heatmap;
+use avr_modularity::train::eval::{evaluate, EvalOptions};
+use avr_modularity::{session, Error, Result};
 
 #[derive(Parser)]
 #[command(name = "avr", version, about = "Functional modularity of SCL on I-RAVEN")]
@@ -16,12 +27,93 @@ struct Cli {
 enum Command {
     /// Show the library version, libtorch device and thread settings.
     Info {
-        /// Seed applied to libtorch.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Keys, dtypes, shapes, target, predict and configuration of problem files.
+    Inspect {
+        files: Vec<PathBuf>,
+        /// One JSON object per file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy of a checkpoint (optionally under a mask) on a dataset folder.
+    Eval {
+        /// A checkpoint: the study's pickled `.ckpt` (detected by content).
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Dataset folder in either layout.
+        #[arg(long)]
+        data: PathBuf,
+        /// train, val, test or all.
+        #[arg(long, default_value = "all")]
+        split: String,
+        /// Transpose panels as the study's loader did (needed for its checkpoint).
+        #[arg(long)]
+        transpose_panels: bool,
+        /// Evaluate under this mask (the study's mask pickles).
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Use the inverted mask (1 − mask).
+        #[arg(long)]
+        invert_mask: bool,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mask statistics and sharing.
+    Mask {
+        #[command(subcommand)]
+        command: MaskCommand,
+    },
+    /// Graph modularity (spectral clustering, Newman Q, n-cut, shuffle null model).
+    Modularity {
+        /// The vision conv stack of an SCL checkpoint (channel graph, BatchNorm folded).
+        #[arg(long, conflicts_with = "weights")]
+        ckpt: Option<PathBuf>,
+        /// A safetensors file of an MLP: `layers.<i>.weight` tensors `[out, in]`, in order.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        gamma: f64,
+        #[arg(long, default_value_t = 0)]
+        shuffles: usize,
+        #[arg(long, default_value_t = 25)]
+        restarts: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaskCommand {
+    /// Kept fraction, sparsity, dispersity and per-tensor kept counts of each mask.
+    Stats {
+        masks: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pairwise overlap of masks in percent.
+    Sharing {
+        masks: Vec<PathBuf>,
+        /// iomin (the study's) or iou.
+        #[arg(long, default_value = "iomin")]
+        metric: String,
+        /// Remove the weights kept by every mask first (the study's preprocessing).
+        #[arg(long)]
+        preprocess: bool,
+        #[arg(long)]
+        json: bool,
+        /// Also write the heatmap as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -33,18 +125,126 @@ fn main() {
     }
 }
 
-fn run(cli: Cli) -> avr_modularity::Result<()> {
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { seed, json } => {
-            let s = session::setup(seed);
-            let cuda = tch::Cuda::is_available();
+        Command::Info { seed, json } => info(seed, json),
+        Command::Inspect { files, json } => inspect_files(&files, json),
+        Command::Eval { ckpt, data, split, transpose_panels, mask, invert_mask, batch, json } => {
+            let model = load_model(&ckpt)?;
+            let splits = parse_splits(&split)?;
+            let dataset = AvrDataset::open(&data)?.select(&splits, None);
+            let mask = mask.map(Mask::load_study).transpose()?;
+            let opts = EvalOptions { batch_size: batch, batch: BatchOptions { transpose_panels, to_unit_float: true }, invert_mask, ..Default::default() };
+            let report = evaluate(&model, mask.as_ref(), &dataset, &opts)?;
             if json {
-                let value = serde_json::json!({"session": s, "cuda_available": cuda});
-                println!("{value}");
+                println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);
             } else {
-                println!("avr-modularity {} · device {} · {} threads · CUDA available: {cuda}", s.crate_version, s.device, s.threads);
+                for (config, (c, n)) in &report.per_configuration {
+                    println!("{config:<40} {c:>5}/{n:<5} {:6.2} %", 100.0 * *c as f64 / *n as f64);
+                }
+                println!("{:<40} {:>5}/{:<5} {:6.2} %", "all", report.correct, report.n, 100.0 * report.accuracy);
+            }
+            Ok(())
+        }
+        Command::Mask { command: MaskCommand::Stats { masks, json } } => {
+            for path in masks {
+                let stats = mask_stats(&Mask::load_study(&path)?);
+                if json {
+                    println!("{}", serde_json::to_string(&stats).map_err(|e| Error::Config(e.to_string()))?);
+                } else {
+                    println!("{:<24} kept {:>7}/{} ({:6.2} %)  sparsity {:6.2} %  dispersity {:.4}", stats.name, stats.kept, stats.total, 100.0 * stats.kept_fraction, stats.sparsity, stats.dispersity);
+                }
+            }
+            Ok(())
+        }
+        Command::Mask { command: MaskCommand::Sharing { masks, metric, preprocess, json, svg } } => {
+            let metric = Overlap::parse(&metric).ok_or_else(|| Error::Config(format!("--metric {metric}: expected iomin or iou")))?;
+            let masks = masks.iter().map(Mask::load_study).collect::<Result<Vec<_>>>()?;
+            let m = sharing_matrix(&masks, metric, preprocess)?;
+            if let Some(svg) = svg {
+                sharing_heatmap(&m, None)?.save_svg(svg)?;
+            }
+            if json {
+                println!("{}", serde_json::json!({"names": m.names, "matrix": m.matrix, "metric": m.metric, "preprocessed": m.preprocessed, "shared_by_all": m.shared_by_all}));
+            } else {
+                println!("{}", m.table()?.df);
+            }
+            Ok(())
+        }
+        Command::Modularity { ckpt, weights, k, gamma, shuffles, restarts, seed, json } => {
+            let graph = match (ckpt, weights) {
+                (Some(ckpt), None) => load_model(&ckpt)?.vision_graph()?,
+                (None, Some(weights)) => mlp_graph_from_safetensors(&weights)?,
+                _ => return Err(Error::Config("give exactly one of --ckpt or --weights".into())),
+            };
+            let report = analyse(&graph, &ModularityConfig { k, gamma, restarts, shuffles, seed })?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);
+            } else {
+                println!("nodes {} (layers {:?}), k {k}, γ {gamma}: Q = {:.6}, n-cut = {:.6}", report.nodes, report.layer_sizes, report.q, report.ncut);
+                if let (Some(m), Some(s), Some(z), Some(p)) = (report.q_null_mean, report.q_null_std, report.z, report.p) {
+                    println!("null model ({shuffles} layer shuffles): Q = {m:.6} ± {s:.6}, z = {z:.2}, p = {p:.4}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn info(seed: u64, json: bool) -> Result<()> {
+    let s = session::setup(seed);
+    let cuda = tch::Cuda::is_available();
+    if json {
+        println!("{}", serde_json::json!({"session": s, "cuda_available": cuda}));
+    } else {
+        println!("avr-modularity {} · device {} · {} threads · CUDA available: {cuda}", s.crate_version, s.device, s.threads);
+    }
+    Ok(())
+}
+
+fn inspect_files(files: &[PathBuf], json: bool) -> Result<()> {
+    for f in files {
+        let s = inspect(f)?;
+        if json {
+            println!("{}", serde_json::to_string(&s).map_err(|e| Error::Config(e.to_string()))?);
+        } else {
+            println!("{}: {} target {} predict {}", f.display(), s.configuration.as_deref().unwrap_or("?"), s.target, s.predict);
+            for ((k, d), sh) in s.keys.iter().zip(&s.dtypes).zip(&s.shapes) {
+                println!("  {k:<15} {d:<6} {sh:?}");
             }
         }
     }
     Ok(())
+}
+
+fn parse_splits(split: &str) -> Result<Vec<Split>> {
+    if split == "all" {
+        return Ok(Split::ALL.to_vec());
+    }
+    split.split(',').map(|s| Split::parse(s).ok_or_else(|| Error::Config(format!("--split {s}: expected train, val, test or all")))).collect()
+}
+
+/// Checkpoints are told apart by content: the study's files are pickles.
+fn load_model(path: &Path) -> Result<SclModel> {
+    if looks_like_pickle(path) {
+        SclModel::from_study_checkpoint(path)
+    } else {
+        Err(Error::bad_file(path, "not a recognised checkpoint (expected the study's pickled .ckpt)"))
+    }
+}
+
+fn mlp_graph_from_safetensors(path: &Path) -> Result<WeightGraph> {
+    let tensors = tch::Tensor::read_safetensors(path).map_err(|e| Error::bad_file(path, e.to_string()))?;
+    let mut layers: Vec<(usize, tch::Tensor)> = tensors
+        .into_iter()
+        .filter_map(|(name, t)| {
+            let index = name.strip_prefix("layers.")?.strip_suffix(".weight")?.parse().ok()?;
+            Some((index, t))
+        })
+        .collect();
+    if layers.is_empty() {
+        return Err(Error::bad_file(path, "no `layers.<i>.weight` tensors"));
+    }
+    layers.sort_by_key(|(i, _)| *i);
+    WeightGraph::from_mlp(&layers.into_iter().map(|(_, t)| t).collect::<Vec<_>>())
 }

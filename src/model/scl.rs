@@ -67,6 +67,28 @@ impl SclModel {
         }
     }
 
+    /// The channel graph of the vision conv stack, BatchNorm folded (for graph modularity).
+    pub fn vision_graph(&self) -> Result<crate::analysis::WeightGraph> {
+        match &self.variant {
+            SclVariant::Seed(cfg) => {
+                let convs = cfg.conv_channels.len() - 1;
+                let layers = (0..convs)
+                    .map(|i| {
+                        let w = self.params.get(&format!("vision.net.{}.weight", 2 * i))?.shallow_clone();
+                        let bn = if i + 1 < convs {
+                            let bn = format!("vision.net.{}", 2 * i + 1);
+                            Some((self.params.get(&format!("{bn}.weight"))?.shallow_clone(), self.params.get(&format!("{bn}.running_var"))?.shallow_clone()))
+                        } else {
+                            None
+                        };
+                        Ok((w, bn))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                crate::analysis::WeightGraph::from_convs(&layers)
+            }
+        }
+    }
+
     /// A copy on `device`.
     pub fn to_device(&self, device: Device) -> SclModel {
         SclModel { variant: self.variant.clone(), params: self.params.to_device(device) }
