@@ -1,13 +1,11 @@
 //! Known answers for graph modularity (`graph-modularity.md` §5.5).
 
-use avr_modularity::analysis::graph::{analyse, modularity, ncut, ModularityConfig, WeightGraph};
+use avr_modularity::analysis::graph::{analyse, modularity, ncut, planted_mlp, ModularityConfig, WeightGraph};
 use tch::Tensor;
 
 /// 3 layers × 16 units, unit i in group i mod 4; weight a = 1 within a group, b = 0.1 across.
 fn planted() -> Vec<Tensor> {
-    let w: Vec<f32> = (0..16 * 16).map(|x| if (x / 16) % 4 == (x % 16) % 4 { 1.0 } else { 0.1 }).collect();
-    let w = Tensor::from_slice(&w).reshape([16, 16]);
-    vec![w.shallow_clone(), w]
+    planted_mlp(2, 16, 4, 1.0, 0.1)
 }
 
 #[test]

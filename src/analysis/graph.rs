@@ -94,6 +94,14 @@ impl WeightGraph {
     }
 }
 
+/// A planted-partition MLP: `layers` weight matrices of `width × width`, unit `i` in group
+/// `i mod groups`, weight `a` within a group and `b` across (the spec's known-answer graph).
+pub fn planted_mlp(layers: usize, width: usize, groups: usize, a: f32, b: f32) -> Vec<Tensor> {
+    let w: Vec<f32> = (0..width * width).map(|x| if (x / width) % groups == (x % width) % groups { a } else { b }).collect();
+    let w = Tensor::from_slice(&w).reshape([width as i64, width as i64]);
+    (0..layers).map(|_| w.shallow_clone()).collect()
+}
+
 /// Settings of [`analyse`] with documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModularityConfig {
@@ -154,16 +162,37 @@ pub fn spectral_embedding(adjacency: &Tensor, k: usize) -> Result<Tensor> {
     Ok(vectors.narrow(1, 0, k.min(n as usize) as i64) * inv_sqrt.unsqueeze(1))
 }
 
+/// Points stored row-major in one buffer (cache-friendly k-means).
+struct Points<'a> {
+    data: &'a [f64],
+    dim: usize,
+}
+
+impl Points<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+    fn row(&self, i: usize) -> &[f64] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
 /// k-means++ (greedy, `2 + ⌊ln k⌋` candidates) + Lloyd, best of `restarts` by inertia.
-pub fn kmeans(points: &[Vec<f64>], k: usize, restarts: usize, rng: &mut Rng) -> Vec<usize> {
+/// `data` holds `n` points of `dim` coordinates, row-major.
+pub fn kmeans(data: &[f64], dim: usize, k: usize, restarts: usize, rng: &mut Rng) -> Vec<usize> {
+    let points = Points { data, dim };
     let n = points.len();
     if k >= n {
         return (0..n).collect();
     }
     let mut best: Option<(f64, Vec<usize>)> = None;
     for _ in 0..restarts.max(1) {
-        let centres = kmeans_pp(points, k, rng);
-        let (inertia, labels) = lloyd(points, centres);
+        let centres = kmeans_pp(&points, k, rng);
+        let (inertia, labels) = lloyd(&points, centres);
         if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
             best = Some((inertia, labels));
         }
@@ -171,18 +200,17 @@ pub fn kmeans(points: &[Vec<f64>], k: usize, restarts: usize, rng: &mut Rng) -> 
     best.unwrap().1
 }
 
-fn dist2(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn kmeans_pp(points: &[Vec<f64>], k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
+fn kmeans_pp(points: &Points, k: usize, rng: &mut Rng) -> Vec<f64> {
     let n = points.len();
     let trials = 2 + (k as f64).ln().floor() as usize;
-    let mut centres = vec![points[rng.below(n)].clone()];
-    let mut closest: Vec<f64> = points.iter().map(|p| dist2(p, &centres[0])).collect();
-    while centres.len() < k {
+    let first = rng.below(n);
+    let mut centres = points.row(first).to_vec();
+    let mut closest: Vec<f64> = (0..n).map(|i| dist2(points.row(i), points.row(first))).collect();
+    let mut updated = vec![0.0; n];
+    let mut best_updated = vec![0.0; n];
+    for _ in 1..k {
         let total: f64 = closest.iter().sum();
-        let mut best: Option<(f64, usize, Vec<f64>)> = None;
+        let mut best: Option<(f64, usize)> = None;
         for _ in 0..trials {
             let candidate = if total > 0.0 {
                 let mut target = rng.uniform() * total;
@@ -193,55 +221,63 @@ fn kmeans_pp(points: &[Vec<f64>], k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
             } else {
                 rng.below(n)
             };
-            let updated: Vec<f64> = points.iter().zip(&closest).map(|(p, &c)| c.min(dist2(p, &points[candidate]))).collect();
-            let potential: f64 = updated.iter().sum();
-            if best.as_ref().is_none_or(|(b, _, _)| potential < *b) {
-                best = Some((potential, candidate, updated));
+            let c = points.row(candidate);
+            let mut potential = 0.0;
+            for i in 0..n {
+                updated[i] = closest[i].min(dist2(points.row(i), c));
+                potential += updated[i];
+            }
+            if best.is_none_or(|(b, _)| potential < b) {
+                best = Some((potential, candidate));
+                std::mem::swap(&mut updated, &mut best_updated);
             }
         }
-        let (_, chosen, updated) = best.unwrap();
-        centres.push(points[chosen].clone());
-        closest = updated;
+        let (_, chosen) = best.unwrap();
+        centres.extend_from_slice(points.row(chosen));
+        std::mem::swap(&mut closest, &mut best_updated);
     }
     centres
 }
 
-fn lloyd(points: &[Vec<f64>], mut centres: Vec<Vec<f64>>, ) -> (f64, Vec<usize>) {
-    let (n, k, dim) = (points.len(), centres.len(), points[0].len());
+fn lloyd(points: &Points, mut centres: Vec<f64>) -> (f64, Vec<usize>) {
+    let (n, dim) = (points.len(), points.dim);
+    let k = centres.len() / dim;
     let mut labels = vec![usize::MAX; n];
+    let nearest = |p: &[f64], centres: &[f64]| (0..k).map(|c| (dist2(p, &centres[c * dim..(c + 1) * dim]), c)).min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
     for _ in 0..300 {
         let mut changed = false;
-        for (i, p) in points.iter().enumerate() {
-            let c = (0..k).min_by(|&a, &b| dist2(p, &centres[a]).total_cmp(&dist2(p, &centres[b]))).unwrap();
-            changed |= labels[i] != c;
-            labels[i] = c;
+        for (i, label) in labels.iter_mut().enumerate() {
+            let (_, c) = nearest(points.row(i), &centres);
+            changed |= *label != c;
+            *label = c;
         }
         if !changed {
             break;
         }
-        let mut sums = vec![vec![0.0; dim]; k];
+        let mut sums = vec![0.0; k * dim];
         let mut counts = vec![0usize; k];
-        for (p, &c) in points.iter().zip(&labels) {
+        for (i, &c) in labels.iter().enumerate() {
             counts[c] += 1;
-            sums[c].iter_mut().zip(p).for_each(|(s, x)| *s += x);
+            sums[c * dim..(c + 1) * dim].iter_mut().zip(points.row(i)).for_each(|(s, x)| *s += x);
         }
         for c in 0..k {
             if counts[c] > 0 {
-                centres[c] = sums[c].iter().map(|s| s / counts[c] as f64).collect();
+                for d in 0..dim {
+                    centres[c * dim + d] = sums[c * dim + d] / counts[c] as f64;
+                }
             }
         }
     }
-    let inertia = points.iter().zip(&labels).map(|(p, &c)| dist2(p, &centres[c])).sum();
+    let inertia = (0..n).map(|i| nearest(points.row(i), &centres).0).sum();
     (inertia, labels)
 }
 
 /// Spectral clustering of a graph into `k` clusters (labels layer-major).
 pub fn spectral_clustering(adjacency: &Tensor, k: usize, restarts: usize, rng: &mut Rng) -> Result<Vec<usize>> {
     let y = spectral_embedding(adjacency, k)?;
-    let (n, d) = (y.size()[0] as usize, y.size()[1] as usize);
+    let dim = y.size()[1] as usize;
     let flat: Vec<f64> = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;
-    let points: Vec<Vec<f64>> = (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect();
-    Ok(kmeans(&points, k, restarts, rng))
+    Ok(kmeans(&flat, dim, k, restarts, rng))
 }
 
 /// Per-cluster intra weight (ordered pairs) and volume.

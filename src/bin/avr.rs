@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: MaskCommand,
     },
+    /// Benchmarks (figures go to BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Graph modularity (spectral clustering, Newman Q, n-cut, shuffle null model).
     Modularity {
         /// The vision conv stack of an SCL checkpoint (channel graph, BatchNorm folded).
@@ -87,6 +92,21 @@ enum Command {
         restarts: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
+    Modularity {
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 8)]
+        k: usize,
+        #[arg(long, default_value_t = 25)]
+        restarts: usize,
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +189,18 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{}", m.table()?.df);
             }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Modularity { nodes, k, restarts, json } } => {
+            session::setup(0);
+            // 5 layers of width nodes/5, k planted groups.
+            let width = (nodes / 5).max(k);
+            let graph = WeightGraph::from_mlp(&avr_modularity::analysis::graph::planted_mlp(4, width, k, 1.0, 0.1))?;
+            let start = std::time::Instant::now();
+            let report = analyse(&graph, &ModularityConfig { k, restarts, ..Default::default() })?;
+            let seconds = start.elapsed().as_secs_f64();
+            let value = serde_json::json!({"bench": "modularity", "nodes": report.nodes, "k": k, "restarts": restarts, "seconds": seconds, "q": report.q, "threads": tch::get_num_threads()});
+            if json { println!("{value}") } else { println!("modularity: {} nodes, k {k}, {restarts} k-means restarts: {seconds:.2} s (Q = {:.4})", report.nodes, report.q) }
             Ok(())
         }
         Command::Modularity { ckpt, weights, k, gamma, shuffles, restarts, seed, json } => {
