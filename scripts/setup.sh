@@ -31,6 +31,7 @@ if [ ! -x "$AVR_EVCXR_ROOT/bin/evcxr_jupyter" ]; then
   log "building evcxr_jupyter $AVR_EVCXR_VERSION (15-25 min once; cached in $AVR_EVCXR_ROOT)"
   CARGO_TARGET_DIR="$AVR_CACHE/evcxr-build-target" \
     cargo install --locked evcxr_jupyter --version "$AVR_EVCXR_VERSION" --root "$AVR_EVCXR_ROOT"
+  rm -rf "$AVR_CACHE/evcxr-build-target"   # only needed to resume a killed build
 fi
 
 # --- the `rust` kernelspec inside the venv, with libtorch's environment ---------------------

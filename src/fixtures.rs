@@ -21,3 +21,22 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 pub fn require_fixtures() -> crate::Result<PathBuf> {
     fixtures_dir().ok_or_else(|| crate::Error::Config("reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder".into()))
 }
+
+/// The study's shape tasks, in the order of its sharing-matrix figures.
+pub const STUDY_SHAPES: [&str; 5] = ["circles", "triangles", "pentagon", "hexagon", "squares"];
+
+/// The study's masks of one level (`SCL_50`, `SCL_70`, `SCL_90`), one per shape in
+/// [`STUDY_SHAPES`] order (the first file of each shape folder, as the study's analysis took).
+pub fn study_masks(level: &str) -> crate::Result<Vec<crate::masking::Mask>> {
+    let root = require_fixtures()?.join("seed/binary_masks").join(level);
+    STUDY_SHAPES
+        .iter()
+        .map(|shape| {
+            let dir = root.join(shape);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).map_err(|e| crate::Error::io(&dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            let first = files.into_iter().next().ok_or_else(|| crate::Error::bad_file(&dir, "no mask file"))?;
+            crate::masking::Mask::load_study(first)
+        })
+        .collect()
+}

@@ -12,7 +12,6 @@ use avr_modularity::model::SclModel;
 use avr_modularity::train::eval::{evaluate, EvalOptions};
 use tch::{Device, Tensor};
 
-const SHAPES: [&str; 5] = ["circles", "triangles", "pentagon", "hexagon", "squares"];
 
 fn mask_file(level: &str, shape: &str) -> PathBuf {
     let dir = require_fixtures().unwrap().join("seed/binary_masks").join(level).join(shape);
@@ -65,7 +64,7 @@ fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
 
 #[test]
 fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
-    let masks: Vec<Mask> = SHAPES.iter().map(|s| scl90(s)).collect();
+    let masks = avr_modularity::fixtures::study_masks("SCL_90").unwrap();
     let m = sharing_matrix(&masks, Overlap::IoMin, true).unwrap();
     assert_eq!(m.shared_by_all, 11_812);
     let want = [

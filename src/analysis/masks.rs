@@ -260,6 +260,13 @@ pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Resu
 }
 
 impl SharingMatrix {
+    pub fn evcxr_display(&self) {
+        match self.table() {
+            Ok(t) => t.evcxr_display(),
+            Err(_) => println!("{self:?}"),
+        }
+    }
+
     /// The value for the masks called `a` and `b`.
     pub fn get(&self, a: &str, b: &str) -> Option<f64> {
         let i = self.names.iter().position(|n| n == a)?;
