@@ -64,3 +64,21 @@ pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<
     }
     Ok(Figure::new(title, svg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Overlap;
+
+    #[test]
+    fn heatmap_svg_has_title_labels_annotations_and_colour_bar() {
+        let m = SharingMatrix { names: vec!["L/circles".into(), "L/squares".into()], matrix: vec![vec![100.0, 42.25], vec![42.25, 100.0]], metric: Overlap::IoMin, preprocessed: true, shared_by_all: 7 };
+        let fig = sharing_heatmap(&m, Some(87.5)).unwrap();
+        let texts: Vec<&str> = fig.svg.lines().map(str::trim).collect();
+        for t in ["Model accuracy: 87.5 % — IoMin (preprocessed)", "circles", "squares", "42.2", "100.0", "%"] {
+            assert!(texts.contains(&t), "missing {t}");
+        }
+        // 4 cells + 100 colour-bar steps, at least.
+        assert!(fig.svg.matches("<rect").count() >= 104);
+    }
+}
