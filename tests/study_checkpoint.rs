@@ -35,7 +35,7 @@ fn study_checkpoint_has_the_documented_kwargs_keys_and_epoch() {
 fn seed_variant_has_199838_trainable_parameters_with_study_names() {
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
     assert_eq!(model.num_trainable(), 199_838);
-    let SclVariant::Seed(cfg) = &model.variant;
+    let SclVariant::Seed(cfg) = &model.variant else { panic!("seed variant expected") };
     let trainable: Vec<_> = cfg.param_specs().into_iter().filter(|s| s.trainable).collect();
     assert_eq!(trainable.len(), 44);
     assert_eq!(trainable[18].name, "vision.net.10.weight");
@@ -61,7 +61,7 @@ fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
 fn sixteen_encode_path_equals_the_studys_72_encode_path() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
-    let SclVariant::Seed(cfg) = &model.variant;
+    let SclVariant::Seed(cfg) = &model.variant else { panic!("seed variant expected") };
     let data = AvrDataset::open(fixtures.join("iraven")).unwrap();
     let batch = data.batch(&[0, 7, 20], transposed().batch, Device::Cpu).unwrap();
     let (fast, slow) = tch::no_grad(|| {

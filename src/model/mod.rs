@@ -2,12 +2,16 @@
 //! can substitute masked (or K-batched) weights without touching model code. Parameter names
 //! are the PyTorch state-dict keys.
 
+pub mod init;
 pub mod layers;
 pub mod params;
+pub mod scl_official;
 pub mod scl_seed;
 
 pub use layers::BnMode;
 pub use params::{check_params, ParamSpec, Params};
+pub use init::init_params;
+pub use scl_official::OfficialSclConfig;
 pub use scl_seed::SeedSclConfig;
 pub mod scl;
 

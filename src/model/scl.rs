@@ -2,6 +2,7 @@
 
 use tch::{Device, Tensor};
 
+use super::scl_official::{self, OfficialSclConfig};
 use super::scl_seed::{self, SeedSclConfig};
 use super::{check_params, BnMode, Params};
 use crate::checkpoint::StudyCheckpoint;
@@ -12,6 +13,8 @@ use crate::{Error, Result};
 pub enum SclVariant {
     /// lucidrains' SCL as used by the study (loads its checkpoint).
     Seed(SeedSclConfig),
+    /// dhh1995/SCL, the default for new training.
+    Official(OfficialSclConfig),
 }
 
 /// An SCL model: architecture + named parameters (weights and BN buffers).
@@ -45,6 +48,7 @@ impl SclModel {
     pub fn image_size(&self) -> i64 {
         match &self.variant {
             SclVariant::Seed(c) => c.image_size,
+            SclVariant::Official(c) => c.image_size,
         }
     }
 
@@ -52,6 +56,7 @@ impl SclModel {
     pub fn logits_with(&self, params: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
         match &self.variant {
             SclVariant::Seed(cfg) => scl_seed::forward(cfg, params, x, bn),
+            SclVariant::Official(cfg) => scl_official::forward(cfg, params, x, bn),
         }
     }
 
@@ -60,11 +65,24 @@ impl SclModel {
         self.logits_with(&self.params, x, bn)
     }
 
+    /// Every parameter and buffer of the architecture.
+    pub fn param_specs(&self) -> Vec<super::ParamSpec> {
+        match &self.variant {
+            SclVariant::Seed(cfg) => cfg.param_specs(),
+            SclVariant::Official(cfg) => cfg.param_specs(),
+        }
+    }
+
+    /// A freshly initialised model (PyTorch defaults), reproducible for `seed`.
+    pub fn init(variant: SclVariant, seed: u64, device: Device) -> Self {
+        let model = SclModel { variant, params: Params::new() };
+        let params = super::init_params(&model.param_specs(), seed, device);
+        SclModel { params, ..model }
+    }
+
     /// Number of trainable scalars.
     pub fn num_trainable(&self) -> i64 {
-        match &self.variant {
-            SclVariant::Seed(cfg) => cfg.param_specs().iter().filter(|s| s.trainable).map(|s| s.shape.iter().product::<i64>()).sum(),
-        }
+        self.param_specs().iter().filter(|s| s.trainable).map(|s| s.shape.iter().product::<i64>()).sum()
     }
 
     /// The channel graph of the vision conv stack, BatchNorm folded (for graph modularity).
@@ -82,6 +100,15 @@ impl SclModel {
                             None
                         };
                         Ok((w, bn))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                crate::analysis::WeightGraph::from_convs(&layers)
+            }
+            SclVariant::Official(cfg) => {
+                let layers = (0..cfg.channels.len())
+                    .map(|i| {
+                        let bn = format!("visual.bn.{i}");
+                        Ok((self.params.get(&format!("visual.conv.{i}.weight"))?.shallow_clone(), Some((self.params.get(&format!("{bn}.weight"))?.shallow_clone(), self.params.get(&format!("{bn}.running_var"))?.shallow_clone()))))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 crate::analysis::WeightGraph::from_convs(&layers)

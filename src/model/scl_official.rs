@@ -1,0 +1,171 @@
+//! SCL, `official` variant: Wu et al., "The Scattering Compositional Learner" (dhh1995/SCL,
+//! README command), the default for new training: stronger and much cheaper than `seed`.
+//!
+//! - perception (`visual.*`): 4 × [conv 3×3 s2 → BatchNorm → ReLU] (16-16-32-32 channels), a
+//!   per-channel spatial `Linear(h·w → 80)` shared by all channels, scattering into 10 groups of
+//!   32 channels × 8 positions (channel-major, 256 values), a shared MLP 256→128→8 and an
+//!   FCResBlock(8) per group;
+//! - relational (`rel.*`): FCResBlock(80) per panel, then for each of the 8 candidate sets and
+//!   each of the 80 attributes, 5 expert MLPs 9→64→32→1 (+ FCResBlock(1)), softmax over experts;
+//! - scorer (`scorer.*`): MLP 400→128→1 per candidate.
+//!
+//! 137,286 parameters at 160×160, 131,286 at 80×80. Names are ours (the official code's module
+//! tree is not in the fixtures); they follow its structure.
+//!
+//! # Shapes
+//! Input `(B, 16, H, W)` float in [0, 1]; the official model reads raw 0–255 pixels, so the
+//! forward pass scales by 255 first. Output logits `(B, 8)`.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::layers::{batch_norm, conv_s2, layer_norm, linear, BnMode};
+use super::{ParamSpec, Params};
+use crate::{Error, Result};
+
+/// Hyper-parameters of the official SCL (README values as defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfficialSclConfig {
+    /// Panel side in pixels (default 80; the README command's argparse default is 160).
+    pub image_size: i64,
+    /// Conv channels after each block (default `[16, 16, 32, 32]`).
+    pub channels: Vec<i64>,
+    /// Panel embedding width = groups × group output (default 80).
+    pub features: i64,
+    /// Attribute groups (default 10).
+    pub groups: i64,
+    /// Hidden width of the attribute MLP (default 128).
+    pub attr_hidden: i64,
+    /// Number of relation experts (default 5).
+    pub experts: i64,
+    /// Hidden widths of each expert MLP (default `[64, 32]`).
+    pub expert_hidden: Vec<i64>,
+    /// Hidden width of the scorer (default 128).
+    pub scorer_hidden: i64,
+}
+
+impl Default for OfficialSclConfig {
+    fn default() -> Self {
+        OfficialSclConfig { image_size: 80, channels: vec![16, 16, 32, 32], features: 80, groups: 10, attr_hidden: 128, experts: 5, expert_hidden: vec![64, 32], scorer_hidden: 128 }
+    }
+}
+
+fn linear_spec(out: &mut Vec<ParamSpec>, name: &str, d_in: i64, d_out: i64) {
+    out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![d_out, d_in], trainable: true });
+    out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![d_out], trainable: true });
+}
+
+fn norm_spec(out: &mut Vec<ParamSpec>, name: &str, d: i64, running: bool) {
+    out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![d], trainable: true });
+    out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![d], trainable: true });
+    if running {
+        out.push(ParamSpec { name: format!("{name}.running_mean"), shape: vec![d], trainable: false });
+        out.push(ParamSpec { name: format!("{name}.running_var"), shape: vec![d], trainable: false });
+    }
+}
+
+/// FCResBlock(d): `ln_in`, `fc1`, `ln_out`, `fc2`.
+fn res_block_spec(out: &mut Vec<ParamSpec>, name: &str, d: i64) {
+    norm_spec(out, &format!("{name}.ln_in"), d, false);
+    linear_spec(out, &format!("{name}.fc1"), d, d);
+    norm_spec(out, &format!("{name}.ln_out"), d, false);
+    linear_spec(out, &format!("{name}.fc2"), d, d);
+}
+
+/// `y = x + fc2(relu(ln_out(fc1(relu(ln_in(x))))))` on the last axis.
+fn res_block(p: &Params, name: &str, x: &Tensor) -> Result<Tensor> {
+    let h = layer_norm(p, &format!("{name}.ln_in"), x)?.relu();
+    let h = linear(p, &format!("{name}.fc1"), &h)?;
+    let h = layer_norm(p, &format!("{name}.ln_out"), &h)?.relu();
+    Ok(x + linear(p, &format!("{name}.fc2"), &h)?)
+}
+
+impl OfficialSclConfig {
+    /// Spatial side after the conv blocks: `(h + 1) / 2` per block.
+    pub fn conv_out_side(&self) -> i64 {
+        self.channels.iter().fold(self.image_size, |s, _| (s + 1) / 2)
+    }
+
+    fn group_out(&self) -> i64 {
+        self.features / self.groups
+    }
+
+    /// Every parameter and buffer, in order.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut s = Vec::new();
+        let mut c_in = 1;
+        for (i, &c) in self.channels.iter().enumerate() {
+            s.push(ParamSpec { name: format!("visual.conv.{i}.weight"), shape: vec![c, c_in, 3, 3], trainable: true });
+            s.push(ParamSpec { name: format!("visual.conv.{i}.bias"), shape: vec![c], trainable: true });
+            norm_spec(&mut s, &format!("visual.bn.{i}"), c, true);
+            c_in = c;
+        }
+        let side = self.conv_out_side();
+        linear_spec(&mut s, "visual.spatial", side * side, self.features);
+        let group_in = c_in * self.group_out();
+        linear_spec(&mut s, "visual.attr_mlp.0", group_in, self.attr_hidden);
+        linear_spec(&mut s, "visual.attr_mlp.1", self.attr_hidden, self.group_out());
+        res_block_spec(&mut s, "visual.attr_res", self.group_out());
+        res_block_spec(&mut s, "rel.res", self.features);
+        for e in 0..self.experts {
+            let mut d = 9;
+            for (j, &h) in self.expert_hidden.iter().enumerate() {
+                linear_spec(&mut s, &format!("rel.experts.{e}.mlp.{j}"), d, h);
+                d = h;
+            }
+            linear_spec(&mut s, &format!("rel.experts.{e}.mlp.{}", self.expert_hidden.len()), d, 1);
+            res_block_spec(&mut s, &format!("rel.experts.{e}.res"), 1);
+        }
+        linear_spec(&mut s, "scorer.0", self.features * self.experts, self.scorer_hidden);
+        linear_spec(&mut s, "scorer.1", self.scorer_hidden, 1);
+        s
+    }
+}
+
+/// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
+pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
+    let mut h = panels * 255.0;
+    for i in 0..cfg.channels.len() {
+        h = conv_s2(p, &format!("visual.conv.{i}"), &h)?;
+        h = batch_norm(p, &format!("visual.bn.{i}"), &h, bn)?.relu();
+    }
+    let (n, c) = (h.size()[0], h.size()[1]);
+    let per_channel = linear(p, "visual.spatial", &h.flatten(2, -1))?; // (N, C, features)
+    let g = cfg.group_out();
+    // Group k sees all channels × positions [g·k, g·k + g), flattened channel-major.
+    let groups = per_channel.reshape([n, c, cfg.groups, g]).permute([0, 2, 1, 3]).reshape([n, cfg.groups, c * g]);
+    let h = linear(p, "visual.attr_mlp.0", &groups)?.relu();
+    let h = linear(p, "visual.attr_mlp.1", &h)?;
+    Ok(res_block(p, "visual.attr_res", &h)?.reshape([n, cfg.features]))
+}
+
+/// Logits `(B, 8)`; each of the 16 panels is encoded once.
+pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
+    let size = x.size();
+    if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
+        return Err(Error::Config(format!("official SCL expects (B, 16, {s}, {s}) panels, got {size:?}", s = cfg.image_size)));
+    }
+    let (b, s) = (size[0], size[2]);
+    let emb = encode_panels(cfg, p, &x.reshape([b * 16, 1, s, s]), bn)?.reshape([b, 16, cfg.features]);
+    let emb = res_block(p, "rel.res", &emb)?;
+    let d = cfg.features;
+    let context = emb.narrow(1, 0, 8).unsqueeze(1).expand([b, 8, 8, d], false);
+    let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
+    let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
+    let layers = cfg.expert_hidden.len() + 1;
+    let experts = (0..cfg.experts)
+        .map(|e| {
+            let mut h = per_attribute.shallow_clone();
+            for j in 0..layers {
+                h = linear(p, &format!("rel.experts.{e}.mlp.{j}"), &h)?;
+                if j + 1 < layers {
+                    h = h.relu();
+                }
+            }
+            res_block(p, &format!("rel.experts.{e}.res"), &h)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let latent = Tensor::cat(&experts, -1).softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
+    let h = linear(p, "scorer.0", &latent.reshape([b, 8, -1]))?.relu();
+    Ok(linear(p, "scorer.1", &h)?.reshape([b, 8]))
+}
