@@ -14,7 +14,7 @@ fn checkpoint_path() -> std::path::PathBuf {
 }
 
 fn transposed() -> EvalOptions {
-    EvalOptions { batch: BatchOptions { transpose_panels: true, to_unit_float: true }, device: Device::Cpu, ..Default::default() }
+    EvalOptions { batch: BatchOptions { transpose_panels: true, ..Default::default() }, device: Device::Cpu, ..Default::default() }
 }
 
 #[test]

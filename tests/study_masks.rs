@@ -47,7 +47,7 @@ fn mask_metadata_is_read_from_inside_the_file() {
 fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
-    let opts = EvalOptions { batch: BatchOptions { transpose_panels: true, to_unit_float: true }, device: Device::Cpu, ..Default::default() };
+    let opts = EvalOptions { batch: BatchOptions { transpose_panels: true, ..Default::default() }, device: Device::Cpu, ..Default::default() };
     let data = |name: &str| AvrDataset::open(fixtures.join("seed/datasets").join(name)).unwrap().select(&Split::ALL, None);
     let originals = data("originals");
     for (shape, task, (tc, tn), (oc, on)) in [("squares", "squares", (18, 24), (8, 24)), ("pentagon", "pentagon", (19, 24), (14, 24)), ("triangles", "triangles", (55, 70), (9, 24))] {

@@ -154,7 +154,7 @@ fn run(cli: Cli) -> Result<()> {
             let splits = parse_splits(&split)?;
             let dataset = AvrDataset::open(&data)?.select(&splits, None);
             let mask = mask.map(Mask::load_study).transpose()?;
-            let opts = EvalOptions { batch_size: batch, batch: BatchOptions { transpose_panels, to_unit_float: true }, invert_mask, ..Default::default() };
+            let opts = EvalOptions { batch_size: batch, batch: BatchOptions { transpose_panels, ..Default::default() }, invert_mask, ..Default::default() };
             let report = evaluate(&model, mask.as_ref(), &dataset, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);

@@ -75,11 +75,14 @@ pub struct BatchOptions {
     pub transpose_panels: bool,
     /// Scale to f32 in [0, 1] (default true); false keeps u8.
     pub to_unit_float: bool,
+    /// Resize panels to this side by area averaging (e.g. 80 for the official preset; default
+    /// none). Needs `to_unit_float`.
+    pub resize: Option<i64>,
 }
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        BatchOptions { transpose_panels: false, to_unit_float: true }
+        BatchOptions { transpose_panels: false, to_unit_float: true, resize: None }
     }
 }
 
@@ -149,7 +152,10 @@ impl AvrDataset {
         if options.transpose_panels {
             images = images.transpose(2, 3).contiguous();
         }
-        let images = if options.to_unit_float { images.to_kind(Kind::Float) / 255.0 } else { images };
+        let mut images = if options.to_unit_float { images.to_kind(Kind::Float) / 255.0 } else { images };
+        if let Some(side) = options.resize.filter(|&r| r != s && options.to_unit_float) {
+            images = images.adaptive_avg_pool2d([side, side]);
+        }
         let targets = Tensor::from_slice(&problems.iter().map(|p| p.target).collect::<Vec<_>>());
         Ok(Batch {
             images: images.to_device(device),

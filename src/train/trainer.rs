@@ -1,0 +1,252 @@
+//! Training SCL: AdamW with decoupled weight decay, optional gradient clipping, gradients zeroed
+//! every step (the study forgot), per-epoch seeded shuffling, BatchNorm in train mode for steps
+//! and eval mode for validation, and milestone checkpoints named from the *measured* validation
+//! accuracy (the study named them by list position).
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::eval::{evaluate, EvalOptions};
+use crate::checkpoint::write_atomic;
+use crate::data::dataset::BatchOptions;
+use crate::data::AvrDataset;
+use crate::display::Table;
+use crate::model::{BnMode, SclModel};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Training settings; defaults are the official SCL README's optimiser on a CPU-sized batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Learning rate (default 5e-3).
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW; 0 gives Adam) (default 0.01).
+    pub weight_decay: f64,
+    /// Adam β₁, β₂ (default 0.9, 0.999).
+    pub betas: (f64, f64),
+    /// Adam ε (default 1e-8).
+    pub eps: f64,
+    /// Problems per step (default 32).
+    pub batch_size: usize,
+    /// Optimiser steps (default 1000).
+    pub steps: usize,
+    /// Validate every this many steps (default 100); also at the end.
+    pub val_every: usize,
+    /// Clip the global gradient norm to this value (default none).
+    pub clip_grad_norm: Option<f64>,
+    /// Validation accuracies (fractions) that trigger a milestone checkpoint the first time they
+    /// are reached (default 0.5, 0.6, 0.7, 0.8, 0.9).
+    pub milestones: Vec<f64>,
+    /// Seed for data order (init is seeded when the model is built) (default 0).
+    pub seed: u64,
+    /// How problems become tensors (transpose, resize).
+    pub batch: BatchOptions,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 5e-3,
+            weight_decay: 0.01,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            batch_size: 32,
+            steps: 1000,
+            val_every: 100,
+            clip_grad_norm: None,
+            milestones: vec![0.5, 0.6, 0.7, 0.8, 0.9],
+            seed: 0,
+            batch: BatchOptions::default(),
+        }
+    }
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub step: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// Only on validation steps.
+    pub val_accuracy: Option<f64>,
+}
+
+/// A milestone checkpoint that was written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Milestone {
+    pub level: f64,
+    pub measured_val_accuracy: f64,
+    pub step: usize,
+    pub path: Option<PathBuf>,
+}
+
+/// What a training run produced.
+#[derive(Debug)]
+pub struct TrainRun {
+    pub model: SclModel,
+    pub metrics: Vec<MetricRow>,
+    pub milestones: Vec<Milestone>,
+}
+
+impl TrainRun {
+    /// The training log as a table (step, epoch, loss, accuracies).
+    pub fn metrics_table(&self) -> Result<Table> {
+        let m = &self.metrics;
+        let df = df!(
+            "step" => m.iter().map(|r| r.step as u64).collect::<Vec<_>>(),
+            "epoch" => m.iter().map(|r| r.epoch as u64).collect::<Vec<_>>(),
+            "train_loss" => m.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+            "train_accuracy" => m.iter().map(|r| r.train_accuracy).collect::<Vec<_>>(),
+            "val_accuracy" => m.iter().map(|r| r.val_accuracy).collect::<Vec<_>>()
+        )?;
+        Ok(Table::new(df))
+    }
+}
+
+/// Adam moments per trainable tensor.
+struct AdamW {
+    moments: Vec<(Tensor, Tensor)>,
+    step: i32,
+}
+
+impl AdamW {
+    fn new(params: &[Tensor]) -> Self {
+        AdamW { moments: params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect(), step: 0 }
+    }
+
+    fn update(&mut self, params: &[Tensor], cfg: &TrainConfig) {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let (b1, b2) = cfg.betas;
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+        for (p, (m, v)) in params.iter().zip(&mut self.moments) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+            let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
+            let mut p = p.shallow_clone();
+            if cfg.weight_decay > 0.0 {
+                let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+            }
+            let step = (&*m / c1) / ((&*v / c2).sqrt() + cfg.eps) * cfg.lr;
+            let _ = p.g_sub_(&step);
+        }
+    }
+}
+
+/// Trains `model` on `train`, validating on `val`; milestone checkpoints go to `out_dir` when given.
+pub fn train(mut model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
+    if train.is_empty() || val.is_empty() {
+        return Err(Error::Config("training needs non-empty train and validation sets".into()));
+    }
+    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
+    let trainable: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
+    let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
+    let mut opt = AdamW::new(&weights);
+    let root = Rng::new(cfg.seed);
+    let (mut order, mut cursor, mut epoch) = (root.fork("epoch0").permutation(train.len()), 0, 0);
+    let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
+    let eval_opts = EvalOptions { batch_size: cfg.batch_size.max(1), batch: cfg.batch, invert_mask: false, device };
+    for step in 1..=cfg.steps {
+        let mut indices = Vec::with_capacity(cfg.batch_size);
+        while indices.len() < cfg.batch_size.min(train.len()) {
+            if cursor == order.len() {
+                epoch += 1;
+                order = root.fork(&format!("epoch{epoch}")).permutation(train.len());
+                cursor = 0;
+            }
+            indices.push(order[cursor]);
+            cursor += 1;
+        }
+        let batch = train.batch(&indices, cfg.batch, device)?;
+        for w in &weights {
+            let mut g = w.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let logits = model.logits(&batch.images, BnMode::Train)?;
+        let loss = logits.cross_entropy_for_logits(&batch.targets);
+        let loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            return Err(Error::Config(format!("loss became {loss_value} at step {step}; the last good milestone checkpoint is kept")));
+        }
+        loss.backward();
+        if let Some(max_norm) = cfg.clip_grad_norm {
+            clip_grad_norm(&weights, max_norm);
+        }
+        opt.update(&weights, cfg);
+        let accuracy = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&batch.targets).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]));
+        let mut row = MetricRow { step, epoch, train_loss: loss_value, train_accuracy: accuracy, val_accuracy: None };
+        if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
+            let report = evaluate(&model, None, val, &eval_opts)?;
+            row.val_accuracy = Some(report.accuracy);
+            eprintln!("step {step:>6} epoch {epoch:>3} loss {loss_value:.4} train {:.3} val {:.3}", accuracy, report.accuracy);
+            for &level in &cfg.milestones {
+                if report.accuracy >= level && !run.milestones.iter().any(|m| m.level == level) {
+                    let path = match out_dir {
+                        Some(dir) => Some(save_checkpoint(&model, dir, report.accuracy, step, cfg)?),
+                        None => None,
+                    };
+                    run.milestones.push(Milestone { level, measured_val_accuracy: report.accuracy, step, path });
+                }
+            }
+        }
+        run.metrics.push(row);
+    }
+    for w in &weights {
+        let _ = w.shallow_clone().set_requires_grad(false);
+    }
+    run.model = model;
+    Ok(run)
+}
+
+fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
+    let _guard = tch::no_grad_guard();
+    let total: f64 = weights.iter().map(|w| w.grad()).filter(|g| g.defined()).map(|g| g.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    if total > max_norm {
+        for w in weights {
+            let mut g = w.grad();
+            if g.defined() {
+                let _ = g.g_mul_scalar_(max_norm / (total + 1e-6));
+            }
+        }
+    }
+}
+
+/// The JSON sidecar written next to every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointSidecar {
+    pub variant: String,
+    pub image_size: i64,
+    pub step: usize,
+    pub measured_val_accuracy: f64,
+    pub train_config: TrainConfig,
+    pub code_version: String,
+}
+
+/// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json`, both atomically; the name comes
+/// from the measured accuracy.
+pub fn save_checkpoint(model: &SclModel, dir: &Path, accuracy: f64, step: usize, cfg: &TrainConfig) -> Result<PathBuf> {
+    let variant = match &model.variant {
+        crate::model::SclVariant::Seed(_) => "seed",
+        crate::model::SclVariant::Official(_) => "official",
+    };
+    let stem = format!("scl_{variant}_val{:.1}", 100.0 * accuracy);
+    let weights = dir.join(format!("{stem}.safetensors"));
+    let tmp = dir.join(format!(".{stem}.safetensors.tmp{}", std::process::id()));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let named: Vec<(&str, Tensor)> = model.params.iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu))).collect();
+    Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    let sidecar = CheckpointSidecar { variant: variant.into(), image_size: model.image_size(), step, measured_val_accuracy: accuracy, train_config: cfg.clone(), code_version: env!("CARGO_PKG_VERSION").into() };
+    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
+    write_atomic(&dir.join(format!("{stem}.json")), &json)?;
+    Ok(weights)
+}
