@@ -11,9 +11,10 @@ use avr_modularity::checkpoint::looks_like_pickle;
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::{inspect, AvrDataset, Split};
 use avr_modularity::masking::Mask;
-use avr_modularity::model::SclModel;
+use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant, SeedSclConfig};
 use avr_modularity::plot::sharing_heatmap;
 use avr_modularity::train::eval::{evaluate, EvalOptions};
+use avr_modularity::train::{train, TrainConfig};
 use avr_modularity::{session, Error, Result};
 
 #[derive(Parser)]
@@ -69,6 +70,35 @@ enum Command {
         #[command(subcommand)]
         command: MaskCommand,
     },
+    /// Train SCL on a dataset folder with milestone checkpoints.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        /// official (default) or seed.
+        #[arg(long, default_value = "official")]
+        variant: String,
+        /// Panel side (resized by area averaging): 80 for official, 160 for seed.
+        #[arg(long, default_value_t = 80)]
+        size: i64,
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 5e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 100)]
+        val_every: usize,
+        /// Milestone levels in percent, comma separated.
+        #[arg(long, default_value = "50,60,70,80,90")]
+        milestones: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Folder for milestone checkpoints and metrics.csv.
+        #[arg(long, default_value = "model_ckpts")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks (figures go to BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -99,6 +129,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Times N SCL training steps on random data after one warm-up step.
+    Train {
+        #[arg(long, default_value = "official")]
+        variant: String,
+        #[arg(long, default_value_t = 80)]
+        size: i64,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
     Modularity {
         #[arg(long, default_value_t = 2000)]
@@ -191,6 +234,34 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Train { data, variant, size, steps, batch, lr, val_every, milestones, seed, out, json } => {
+            session::setup(seed);
+            let device = session::default_device();
+            let model = SclModel::init(parse_variant(&variant, size)?, seed, device);
+            let all = AvrDataset::open(&data)?;
+            let (train_set, val_set) = (all.select(&[Split::Train], None), all.select(&[Split::Val], None));
+            let milestones = milestones.split(',').map(|m| m.trim().parse::<f64>().map(|v| v / 100.0).map_err(|_| Error::Config(format!("--milestones: bad level '{m}'")))).collect::<Result<Vec<_>>>()?;
+            let cfg = TrainConfig { steps, batch_size: batch, lr, val_every, milestones, seed, batch: BatchOptions { resize: Some(size), ..Default::default() }, ..Default::default() };
+            let run = train(model, &train_set, &val_set, &cfg, Some(&out))?;
+            let csv = out.join("metrics.csv");
+            let mut text = String::from("step,epoch,train_loss,train_accuracy,val_accuracy\n");
+            for r in &run.metrics {
+                text += &format!("{},{},{},{},{}\n", r.step, r.epoch, r.train_loss, r.train_accuracy, r.val_accuracy.map(|v| v.to_string()).unwrap_or_default());
+            }
+            avr_modularity::checkpoint::write_atomic(&csv, text.as_bytes())?;
+            let summary = serde_json::json!({"milestones": run.milestones, "metrics_csv": csv, "final_val_accuracy": run.metrics.iter().rev().find_map(|r| r.val_accuracy)});
+            if json { println!("{summary}") } else { println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default()) }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Train { variant, size, batch, steps, json } } => {
+            let s = session::setup(0);
+            let device = session::default_device();
+            let model = SclModel::init(parse_variant(&variant, size)?, 0, device);
+            let problems_per_s = avr_modularity::train::trainer::bench_steps(model, batch, steps)?;
+            let value = serde_json::json!({"bench": "train", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "steps": steps, "threads": s.threads, "device": s.device});
+            if json { println!("{value}") } else { println!("train {variant}@{size}, batch {batch}: {problems_per_s:.2} problems/s") }
+            Ok(())
+        }
         Command::Bench { command: BenchCommand::Modularity { nodes, k, restarts, json } } => {
             session::setup(0);
             // 5 layers of width nodes/5, k planted groups.
@@ -247,6 +318,14 @@ fn inspect_files(files: &[PathBuf], json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_variant(variant: &str, size: i64) -> Result<SclVariant> {
+    match variant {
+        "official" => Ok(SclVariant::Official(OfficialSclConfig { image_size: size, ..Default::default() })),
+        "seed" => Ok(SclVariant::Seed(SeedSclConfig { image_size: size, ..Default::default() })),
+        other => Err(Error::Config(format!("--variant {other}: expected official or seed"))),
+    }
 }
 
 fn parse_splits(split: &str) -> Result<Vec<Split>> {

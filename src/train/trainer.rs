@@ -140,8 +140,38 @@ impl AdamW {
     }
 }
 
+/// Training throughput in problems/s: `steps` AdamW steps on random panels after one warm-up step
+/// (what `avr bench train` reports).
+pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<f64> {
+    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
+    let s = model.image_size();
+    let cfg = TrainConfig::default();
+    let trainable: Vec<String> = model.param_specs().into_iter().filter(|p| p.trainable).map(|p| p.name).collect();
+    let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
+    let mut opt = AdamW::new(&weights);
+    let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
+    let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
+    let mut one_step = || -> Result<()> {
+        for w in &weights {
+            let mut g = w.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        model.logits(&x, BnMode::Train)?.cross_entropy_for_logits(&y).backward();
+        opt.update(&weights, &cfg);
+        Ok(())
+    };
+    one_step()?;
+    let start = std::time::Instant::now();
+    for _ in 0..steps {
+        one_step()?;
+    }
+    Ok((batch * steps) as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Trains `model` on `train`, validating on `val`; milestone checkpoints go to `out_dir` when given.
-pub fn train(mut model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
+pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
     if train.is_empty() || val.is_empty() {
         return Err(Error::Config("training needs non-empty train and validation sets".into()));
     }
