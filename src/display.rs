@@ -28,6 +28,20 @@ impl Figure {
         Figure { svg, title: title.into() }
     }
 
+    /// Several figures in a row, as one SVG document (evcxr shows one block per MIME type per
+    /// cell, so a cell with several plots needs them combined).
+    pub fn side_by_side(title: impl Into<String>, figures: &[Figure]) -> Self {
+        let (mut width, mut height, mut body) = (0.0f64, 0.0f64, String::new());
+        for f in figures {
+            let (w, h) = svg_size(&f.svg);
+            body.push_str(&format!("<g transform=\"translate({width},0)\">{}</g>", strip_svg_root(&f.svg)));
+            width += w;
+            height = height.max(h);
+        }
+        let svg = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\">{body}</svg>");
+        Figure::new(title, svg)
+    }
+
     /// Writes the SVG document (atomically).
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
         write_atomic(path.as_ref(), self.svg.as_bytes())
@@ -42,6 +56,22 @@ impl Figure {
     pub fn evcxr_display(&self) {
         println!("EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT", self.svg);
     }
+}
+
+/// Width and height attributes of an `<svg>` root (0 when absent).
+fn svg_size(svg: &str) -> (f64, f64) {
+    let attr = |name: &str| -> f64 {
+        let key = format!("{name}=\"");
+        svg.find(&key).and_then(|i| svg[i + key.len()..].split('"').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    (attr("width"), attr("height"))
+}
+
+/// The content of an SVG document without its `<svg …>` root element.
+fn strip_svg_root(svg: &str) -> &str {
+    let start = svg.find('>').map_or(0, |i| i + 1);
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    &svg[start..end]
 }
 
 /// A polars DataFrame with an HTML rendering.
@@ -118,6 +148,16 @@ pub fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_by_side_places_figures_next_to_each_other() {
+        let a = Figure::new("a", "<svg width=\"100\" height=\"50\" viewBox=\"0 0 100 50\"><rect/></svg>".into());
+        let b = Figure::new("b", "<svg width=\"30\" height=\"80\"><circle/></svg>".into());
+        let both = Figure::side_by_side("ab", &[a, b]);
+        assert!(both.svg.starts_with("<svg width=\"130\" height=\"80\""), "{}", both.svg);
+        assert!(both.svg.contains("<g transform=\"translate(100,0)\"><circle/></g>"));
+        assert_eq!(both.svg.matches("<svg").count(), 1);
+    }
 
     #[test]
     fn table_html_has_headers_cells_and_escapes() {

@@ -15,3 +15,5 @@ pub use crate::masking::Mask;
 pub use crate::model::{BnMode, Params, SclModel};
 pub use crate::plot::sharing_heatmap;
 pub use crate::train::eval::{evaluate, EvalOptions, EvalReport};
+pub use crate::model::{OfficialSclConfig, SclVariant, SeedSclConfig};
+pub use crate::train::{train, TrainConfig, TrainRun};

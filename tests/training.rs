@@ -34,6 +34,8 @@ fn official_scl_overfits_real_problems_and_names_milestones_by_measured_accuracy
     let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(m.path.as_ref().unwrap().with_extension("json")).unwrap()).unwrap();
     assert_eq!(sidecar["measured_val_accuracy"], m.measured_val_accuracy);
     assert_eq!(sidecar["variant"], "official");
+    let curves = run.curves().unwrap();
+    assert!(curves.svg.lines().any(|l| l.trim() == "validation") && curves.svg.lines().any(|l| l.trim() == "Training loss"));
     // The weights load back by the same names.
     let loaded = tch::Tensor::read_safetensors(m.path.as_ref().unwrap()).unwrap();
     assert_eq!(loaded.len(), run.model.params.len());

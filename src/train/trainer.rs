@@ -14,6 +14,7 @@ use crate::checkpoint::write_atomic;
 use crate::data::dataset::BatchOptions;
 use crate::data::AvrDataset;
 use crate::display::Table;
+use crate::plot::{line_plot, Line};
 use crate::model::{BnMode, SclModel};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -104,6 +105,26 @@ impl TrainRun {
             "val_accuracy" => m.iter().map(|r| r.val_accuracy).collect::<Vec<_>>()
         )?;
         Ok(Table::new(df))
+    }
+
+    /// Training curves: loss (left) is on its own scale, so two figures side by side in one
+    /// HTML block: loss vs step, and train / validation accuracy vs step.
+    pub fn curves(&self) -> Result<crate::display::Figure> {
+        let steps: Vec<f64> = self.metrics.iter().map(|r| r.step as f64).collect();
+        let loss: Vec<f64> = self.metrics.iter().map(|r| r.train_loss).collect();
+        let train_acc: Vec<f64> = self.metrics.iter().map(|r| r.train_accuracy).collect();
+        let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = self.metrics.iter().filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v))).unzip();
+        let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
+        let acc_fig = line_plot("Accuracy", "step", "accuracy", &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)])?;
+        Ok(crate::display::Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+    }
+
+    /// Inline display: the training curves.
+    pub fn evcxr_display(&self) {
+        match self.curves() {
+            Ok(f) => f.evcxr_display(),
+            Err(e) => println!("{self:?} (curves unavailable: {e})"),
+        }
     }
 }
 
