@@ -94,3 +94,17 @@ fn dispersity_follows_the_study_formula_on_a_hand_computed_mask() {
     assert!((tensor_dispersity(&m) - 1.0).abs() < 1e-12);
     assert_eq!(tensor_dispersity(&Tensor::zeros([4], (tch::Kind::Float, Device::Cpu))), 0.0);
 }
+
+#[test]
+fn spatial_distribution_and_histogram_render_with_labels() {
+    use avr_modularity::plot::{mask_probability_histogram, spatial_distribution};
+    let masks = avr_modularity::fixtures::study_masks("SCL_50").unwrap();
+    let stats: Vec<_> = masks.iter().map(mask_stats).collect();
+    let fig = spatial_distribution("Model accuracy: SCL_50", &stats).unwrap();
+    let has = |svg: &str, t: &str| svg.lines().any(|l| l.trim() == t);
+    for t in ["Model accuracy: SCL_50", "V19", "vision", "attr_net", "rel_net", "n_i / n_total"] {
+        assert!(has(&fig.svg, t), "missing {t}");
+    }
+    let hist = mask_probability_histogram(&masks[0], 20).unwrap();
+    assert!(has(&hist.svg, "Mask probabilities: SCL_50/circles") && has(&hist.svg, "removed"));
+}

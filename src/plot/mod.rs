@@ -1,9 +1,11 @@
 //! Plots drawn with plotters into SVG strings and returned as [`Figure`]s, all styled alike.
 
 mod style;
+pub mod bars;
 pub mod heatmap;
 pub mod lines;
 
+pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
 pub use heatmap::sharing_heatmap;
 pub use lines::{line_plot, Line};
 pub use style::{Style, PALETTE};
