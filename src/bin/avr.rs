@@ -9,6 +9,8 @@ use avr_modularity::analysis::graph::{analyse, ModularityConfig, WeightGraph};
 use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, Overlap};
 use avr_modularity::checkpoint::looks_like_pickle;
 use avr_modularity::data::dataset::BatchOptions;
+use avr_modularity::data::generate::{bench_generate, generate_dataset, CandidateMode, GeneratorConfig};
+use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::{inspect, AvrDataset, Split};
 use avr_modularity::masking::Mask;
 use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant, SeedSclConfig};
@@ -30,6 +32,33 @@ enum Command {
     Info {
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate an I-RAVEN (default) or RAVEN dataset: `OUT/<config>/RAVEN_<k>_<split>.npz`,
+    /// split by k mod 10 (0–5 train, 6–7 val, 8–9 test). Existing files are kept (resume).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// originals, circles, squares, triangles, pentagons, hexagons, lights, dark or big.
+        #[arg(long, default_value = "originals")]
+        preset: String,
+        /// `all` or a comma-separated list of configuration folder names.
+        #[arg(long, default_value = "all")]
+        configs: String,
+        #[arg(long, default_value_t = 10)]
+        per_config: usize,
+        /// iraven (balanced candidates) or raven (original candidates).
+        #[arg(long, default_value = "iraven")]
+        mode: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Also write the XML annotation next to each file.
+        #[arg(long)]
+        xml: bool,
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +158,33 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Generates N problems per configuration in memory (render + .npz encoding) on all cores.
+    Generate {
+        #[arg(long, default_value_t = 200)]
+        per_config: usize,
+        #[arg(long, default_value = "iraven")]
+        mode: String,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Streams N problems from a dataset folder into shuffled (B,16,160,160) batches.
+    Loader {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Keep u8 pixels instead of converting to f32 in [0, 1].
+        #[arg(long)]
+        u8: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Times N SCL training steps on random data after one warm-up step.
     Train {
         #[arg(long, default_value = "official")]
@@ -192,6 +248,16 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { seed, json } => info(seed, json),
         Command::Inspect { files, json } => inspect_files(&files, json),
+        Command::Generate { out, preset, configs, per_config, mode, seed, threads, xml, json } => {
+            let cfg = GeneratorConfig { preset, configs: parse_configs(&configs)?, per_config, mode: parse_mode(&mode)?, seed, threads, xml };
+            let report = generate_dataset(&cfg, &out, !json)?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);
+            } else {
+                println!("{}: {} written, {} kept, {:.1} s ({:.0} problems/s)", report.out.display(), report.written, report.skipped, report.seconds, report.problems_per_s);
+            }
+            Ok(())
+        }
         Command::Eval { ckpt, data, split, transpose_panels, mask, invert_mask, batch, json } => {
             let model = load_model(&ckpt)?;
             let splits = parse_splits(&split)?;
@@ -251,6 +317,23 @@ fn run(cli: Cli) -> Result<()> {
             avr_modularity::checkpoint::write_atomic(&csv, text.as_bytes())?;
             let summary = serde_json::json!({"milestones": run.milestones, "metrics_csv": csv, "final_val_accuracy": run.metrics.iter().rev().find_map(|r| r.val_accuracy)});
             if json { println!("{summary}") } else { println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default()) }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Generate { per_config, mode, threads, json } } => {
+            let cfg = GeneratorConfig { per_config, mode: parse_mode(&mode)?, threads, ..Default::default() };
+            let problems_per_s = bench_generate(&cfg)?;
+            let threads = if threads > 0 { threads } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
+            let value = serde_json::json!({"bench": "generate", "problems_per_s": problems_per_s, "problems": 7 * per_config, "mode": mode, "threads": threads});
+            if json { println!("{value}") } else { println!("generate ({mode}, {} problems, {threads} threads): {problems_per_s:.0} problems/s", 7 * per_config) }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Loader { data, n, batch, workers, u8, json } } => {
+            session::setup(0);
+            let dataset = AvrDataset::open(&data)?;
+            let cfg = LoaderConfig { batch_size: batch, workers, options: BatchOptions { to_unit_float: !u8, ..Default::default() }, ..Default::default() };
+            let problems_per_s = bench_loader(&dataset, n, &cfg)?;
+            let value = serde_json::json!({"bench": "loader", "problems_per_s": problems_per_s, "problems": n, "batch": batch, "workers": workers, "dtype": if u8 { "u8" } else { "f32" }});
+            if json { println!("{value}") } else { println!("loader ({n} problems, batch {batch}, {workers} workers): {problems_per_s:.0} problems/s") }
             Ok(())
         }
         Command::Bench { command: BenchCommand::Train { variant, size, batch, steps, json } } => {
@@ -325,6 +408,21 @@ fn parse_variant(variant: &str, size: i64) -> Result<SclVariant> {
         "official" => Ok(SclVariant::Official(OfficialSclConfig { image_size: size, ..Default::default() })),
         "seed" => Ok(SclVariant::Seed(SeedSclConfig { image_size: size, ..Default::default() })),
         other => Err(Error::Config(format!("--variant {other}: expected official or seed"))),
+    }
+}
+
+fn parse_configs(configs: &str) -> Result<Vec<String>> {
+    if configs == "all" {
+        return Ok(avr_modularity::data::CONFIGURATIONS.iter().map(|s| s.to_string()).collect());
+    }
+    configs.split(',').map(|c| c.trim().to_string()).map(|c| if avr_modularity::data::CONFIGURATIONS.contains(&c.as_str()) { Ok(c) } else { Err(Error::Config(format!("--configs: unknown configuration '{c}'"))) }).collect()
+}
+
+fn parse_mode(mode: &str) -> Result<CandidateMode> {
+    match mode {
+        "iraven" => Ok(CandidateMode::Iraven),
+        "raven" => Ok(CandidateMode::Raven),
+        other => Err(Error::Config(format!("--mode {other}: expected iraven or raven"))),
     }
 }
 

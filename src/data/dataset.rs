@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::npz::{AvrProblem, CONFIGURATIONS, PANELS};
+use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
 use crate::{Error, Result};
 
 /// Dataset split.
@@ -137,26 +137,31 @@ impl AvrDataset {
 
     /// Loads problems `indices` as one batch on `device`.
     pub fn batch(&self, indices: &[usize], options: BatchOptions, device: Device) -> Result<Batch> {
-        let problems = indices.iter().map(|&i| AvrProblem::read(&self.files[i].path)).collect::<Result<Vec<_>>>()?;
-        let side = problems.first().map(|p| p.side).unwrap_or(160);
-        if let Some(p) = problems.iter().position(|p| p.side != side) {
-            return Err(Error::bad_file(&self.files[indices[p]].path, format!("panel size {} differs from the batch's {side}", problems[p].side)));
+        let files: Vec<Vec<u8>> = indices.iter().map(|&i| std::fs::read(&self.files[i].path).map_err(|e| Error::io(&self.files[i].path, e))).collect::<Result<_>>()?;
+        let parsed = files.iter().zip(indices).map(|(bytes, &i)| image_and_target(&self.files[i].path, bytes)).collect::<Result<Vec<_>>>()?;
+        let side = parsed.first().map(|p| p.1).unwrap_or(160);
+        if let Some(p) = parsed.iter().position(|p| p.1 != side) {
+            return Err(Error::bad_file(&self.files[indices[p]].path, format!("panel size {} differs from the batch's {side}", parsed[p].1)));
         }
-        let b = problems.len() as i64;
-        let mut pixels = Vec::with_capacity(problems.len() * PANELS * side * side);
-        for p in &problems {
-            pixels.extend_from_slice(&p.image);
+        let (b, s, per) = (parsed.len() as i64, side as i64, PANELS * side * side);
+        // Copy each file's pixels straight into the tensor's memory: one copy per problem.
+        let mut images = Tensor::empty([b, PANELS as i64, s, s], (Kind::Uint8, Device::Cpu));
+        {
+            // SAFETY: `images` is a fresh contiguous u8 CPU tensor of exactly b·per bytes, and
+            // no other reference to its storage exists while this slice lives.
+            let dst = unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, parsed.len() * per) };
+            for (chunk, (pixels, _, _)) in dst.chunks_exact_mut(per).zip(&parsed) {
+                chunk.copy_from_slice(pixels);
+            }
         }
-        let s = side as i64;
-        let mut images = Tensor::from_slice(&pixels).reshape([b, PANELS as i64, s, s]);
         if options.transpose_panels {
             images = images.transpose(2, 3).contiguous();
         }
-        let mut images = if options.to_unit_float { images.to_kind(Kind::Float) / 255.0 } else { images };
+        let mut images = if options.to_unit_float { images.to_kind(Kind::Float).g_div_scalar_(255.0) } else { images };
         if let Some(side) = options.resize.filter(|&r| r != s && options.to_unit_float) {
             images = images.adaptive_avg_pool2d([side, side]);
         }
-        let targets = Tensor::from_slice(&problems.iter().map(|p| p.target).collect::<Vec<_>>());
+        let targets = Tensor::from_slice(&parsed.iter().map(|p| p.2).collect::<Vec<_>>());
         Ok(Batch {
             images: images.to_device(device),
             targets: targets.to_device(device),

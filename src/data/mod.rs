@@ -1,6 +1,8 @@
 //! Stage 1 — AVR data: I-RAVEN/RAVEN `.npz` problems, folders of them, and batches as tensors.
 
 pub mod dataset;
+pub mod generate;
+pub mod loader;
 pub mod npz;
 
 pub use dataset::{AvrDataset, Batch, Split};

@@ -12,11 +12,11 @@ use tch::{Kind, Tensor};
 use super::eval::{evaluate, EvalOptions};
 use crate::checkpoint::write_atomic;
 use crate::data::dataset::BatchOptions;
+use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
 use crate::plot::{line_plot, Line};
 use crate::model::{BnMode, SclModel};
-use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Training settings; defaults are the official SCL README's optimiser on a CPU-sized batch.
@@ -200,22 +200,16 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     let trainable: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
     let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
     let mut opt = AdamW::new(&weights);
-    let root = Rng::new(cfg.seed);
-    let (mut order, mut cursor, mut epoch) = (root.fork("epoch0").permutation(train.len()), 0, 0);
+    let mut order = EpochOrder::new(cfg.seed, train.len(), true);
+    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() };
+    let loader = Loader::from_order(train, &mut order, cfg.steps, &loader_cfg, device);
+    let batch_size = cfg.batch_size.min(train.len()).max(1);
     let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
     let eval_opts = EvalOptions { batch_size: cfg.batch_size.max(1), batch: cfg.batch, invert_mask: false, device };
-    for step in 1..=cfg.steps {
-        let mut indices = Vec::with_capacity(cfg.batch_size);
-        while indices.len() < cfg.batch_size.min(train.len()) {
-            if cursor == order.len() {
-                epoch += 1;
-                order = root.fork(&format!("epoch{epoch}")).permutation(train.len());
-                cursor = 0;
-            }
-            indices.push(order[cursor]);
-            cursor += 1;
-        }
-        let batch = train.batch(&indices, cfg.batch, device)?;
+    for (step, batch) in (1..=cfg.steps).zip(loader) {
+        let batch = batch?;
+        // Epoch of this batch's first problem, from its position in the planned stream.
+        let epoch = (step - 1) * batch_size / train.len();
         for w in &weights {
             let mut g = w.grad();
             if g.defined() {
