@@ -17,3 +17,6 @@ pub use crate::plot::sharing_heatmap;
 pub use crate::train::eval::{evaluate, EvalOptions, EvalReport};
 pub use crate::model::{OfficialSclConfig, SclVariant, SeedSclConfig};
 pub use crate::train::{train, TrainConfig, TrainRun};
+pub use crate::data::generate::{generate_dataset, generate_problem, CandidateMode, ConfigSpec, GeneratedProblem, GeneratorConfig, Preset};
+pub use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
+pub use crate::plot::{problem_figure, save_problem_png};

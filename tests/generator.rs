@@ -213,3 +213,23 @@ fn generate_dataset_writes_the_original_layout_and_resumes() {
     assert_eq!((again.written, again.skipped), (1, 19));
     assert_eq!(std::fs::read(dir.path().join("center_single/RAVEN_3_train.npz")).unwrap(), before);
 }
+
+#[test]
+fn problem_figure_embeds_the_panels_and_frames_the_answer() {
+    use avr_modularity::plot::problem::{png_gray, problem_canvas};
+    let g = generate_problem(ConfigSpec::by_name("distribute_four").unwrap(), &Preset::named("originals").unwrap(), CandidateMode::Iraven, 0, 0).unwrap();
+    let fig = avr_modularity::plot::problem_figure(&g.problem, "distribute_four #0");
+    assert!(fig.svg.contains("distribute_four #0"));
+    assert!(fig.svg.contains("data:image/png;base64,iVBORw0KGgo"), "embedded PNG");
+    assert!(fig.svg.contains(r##"stroke="#d62728""##), "answer frame");
+    let (w, h, px) = problem_canvas(&g.problem);
+    assert_eq!(px.len(), w * h);
+    // Candidate `target` sits in the second block, row-major over 4 columns.
+    let png = png_gray(w, h, &px);
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()) as usize, w);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()) as usize, h);
+    let dir = tempfile::tempdir().unwrap();
+    avr_modularity::plot::save_problem_png(&g.problem, dir.path().join("p.png")).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("p.png")).unwrap(), png);
+}
