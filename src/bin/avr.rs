@@ -12,10 +12,12 @@ use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{bench_generate, generate_dataset, CandidateMode, GeneratorConfig};
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::{inspect, AvrDataset, Split};
+use avr_modularity::masking::engine::{bench_mask_steps, train_mask, MaskFilter, MaskSidecar, MaskTrainConfig};
 use avr_modularity::masking::Mask;
 use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant, SeedSclConfig};
 use avr_modularity::plot::sharing_heatmap;
 use avr_modularity::train::eval::{evaluate, EvalOptions};
+use avr_modularity::train::trainer::load_checkpoint;
 use avr_modularity::train::{train, TrainConfig};
 use avr_modularity::{session, Error, Result};
 
@@ -71,7 +73,7 @@ enum Command {
     },
     /// Accuracy of a checkpoint (optionally under a mask) on a dataset folder.
     Eval {
-        /// A checkpoint: the study's pickled `.ckpt` (detected by content).
+        /// A checkpoint: ours (`.safetensors` + `.json`) or the study's pickled `.ckpt` (detected by content).
         #[arg(long)]
         ckpt: PathBuf,
         /// Dataset folder in either layout.
@@ -198,6 +200,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Times N mask-training steps (frozen weights, K samples in one batched pass).
+    Mask {
+        #[arg(long, default_value = "official")]
+        variant: String,
+        #[arg(long, default_value_t = 80)]
+        size: i64,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
     Modularity {
         #[arg(long, default_value_t = 2000)]
@@ -213,6 +230,42 @@ enum BenchCommand {
 
 #[derive(Subcommand)]
 enum MaskCommand {
+    /// Train a binary weight mask for a task dataset on a frozen checkpoint.
+    Train {
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Task dataset folder (e.g. the `squares` preset); its train split trains the mask.
+        #[arg(long)]
+        task: PathBuf,
+        /// Control dataset folder (`originals`) for the control and inverted accuracies.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        #[arg(long, default_value_t = 2.1877616e-6)]
+        alpha: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        steps: usize,
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-2)]
+        lr: f64,
+        #[arg(long, default_value_t = 2.5)]
+        logit_init: f64,
+        #[arg(long, default_value_t = 100)]
+        eval_every: usize,
+        /// Mask only weight matrices and kernels (not biases or norms).
+        #[arg(long)]
+        weights_only: bool,
+        #[arg(long)]
+        transpose_panels: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Kept fraction, sparsity, dispersity and per-tensor kept counts of each mask.
     Stats {
         masks: Vec<PathBuf>,
@@ -262,8 +315,8 @@ fn run(cli: Cli) -> Result<()> {
             let model = load_model(&ckpt)?;
             let splits = parse_splits(&split)?;
             let dataset = AvrDataset::open(&data)?.select(&splits, None);
-            let mask = mask.map(Mask::load_study).transpose()?;
-            let opts = EvalOptions { batch_size: batch, batch: BatchOptions { transpose_panels, ..Default::default() }, invert_mask, ..Default::default() };
+            let mask = mask.map(Mask::load).transpose()?;
+            let opts = EvalOptions { batch_size: batch, batch: BatchOptions { transpose_panels, resize: Some(model.image_size()), ..Default::default() }, invert_mask, ..Default::default() };
             let report = evaluate(&model, mask.as_ref(), &dataset, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);
@@ -275,9 +328,29 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Mask { command: MaskCommand::Train { ckpt, task, control, alpha, out, steps, samples, batch, lr, logit_init, eval_every, weights_only, transpose_panels, seed, json } } => {
+            session::setup(seed);
+            let (model, base_accuracy) = load_model_with_accuracy(&ckpt)?;
+            let model = model.to_device(session::default_device());
+            let task_set = AvrDataset::open(&task)?;
+            let (train_split, val_split) = (task_set.select(&[Split::Train], None), task_set.select(&[Split::Val, Split::Test], None));
+            let control_set = control.as_ref().map(AvrDataset::open).transpose()?.map(|c| c.select(&[Split::Val, Split::Test], None));
+            let cfg = MaskTrainConfig {
+                alpha, steps, samples, batch_size: batch, lr, logit_init, eval_every, seed,
+                filter: if weights_only { MaskFilter::WeightsOnly } else { MaskFilter::All },
+                batch: BatchOptions { transpose_panels, resize: Some(model.image_size()), ..Default::default() },
+                ..Default::default()
+            };
+            let name = task.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "mask".into());
+            let run = train_mask(&model, &name, &train_split, &val_split, control_set.as_ref(), &cfg)?;
+            run.save(&out, &ckpt.display().to_string(), &model, base_accuracy, &task.display().to_string(), control.as_ref().map(|c| c.display().to_string()).as_deref())?;
+            let side: MaskSidecar = avr_modularity::checkpoint::read_sidecar(&out)?;
+            if json { println!("{}", serde_json::to_string(&side).map_err(|e| Error::Config(e.to_string()))?) } else { println!("{}", serde_json::to_string_pretty(&side).unwrap_or_default()) }
+            Ok(())
+        }
         Command::Mask { command: MaskCommand::Stats { masks, json } } => {
             for path in masks {
-                let stats = mask_stats(&Mask::load_study(&path)?);
+                let stats = mask_stats(&Mask::load(&path)?);
                 if json {
                     println!("{}", serde_json::to_string(&stats).map_err(|e| Error::Config(e.to_string()))?);
                 } else {
@@ -288,7 +361,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Mask { command: MaskCommand::Sharing { masks, metric, preprocess, json, svg } } => {
             let metric = Overlap::parse(&metric).ok_or_else(|| Error::Config(format!("--metric {metric}: expected iomin or iou")))?;
-            let masks = masks.iter().map(Mask::load_study).collect::<Result<Vec<_>>>()?;
+            let masks = masks.iter().map(Mask::load).collect::<Result<Vec<_>>>()?;
             let m = sharing_matrix(&masks, metric, preprocess)?;
             if let Some(svg) = svg {
                 sharing_heatmap(&m, None)?.save_svg(svg)?;
@@ -343,6 +416,14 @@ fn run(cli: Cli) -> Result<()> {
             let problems_per_s = avr_modularity::train::trainer::bench_steps(model, batch, steps)?;
             let value = serde_json::json!({"bench": "train", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "steps": steps, "threads": s.threads, "device": s.device});
             if json { println!("{value}") } else { println!("train {variant}@{size}, batch {batch}: {problems_per_s:.2} problems/s") }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Mask { variant, size, batch, samples, steps, json } } => {
+            let s = session::setup(0);
+            let model = SclModel::init(parse_variant(&variant, size)?, 0, session::default_device());
+            let problems_per_s = bench_mask_steps(&model, batch, samples, steps)?;
+            let value = serde_json::json!({"bench": "mask", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "samples": samples, "steps": steps, "threads": s.threads, "device": s.device});
+            if json { println!("{value}") } else { println!("mask {variant}@{size}, batch {batch}, K {samples}: {problems_per_s:.2} problems/s") }
             Ok(())
         }
         Command::Bench { command: BenchCommand::Modularity { nodes, k, restarts, json } } => {
@@ -433,12 +514,18 @@ fn parse_splits(split: &str) -> Result<Vec<Split>> {
     split.split(',').map(|s| Split::parse(s).ok_or_else(|| Error::Config(format!("--split {s}: expected train, val, test or all")))).collect()
 }
 
-/// Checkpoints are told apart by content: the study's files are pickles.
+/// Checkpoints are told apart by content: the study's files are pickles, ours safetensors.
 fn load_model(path: &Path) -> Result<SclModel> {
+    Ok(load_model_with_accuracy(path)?.0)
+}
+
+/// The model and, for our checkpoints, the validation accuracy measured when it was saved.
+fn load_model_with_accuracy(path: &Path) -> Result<(SclModel, Option<f64>)> {
     if looks_like_pickle(path) {
-        SclModel::from_study_checkpoint(path)
+        Ok((SclModel::from_study_checkpoint(path)?, None))
     } else {
-        Err(Error::bad_file(path, "not a recognised checkpoint (expected the study's pickled .ckpt)"))
+        let (model, side) = load_checkpoint(path)?;
+        Ok((model, Some(side.measured_val_accuracy)))
     }
 }
 

@@ -26,6 +26,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Writes named tensors as `.safetensors` atomically (moved to CPU, detached).
+pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    let named: Vec<(&str, tch::Tensor)> = tensors.iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu))).collect();
+    tch::Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a `.safetensors` file into [`crate::model::Params`] (file order).
+pub fn read_safetensors(path: &Path) -> Result<crate::model::Params> {
+    let tensors = tch::Tensor::read_safetensors(path).map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
+    let mut out = crate::model::Params::new();
+    for (name, t) in tensors {
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// The JSON sidecar of `weights` (`x.safetensors` → `x.json`), parsed.
+pub fn read_sidecar<T: serde::de::DeserializeOwned>(weights: &Path) -> Result<T> {
+    let path = weights.with_extension("json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, format!("bad sidecar: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use tch::Kind;
 
+pub mod engine;
+
 use crate::checkpoint::StudyMask;
 use crate::model::Params;
 use crate::Result;
@@ -38,6 +40,21 @@ impl Mask {
         let level_dir = shape_dir.parent().unwrap_or(Path::new(""));
         let name = format!("{}/{}", parent(level_dir), parent(shape_dir));
         Ok(Mask::new(name, study.logits, Some(study.alpha)))
+    }
+
+    /// Reads a mask: the study's pickles (detected by content) or our `.safetensors` logits with
+    /// their `.json` sidecar (name and α from the sidecar when present).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if crate::checkpoint::looks_like_pickle(path) {
+            return Self::load_study(path);
+        }
+        let logits = crate::checkpoint::read_safetensors(path)?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match crate::checkpoint::read_sidecar::<engine::MaskSidecar>(path) {
+            Ok(side) => Ok(Mask::new(side.name, logits, Some(side.config.alpha))),
+            Err(_) => Ok(Mask::new(stem, logits, None)),
+        }
     }
 
     /// Deterministic 0/1 float masks (`l > 0`), by parameter name.

@@ -14,31 +14,89 @@ pub enum BnMode {
     Eval,
 }
 
-/// `x @ W^T + b` with `prefix.weight`, `prefix.bias`.
+// K-batched weights (masking): a weight with one extra leading axis of size K holds K mask
+// samples; the batch is then split into K contiguous chunks, chunk k using sample k. Every SCL
+// op keeps the batch as the leading axis, so a chunk stays contiguous through the network.
+
+/// Number of weight samples if `w` has `plain_dims + 1` axes, else `None`.
+fn samples(w: &Tensor, plain_dims: usize) -> Option<i64> {
+    (w.dim() == plain_dims + 1).then(|| w.size()[0])
+}
+
+/// `x` `(K·n, …)` viewed as `(K, n, …)`.
+fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
+    let n = x.size()[0];
+    if n % k != 0 {
+        return Err(crate::Error::Config(format!("batch of {n} cannot be split into {k} mask-sample chunks")));
+    }
+    let mut shape = vec![k, n / k];
+    shape.extend_from_slice(&x.size()[1..]);
+    Ok(x.reshape(shape.as_slice()))
+}
+
+/// Broadcasts a per-sample vector `(K, C)` against `(K, n, …)` activations along `axis` (≥ 2).
+fn per_sample(v: &Tensor, dims: usize, axis: usize) -> Tensor {
+    let (k, c) = (v.size()[0], v.size()[1]);
+    let mut shape = vec![1i64; dims];
+    shape[0] = k;
+    shape[axis] = c;
+    v.reshape(shape.as_slice())
+}
+
+/// `x @ W^T + b` with `prefix.weight`, `prefix.bias` (K-batched via `bmm`).
 pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
-    Ok(x.f_linear(w, Some(b))?)
+    let Some(k) = samples(w, 2) else { return Ok(x.f_linear(w, Some(b))?) };
+    let d_in = *x.size().last().expect("linear input has axes");
+    let chunks = split_chunks(x, k)?.reshape([k, -1, d_in]);
+    let y = b.unsqueeze(1).f_baddbmm(&chunks, &w.transpose(1, 2), 1.0, 1.0)?;
+    let mut shape = x.size();
+    *shape.last_mut().expect("axes") = w.size()[1];
+    Ok(y.reshape(shape.as_slice()))
 }
 
-/// 3×3 convolution, stride 2, padding 1 (every conv of both SCL variants).
+/// 3×3 convolution, stride 2, padding 1 (every conv of both SCL variants); K-batched via a
+/// grouped convolution over the K chunks stacked along channels.
 pub fn conv_s2(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
-    Ok(x.f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)?)
+    let Some(k) = samples(w, 4) else { return Ok(x.f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)?) };
+    let (c_in, h, wd) = (x.size()[1], x.size()[2], x.size()[3]);
+    let c_out = w.size()[1];
+    let stacked = split_chunks(x, k)?.transpose(0, 1).reshape([-1, k * c_in, h, wd]);
+    let y = stacked.f_conv2d(&w.reshape([k * c_out, c_in, 3, 3]), Some(&b.reshape([k * c_out])), [2, 2], [1, 1], [1, 1], k)?;
+    let (ho, wo) = (y.size()[2], y.size()[3]);
+    Ok(y.reshape([-1, k, c_out, ho, wo]).transpose(0, 1).reshape([-1, c_out, ho, wo]))
 }
 
 /// BatchNorm2d (eps 1e-5, momentum 0.1) with `weight`, `bias`, `running_mean`, `running_var`.
+/// K-batched affine parameters need eval mode (running statistics, as masking uses).
 pub fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tensor> {
     let get = |k: &str| p.get(&format!("{prefix}.{k}"));
-    Ok(x.f_batch_norm(Some(get("weight")?), Some(get("bias")?), Some(get("running_mean")?), Some(get("running_var")?), mode == BnMode::Train, 0.1, 1e-5, true)?)
+    let (w, b) = (get("weight")?, get("bias")?);
+    let Some(k) = samples(w, 1) else {
+        return Ok(x.f_batch_norm(Some(w), Some(b), Some(get("running_mean")?), Some(get("running_var")?), mode == BnMode::Train, 0.1, 1e-5, true)?);
+    };
+    if mode == BnMode::Train {
+        return Err(crate::Error::Config(format!("{prefix}: K-batched BatchNorm weights need eval mode")));
+    }
+    let normed = x.f_batch_norm(None::<&Tensor>, None::<&Tensor>, Some(get("running_mean")?), Some(get("running_var")?), false, 0.1, 1e-5, true)?;
+    let chunks = split_chunks(&normed, k)?;
+    let dims = chunks.dim();
+    Ok((chunks * per_sample(w, dims, 2) + per_sample(b, dims, 2)).reshape(x.size().as_slice()))
 }
 
-/// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias`.
+/// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
 pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
-    Ok(x.f_layer_norm([w.size()[0]], Some(w), Some(b), 1e-5, true)?)
+    let Some(k) = samples(w, 1) else { return Ok(x.f_layer_norm([w.size()[0]], Some(w), Some(b), 1e-5, true)?) };
+    let d = w.size()[1];
+    let normed = x.f_layer_norm([d], None::<&Tensor>, None::<&Tensor>, 1e-5, true)?;
+    let chunks = split_chunks(&normed, k)?;
+    let dims = chunks.dim();
+    Ok((chunks * per_sample(w, dims, dims - 1) + per_sample(b, dims, dims - 1)).reshape(x.size().as_slice()))
 }
 
 /// lucidrains' `FeedForwardResidual`: `x + net.3(relu(net.1(net.0(x))))` (LayerNorm at `net.1`).

@@ -129,20 +129,26 @@ impl TrainRun {
 }
 
 /// Adam moments per trainable tensor.
-struct AdamW {
+/// Adam with decoupled weight decay (AdamW); plain Adam when the decay is 0.
+pub(crate) struct AdamW {
     moments: Vec<(Tensor, Tensor)>,
     step: i32,
 }
 
 impl AdamW {
-    fn new(params: &[Tensor]) -> Self {
+    pub(crate) fn new(params: &[Tensor]) -> Self {
         AdamW { moments: params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect(), step: 0 }
     }
 
     fn update(&mut self, params: &[Tensor], cfg: &TrainConfig) {
+        self.step_with(params, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps);
+    }
+
+    /// One update of `params` from their gradients.
+    pub(crate) fn step_with(&mut self, params: &[Tensor], lr: f64, weight_decay: f64, betas: (f64, f64), eps: f64) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
-        let (b1, b2) = cfg.betas;
+        let (b1, b2) = betas;
         let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
         for (p, (m, v)) in params.iter().zip(&mut self.moments) {
             let g = p.grad();
@@ -152,10 +158,10 @@ impl AdamW {
             let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
             let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
             let mut p = p.shallow_clone();
-            if cfg.weight_decay > 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+            if weight_decay > 0.0 {
+                let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
             }
-            let step = (&*m / c1) / ((&*v / c2).sqrt() + cfg.eps) * cfg.lr;
+            let step = (&*m / c1) / ((&*v / c2).sqrt() + eps) * lr;
             let _ = p.g_sub_(&step);
         }
     }
@@ -252,7 +258,7 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     Ok(run)
 }
 
-fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
+pub(crate) fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
     let _guard = tch::no_grad_guard();
     let total: f64 = weights.iter().map(|w| w.grad()).filter(|g| g.defined()).map(|g| g.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
     if total > max_norm {
@@ -285,13 +291,30 @@ pub fn save_checkpoint(model: &SclModel, dir: &Path, accuracy: f64, step: usize,
     };
     let stem = format!("scl_{variant}_val{:.1}", 100.0 * accuracy);
     let weights = dir.join(format!("{stem}.safetensors"));
-    let tmp = dir.join(format!(".{stem}.safetensors.tmp{}", std::process::id()));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let named: Vec<(&str, Tensor)> = model.params.iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    crate::checkpoint::write_safetensors_atomic(&weights, &model.params)?;
     let sidecar = CheckpointSidecar { variant: variant.into(), image_size: model.image_size(), step, measured_val_accuracy: accuracy, train_config: cfg.clone(), code_version: env!("CARGO_PKG_VERSION").into() };
     let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join(format!("{stem}.json")), &json)?;
     Ok(weights)
+}
+
+/// Loads one of our checkpoints (`.safetensors` + `.json` sidecar): the architecture comes from
+/// the sidecar, and every tensor is checked against it (names, shapes).
+pub fn load_checkpoint(path: &Path) -> Result<(SclModel, CheckpointSidecar)> {
+    let sidecar: CheckpointSidecar = crate::checkpoint::read_sidecar(path)?;
+    let variant = match sidecar.variant.as_str() {
+        "official" => crate::model::SclVariant::Official(crate::model::OfficialSclConfig { image_size: sidecar.image_size, ..Default::default() }),
+        "seed" => crate::model::SclVariant::Seed(crate::model::SeedSclConfig { image_size: sidecar.image_size, ..Default::default() }),
+        other => return Err(Error::bad_file(path.with_extension("json"), format!("unknown variant '{other}'"))),
+    };
+    let mut model = SclModel::init(variant, 0, tch::Device::Cpu);
+    let params = crate::checkpoint::read_safetensors(path)?;
+    let specs = model.param_specs();
+    crate::model::check_params(&params, &specs, &path.display().to_string())?;
+    let mut ordered = crate::model::Params::new();
+    for s in &specs {
+        ordered.insert(&s.name, params.get(&s.name)?.shallow_clone());
+    }
+    model.params = ordered;
+    Ok((model, sidecar))
 }
