@@ -19,6 +19,7 @@ pub mod masking;
 pub mod model;
 pub mod plot;
 pub mod prelude;
+pub mod report;
 pub mod rng;
 pub mod session;
 pub mod train;

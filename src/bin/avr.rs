@@ -130,6 +130,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the HTML report of a run: module tables and plots by measured checkpoint accuracy,
+    /// sharing matrices, graph modularity, plus any extra HTML sections.
+    Report {
+        /// Folder of trained masks (`*.safetensors` + `.json`).
+        #[arg(long)]
+        masks: PathBuf,
+        #[arg(long, default_value = "report/index.html")]
+        out: PathBuf,
+        /// Extra sections: `TITLE=FILE` (FILE holds HTML, or text shown verbatim if it ends in .txt/.json/.csv).
+        #[arg(long)]
+        section: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        shuffles: usize,
+    },
     /// Benchmarks (figures go to BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -301,6 +315,21 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { seed, json } => info(seed, json),
         Command::Inspect { files, json } => inspect_files(&files, json),
+        Command::Report { masks, out, section, shuffles } => {
+            session::setup(0);
+            let sections = section
+                .iter()
+                .map(|s| {
+                    let (title, file) = s.split_once('=').ok_or_else(|| Error::Config(format!("--section {s}: expected TITLE=FILE")))?;
+                    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+                    let verbatim = [".txt", ".json", ".csv"].iter().any(|x| file.ends_with(x));
+                    Ok((title.to_string(), if verbatim { format!("<pre>{}</pre>", avr_modularity::display::escape_html(&text)) } else { text }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            avr_modularity::report::write_report(&out, &masks, shuffles, &sections)?;
+            println!("{}", out.display());
+            Ok(())
+        }
         Command::Generate { out, preset, configs, per_config, mode, seed, threads, xml, json } => {
             let cfg = GeneratorConfig { preset, configs: parse_configs(&configs)?, per_config, mode: parse_mode(&mode)?, seed, threads, xml };
             let report = generate_dataset(&cfg, &out, !json)?;

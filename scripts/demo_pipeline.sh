@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job of `make demo`: generate data → train SCL with milestone checkpoints → a mask per
+# shape at every milestone (one α) → analysis → report/index.html. Every step is one `avr`
+# command, so the same lines fan out as independent cluster jobs (see README "Sweeps").
+# Sizes come from the environment (small built-in defaults; each step resumes if killed:
+# existing dataset files and masks are kept, so a re-run only does what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+avr="$CARGO_TARGET_DIR/debug/avr"
+name="${AVR_DEMO_NAME:-demo}"
+configs="${AVR_DEMO_CONFIGS:-center_single}"
+per_config="${AVR_DEMO_PER_CONFIG:-1000}"
+shape_per_config="${AVR_DEMO_SHAPE_PER_CONFIG:-200}"
+steps="${AVR_DEMO_STEPS:-400}"
+milestones="${AVR_DEMO_MILESTONES:-20,25,30}"
+mask_steps="${AVR_DEMO_MASK_STEPS:-60}"
+alpha="${AVR_DEMO_ALPHA:-1e-4}"
+seed="${AVR_DEMO_SEED:-0}"
+shapes=(circles squares triangles pentagons hexagons)
+data="datasets/$name"; ckpts="model_ckpts/$name"; masks="binary_masks/$name"; out="report"
+mkdir -p "$out"
+timings="$out/timings.txt"; : > "$timings"
+step() {
+  local label="$1"; shift; local t0; t0=$(date +%s%N)
+  "$@"
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  printf '%s: %d.%03d s\n' "$label" $((ms / 1000)) $((ms % 1000)) | tee -a "$timings"
+}
+shopt -s nullglob
+
+step "generate originals ($configs, $per_config per config)" \
+  "$avr" generate --out "$data/originals" --configs "$configs" --per-config "$per_config" --seed "$seed" --json
+for s in "${shapes[@]}"; do
+  step "generate $s" "$avr" generate --out "$data/$s" --preset "$s" --configs "$configs" --per-config "$shape_per_config" --seed "$seed" --json
+done
+if ! ls "$ckpts"/*.safetensors >/dev/null 2>&1; then
+  step "train SCL (official, 80 px, $steps steps)" \
+    "$avr" train --data "$data/originals" --steps "$steps" --batch 32 --val-every 50 --milestones "$milestones" --seed "$seed" --out "$ckpts" --json
+fi
+ckpt_files=("$ckpts"/*.safetensors)
+if [ ${#ckpt_files[@]} -eq 0 ]; then
+  echo "demo: training reached none of the milestones $milestones (see $ckpts/metrics.csv)" >&2; exit 1
+fi
+for ck in "${ckpt_files[@]}"; do
+  stem="$(basename "$ck" .safetensors)"
+  for s in "${shapes[@]}"; do
+    m="$masks/$stem/$s.safetensors"
+    [ -f "$m" ] && continue
+    step "mask $stem/$s" "$avr" mask train --ckpt "$ck" --task "$data/$s" --control "$data/originals" --alpha "$alpha" \
+      --steps "$mask_steps" --batch 16 --samples 4 --eval-every 30 --seed "$seed" --out "$m" --json >/dev/null
+  done
+done
+cat > "$out/settings.json" <<JSON
+{"configs": "$configs", "per_config": $per_config, "shape_per_config": $shape_per_config, "train_steps": $steps,
+ "milestones": "$milestones", "mask_steps": $mask_steps, "alpha": $alpha, "seed": $seed, "machine": "$(nproc) cores"}
+JSON
+step "report" "$avr" report --masks "$masks" --out "$out/index.html" --section "Settings=$out/settings.json" \
+  --section "Training metrics=$ckpts/metrics.csv" --section "Timings=$timings"

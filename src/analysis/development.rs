@@ -1,0 +1,145 @@
+//! Module development over training: masks grouped by the checkpoint they were trained on, put in
+//! order of that checkpoint's *measured* validation accuracy (read from the sidecars — never
+//! from a position in a list, the study's mislabelling bug), with a warning when masks being
+//! compared were trained with different α.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::masks::{mask_stats, sharing_matrix, Overlap, SharingMatrix};
+use crate::checkpoint::read_sidecar;
+use crate::display::{Figure, Table};
+use crate::masking::engine::MaskSidecar;
+use crate::masking::Mask;
+use crate::plot::{line_plot, Line};
+use crate::{Error, Result};
+
+/// One trained mask with what its sidecar says about it.
+#[derive(Debug, Clone)]
+pub struct MaskRecord {
+    pub path: PathBuf,
+    pub mask: Mask,
+    pub sidecar: MaskSidecar,
+}
+
+impl MaskRecord {
+    /// The checkpoint's file stem (e.g. `scl_official_val31.2`).
+    pub fn checkpoint(&self) -> String {
+        Path::new(&self.sidecar.base_checkpoint).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+/// All masks under a folder, with the checkpoint accuracies they belong to.
+#[derive(Debug, Clone)]
+pub struct Development {
+    pub records: Vec<MaskRecord>,
+}
+
+fn collect_safetensors(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            collect_safetensors(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "safetensors") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+impl Development {
+    /// Loads every `*.safetensors` mask (with its `.json` sidecar) under `dir`, in order of
+    /// measured checkpoint accuracy, then task name.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let mut paths = Vec::new();
+        collect_safetensors(dir.as_ref(), &mut paths)?;
+        let mut records = paths
+            .into_iter()
+            .map(|path| {
+                let sidecar: MaskSidecar = read_sidecar(&path)?;
+                let mask = Mask::load(&path)?;
+                Ok(MaskRecord { path, mask, sidecar })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if records.is_empty() {
+            return Err(Error::Config(format!("{}: no mask files (*.safetensors with .json sidecars)", dir.as_ref().display())));
+        }
+        records.sort_by(|a, b| a.sidecar.base_accuracy.partial_cmp(&b.sidecar.base_accuracy).unwrap_or(std::cmp::Ordering::Equal).then(a.mask.name.cmp(&b.mask.name)));
+        Ok(Development { records })
+    }
+
+    /// Checkpoints in order of measured accuracy: `(name, accuracy)`.
+    pub fn checkpoints(&self) -> Vec<(String, Option<f64>)> {
+        let mut out: Vec<(String, Option<f64>)> = Vec::new();
+        for r in &self.records {
+            if !out.iter().any(|(c, _)| *c == r.checkpoint()) {
+                out.push((r.checkpoint(), r.sidecar.base_accuracy));
+            }
+        }
+        out
+    }
+
+    /// A warning when the masks were not all trained with one α (then sizes are not comparable).
+    pub fn alpha_warning(&self) -> Option<String> {
+        let mut alphas: Vec<f64> = self.records.iter().map(|r| r.sidecar.config.alpha).collect();
+        alphas.sort_by(f64::total_cmp);
+        alphas.dedup();
+        (alphas.len() > 1).then(|| format!("masks were trained with {} different α values ({alphas:?}): their sizes are not comparable across checkpoints", alphas.len()))
+    }
+
+    /// One row per mask: checkpoint, its measured accuracy, task, α, kept %, dispersity, and the
+    /// deterministic-mask accuracies from training.
+    pub fn table(&self) -> Result<Table> {
+        let stats: Vec<_> = self.records.iter().map(|r| mask_stats(&r.mask)).collect();
+        let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("checkpoint".into(), self.records.iter().map(|r| r.checkpoint()).collect::<Vec<_>>()),
+            Column::new("checkpoint_val_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.base_accuracy)).collect::<Vec<_>>()),
+            Column::new("task".into(), self.records.iter().map(|r| r.mask.name.clone()).collect::<Vec<_>>()),
+            Column::new("alpha".into(), self.records.iter().map(|r| r.sidecar.config.alpha).collect::<Vec<_>>()),
+            Column::new("kept_%".into(), stats.iter().map(|s| 100.0 * s.kept_fraction).collect::<Vec<_>>()),
+            Column::new("dispersity".into(), stats.iter().map(|s| s.dispersity).collect::<Vec<_>>()),
+            Column::new("task_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_task_accuracy)).collect::<Vec<_>>()),
+            Column::new("control_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_control_accuracy)).collect::<Vec<_>>()),
+            Column::new("inverted_task_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_inverted_task_accuracy)).collect::<Vec<_>>()),
+        ])?;
+        Ok(Table::new(df).with_caption("masks by measured checkpoint accuracy"))
+    }
+
+    fn metric_plot(&self, title: &str, y_label: &str, metric: impl Fn(&MaskRecord) -> f64) -> Result<Figure> {
+        let mut by_task: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for r in &self.records {
+            if let Some(acc) = r.sidecar.base_accuracy {
+                by_task.entry(r.mask.name.clone()).or_default().push((100.0 * acc, metric(r)));
+            }
+        }
+        let lines: Vec<Line> = by_task.into_iter().map(|(task, pts)| Line::new(task, &pts.iter().map(|p| p.0).collect::<Vec<_>>(), &pts.iter().map(|p| p.1).collect::<Vec<_>>())).collect();
+        line_plot(title, "checkpoint validation accuracy (measured, %)", y_label, &lines)
+    }
+
+    /// Kept weights (%) per task against the checkpoint's measured accuracy.
+    pub fn sparsity_plot(&self) -> Result<Figure> {
+        self.metric_plot("module size over training", "kept weights (%)", |r| 100.0 * mask_stats(&r.mask).kept_fraction)
+    }
+
+    /// Dispersity per task against the checkpoint's measured accuracy.
+    pub fn dispersity_plot(&self) -> Result<Figure> {
+        self.metric_plot("module dispersity over training", "dispersity", |r| mask_stats(&r.mask).dispersity)
+    }
+
+    /// The sharing matrix of the masks trained on `checkpoint`, and its accuracy.
+    pub fn sharing(&self, checkpoint: &str, metric: Overlap, preprocess: bool) -> Result<(SharingMatrix, Option<f64>)> {
+        let masks: Vec<Mask> = self.records.iter().filter(|r| r.checkpoint() == checkpoint).map(|r| r.mask.clone()).collect();
+        let acc = self.records.iter().find(|r| r.checkpoint() == checkpoint).and_then(|r| r.sidecar.base_accuracy);
+        Ok((sharing_matrix(&masks, metric, preprocess)?, acc))
+    }
+
+    pub fn evcxr_display(&self) {
+        match self.table().and_then(|t| t.to_html()) {
+            Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
+            Err(e) => println!("{e}"),
+        }
+    }
+}
