@@ -33,7 +33,8 @@ step "generate originals ($configs, $per_config per config)" \
 for s in "${shapes[@]}"; do
   step "generate $s" "$avr" generate --out "$data/$s" --preset "$s" --configs "$configs" --per-config "$shape_per_config" --seed "$seed" --json
 done
-if ! ls "$ckpts"/*.safetensors >/dev/null 2>&1; then
+existing=("$ckpts"/*.safetensors)
+if [ ${#existing[@]} -eq 0 ]; then
   step "train SCL (official, 80 px, $steps steps)" \
     "$avr" train --data "$data/originals" --steps "$steps" --batch 32 --val-every 50 --milestones "$milestones" --seed "$seed" --out "$ckpts" --json
 fi

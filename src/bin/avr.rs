@@ -13,6 +13,7 @@ use avr_modularity::data::generate::{bench_generate, generate_dataset, Candidate
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::{inspect, AvrDataset, Split};
 use avr_modularity::masking::engine::{bench_mask_steps, train_mask, MaskFilter, MaskSidecar, MaskTrainConfig};
+use avr_modularity::masking::toy::{run_toy, ToyConfig, ToyTask};
 use avr_modularity::masking::Mask;
 use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant, SeedSclConfig};
 use avr_modularity::plot::sharing_heatmap;
@@ -127,6 +128,26 @@ enum Command {
         /// Folder for milestone checkpoints and metrics.csv.
         #[arg(long, default_value = "model_ckpts")]
         out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The masking method's validation tasks: add/mul (P_specialize) and double addition (P_reuse).
+    Toy {
+        /// addmul or double-add.
+        task: String,
+        #[arg(long, default_value_t = 2)]
+        digits: usize,
+        /// Hidden widths, comma separated.
+        #[arg(long, default_value = "400,400,200")]
+        hidden: String,
+        #[arg(long, default_value_t = 20000)]
+        train_steps: usize,
+        #[arg(long, default_value_t = 5000)]
+        mask_steps: usize,
+        #[arg(long, default_value_t = 1e-4)]
+        beta: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         #[arg(long)]
         json: bool,
     },
@@ -315,6 +336,23 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { seed, json } => info(seed, json),
         Command::Inspect { files, json } => inspect_files(&files, json),
+        Command::Toy { task, digits, hidden, train_steps, mask_steps, beta, seed, json } => {
+            session::setup(seed);
+            let task = match task.as_str() {
+                "addmul" => ToyTask::AddMul,
+                "double-add" => ToyTask::DoubleAdd,
+                other => return Err(Error::Config(format!("toy task '{other}': expected addmul or double-add"))),
+            };
+            let hidden = hidden.split(',').map(|h| h.trim().parse::<i64>().map_err(|_| Error::Config(format!("--hidden: bad width '{h}'")))).collect::<Result<Vec<_>>>()?;
+            let cfg = ToyConfig { task, digits, hidden, train_steps, mask_steps, beta, seed, ..Default::default() };
+            let report = run_toy(&cfg, session::default_device())?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?);
+            } else {
+                println!("{}\n{}", report.accuracy_table()?.df, report.layer_table()?.df);
+            }
+            Ok(())
+        }
         Command::Report { masks, out, section, shuffles } => {
             session::setup(0);
             let sections = section

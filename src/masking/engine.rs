@@ -116,8 +116,13 @@ pub fn sample_mask(logits: &Tensor, k: i64, tau: f64) -> Tensor {
 /// The K-batched parameters of one step: masked tensors `w · m_k`, other trainable tensors
 /// expanded to K (no copy), buffers as they are.
 pub fn sampled_params(model: &SclModel, base: &Params, logits: &Params, k: i64, tau: f64) -> Result<Params> {
+    sampled_params_for(&model.param_specs(), base, logits, k, tau)
+}
+
+/// [`sampled_params`] for any functional model described by `specs`.
+pub fn sampled_params_for(specs: &[crate::model::ParamSpec], base: &Params, logits: &Params, k: i64, tau: f64) -> Result<Params> {
     let mut out = Params::new();
-    for spec in model.param_specs() {
+    for spec in specs.iter().cloned() {
         let w = base.get(&spec.name)?;
         let t = if !spec.trainable {
             w.shallow_clone()

@@ -9,6 +9,7 @@ use std::path::Path;
 use tch::Kind;
 
 pub mod engine;
+pub mod toy;
 
 use crate::checkpoint::StudyMask;
 use crate::model::Params;

@@ -1,0 +1,319 @@
+//! The masking method's own validation (`../shared/specs/weight-masking.md` §4): the addition /
+//! multiplication task (P_specialize: do + and × get their own weights?) and the double-addition
+//! task (P_reuse: does the second pair reuse the first pair's weights?), with an FNN at CPU size.
+//!
+//! Numbers are little-endian digit one-hots; the output is one 10-way softmax per result digit.
+//! The FNN is functional (`layers.<i>.weight`, `layers.<i>.bias`), so the same K-batched masking
+//! as for SCL applies; biases are not masked (as in the paper).
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::engine::sampled_params_for;
+use super::Mask;
+use crate::analysis::masks::{overlap, Overlap};
+use crate::display::Table;
+use crate::model::layers::linear;
+use crate::model::{ParamSpec, Params};
+use crate::rng::Rng;
+use crate::train::trainer::{clip_grad_norm, AdamW};
+use crate::Result;
+
+/// Which toy task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToyTask {
+    /// `(a op b) mod 10^digits`, op ∈ {+, ×}; input 4·digits·… one-hots + op.
+    AddMul,
+    /// Two independent sums, one pass per pair with the other pair's inputs zeroed.
+    DoubleAdd,
+}
+
+/// Toy settings (defaults: the spec's "small" FNN 400-400-200 and its mask hyper-parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ToyConfig {
+    pub task: ToyTask,
+    /// Digits per number (2 in the paper; 1 makes a fast test).
+    pub digits: usize,
+    pub hidden: Vec<i64>,
+    pub batch_size: usize,
+    pub train_steps: usize,
+    pub train_lr: f64,
+    pub mask_steps: usize,
+    pub mask_lr: f64,
+    /// β of the paper; the per-logit coefficient is α = β / batch.
+    pub beta: f64,
+    pub samples: usize,
+    pub logit_init: f64,
+    pub seed: u64,
+}
+
+impl Default for ToyConfig {
+    fn default() -> Self {
+        ToyConfig { task: ToyTask::AddMul, digits: 2, hidden: vec![400, 400, 200], batch_size: 128, train_steps: 20_000, train_lr: 1e-3, mask_steps: 5_000, mask_lr: 1e-2, beta: 1e-4, samples: 4, logit_init: 2.0, seed: 0 }
+    }
+}
+
+impl ToyConfig {
+    fn modulus(&self) -> i64 {
+        10i64.pow(self.digits as u32)
+    }
+    /// Input width: AddMul 2 numbers + op; DoubleAdd 2 pairs of 2 numbers.
+    fn d_in(&self) -> i64 {
+        let number = 10 * self.digits as i64;
+        match self.task {
+            ToyTask::AddMul => 2 * number + 2,
+            ToyTask::DoubleAdd => 4 * number,
+        }
+    }
+    fn d_out(&self) -> i64 {
+        let result = 10 * self.digits as i64;
+        match self.task {
+            ToyTask::AddMul => result,
+            ToyTask::DoubleAdd => 2 * result,
+        }
+    }
+    /// Parameter names and shapes of the FNN.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut dims = vec![self.d_in()];
+        dims.extend(&self.hidden);
+        dims.push(self.d_out());
+        (0..dims.len() - 1)
+            .flat_map(|i| {
+                [
+                    ParamSpec { name: format!("layers.{i}.weight"), shape: vec![dims[i + 1], dims[i]], trainable: true },
+                    ParamSpec { name: format!("layers.{i}.bias"), shape: vec![dims[i + 1]], trainable: true },
+                ]
+            })
+            .collect()
+    }
+}
+
+/// Which sub-task a batch holds: AddMul `0` = +, `1` = ×; DoubleAdd `0`/`1` = pair 1/2.
+pub type Part = usize;
+
+/// A batch of one sub-task: inputs `(B, d_in)` and target digits `(B, digits)`.
+fn batch(cfg: &ToyConfig, part: Part, n: usize, rng: &mut Rng, device: Device) -> (Tensor, Tensor) {
+    let m = cfg.modulus();
+    let digits = cfg.digits as i64;
+    let mut x = vec![0f32; n * cfg.d_in() as usize];
+    let mut y = Vec::with_capacity(n * cfg.digits);
+    for i in 0..n {
+        let row = &mut x[i * cfg.d_in() as usize..(i + 1) * cfg.d_in() as usize];
+        let mut put = |slot: i64, value: i64| {
+            for d in 0..digits {
+                let digit = (value / 10i64.pow(d as u32)) % 10;
+                row[((slot * digits + d) * 10 + digit) as usize] = 1.0;
+            }
+        };
+        let (a, b) = (rng.below(m as usize) as i64, rng.below(m as usize) as i64);
+        let result = match cfg.task {
+            ToyTask::AddMul => {
+                put(0, a);
+                put(1, b);
+                row[(2 * digits * 10) as usize + part] = 1.0;
+                if part == 0 { (a + b) % m } else { (a * b) % m }
+            }
+            ToyTask::DoubleAdd => {
+                put(2 * part as i64, a);
+                put(2 * part as i64 + 1, b);
+                (a + b) % m
+            }
+        };
+        y.extend((0..digits).map(|d| (result / 10i64.pow(d as u32)) % 10));
+    }
+    let x = Tensor::from_slice(&x).reshape([n as i64, cfg.d_in()]).to_device(device);
+    (x, Tensor::from_slice(&y).reshape([n as i64, digits]).to_device(device))
+}
+
+/// Digit logits `(B, digits, 10)` of `part` (DoubleAdd reads only that pair's output slot).
+fn forward(cfg: &ToyConfig, p: &Params, x: &Tensor, part: Part) -> Result<Tensor> {
+    let layers = cfg.hidden.len() + 1;
+    let mut h = x.shallow_clone();
+    for i in 0..layers {
+        h = linear(p, &format!("layers.{i}"), &h)?;
+        if i + 1 < layers {
+            h = h.relu();
+        }
+    }
+    let n = h.size()[0];
+    let per = 10 * cfg.digits as i64;
+    let out = match cfg.task {
+        ToyTask::AddMul => h,
+        ToyTask::DoubleAdd => h.narrow(1, part as i64 * per, per),
+    };
+    Ok(out.reshape([n, cfg.digits as i64, 10]))
+}
+
+fn loss_and_accuracy(logits: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+    let loss = logits.reshape([-1, 10]).cross_entropy_for_logits(&y.reshape([-1]));
+    let correct = logits.argmax(-1, false).eq_tensor(y).all_dim(1, false).to_kind(Kind::Float).mean(Kind::Float);
+    (loss, correct)
+}
+
+/// The pre-trained toy network.
+#[derive(Debug)]
+pub struct ToyModel {
+    pub cfg: ToyConfig,
+    pub params: Params,
+}
+
+/// Accuracy (all digits right) of `params` on `part`, over `n` fresh problems.
+pub fn toy_accuracy(cfg: &ToyConfig, params: &Params, part: Part, n: usize, seed: u64) -> Result<f64> {
+    let device = params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu);
+    let mut rng = Rng::new(seed).fork(&format!("eval{part}"));
+    let (x, y) = batch(cfg, part, n, &mut rng, device);
+    let logits = tch::no_grad(|| forward(cfg, params, &x, part))?;
+    Ok(loss_and_accuracy(&logits, &y).1.double_value(&[]))
+}
+
+/// Trains the FNN on every part (both ops / both pairs), Adam, clip 1.0.
+pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
+    tch::manual_seed(cfg.seed as i64);
+    let mut params = Params::new();
+    for spec in cfg.param_specs() {
+        let t = if spec.shape.len() == 2 {
+            let fan_in = spec.shape[1] as f64;
+            Tensor::randn(spec.shape.as_slice(), (Kind::Float, device)) * (2.0 / fan_in).sqrt()
+        } else {
+            Tensor::zeros(spec.shape.as_slice(), (Kind::Float, device))
+        };
+        params.insert(&spec.name, t.set_requires_grad(true));
+    }
+    let leaves: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut opt = AdamW::new(&leaves);
+    let mut rng = Rng::new(cfg.seed).fork("pretrain");
+    for _ in 0..cfg.train_steps {
+        zero_grads(&leaves);
+        let mut total = Tensor::zeros([], (Kind::Float, device));
+        for part in 0..2 {
+            let (x, y) = batch(cfg, part, cfg.batch_size / 2, &mut rng, device);
+            total += loss_and_accuracy(&forward(cfg, &params, &x, part)?, &y).0;
+        }
+        total.backward();
+        clip_grad_norm(&leaves, 1.0);
+        opt.step_with(&leaves, cfg.train_lr, 0.0, (0.9, 0.999), 1e-8);
+    }
+    let mut frozen = Params::new();
+    for (n, t) in params.iter() {
+        frozen.insert(n, t.detach());
+    }
+    Ok(ToyModel { cfg: cfg.clone(), params: frozen })
+}
+
+fn zero_grads(leaves: &[Tensor]) {
+    for l in leaves {
+        let mut g = l.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+}
+
+/// Trains a mask (weights only, biases whole) for the parts in `parts` — `[0, 1]` is the
+/// control ("full") mask, `[0]` the + / pair-1 mask.
+pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Mask> {
+    let cfg = &model.cfg;
+    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu);
+    let specs = cfg.param_specs();
+    let mut logits = Params::new();
+    for s in specs.iter().filter(|s| s.shape.len() == 2) {
+        logits.insert(&s.name, Tensor::full(s.shape.as_slice(), cfg.logit_init, (Kind::Float, device)).set_requires_grad(true));
+    }
+    let leaves: Vec<Tensor> = logits.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut opt = AdamW::new(&leaves);
+    let mut rng = Rng::new(cfg.seed).fork(&format!("mask/{name}"));
+    let alpha = cfg.beta / cfg.batch_size as f64;
+    let k = cfg.samples as i64;
+    for _ in 0..cfg.mask_steps {
+        zero_grads(&leaves);
+        let mut total = Tensor::zeros([], (Kind::Float, device));
+        for &part in parts {
+            // One K-batched pass per part, each chunk with its own mask sample.
+            let (x, y) = batch(cfg, part, cfg.batch_size / parts.len(), &mut rng, device);
+            let p = sampled_params_for(&specs, &model.params, &logits, k, 1.0)?;
+            total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / parts.len() as f64;
+        }
+        let reg = leaves.iter().map(|l| l.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, device)), |a, s| a + s) * alpha;
+        (total + reg).backward();
+        clip_grad_norm(&leaves, 1.0);
+        opt.step_with(&leaves, cfg.mask_lr, 0.0, (0.9, 0.999), 1e-8);
+    }
+    let mut out = Params::new();
+    for (n, t) in logits.iter() {
+        out.insert(n, t.detach());
+    }
+    Ok(Mask::new(name, out, Some(alpha)))
+}
+
+/// The full experiment's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToyReport {
+    pub task: ToyTask,
+    /// Part names (`+`, `×` or `pair 1`, `pair 2`).
+    pub parts: [String; 2],
+    /// `(setting, accuracy on part 0, accuracy on part 1)`: unmasked, each mask, each inverted mask.
+    pub accuracies: Vec<(String, f64, f64)>,
+    /// Per-layer `(layer, IoU, IoMin)` between the part-0 and part-1 masks.
+    pub layers: Vec<(String, f64, f64)>,
+    /// Kept weights per mask.
+    pub kept: Vec<(String, i64, i64)>,
+}
+
+impl ToyReport {
+    pub fn accuracy_table(&self) -> Result<Table> {
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("setting".into(), self.accuracies.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
+            Column::new(format!("{} acc %", self.parts[0]).into(), self.accuracies.iter().map(|r| 100.0 * r.1).collect::<Vec<_>>()),
+            Column::new(format!("{} acc %", self.parts[1]).into(), self.accuracies.iter().map(|r| 100.0 * r.2).collect::<Vec<_>>()),
+        ])?;
+        Ok(Table::new(df).with_caption(format!("{:?}: accuracy under each mask and inverted mask", self.task)))
+    }
+
+    pub fn layer_table(&self) -> Result<Table> {
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("layer".into(), self.layers.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
+            Column::new("IoU".into(), self.layers.iter().map(|r| r.1).collect::<Vec<_>>()),
+            Column::new("IoMin".into(), self.layers.iter().map(|r| r.2).collect::<Vec<_>>()),
+        ])?;
+        Ok(Table::new(df).with_caption(format!("{} vs {} masks, per layer", self.parts[0], self.parts[1])))
+    }
+
+    pub fn evcxr_display(&self) {
+        for t in [self.accuracy_table(), self.layer_table()] {
+            match t.and_then(|t| t.to_html()) {
+                Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
+                Err(e) => println!("{e}"),
+            }
+        }
+    }
+}
+
+/// Pre-trains, trains the part-0 and part-1 masks, and measures accuracies and overlaps.
+pub fn run_toy(cfg: &ToyConfig, device: Device) -> Result<ToyReport> {
+    let model = pretrain(cfg, device)?;
+    let parts = match cfg.task {
+        ToyTask::AddMul => ["+".to_string(), "×".to_string()],
+        ToyTask::DoubleAdd => ["pair 1".to_string(), "pair 2".to_string()],
+    };
+    let masks = [train_toy_mask(&model, &parts[0], &[0])?, train_toy_mask(&model, &parts[1], &[1])?];
+    let n_eval = 2000;
+    let acc = |p: &Params| -> Result<(f64, f64)> { Ok((toy_accuracy(cfg, p, 0, n_eval, cfg.seed + 1)?, toy_accuracy(cfg, p, 1, n_eval, cfg.seed + 1)?)) };
+    let mut accuracies = Vec::new();
+    let (a0, a1) = acc(&model.params)?;
+    accuracies.push(("unmasked".to_string(), a0, a1));
+    for m in &masks {
+        for invert in [false, true] {
+            let (a0, a1) = acc(&m.apply(&model.params, invert)?)?;
+            accuracies.push((format!("{}{}", if invert { "¬" } else { "" }, m.name), a0, a1));
+        }
+    }
+    let (b0, b1) = (masks[0].binary(), masks[1].binary());
+    let (_, iou) = overlap(&b0, &b1, Overlap::IoU)?;
+    let (_, iomin) = overlap(&b0, &b1, Overlap::IoMin)?;
+    let layers = iou.into_iter().zip(iomin).map(|((n, u), (_, m))| (n, u, m)).collect();
+    let kept = masks.iter().map(|m| { let (k, t) = m.kept(); (m.name.clone(), k, t) }).collect();
+    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept })
+}

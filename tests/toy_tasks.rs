@@ -1,0 +1,46 @@
+//! The masking method on its own validation tasks (weight-masking spec §4), at test size (one
+//! digit per number, a 128-128 FNN): P_specialize on add/mul and P_reuse on double addition.
+
+use avr_modularity::masking::toy::*;
+use tch::Device;
+
+fn small(task: ToyTask) -> ToyConfig {
+    ToyConfig { task, digits: 1, hidden: vec![128, 128], train_steps: 1500, mask_steps: 1500, beta: 1e-2, seed: 3, ..Default::default() }
+}
+
+fn row<'a>(r: &'a ToyReport, setting: &str) -> &'a (String, f64, f64) {
+    r.accuracies.iter().find(|a| a.0 == setting).unwrap_or_else(|| panic!("no row {setting}: {:?}", r.accuracies))
+}
+
+#[test]
+fn add_and_mul_get_their_own_weights() {
+    let r = run_toy(&small(ToyTask::AddMul), Device::Cpu).unwrap();
+    eprintln!("{:?}\n{:?}\n{:?}", r.accuracies, r.layers, r.kept);
+    let full = row(&r, "unmasked");
+    assert!(full.1 > 0.95 && full.2 > 0.95, "pre-training must solve both ops: {full:?}");
+    let (plus, times) = (row(&r, "+"), row(&r, "×"));
+    assert!(plus.1 > 0.9 && plus.2 < 0.5, "+ mask keeps + and loses ×: {plus:?}");
+    assert!(times.2 > 0.9 && times.1 < 0.5, "× mask keeps × and loses +: {times:?}");
+    let (not_plus, not_times) = (row(&r, "¬+"), row(&r, "¬×"));
+    assert!(not_plus.1 < not_plus.2, "removing + weights hurts + more than ×: {not_plus:?}");
+    assert!(not_times.2 < not_times.1, "removing × weights hurts × more than +: {not_times:?}");
+    assert!(r.layers.iter().all(|l| l.1 < 0.8), "per-layer IoU well below 1: {:?}", r.layers);
+    assert!(r.kept.iter().all(|k| k.1 < k.2 / 2), "masks are sparse: {:?}", r.kept);
+}
+
+#[test]
+fn the_two_pairs_of_double_addition_use_different_weights() {
+    let r = run_toy(&small(ToyTask::DoubleAdd), Device::Cpu).unwrap();
+    eprintln!("{:?}\n{:?}", r.accuracies, r.layers);
+    let full = row(&r, "unmasked");
+    assert!(full.1 > 0.95 && full.2 > 0.95, "{full:?}");
+    let (p1, p2) = (row(&r, "pair 1"), row(&r, "pair 2"));
+    assert!(p1.1 > 0.9 && p1.2 < 0.5, "{p1:?}");
+    assert!(p2.2 > 0.9 && p2.1 < 0.5, "{p2:?}");
+    let (n1, n2) = (row(&r, "¬pair 1"), row(&r, "¬pair 2"));
+    assert!(n1.1 < 0.5 && n1.2 > 0.9, "removing pair-1 weights kills pair 1 only: {n1:?}");
+    assert!(n2.2 < 0.5 && n2.1 > 0.9, "removing pair-2 weights kills pair 2 only: {n2:?}");
+    // The input and output layers of the two pairs are disjoint by construction.
+    let first = &r.layers[0];
+    assert!(first.1 < 0.2, "input layer IoU {first:?}");
+}
