@@ -117,3 +117,16 @@ print("ok")
     assert!(out.status.success(), "numpy: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
 }
+
+#[test]
+fn integer_downscaling_equals_area_resizing() {
+    use avr_modularity::data::dataset::BatchOptions;
+    let fixtures = avr_modularity::fixtures::require_fixtures().unwrap();
+    let ds = avr_modularity::data::AvrDataset::open(fixtures.join("iraven")).unwrap();
+    let fast = ds.batch(&[0, 1, 2], BatchOptions { resize: Some(80), transpose_panels: true, ..Default::default() }, tch::Device::Cpu).unwrap();
+    let full = ds.batch(&[0, 1, 2], BatchOptions { transpose_panels: true, ..Default::default() }, tch::Device::Cpu).unwrap();
+    let reference = full.images.adaptive_avg_pool2d([80, 80]);
+    assert_eq!(fast.images.size(), vec![3, 16, 80, 80]);
+    let diff = (fast.images - reference).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "max difference {diff}");
+}

@@ -12,7 +12,7 @@ use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{bench_generate, generate_dataset, CandidateMode, GeneratorConfig};
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::{inspect, AvrDataset, Split};
-use avr_modularity::masking::engine::{bench_mask_steps, train_mask, MaskFilter, MaskSidecar, MaskTrainConfig};
+use avr_modularity::masking::engine::{bench_mask_steps, train_mask, MaskFilter, MaskSidecar, MaskTrainConfig, SampleBatching};
 use avr_modularity::masking::toy::{run_toy, ToyConfig, ToyTask};
 use avr_modularity::masking::Mask;
 use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant, SeedSclConfig};
@@ -247,6 +247,9 @@ enum BenchCommand {
         samples: usize,
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// K separate passes (the study's way) instead of one K-batched pass.
+        #[arg(long)]
+        separate: bool,
         #[arg(long)]
         json: bool,
     },
@@ -485,11 +488,12 @@ fn run(cli: Cli) -> Result<()> {
             if json { println!("{value}") } else { println!("train {variant}@{size}, batch {batch}: {problems_per_s:.2} problems/s") }
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Mask { variant, size, batch, samples, steps, json } } => {
+        Command::Bench { command: BenchCommand::Mask { variant, size, batch, samples, steps, separate, json } } => {
             let s = session::setup(0);
             let model = SclModel::init(parse_variant(&variant, size)?, 0, session::default_device());
-            let problems_per_s = bench_mask_steps(&model, batch, samples, steps)?;
-            let value = serde_json::json!({"bench": "mask", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "samples": samples, "steps": steps, "threads": s.threads, "device": s.device});
+            let batching = if separate { SampleBatching::Separate } else { SampleBatching::Batched };
+            let problems_per_s = bench_mask_steps(&model, batch, samples, steps, batching)?;
+            let value = serde_json::json!({"bench": "mask", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "samples": samples, "steps": steps, "batching": batching, "threads": s.threads, "device": s.device});
             if json { println!("{value}") } else { println!("mask {variant}@{size}, batch {batch}, K {samples}: {problems_per_s:.2} problems/s") }
             Ok(())
         }

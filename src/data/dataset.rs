@@ -144,22 +144,41 @@ impl AvrDataset {
             return Err(Error::bad_file(&self.files[indices[p]].path, format!("panel size {} differs from the batch's {side}", parsed[p].1)));
         }
         let (b, s, per) = (parsed.len() as i64, side as i64, PANELS * side * side);
-        // Copy each file's pixels straight into the tensor's memory: one copy per problem.
-        let mut images = Tensor::empty([b, PANELS as i64, s, s], (Kind::Uint8, Device::Cpu));
-        {
-            // SAFETY: `images` is a fresh contiguous u8 CPU tensor of exactly b·per bytes, and
-            // no other reference to its storage exists while this slice lives.
-            let dst = unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, parsed.len() * per) };
-            for (chunk, (pixels, _, _)) in dst.chunks_exact_mut(per).zip(&parsed) {
-                chunk.copy_from_slice(pixels);
+        let factor = options.resize.filter(|&r| options.to_unit_float && r > 0 && r < s && s % r == 0).map(|r| (s / r) as usize);
+        let mut images = match factor {
+            // Integer downscaling (160 → 80): box-average the u8 pixels straight into f32 —
+            // the same values as area resizing, without a full-size float copy.
+            Some(f) => {
+                let r = side / f;
+                let mut out = vec![0f32; parsed.len() * PANELS * r * r];
+                let scale = 1.0 / (255.0 * (f * f) as f32);
+                for (dst, (pixels, _, _)) in out.chunks_exact_mut(PANELS * r * r).zip(&parsed) {
+                    box_downsample(pixels, side, f, scale, dst);
+                }
+                Tensor::from_slice(&out).reshape([b, PANELS as i64, r as i64, r as i64])
             }
-        }
+            None => {
+                // Copy each file's pixels straight into the tensor's memory: one copy per problem.
+                let images = Tensor::empty([b, PANELS as i64, s, s], (Kind::Uint8, Device::Cpu));
+                {
+                    // SAFETY: `images` is a fresh contiguous u8 CPU tensor of exactly b·per
+                    // bytes, and no other reference to its storage exists while this slice lives.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, parsed.len() * per) };
+                    for (chunk, (pixels, _, _)) in dst.chunks_exact_mut(per).zip(&parsed) {
+                        chunk.copy_from_slice(pixels);
+                    }
+                }
+                images
+            }
+        };
         if options.transpose_panels {
             images = images.transpose(2, 3).contiguous();
         }
-        let mut images = if options.to_unit_float { images.to_kind(Kind::Float).g_div_scalar_(255.0) } else { images };
-        if let Some(side) = options.resize.filter(|&r| r != s && options.to_unit_float) {
-            images = images.adaptive_avg_pool2d([side, side]);
+        if factor.is_none() {
+            images = if options.to_unit_float { images.to_kind(Kind::Float).g_div_scalar_(255.0) } else { images };
+            if let Some(side) = options.resize.filter(|&r| r != s && options.to_unit_float) {
+                images = images.adaptive_avg_pool2d([side, side]);
+            }
         }
         let targets = Tensor::from_slice(&parsed.iter().map(|p| p.2).collect::<Vec<_>>());
         Ok(Batch {
@@ -168,6 +187,21 @@ impl AvrDataset {
             configurations: indices.iter().map(|&i| self.files[i].configuration.clone()).collect(),
             paths: indices.iter().map(|&i| self.files[i].path.clone()).collect(),
         })
+    }
+}
+
+/// Mean of each `f × f` block of every panel in `pixels` (`16 × side²` u8), times `scale`·f².
+fn box_downsample(pixels: &[u8], side: usize, f: usize, scale: f32, dst: &mut [f32]) {
+    let r = side / f;
+    for (panel, out) in pixels.chunks_exact(side * side).zip(dst.chunks_exact_mut(r * r)) {
+        for y in 0..side {
+            let row = &panel[y * side..(y + 1) * side];
+            let out_row = &mut out[(y / f) * r..(y / f + 1) * r];
+            for (x, &v) in row.iter().enumerate() {
+                out_row[x / f] += v as f32;
+            }
+        }
+        out.iter_mut().for_each(|v| *v *= scale);
     }
 }
 

@@ -375,9 +375,32 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
     Ok(run)
 }
 
+/// How the K mask samples of a step are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleBatching {
+    /// One pass with K-batched weights (bmm, grouped convolution): the engine's way.
+    Batched,
+    /// K passes of B/K problems, one mask sample each (the study's way), for comparison.
+    Separate,
+}
+
+/// Parameters with one mask sample applied (no sample axis).
+fn single_sample_params(model: &SclModel, logits: &Params, tau: f64) -> Result<Params> {
+    let mut out = Params::new();
+    for (name, w) in model.params.iter() {
+        let t = match logits.contains(name) {
+            true => w * sample_mask(logits.get(name)?, 1, tau).squeeze_dim(0),
+            false => w.shallow_clone(),
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
 /// Problems per second of `steps` mask-training steps (frozen weights, K samples, eval BN) on
 /// random panels after one warm-up step — `avr bench mask`.
-pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize) -> Result<f64> {
+pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<f64> {
     let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
     let logits = init_logits(model, MaskFilter::All, 2.5, None);
@@ -385,6 +408,7 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
     let mut opt = AdamW::new(&leaves);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
+    let k = samples.max(1) as i64;
     let mut one_step = || -> Result<()> {
         for l in &leaves {
             let mut g = l.grad();
@@ -392,10 +416,24 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
                 let _ = g.zero_();
             }
         }
-        let params = sampled_params(model, &model.params, &logits, samples as i64, 1.0)?;
-        let loss = model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y);
         let reg = leaves.iter().map(|l| l.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, device)), |a, s| a + s) * 1e-6;
-        (loss + reg).backward();
+        let ce = match batching {
+            SampleBatching::Batched => {
+                let params = sampled_params(model, &model.params, &logits, k, 1.0)?;
+                model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y)
+            }
+            SampleBatching::Separate => {
+                let chunk = batch as i64 / k;
+                let mut total = Tensor::zeros([], (Kind::Float, device));
+                for c in 0..k {
+                    let params = single_sample_params(model, &logits, 1.0)?;
+                    let out = model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
+                    total += out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
+                }
+                total
+            }
+        };
+        (ce + reg).backward();
         opt.step_with(&leaves, 1e-2, 0.0, (0.9, 0.999), 1e-8);
         Ok(())
     };

@@ -43,6 +43,20 @@ fn per_sample(v: &Tensor, dims: usize, axis: usize) -> Tensor {
     v.reshape(shape.as_slice())
 }
 
+/// Runs `stage` on each of the K batch chunks with that chunk's mask sample, and concatenates.
+/// Used for the convolutional stacks: on CPU, K plain convolutions (with BatchNorm fused into
+/// its backward) beat a grouped convolution plus per-sample affine passes over the largest
+/// activations (BENCHMARKS.md). `probe` is a weight that is K-batched iff masks are sampled;
+/// `specs` gives every tensor's unbatched rank.
+pub fn chunked_by_sample(p: &Params, specs: &[super::ParamSpec], probe: &str, plain_dims: usize, x: &Tensor, stage: impl Fn(&Params, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let Some(k) = samples(p.get(probe)?, plain_dims) else { return stage(p, x) };
+    let chunks = split_chunks(x, k)?;
+    let dims: std::collections::HashMap<&str, usize> = specs.iter().map(|s| (s.name.as_str(), s.shape.len())).collect();
+    let plain = |name: &str| dims.get(name).copied().unwrap_or(0);
+    let outs = (0..k).map(|i| stage(&p.sample(i, plain), &chunks.get(i))).collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&outs, 0))
+}
+
 /// `x @ W^T + b` with `prefix.weight`, `prefix.bias` (K-batched via `bmm`).
 pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
@@ -56,12 +70,22 @@ pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(shape.as_slice()))
 }
 
-/// 3×3 convolution, stride 2, padding 1 (every conv of both SCL variants); K-batched via a
-/// grouped convolution over the K chunks stacked along channels.
+/// 3×3 convolution, stride 2, padding 1 (every conv of both SCL variants). K-batched weights
+/// convolve each chunk with its own kernel. (A grouped convolution over the chunks stacked along
+/// channels is the textbook trick, but on CPU its transposes cost more than they save: measured
+/// 34 vs 53 problems/s for seed SCL at 160 px, see BENCHMARKS.md.)
 pub fn conv_s2(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
     let Some(k) = samples(w, 4) else { return Ok(x.f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)?) };
+    let chunks = split_chunks(x, k)?;
+    let outs = (0..k).map(|i| chunks.get(i).f_conv2d(&w.get(i), Some(&b.get(i)), [2, 2], [1, 1], [1, 1], 1)).collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Tensor::cat(&outs, 0))
+}
+
+/// The grouped-convolution form of a K-batched [`conv_s2`], kept for the benchmark comparison.
+pub fn conv_s2_grouped(w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let k = w.size()[0];
     let (c_in, h, wd) = (x.size()[1], x.size()[2], x.size()[3]);
     let c_out = w.size()[1];
     let stacked = split_chunks(x, k)?.transpose(0, 1).reshape([-1, k * c_in, h, wd]);
@@ -81,10 +105,14 @@ pub fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<
     if mode == BnMode::Train {
         return Err(crate::Error::Config(format!("{prefix}: K-batched BatchNorm weights need eval mode")));
     }
-    let normed = x.f_batch_norm(None::<&Tensor>, None::<&Tensor>, Some(get("running_mean")?), Some(get("running_var")?), false, 0.1, 1e-5, true)?;
-    let chunks = split_chunks(&normed, k)?;
+    // Eval BatchNorm is an affine map per channel: y = x·scale + shift, with the sample's γ, β
+    // folded in — one fused pass (`addcmul`) over the activations.
+    let inv_std = (get("running_var")? + 1e-5).rsqrt();
+    let scale = w * &inv_std; // (K, C)
+    let shift = b - get("running_mean")? * &scale;
+    let chunks = split_chunks(x, k)?;
     let dims = chunks.dim();
-    Ok((chunks * per_sample(w, dims, 2) + per_sample(b, dims, 2)).reshape(x.size().as_slice()))
+    Ok(per_sample(&shift, dims, 2).addcmul(&chunks, &per_sample(&scale, dims, 2)).reshape(x.size().as_slice()))
 }
 
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).

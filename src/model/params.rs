@@ -77,6 +77,16 @@ impl Params {
         Params { names: self.names.clone(), tensors }
     }
 
+    /// Mask sample `i` of K-batched parameters: tensors with more axes than `plain_dims(name)`
+    /// lose their leading sample axis; the others are shared.
+    pub fn sample(&self, i: i64, plain_dims: impl Fn(&str) -> usize) -> Params {
+        let mut out = Params::new();
+        for (name, t) in self.iter() {
+            out.insert(name, if t.dim() > plain_dims(name) { t.get(i) } else { t.shallow_clone() });
+        }
+        out
+    }
+
     /// Keeps only the tensors whose name passes `keep`, in order.
     pub fn filter(&self, keep: impl Fn(&str) -> bool) -> Params {
         let mut out = Params::new();

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{batch_norm, conv_s2, layer_norm, linear, BnMode};
+use super::layers::{batch_norm, chunked_by_sample, conv_s2, layer_norm, linear, BnMode};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -124,11 +124,15 @@ impl OfficialSclConfig {
 
 /// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
 pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
-    let mut h = panels * 255.0;
-    for i in 0..cfg.channels.len() {
-        h = conv_s2(p, &format!("visual.conv.{i}"), &h)?;
-        h = batch_norm(p, &format!("visual.bn.{i}"), &h, bn)?.relu();
-    }
+    let stack = |p: &Params, x: &Tensor| -> Result<Tensor> {
+        let mut h = x * 255.0;
+        for i in 0..cfg.channels.len() {
+            h = conv_s2(p, &format!("visual.conv.{i}"), &h)?;
+            h = batch_norm(p, &format!("visual.bn.{i}"), &h, bn)?.relu();
+        }
+        Ok(h)
+    };
+    let h = chunked_by_sample(p, &cfg.param_specs(), "visual.conv.0.weight", 4, panels, stack)?;
     let (n, c) = (h.size()[0], h.size()[1]);
     let per_channel = linear(p, "visual.spatial", &h.flatten(2, -1))?; // (N, C, features)
     let g = cfg.group_out();

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{batch_norm, conv_s2, feed_forward_residual, linear, mlp, BnMode};
+use super::layers::{batch_norm, chunked_by_sample, conv_s2, feed_forward_residual, linear, mlp, BnMode};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -125,13 +125,7 @@ impl SeedSclConfig {
 /// Panel embeddings `(N, 80)` for panels `(N, 1, H, W)`: vision, attribute net, residual.
 pub fn encode_panels(cfg: &SeedSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
     let convs = cfg.conv_channels.len() - 1;
-    let mut h = panels.shallow_clone();
-    for i in 0..convs {
-        h = conv_s2(p, &format!("vision.net.{}", 2 * i), &h)?;
-        if i + 1 < convs {
-            h = batch_norm(p, &format!("vision.net.{}", 2 * i + 1), &h, bn)?;
-        }
-    }
+    let h = chunked_by_sample(p, &cfg.param_specs(), "vision.net.0.weight", 4, panels, |p, x| conv_stack(convs, p, x, bn))?;
     let head = 2 * convs;
     let h = linear(p, &format!("vision.net.{head}"), &h.flatten(1, -1))?.relu();
     let h = feed_forward_residual(p, &format!("vision.net.{}", head + 2), &h)?;
@@ -139,6 +133,18 @@ pub fn encode_panels(cfg: &SeedSclConfig, p: &Params, panels: &Tensor, bn: BnMod
     let groups = h.reshape([n, cfg.attr_heads, cfg.conv_output_dim / cfg.attr_heads]);
     let h = mlp(p, "attr_net.mlp", 2, &groups)?.reshape([n, cfg.conv_output_dim]);
     feed_forward_residual(p, "ff_residual", &h)
+}
+
+/// `convs` × [conv 3×3 s2, BatchNorm (not after the last)].
+fn conv_stack(convs: usize, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
+    let mut h = panels.shallow_clone();
+    for i in 0..convs {
+        h = conv_s2(p, &format!("vision.net.{}", 2 * i), &h)?;
+        if i + 1 < convs {
+            h = batch_norm(p, &format!("vision.net.{}", 2 * i + 1), &h, bn)?;
+        }
+    }
+    Ok(h)
 }
 
 /// Scores the 8 candidate sets given their panel embeddings `(B, 8, 9, D)`.
