@@ -29,8 +29,12 @@ pub fn write_report(out: &Path, masks_dir: &Path, shuffles: usize, sections: &[(
     body += &dev.dispersity_plot()?.to_html();
     body += "<h2>Weight sharing between shape modules (IoMin, weights shared by all removed)</h2>";
     for (ckpt, _) in dev.checkpoints() {
-        let (m, acc) = dev.sharing(&ckpt, Overlap::IoMin, true)?;
         body += &format!("<h3>{}</h3>", escape_html(&ckpt));
+        if dev.records.iter().filter(|r| r.checkpoint() == ckpt).count() < 2 {
+            body += "<p>only one mask: no sharing matrix.</p>";
+            continue;
+        }
+        let (m, acc) = dev.sharing(&ckpt, Overlap::IoMin, true)?;
         body += &sharing_heatmap(&m, acc)?.to_html();
     }
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";

@@ -64,3 +64,70 @@ fn inspect_bad_file_fails_naming_it() {
     assert!(!ok);
     assert!(stderr.contains("broken.npz") && stderr.contains("not a zip"), "{stderr}");
 }
+
+fn avr_env(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_avr")).env("AVR_THREADS", "1").args(args).output().expect("run avr");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The pipeline through the CLI: generate, train (killed with SIGKILL and resumed: the same
+/// metrics as an uninterrupted run), evaluate our checkpoint, train a mask, gather, report.
+#[test]
+fn pipeline_generate_train_kill_resume_eval_mask_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
+    let (ok, _, err) = avr_env(&["generate", "--out", &p("data"), "--configs", "center_single", "--per-config", "40", "--json"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = avr_env(&["generate", "--out", &p("squares"), "--preset", "squares", "--configs", "center_single", "--per-config", "20", "--json"]);
+    assert!(ok, "{err}");
+    let train_args = |out: &str| -> Vec<String> {
+        ["train", "--data", &p("data"), "--size", "40", "--batch", "8", "--steps", "30", "--val-every", "10", "--state-every", "5", "--milestones", "0", "--out", out, "--json"].iter().map(|s| s.to_string()).collect()
+    };
+    let whole = p("whole");
+    let args = train_args(&whole);
+    let (ok, _, err) = avr_env(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    // Kill a second run once it has saved state past step 10, then resume it.
+    let cut = p("cut");
+    let args = train_args(&cut);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avr")).env("AVR_THREADS", "1").args(&args).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let state = std::path::Path::new(&cut).join("last.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        let step = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["step"].as_u64()).unwrap_or(0);
+        if step >= 10 || t0.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed before finishing");
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    let (ok, _, err) = avr_env(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming"), "{err}");
+    let csv = |d: &str| std::fs::read_to_string(std::path::Path::new(d).join("metrics.csv")).unwrap();
+    assert_eq!(csv(&whole), csv(&cut), "resumed metrics differ from the uninterrupted run");
+    let ckpt = std::fs::read_dir(&whole).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.to_string_lossy().contains("scl_official_val")).unwrap();
+    let ckpt = ckpt.with_extension("safetensors");
+    let (ok, out, err) = avr_env(&["eval", "--ckpt", ckpt.to_str().unwrap(), "--data", &p("data"), "--split", "val", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["n"], 8);
+    let mask = p("masks/ck/squares.safetensors");
+    let (ok, out, err) = avr_env(&["mask", "train", "--ckpt", ckpt.to_str().unwrap(), "--task", &p("squares"), "--control", &p("data"), "--steps", "4", "--batch", "8", "--samples", "4", "--eval-every", "2", "--out", &mask, "--json"]);
+    assert!(ok, "{err}");
+    let side: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(side["steps_done"], 4);
+    assert!(side["final_task_accuracy"].as_f64().is_some());
+    let (ok, out, err) = avr_env(&["mask", "stats", &mask, "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("kept_fraction"));
+    let report = p("report/index.html");
+    let (ok, _, err) = avr_env(&["report", "--masks", &p("masks"), "--out", &report, "--shuffles", "2"]);
+    assert!(ok, "{err}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("squares") && html.contains("Newman Q"));
+}

@@ -125,9 +125,15 @@ enum Command {
         milestones: String,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Folder for milestone checkpoints and metrics.csv.
+        /// Folder for milestone checkpoints, metrics.csv and the resumable state (last.*).
         #[arg(long, default_value = "model_ckpts")]
         out: PathBuf,
+        /// Write the resumable state every N steps.
+        #[arg(long, default_value_t = 50)]
+        state_every: usize,
+        /// Continue a killed run from OUT/last.* (same loss curve).
+        #[arg(long)]
+        resume: bool,
         #[arg(long)]
         json: bool,
     },
@@ -443,14 +449,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Train { data, variant, size, steps, batch, lr, val_every, milestones, seed, out, json } => {
+        Command::Train { data, variant, size, steps, batch, lr, val_every, milestones, seed, out, state_every, resume, json } => {
             session::setup(seed);
             let device = session::default_device();
             let model = SclModel::init(parse_variant(&variant, size)?, seed, device);
             let all = AvrDataset::open(&data)?;
             let (train_set, val_set) = (all.select(&[Split::Train], None), all.select(&[Split::Val], None));
             let milestones = milestones.split(',').map(|m| m.trim().parse::<f64>().map(|v| v / 100.0).map_err(|_| Error::Config(format!("--milestones: bad level '{m}'")))).collect::<Result<Vec<_>>>()?;
-            let cfg = TrainConfig { steps, batch_size: batch, lr, val_every, milestones, seed, batch: BatchOptions { resize: Some(size), ..Default::default() }, ..Default::default() };
+            let cfg = TrainConfig { steps, batch_size: batch, lr, val_every, milestones, seed, state_every, resume, batch: BatchOptions { resize: Some(size), ..Default::default() }, ..Default::default() };
             let run = train(model, &train_set, &val_set, &cfg, Some(&out))?;
             let csv = out.join("metrics.csv");
             let mut text = String::from("step,epoch,train_loss,train_accuracy,val_accuracy\n");

@@ -16,11 +16,12 @@ use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
 use crate::plot::{line_plot, Line};
-use crate::model::{BnMode, SclModel};
+use crate::model::{BnMode, Params, SclModel};
 use crate::{Error, Result};
 
 /// Training settings; defaults are the official SCL README's optimiser on a CPU-sized batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     /// Learning rate (default 5e-3).
     pub lr: f64,
@@ -45,6 +46,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// How problems become tensors (transpose, resize).
     pub batch: BatchOptions,
+    /// Write the resumable state (`<out>/last.safetensors` + `last.json`: weights, Adam moments,
+    /// step, log) every this many steps (default 50; needs an output folder).
+    pub state_every: usize,
+    /// Continue from `<out>/last.*` if present (default false).
+    pub resume: bool,
 }
 
 impl Default for TrainConfig {
@@ -61,8 +67,67 @@ impl Default for TrainConfig {
             milestones: vec![0.5, 0.6, 0.7, 0.8, 0.9],
             seed: 0,
             batch: BatchOptions::default(),
+            state_every: 50,
+            resume: false,
         }
     }
+}
+
+/// The JSON half of the resumable training state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    step: usize,
+    adam_step: i32,
+    variant: String,
+    image_size: i64,
+    config: TrainConfig,
+    metrics: Vec<MetricRow>,
+    milestones: Vec<Milestone>,
+}
+
+fn variant_name(model: &SclModel) -> &'static str {
+    match &model.variant {
+        crate::model::SclVariant::Seed(_) => "seed",
+        crate::model::SclVariant::Official(_) => "official",
+    }
+}
+
+/// Writes `dir/last.safetensors` (weights and Adam moments) and `dir/last.json`, both atomically.
+fn save_state(dir: &Path, model: &SclModel, opt: &AdamW, names: &[String], step: usize, run: &TrainRun, cfg: &TrainConfig) -> Result<()> {
+    let mut tensors = Params::new();
+    for (n, t) in model.params.iter() {
+        tensors.insert(n, t.detach());
+    }
+    for (name, (m, v)) in names.iter().zip(&opt.moments) {
+        tensors.insert(format!("adam.m.{name}"), m.shallow_clone());
+        tensors.insert(format!("adam.v.{name}"), v.shallow_clone());
+    }
+    crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
+    let state = TrainState { step, adam_step: opt.step, variant: variant_name(model).into(), image_size: model.image_size(), config: cfg.clone(), metrics: run.metrics.clone(), milestones: run.milestones.clone() };
+    write_atomic(&dir.join("last.json"), &serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?)
+}
+
+/// Restores weights, Adam moments and the log from `dir/last.*`; returns the step reached.
+fn load_state(dir: &Path, model: &mut SclModel, opt: &mut AdamW, names: &[String], run: &mut TrainRun) -> Result<usize> {
+    let json_path = dir.join("last.json");
+    let state: TrainState = serde_json::from_slice(&std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?).map_err(|e| Error::bad_file(&json_path, e.to_string()))?;
+    if state.variant != variant_name(model) || state.image_size != model.image_size() {
+        return Err(Error::bad_file(&json_path, format!("state of a {} model at {} px cannot resume a {} model at {} px", state.variant, state.image_size, variant_name(model), model.image_size())));
+    }
+    let tensors = crate::checkpoint::read_safetensors(&dir.join("last.safetensors"))?;
+    let _guard = tch::no_grad_guard();
+    for (name, t) in model.params.iter() {
+        let mut t = t.shallow_clone();
+        t.copy_(tensors.get(name)?);
+    }
+    for (name, (m, v)) in names.iter().zip(&mut opt.moments) {
+        m.copy_(tensors.get(&format!("adam.m.{name}"))?);
+        v.copy_(tensors.get(&format!("adam.v.{name}"))?);
+    }
+    opt.step = state.adam_step;
+    run.metrics = state.metrics;
+    run.milestones = state.milestones;
+    Ok(state.step)
 }
 
 /// One row of the training log.
@@ -131,8 +196,8 @@ impl TrainRun {
 /// Adam moments per trainable tensor.
 /// Adam with decoupled weight decay (AdamW); plain Adam when the decay is 0.
 pub(crate) struct AdamW {
-    moments: Vec<(Tensor, Tensor)>,
-    step: i32,
+    pub(crate) moments: Vec<(Tensor, Tensor)>,
+    pub(crate) step: i32,
 }
 
 impl AdamW {
@@ -206,13 +271,25 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     let trainable: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
     let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
     let mut opt = AdamW::new(&weights);
-    let mut order = EpochOrder::new(cfg.seed, train.len(), true);
-    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() };
-    let loader = Loader::from_order(train, &mut order, cfg.steps, &loader_cfg, device);
-    let batch_size = cfg.batch_size.min(train.len()).max(1);
     let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
+    let mut model = model;
+    let start = match out_dir {
+        Some(dir) if cfg.resume && dir.join("last.json").exists() => {
+            let step = load_state(dir, &mut model, &mut opt, &trainable, &mut run)?;
+            eprintln!("resuming {} from step {step}", dir.display());
+            step
+        }
+        _ => 0,
+    };
+    // The data order is a pure function of (seed, step): replaying it restores it exactly.
+    let mut order = EpochOrder::new(cfg.seed, train.len(), true);
+    let batch_size = cfg.batch_size.min(train.len()).max(1);
+    (0..start).for_each(|_| drop(order.next_batch(batch_size)));
+    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() };
+    let loader = Loader::from_order(train, &mut order, cfg.steps.saturating_sub(start), &loader_cfg, device);
     let eval_opts = EvalOptions { batch_size: cfg.batch_size.max(1), batch: cfg.batch, invert_mask: false, device };
-    for (step, batch) in (1..=cfg.steps).zip(loader) {
+    let clock = std::time::Instant::now();
+    for (step, batch) in (start + 1..=cfg.steps).zip(loader) {
         let batch = batch?;
         // Epoch of this batch's first problem, from its position in the planned stream.
         let epoch = (step - 1) * batch_size / train.len();
@@ -226,7 +303,7 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
         let loss = logits.cross_entropy_for_logits(&batch.targets);
         let loss_value = loss.double_value(&[]);
         if !loss_value.is_finite() {
-            return Err(Error::Config(format!("loss became {loss_value} at step {step}; the last good milestone checkpoint is kept")));
+            return Err(Error::Config(format!("loss became {loss_value} at step {step}; stopped — the last good milestone checkpoint and resumable state are kept")));
         }
         loss.backward();
         if let Some(max_norm) = cfg.clip_grad_norm {
@@ -238,7 +315,8 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
         if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
             let report = evaluate(&model, None, val, &eval_opts)?;
             row.val_accuracy = Some(report.accuracy);
-            eprintln!("step {step:>6} epoch {epoch:>3} loss {loss_value:.4} train {:.3} val {:.3}", accuracy, report.accuracy);
+            let per_step = clock.elapsed().as_secs_f64() / (step - start) as f64;
+            eprintln!("step {step:>6}/{} epoch {epoch:>3} loss {loss_value:.4} train {:.3} val {:.3} · ETA {:.0} s", cfg.steps, accuracy, report.accuracy, per_step * (cfg.steps - step) as f64);
             for &level in &cfg.milestones {
                 if report.accuracy >= level && !run.milestones.iter().any(|m| m.level == level) {
                     let path = match out_dir {
@@ -250,6 +328,11 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
             }
         }
         run.metrics.push(row);
+        if let Some(dir) = out_dir {
+            if step % cfg.state_every.max(1) == 0 || step == cfg.steps {
+                save_state(dir, &model, &opt, &trainable, step, &run, cfg)?;
+            }
+        }
     }
     for w in &weights {
         let _ = w.shallow_clone().set_requires_grad(false);
@@ -285,10 +368,7 @@ pub struct CheckpointSidecar {
 /// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json`, both atomically; the name comes
 /// from the measured accuracy.
 pub fn save_checkpoint(model: &SclModel, dir: &Path, accuracy: f64, step: usize, cfg: &TrainConfig) -> Result<PathBuf> {
-    let variant = match &model.variant {
-        crate::model::SclVariant::Seed(_) => "seed",
-        crate::model::SclVariant::Official(_) => "official",
-    };
+    let variant = variant_name(model);
     let stem = format!("scl_{variant}_val{:.1}", 100.0 * accuracy);
     let weights = dir.join(format!("{stem}.safetensors"));
     crate::checkpoint::write_safetensors_atomic(&weights, &model.params)?;
