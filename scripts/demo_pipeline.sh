@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 avr="$CARGO_TARGET_DIR/debug/avr"
 name="${AVR_DEMO_NAME:-demo}"
 configs="${AVR_DEMO_CONFIGS:-center_single}"
-per_config="${AVR_DEMO_PER_CONFIG:-1000}"
+per_config="${AVR_DEMO_PER_CONFIG:-2000}"
 shape_per_config="${AVR_DEMO_SHAPE_PER_CONFIG:-200}"
-steps="${AVR_DEMO_STEPS:-400}"
-milestones="${AVR_DEMO_MILESTONES:-20,25,30}"
-mask_steps="${AVR_DEMO_MASK_STEPS:-60}"
-alpha="${AVR_DEMO_ALPHA:-1e-4}"
+steps="${AVR_DEMO_STEPS:-500}"
+milestones="${AVR_DEMO_MILESTONES:-30,45,60}"
+mask_steps="${AVR_DEMO_MASK_STEPS:-150}"
+mask_lr="${AVR_DEMO_MASK_LR:-0.03}"
+alpha="${AVR_DEMO_ALPHA:-1e-5}"
 seed="${AVR_DEMO_SEED:-0}"
 shapes=(circles squares triangles pentagons hexagons)
 data="datasets/$name"; ckpts="model_ckpts/$name"; masks="binary_masks/$name"; out="report"
@@ -48,12 +49,12 @@ for ck in "${ckpt_files[@]}"; do
     m="$masks/$stem/$s.safetensors"
     [ -f "$m" ] && continue
     step "mask $stem/$s" "$avr" mask train --ckpt "$ck" --task "$data/$s" --control "$data/originals" --alpha "$alpha" \
-      --steps "$mask_steps" --batch 16 --samples 4 --eval-every 30 --seed "$seed" --out "$m" --json >/dev/null
+      --steps "$mask_steps" --lr "$mask_lr" --batch 16 --samples 4 --eval-every 50 --seed "$seed" --out "$m" --json >/dev/null
   done
 done
 cat > "$out/settings.json" <<JSON
 {"configs": "$configs", "per_config": $per_config, "shape_per_config": $shape_per_config, "train_steps": $steps,
- "milestones": "$milestones", "mask_steps": $mask_steps, "alpha": $alpha, "seed": $seed, "machine": "$(nproc) cores"}
+ "milestones": "$milestones", "mask_steps": $mask_steps, "mask_lr": $mask_lr, "alpha": $alpha, "seed": $seed, "machine": "$(nproc) cores"}
 JSON
 step "report" "$avr" report --masks "$masks" --out "$out/index.html" --section "Settings=$out/settings.json" \
   --section "Training metrics=$ckpts/metrics.csv" --section "Timings=$timings"

@@ -139,3 +139,13 @@ fn mask_batch_must_split_into_k_chunks() {
     let err = train_mask(&model, "x", &squares, &squares, None, &cfg).unwrap_err().to_string();
     assert!(err.contains("divisible"), "{err}");
 }
+
+#[test]
+fn alpha_selection_takes_the_largest_alpha_within_tolerance_of_the_smallest() {
+    let runs = [(1e-6, 0.80), (1e-5, 0.78), (1e-4, 0.70), (1e-3, 0.20)];
+    assert_eq!(select_alpha(&runs, 0.05), 1);
+    assert_eq!(select_alpha(&runs, 0.15), 2);
+    assert_eq!(select_alpha(&runs, 0.0), 0);
+    // Order of the list does not matter.
+    assert_eq!(select_alpha(&[(1e-3, 0.2), (1e-5, 0.78), (1e-6, 0.8)], 0.05), 1);
+}

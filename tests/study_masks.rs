@@ -108,3 +108,15 @@ fn spatial_distribution_and_histogram_render_with_labels() {
     let hist = mask_probability_histogram(&masks[0], 20).unwrap();
     assert!(has(&hist.svg, "Mask probabilities: SCL_50/circles") && has(&hist.svg, "removed"));
 }
+
+#[test]
+fn weight_usage_image_colours_each_mask_and_their_overlap() {
+    let fixtures = avr_modularity::fixtures::require_fixtures().unwrap();
+    let dir = fixtures.join("seed/binary_masks/SCL_90");
+    let first = |shape: &str| std::fs::read_dir(dir.join(shape)).unwrap().next().unwrap().unwrap().path();
+    let (a, b) = (Mask::load(first("squares")).unwrap(), Mask::load(first("circles")).unwrap());
+    let fig = avr_modularity::plot::weight_usage(&a, &b, None, "vision.net.0.weight").unwrap();
+    assert!(fig.svg.contains("weight usage of vision.net.0.weight") && fig.svg.contains("only SCL_90/squares"));
+    assert!(fig.svg.contains("data:image/png;base64,iVBORw0KGgo"));
+    assert!(avr_modularity::plot::weight_usage(&a, &b, None, "no.such.tensor").unwrap_err().to_string().contains("no.such.tensor"));
+}

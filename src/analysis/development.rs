@@ -25,9 +25,11 @@ pub struct MaskRecord {
 }
 
 impl MaskRecord {
-    /// The checkpoint's file stem (e.g. `scl_official_val31.2`).
+    /// The checkpoint: its folder and file stem (e.g. `demo/scl_official_val31.2`).
     pub fn checkpoint(&self) -> String {
-        Path::new(&self.sidecar.base_checkpoint).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        let path = Path::new(&self.sidecar.base_checkpoint);
+        let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{}/{}", name(path.parent().and_then(|p| p.file_name())), name(path.file_stem()))
     }
 }
 

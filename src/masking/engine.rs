@@ -444,3 +444,57 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
     }
     Ok((batch * steps) as f64 / start.elapsed().as_secs_f64())
 }
+
+/// The α sweep: one mask per α, and the selection rule made explicit.
+#[derive(Debug, Clone)]
+pub struct AlphaSweep {
+    pub runs: Vec<MaskRun>,
+    /// Allowed drop of task accuracy from the smallest-α run (default 0.05).
+    pub tolerance: f64,
+    /// Index of the chosen run: the largest α whose final task accuracy is within `tolerance`
+    /// of the smallest-α run's (the sparsest mask that still does the task).
+    pub chosen: usize,
+}
+
+impl AlphaSweep {
+    pub fn chosen_alpha(&self) -> f64 {
+        self.runs[self.chosen].config.alpha
+    }
+
+    /// α, kept %, task / control / inverted accuracies of every run, and which was chosen.
+    pub fn table(&self) -> Result<Table> {
+        let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.metrics.iter().rev().find_map(f).map(|v| 100.0 * v);
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("alpha".into(), self.runs.iter().map(|r| r.config.alpha).collect::<Vec<_>>()),
+            Column::new("kept_%".into(), self.runs.iter().map(|r| last(r, |m| m.kept_fraction)).collect::<Vec<_>>()),
+            Column::new("task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.task_accuracy)).collect::<Vec<_>>()),
+            Column::new("control_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.control_accuracy)).collect::<Vec<_>>()),
+            Column::new("inverted_task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.inverted_task_accuracy)).collect::<Vec<_>>()),
+            Column::new("chosen".into(), (0..self.runs.len()).map(|i| i == self.chosen).collect::<Vec<_>>()),
+        ])?;
+        Ok(Table::new(df).with_caption(format!("α sweep: the largest α within {:.0} points of the smallest α's task accuracy", 100.0 * self.tolerance)))
+    }
+
+    pub fn evcxr_display(&self) {
+        match self.table().and_then(|t| t.to_html()) {
+            Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
+            Err(e) => println!("{e}"),
+        }
+    }
+}
+
+/// Index of the largest α whose task accuracy is within `tolerance` of the smallest α's.
+pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usize {
+    let Some(reference) = alphas_and_accuracies.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|r| r.1) else { return 0 };
+    (0..alphas_and_accuracies.len())
+        .filter(|&i| alphas_and_accuracies[i].1 >= reference - tolerance)
+        .max_by(|&a, &b| alphas_and_accuracies[a].0.total_cmp(&alphas_and_accuracies[b].0))
+        .unwrap_or(0)
+}
+
+/// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`].
+pub fn alpha_sweep(model: &SclModel, name: &str, task: &AvrDataset, task_val: &AvrDataset, control: Option<&AvrDataset>, cfg: &MaskTrainConfig, alphas: &[f64], tolerance: f64) -> Result<AlphaSweep> {
+    let runs = alphas.iter().map(|&alpha| train_mask(model, &format!("{name} α={alpha:e}"), task, task_val, control, &MaskTrainConfig { alpha, ..cfg.clone() })).collect::<Result<Vec<_>>>()?;
+    let scores: Vec<(f64, f64)> = runs.iter().map(|r| (r.config.alpha, r.metrics.iter().rev().find_map(|m| m.task_accuracy).unwrap_or(0.0))).collect();
+    Ok(AlphaSweep { chosen: select_alpha(&scores, tolerance), runs, tolerance })
+}

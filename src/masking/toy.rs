@@ -260,6 +260,9 @@ pub struct ToyReport {
     pub layers: Vec<(String, f64, f64)>,
     /// Kept weights per mask.
     pub kept: Vec<(String, i64, i64)>,
+    /// The part-0 and part-1 masks.
+    #[serde(skip)]
+    pub masks: Vec<Mask>,
 }
 
 impl ToyReport {
@@ -315,5 +318,5 @@ pub fn run_toy(cfg: &ToyConfig, device: Device) -> Result<ToyReport> {
     let (_, iomin) = overlap(&b0, &b1, Overlap::IoMin)?;
     let layers = iou.into_iter().zip(iomin).map(|((n, u), (_, m))| (n, u, m)).collect();
     let kept = masks.iter().map(|m| { let (k, t) = m.kept(); (m.name.clone(), k, t) }).collect();
-    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept })
+    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept, masks: masks.to_vec() })
 }

@@ -5,11 +5,13 @@ pub mod bars;
 pub mod heatmap;
 pub mod lines;
 pub mod problem;
+pub mod usage;
 
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
 pub use heatmap::sharing_heatmap;
 pub use lines::{line_plot, Line};
 pub use problem::{problem_figure, save_problem_png};
+pub use usage::weight_usage;
 pub use style::{Style, PALETTE};
 
 use crate::display::Figure;

@@ -92,8 +92,17 @@ pub fn save_problem_png(problem: &AvrProblem, path: impl AsRef<Path>) -> Result<
 
 /// An 8-bit greyscale PNG with stored (uncompressed) deflate blocks: tiny code, valid everywhere.
 pub fn png_gray(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity((width + 1) * height);
-    for row in pixels.chunks(width) {
+    png_encode(width, height, 1, pixels)
+}
+
+/// An 8-bit RGB PNG (`pixels` = `width·height·3` bytes).
+pub fn png_rgb(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
+    png_encode(width, height, 3, pixels)
+}
+
+fn png_encode(width: usize, height: usize, channels: usize, pixels: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity((width * channels + 1) * height);
+    for row in pixels.chunks(width * channels) {
         raw.push(0);
         raw.extend_from_slice(row);
     }
@@ -122,14 +131,14 @@ pub fn png_gray(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&(width as u32).to_be_bytes());
     ihdr.extend_from_slice(&(height as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    ihdr.extend_from_slice(&[8, if channels == 3 { 2 } else { 0 }, 0, 0, 0]);
     chunk(b"IHDR", &ihdr);
     chunk(b"IDAT", &z);
     chunk(b"IEND", &[]);
     png
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {

@@ -1,0 +1,62 @@
+//! The weight-usage image of one tensor: which weights task A's mask keeps (red), task B's
+//! (green), both (blue), only the control mask (grey), none (black). Conv kernels are shown as
+//! `out × (in·kh·kw)` matrices. Scaled up so that small tensors stay visible.
+
+use tch::Kind;
+
+use super::problem::{base64, png_rgb};
+use crate::display::{escape_html, Figure};
+use crate::masking::Mask;
+use crate::{Error, Result};
+
+const RED: [u8; 3] = [214, 39, 40];
+const GREEN: [u8; 3] = [44, 160, 44];
+const BLUE: [u8; 3] = [31, 119, 180];
+const GREY: [u8; 3] = [150, 150, 150];
+const BLACK: [u8; 3] = [0, 0, 0];
+
+fn kept(mask: &Mask, tensor: &str) -> Result<Vec<bool>> {
+    let l = mask.logits.get(tensor).map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", mask.name)))?;
+    Ok(Vec::<u8>::try_from(l.gt(0.0).to_kind(Kind::Uint8).flatten(0, -1)).map_err(Error::from)?.into_iter().map(|v| v > 0).collect())
+}
+
+/// The usage image of `tensor` for masks `a` and `b` (and optionally a control mask).
+pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) -> Result<Figure> {
+    let shape = a.logits.get(tensor).map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", a.name)))?.size();
+    let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
+    let cols = (shape.iter().product::<i64>().max(1) as usize) / rows;
+    let (ka, kb) = (kept(a, tensor)?, kept(b, tensor)?);
+    let kc = control.map(|c| kept(c, tensor)).transpose()?;
+    let scale = (600 / cols.max(rows)).clamp(1, 16);
+    let (w, h) = (cols * scale, rows * scale);
+    let mut px = vec![0u8; w * h * 3];
+    for i in 0..rows * cols {
+        let color = match (ka[i], kb[i]) {
+            (true, true) => BLUE,
+            (true, false) => RED,
+            (false, true) => GREEN,
+            _ if kc.as_ref().is_some_and(|c| c[i]) => GREY,
+            _ => BLACK,
+        };
+        let (r, c) = (i / cols, i % cols);
+        for y in r * scale..(r + 1) * scale {
+            for x in c * scale..(c + 1) * scale {
+                px[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&color);
+            }
+        }
+    }
+    let title = format!("weight usage of {tensor}: {} vs {}", a.name, b.name);
+    let legend: String = [("only ".to_string() + &a.name, RED), ("only ".to_string() + &b.name, GREEN), ("both".to_string(), BLUE), ("control only".to_string(), GREY), ("unused".to_string(), BLACK)]
+        .iter()
+        .enumerate()
+        .map(|(i, (label, c))| format!(r#"<rect x="{}" y="{}" width="12" height="12" fill="rgb({},{},{})"/><text x="{}" y="{}" font-family="sans-serif" font-size="12">{}</text>"#, 10 + 150 * i, h + 48, c[0], c[1], c[2], 26 + 150 * i, h + 58, escape_html(label)))
+        .collect();
+    let svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-family="sans-serif" font-size="15">{}</text><image x="0" y="30" width="{w}" height="{h}" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>{legend}</svg>"#,
+        w.max(760),
+        h + 70,
+        escape_html(&title),
+        base64(&png_rgb(w, h, &px))
+    );
+    Ok(Figure::new(title, svg))
+}
