@@ -34,12 +34,12 @@ step "generate originals ($configs, $per_config per config)" \
 for s in "${shapes[@]}"; do
   step "generate $s" "$avr" generate --out "$data/$s" --preset "$s" --configs "$configs" --per-config "$shape_per_config" --seed "$seed" --json
 done
-existing=("$ckpts"/*.safetensors)
+existing=("$ckpts"/scl_*.safetensors)
 if [ ${#existing[@]} -eq 0 ]; then
   step "train SCL (official, 80 px, $steps steps)" \
     "$avr" train --data "$data/originals" --steps "$steps" --batch 32 --val-every 50 --milestones "$milestones" --seed "$seed" --out "$ckpts" --json
 fi
-ckpt_files=("$ckpts"/*.safetensors)
+ckpt_files=("$ckpts"/scl_*.safetensors)
 if [ ${#ckpt_files[@]} -eq 0 ]; then
   echo "demo: training reached none of the milestones $milestones (see $ckpts/metrics.csv)" >&2; exit 1
 fi
@@ -57,4 +57,4 @@ cat > "$out/settings.json" <<JSON
  "milestones": "$milestones", "mask_steps": $mask_steps, "mask_lr": $mask_lr, "alpha": $alpha, "seed": $seed, "machine": "$(nproc) cores"}
 JSON
 step "report" "$avr" report --masks "$masks" --out "$out/index.html" --section "Settings=$out/settings.json" \
-  --section "Training metrics=$ckpts/metrics.csv" --section "Timings=$timings"
+  --metrics "$ckpts/metrics.csv" --section "Timings=$timings"

@@ -100,7 +100,7 @@ impl Development {
             Column::new("checkpoint".into(), self.records.iter().map(|r| r.checkpoint()).collect::<Vec<_>>()),
             Column::new("checkpoint_val_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.base_accuracy)).collect::<Vec<_>>()),
             Column::new("task".into(), self.records.iter().map(|r| r.mask.name.clone()).collect::<Vec<_>>()),
-            Column::new("alpha".into(), self.records.iter().map(|r| r.sidecar.config.alpha).collect::<Vec<_>>()),
+            Column::new("alpha".into(), self.records.iter().map(|r| format!("{:e}", r.sidecar.config.alpha)).collect::<Vec<_>>()),
             Column::new("kept_%".into(), stats.iter().map(|s| 100.0 * s.kept_fraction).collect::<Vec<_>>()),
             Column::new("dispersity".into(), stats.iter().map(|s| s.dispersity).collect::<Vec<_>>()),
             Column::new("task_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_task_accuracy)).collect::<Vec<_>>()),

@@ -165,9 +165,12 @@ enum Command {
         masks: PathBuf,
         #[arg(long, default_value = "report/index.html")]
         out: PathBuf,
-        /// Extra sections: `TITLE=FILE` (FILE holds HTML, or text shown verbatim if it ends in .txt/.json/.csv).
+        /// Extra sections: `TITLE=FILE` (FILE holds HTML, or text shown verbatim if it ends in .txt/.json).
         #[arg(long)]
         section: Vec<String>,
+        /// A training log (`metrics.csv` of `avr train`), drawn as training curves.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
         #[arg(long, default_value_t = 20)]
         shuffles: usize,
     },
@@ -362,7 +365,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Report { masks, out, section, shuffles } => {
+        Command::Report { masks, out, section, metrics, shuffles } => {
             session::setup(0);
             let sections = section
                 .iter()
@@ -373,6 +376,11 @@ fn run(cli: Cli) -> Result<()> {
                     Ok((title.to_string(), if verbatim { format!("<pre>{}</pre>", avr_modularity::display::escape_html(&text)) } else { text }))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let mut sections = sections;
+            if let Some(csv) = metrics {
+                let rows = avr_modularity::train::trainer::read_metrics_csv(&csv)?;
+                sections.push(("Training".into(), avr_modularity::train::trainer::training_curves(&rows)?.to_html()));
+            }
             avr_modularity::report::write_report(&out, &masks, shuffles, &sections)?;
             println!("{}", out.display());
             Ok(())
@@ -459,11 +467,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = TrainConfig { steps, batch_size: batch, lr, val_every, milestones, seed, state_every, resume, batch: BatchOptions { resize: Some(size), ..Default::default() }, ..Default::default() };
             let run = train(model, &train_set, &val_set, &cfg, Some(&out))?;
             let csv = out.join("metrics.csv");
-            let mut text = String::from("step,epoch,train_loss,train_accuracy,val_accuracy\n");
-            for r in &run.metrics {
-                text += &format!("{},{},{},{},{}\n", r.step, r.epoch, r.train_loss, r.train_accuracy, r.val_accuracy.map(|v| v.to_string()).unwrap_or_default());
-            }
-            avr_modularity::checkpoint::write_atomic(&csv, text.as_bytes())?;
+            avr_modularity::train::trainer::write_metrics_csv(&csv, &run.metrics)?;
             let summary = serde_json::json!({"milestones": run.milestones, "metrics_csv": csv, "final_val_accuracy": run.metrics.iter().rev().find_map(|r| r.val_accuracy)});
             if json { println!("{summary}") } else { println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default()) }
             Ok(())

@@ -320,6 +320,9 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         let b = batch.targets.size()[0];
         // Drop a ragged tail so the K chunks are equal.
         let usable = b - b % k as i64;
+        if usable == 0 {
+            return Err(Error::Config(format!("mask '{name}': a batch of {b} problems cannot feed {k} mask samples (the task set has {} problems)", task.len())));
+        }
         let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
         for l in &leaves {
             let mut g = l.grad();
@@ -465,7 +468,7 @@ impl AlphaSweep {
     pub fn table(&self) -> Result<Table> {
         let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.metrics.iter().rev().find_map(f).map(|v| 100.0 * v);
         let df = DataFrame::new_infer_height(vec![
-            Column::new("alpha".into(), self.runs.iter().map(|r| r.config.alpha).collect::<Vec<_>>()),
+            Column::new("alpha".into(), self.runs.iter().map(|r| format!("{:e}", r.config.alpha)).collect::<Vec<_>>()),
             Column::new("kept_%".into(), self.runs.iter().map(|r| last(r, |m| m.kept_fraction)).collect::<Vec<_>>()),
             Column::new("task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.task_accuracy)).collect::<Vec<_>>()),
             Column::new("control_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.control_accuracy)).collect::<Vec<_>>()),

@@ -73,6 +73,50 @@ impl Default for TrainConfig {
     }
 }
 
+/// Loss, and train / validation accuracy, against step (two figures side by side).
+pub fn training_curves(metrics: &[MetricRow]) -> Result<crate::display::Figure> {
+    let steps: Vec<f64> = metrics.iter().map(|r| r.step as f64).collect();
+    let loss: Vec<f64> = metrics.iter().map(|r| r.train_loss).collect();
+    let train_acc: Vec<f64> = metrics.iter().map(|r| r.train_accuracy).collect();
+    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics.iter().filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v))).unzip();
+    let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
+    let acc_fig = line_plot("Accuracy", "step", "accuracy", &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)])?;
+    Ok(crate::display::Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+}
+
+/// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
+pub fn write_metrics_csv(path: &Path, metrics: &[MetricRow]) -> Result<()> {
+    let mut text = String::from("step,epoch,train_loss,train_accuracy,val_accuracy\n");
+    for r in metrics {
+        text += &format!("{},{},{},{},{}\n", r.step, r.epoch, r.train_loss, r.train_accuracy, r.val_accuracy.map(|v| v.to_string()).unwrap_or_default());
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads a log written by [`write_metrics_csv`]; errors name the file and line.
+pub fn read_metrics_csv(path: &Path) -> Result<Vec<MetricRow>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split(',').collect();
+            let bad = || Error::bad_file(path, format!("line {}: expected step,epoch,train_loss,train_accuracy,val_accuracy, got '{line}'", i + 1));
+            if f.len() != 5 {
+                return Err(bad());
+            }
+            Ok(MetricRow {
+                step: f[0].parse().map_err(|_| bad())?,
+                epoch: f[1].parse().map_err(|_| bad())?,
+                train_loss: f[2].parse().map_err(|_| bad())?,
+                train_accuracy: f[3].parse().map_err(|_| bad())?,
+                val_accuracy: if f[4].is_empty() { None } else { Some(f[4].parse().map_err(|_| bad())?) },
+            })
+        })
+        .collect()
+}
+
 /// The JSON half of the resumable training state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
@@ -175,13 +219,7 @@ impl TrainRun {
     /// Training curves: loss (left) is on its own scale, so two figures side by side in one
     /// HTML block: loss vs step, and train / validation accuracy vs step.
     pub fn curves(&self) -> Result<crate::display::Figure> {
-        let steps: Vec<f64> = self.metrics.iter().map(|r| r.step as f64).collect();
-        let loss: Vec<f64> = self.metrics.iter().map(|r| r.train_loss).collect();
-        let train_acc: Vec<f64> = self.metrics.iter().map(|r| r.train_accuracy).collect();
-        let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = self.metrics.iter().filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v))).unzip();
-        let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
-        let acc_fig = line_plot("Accuracy", "step", "accuracy", &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)])?;
-        Ok(crate::display::Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+        training_curves(&self.metrics)
     }
 
     /// Inline display: the training curves.
