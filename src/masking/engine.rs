@@ -24,7 +24,7 @@ use crate::display::{Figure, Table};
 use crate::model::{BnMode, Params, SclModel};
 use crate::plot::{line_plot, Line};
 use crate::train::eval::{evaluate, EvalOptions};
-use crate::train::trainer::{clip_grad_norm, AdamW};
+use crate::train::trainer::{clip_grad_norm, zero_grads, AdamW};
 use crate::{Error, Result};
 
 /// Which tensors get a mask.
@@ -136,6 +136,12 @@ pub fn sampled_params_for(specs: &[crate::model::ParamSpec], base: &Params, logi
         out.insert(&spec.name, t);
     }
     Ok(out)
+}
+
+/// `Σ l` over every logit: the regulariser before its α (linear in the raw logits, as the study
+/// and Csordás et al. use it — not σ(l)).
+pub fn logit_sum(leaves: &[Tensor]) -> Tensor {
+    leaves.iter().map(|l| l.sum(Kind::Float)).reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([], (Kind::Float, tch::Device::Cpu)))
 }
 
 /// One row of the mask-training log.
@@ -324,16 +330,11 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
             return Err(Error::Config(format!("mask '{name}': a batch of {b} problems cannot feed {k} mask samples (the task set has {} problems)", task.len())));
         }
         let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
-        for l in &leaves {
-            let mut g = l.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&leaves);
         let params = sampled_params(model, &base, &logits, k as i64, cfg.tau)?;
         let out = model.logits_with(&params, &x, BnMode::Eval)?;
         let ce = out.cross_entropy_for_logits(&y);
-        let reg = leaves.iter().map(|l| l.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, device)), |a, s| a + s) * cfg.alpha;
+        let reg = logit_sum(&leaves) * cfg.alpha;
         let loss = &ce + &reg;
         let (loss_v, ce_v) = (loss.double_value(&[]), ce.double_value(&[]));
         if !loss_v.is_finite() {
@@ -413,13 +414,8 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let k = samples.max(1) as i64;
     let mut one_step = || -> Result<()> {
-        for l in &leaves {
-            let mut g = l.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
-        let reg = leaves.iter().map(|l| l.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, device)), |a, s| a + s) * 1e-6;
+        zero_grads(&leaves);
+        let reg = logit_sum(&leaves) * 1e-6;
         let ce = match batching {
             SampleBatching::Batched => {
                 let params = sampled_params(model, &model.params, &logits, k, 1.0)?;

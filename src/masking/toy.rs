@@ -10,14 +10,14 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::engine::sampled_params_for;
+use super::engine::{logit_sum, sampled_params_for};
 use super::Mask;
 use crate::analysis::masks::{overlap, Overlap};
 use crate::display::Table;
 use crate::model::layers::linear;
 use crate::model::{ParamSpec, Params};
 use crate::rng::Rng;
-use crate::train::trainer::{clip_grad_norm, AdamW};
+use crate::train::trainer::{clip_grad_norm, zero_grads, AdamW};
 use crate::Result;
 
 /// Which toy task.
@@ -203,15 +203,6 @@ pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
     Ok(ToyModel { cfg: cfg.clone(), params: frozen })
 }
 
-fn zero_grads(leaves: &[Tensor]) {
-    for l in leaves {
-        let mut g = l.grad();
-        if g.defined() {
-            let _ = g.zero_();
-        }
-    }
-}
-
 /// Trains a mask (weights only, biases whole) for the parts in `parts` — `[0, 1]` is the
 /// control ("full") mask, `[0]` the + / pair-1 mask.
 pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Mask> {
@@ -236,7 +227,7 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
             let p = sampled_params_for(&specs, &model.params, &logits, k, 1.0)?;
             total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / parts.len() as f64;
         }
-        let reg = leaves.iter().map(|l| l.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, device)), |a, s| a + s) * alpha;
+        let reg = logit_sum(&leaves) * alpha;
         (total + reg).backward();
         clip_grad_norm(&leaves, 1.0);
         opt.step_with(&leaves, cfg.mask_lr, 0.0, (0.9, 0.999), 1e-8);

@@ -282,12 +282,7 @@ pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<f64> {
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let mut one_step = || -> Result<()> {
-        for w in &weights {
-            let mut g = w.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&weights);
         model.logits(&x, BnMode::Train)?.cross_entropy_for_logits(&y).backward();
         opt.update(&weights, &cfg);
         Ok(())
@@ -331,12 +326,7 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
         let batch = batch?;
         // Epoch of this batch's first problem, from its position in the planned stream.
         let epoch = (step - 1) * batch_size / train.len();
-        for w in &weights {
-            let mut g = w.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&weights);
         let logits = model.logits(&batch.images, BnMode::Train)?;
         let loss = logits.cross_entropy_for_logits(&batch.targets);
         let loss_value = loss.double_value(&[]);
@@ -377,6 +367,16 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     }
     run.model = model;
     Ok(run)
+}
+
+/// Zeroes the gradients of `leaves` (the study forgot this step).
+pub(crate) fn zero_grads(leaves: &[Tensor]) {
+    for l in leaves {
+        let mut g = l.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
 }
 
 pub(crate) fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
