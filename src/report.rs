@@ -41,7 +41,7 @@ pub fn write_report(out: &Path, masks_dir: &Path, shuffles: usize, sections: &[(
     let mut rows: Vec<(String, Option<f64>, f64, Option<f64>, Option<f64>)> = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
         let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else { continue };
-        let Ok((model, _)) = load_checkpoint(Path::new(&rec.sidecar.base_checkpoint)) else { continue };
+        let Some(Ok((model, _))) = rec.base_checkpoint_path().map(|p| load_checkpoint(&p)) else { continue };
         let report = analyse(&model.vision_graph()?, &ModularityConfig { k: 4, shuffles, ..Default::default() })?;
         rows.push((ckpt, acc.map(|a| 100.0 * a), report.q, report.z, report.p));
     }

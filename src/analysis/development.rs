@@ -25,6 +25,16 @@ pub struct MaskRecord {
 }
 
 impl MaskRecord {
+    /// The base checkpoint's file: the sidecar's path as given, else resolved against the
+    /// mask file's ancestor folders (sidecars store the path relative to where `avr` ran).
+    pub fn base_checkpoint_path(&self) -> Option<PathBuf> {
+        let given = PathBuf::from(&self.sidecar.base_checkpoint);
+        if given.is_file() {
+            return Some(given);
+        }
+        self.path.ancestors().skip(1).map(|a| a.join(&given)).find(|p| p.is_file())
+    }
+
     /// The checkpoint: its folder and file stem (e.g. `demo/scl_official_val31.2`).
     pub fn checkpoint(&self) -> String {
         let path = Path::new(&self.sidecar.base_checkpoint);
