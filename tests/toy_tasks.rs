@@ -26,6 +26,11 @@ fn add_and_mul_get_their_own_weights() {
     assert!(not_times.2 < not_times.1, "removing × weights hurts × more than +: {not_times:?}");
     assert!(r.layers.iter().all(|l| l.1 < 0.8), "per-layer IoU well below 1: {:?}", r.layers);
     assert!(r.kept.iter().all(|k| k.1 < k.2 / 2), "masks are sparse: {:?}", r.kept);
+    // Half-mask test: the control mask keeps both ops; its halves split the tensors in two.
+    let h = &r.half_mask;
+    eprintln!("{h:?}");
+    assert!(h.full_mask.0 > 0.9 && h.full_mask.1 > 0.9, "control mask solves both ops: {h:?}");
+    assert_eq!(h.early_tensors, vec!["layers.0.weight".to_string(), "layers.1.weight".to_string()], "⌈3/2⌉ first sorted tensors");
 }
 
 #[test]

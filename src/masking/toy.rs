@@ -254,6 +254,38 @@ pub struct ToyReport {
     /// The part-0 and part-1 masks.
     #[serde(skip)]
     pub masks: Vec<Mask>,
+    /// The half-mask test of the control mask (trained on both parts).
+    pub half_mask: HalfMaskReport,
+}
+
+/// The half-mask test (weight-masking spec §3.7): the control mask applied to only the first
+/// half of the masked tensors (sorted names; "early masked"), or only to the rest ("late
+/// masked"); accuracies `(part 0, part 1)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HalfMaskReport {
+    pub early_tensors: Vec<String>,
+    pub full_mask: (f64, f64),
+    pub early_masked: (f64, f64),
+    pub late_masked: (f64, f64),
+}
+
+/// Runs the half-mask test of `control` on `model`; the first half is `⌈n/2⌉` (add/mul) or
+/// `⌊n/2⌋` (double addition) sorted tensor names, as in the paper's code.
+pub fn half_mask_test(model: &ToyModel, control: &Mask, n_eval: usize) -> Result<HalfMaskReport> {
+    let cfg = &model.cfg;
+    let mut names: Vec<String> = control.logits.names().to_vec();
+    names.sort();
+    let half = match cfg.task {
+        ToyTask::AddMul => names.len().div_ceil(2),
+        ToyTask::DoubleAdd => names.len() / 2,
+    };
+    let early: Vec<String> = names[..half].to_vec();
+    let acc = |mask: &Mask| -> Result<(f64, f64)> {
+        let p = mask.apply(&model.params, false)?;
+        Ok((toy_accuracy(cfg, &p, 0, n_eval, cfg.seed + 1)?, toy_accuracy(cfg, &p, 1, n_eval, cfg.seed + 1)?))
+    };
+    let subset = |keep_early: bool| Mask::new(&control.name, control.logits.filter(|n| early.iter().any(|e| e == n) == keep_early), control.alpha);
+    Ok(HalfMaskReport { full_mask: acc(control)?, early_masked: acc(&subset(true))?, late_masked: acc(&subset(false))?, early_tensors: early })
 }
 
 impl ToyReport {
@@ -275,8 +307,20 @@ impl ToyReport {
         Ok(Table::new(df).with_caption(format!("{} vs {} masks, per layer", self.parts[0], self.parts[1])))
     }
 
+    /// The half-mask test as a table (accuracy in %).
+    pub fn half_mask_table(&self) -> Result<Table> {
+        let h = &self.half_mask;
+        let rows = [("control mask on all tensors", h.full_mask), ("early half only", h.early_masked), ("late half only", h.late_masked)];
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("setting".into(), rows.iter().map(|r| r.0.to_string()).collect::<Vec<_>>()),
+            Column::new(format!("{} acc %", self.parts[0]).into(), rows.iter().map(|r| 100.0 * r.1 .0).collect::<Vec<_>>()),
+            Column::new(format!("{} acc %", self.parts[1]).into(), rows.iter().map(|r| 100.0 * r.1 .1).collect::<Vec<_>>()),
+        ])?;
+        Ok(Table::new(df).with_caption(format!("half-mask test (early half: {})", h.early_tensors.join(", "))))
+    }
+
     pub fn evcxr_display(&self) {
-        for t in [self.accuracy_table(), self.layer_table()] {
+        for t in [self.accuracy_table(), self.layer_table(), self.half_mask_table()] {
             match t.and_then(|t| t.to_html()) {
                 Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
                 Err(e) => println!("{e}"),
@@ -293,6 +337,7 @@ pub fn run_toy(cfg: &ToyConfig, device: Device) -> Result<ToyReport> {
         ToyTask::DoubleAdd => ["pair 1".to_string(), "pair 2".to_string()],
     };
     let masks = [train_toy_mask(&model, &parts[0], &[0])?, train_toy_mask(&model, &parts[1], &[1])?];
+    let control = train_toy_mask(&model, "control", &[0, 1])?;
     let n_eval = 2000;
     let acc = |p: &Params| -> Result<(f64, f64)> { Ok((toy_accuracy(cfg, p, 0, n_eval, cfg.seed + 1)?, toy_accuracy(cfg, p, 1, n_eval, cfg.seed + 1)?)) };
     let mut accuracies = Vec::new();
@@ -309,5 +354,6 @@ pub fn run_toy(cfg: &ToyConfig, device: Device) -> Result<ToyReport> {
     let (_, iomin) = overlap(&b0, &b1, Overlap::IoMin)?;
     let layers = iou.into_iter().zip(iomin).map(|((n, u), (_, m))| (n, u, m)).collect();
     let kept = masks.iter().map(|m| { let (k, t) = m.kept(); (m.name.clone(), k, t) }).collect();
-    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept, masks: masks.to_vec() })
+    let half_mask = half_mask_test(&model, &control, n_eval)?;
+    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept, masks: masks.to_vec(), half_mask })
 }
