@@ -202,6 +202,20 @@ enum Command {
     },
 }
 
+/// The model and step settings shared by the timing benchmarks.
+#[derive(clap::Args)]
+struct BenchModel {
+    /// official or seed.
+    #[arg(long, default_value = "official")]
+    variant: String,
+    #[arg(long, default_value_t = 80)]
+    size: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Generates N problems per configuration in memory (render + .npz encoding) on all cores.
@@ -233,29 +247,17 @@ enum BenchCommand {
     },
     /// Times N SCL training steps on random data after one warm-up step.
     Train {
-        #[arg(long, default_value = "official")]
-        variant: String,
-        #[arg(long, default_value_t = 80)]
-        size: i64,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
+        #[command(flatten)]
+        model: BenchModel,
         #[arg(long)]
         json: bool,
     },
     /// Times N mask-training steps (frozen weights, K samples in one batched pass).
     Mask {
-        #[arg(long, default_value = "official")]
-        variant: String,
-        #[arg(long, default_value_t = 80)]
-        size: i64,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        #[command(flatten)]
+        model: BenchModel,
         #[arg(long, default_value_t = 4)]
         samples: usize,
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
         /// K separate passes (the study's way) instead of one K-batched pass.
         #[arg(long)]
         separate: bool,
@@ -489,7 +491,7 @@ fn run(cli: Cli) -> Result<()> {
             if json { println!("{value}") } else { println!("loader ({n} problems, batch {batch}, {workers} workers): {problems_per_s:.0} problems/s") }
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Train { variant, size, batch, steps, json } } => {
+        Command::Bench { command: BenchCommand::Train { model: BenchModel { variant, size, batch, steps }, json } } => {
             let s = session::setup(0);
             let device = session::default_device();
             let model = SclModel::init(parse_variant(&variant, size)?, 0, device);
@@ -498,7 +500,7 @@ fn run(cli: Cli) -> Result<()> {
             if json { println!("{value}") } else { println!("train {variant}@{size}, batch {batch}: {problems_per_s:.2} problems/s") }
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Mask { variant, size, batch, samples, steps, separate, json } } => {
+        Command::Bench { command: BenchCommand::Mask { model: BenchModel { variant, size, batch, steps }, samples, separate, json } } => {
             let s = session::setup(0);
             let model = SclModel::init(parse_variant(&variant, size)?, 0, session::default_device());
             let batching = if separate { SampleBatching::Separate } else { SampleBatching::Batched };
