@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{batch_norm, chunked_by_sample, conv_s2, layer_norm, linear, BnMode};
+use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, BnMode};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -125,10 +125,11 @@ impl OfficialSclConfig {
 /// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
 pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
     let stack = |p: &Params, x: &Tensor| -> Result<Tensor> {
-        let mut h = x * 255.0;
+        let mut h = channels_last(x);
         for i in 0..cfg.channels.len() {
-            h = conv_s2(p, &format!("visual.conv.{i}"), &h)?;
-            h = batch_norm(p, &format!("visual.bn.{i}"), &h, bn)?.relu();
+            // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
+            let input_scale = if i == 0 { 255.0 } else { 1.0 };
+            h = conv_s2_bn(p, &format!("visual.conv.{i}"), Some(&format!("visual.bn.{i}")), &h, bn, input_scale)?.relu();
         }
         Ok(h)
     };
@@ -151,7 +152,13 @@ pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> R
     }
     let (b, s) = (size[0], size[2]);
     let emb = encode_panels(cfg, p, &x.reshape([b * 16, 1, s, s]), bn)?.reshape([b, 16, cfg.features]);
-    let emb = res_block(p, "rel.res", &emb)?;
+    relational_logits(cfg, p, &emb)
+}
+
+/// Logits `(B, 8)` from panel embeddings `(B, 16, features)`.
+pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Result<Tensor> {
+    let b = emb.size()[0];
+    let emb = res_block(p, "rel.res", emb)?;
     let d = cfg.features;
     let context = emb.narrow(1, 0, 8).unsqueeze(1).expand([b, 8, 8, d], false);
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{batch_norm, chunked_by_sample, conv_s2, feed_forward_residual, linear, mlp, BnMode};
+use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, feed_forward_residual, linear, mlp, BnMode};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -137,12 +137,10 @@ pub fn encode_panels(cfg: &SeedSclConfig, p: &Params, panels: &Tensor, bn: BnMod
 
 /// `convs` × [conv 3×3 s2, BatchNorm (not after the last)].
 fn conv_stack(convs: usize, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
-    let mut h = panels.shallow_clone();
+    let mut h = channels_last(panels);
     for i in 0..convs {
-        h = conv_s2(p, &format!("vision.net.{}", 2 * i), &h)?;
-        if i + 1 < convs {
-            h = batch_norm(p, &format!("vision.net.{}", 2 * i + 1), &h, bn)?;
-        }
+        let norm = (i + 1 < convs).then(|| format!("vision.net.{}", 2 * i + 1));
+        h = conv_s2_bn(p, &format!("vision.net.{}", 2 * i), norm.as_deref(), &h, bn, 1.0)?;
     }
     Ok(h)
 }
