@@ -113,35 +113,98 @@ pub fn sample_mask(logits: &Tensor, k: i64, tau: f64) -> Tensor {
     (hard - soft.detach()) + soft
 }
 
-/// The K-batched parameters of one step: masked tensors `w · m_k`, other trainable tensors
-/// expanded to K (no copy), buffers as they are.
-pub fn sampled_params(model: &SclModel, base: &Params, logits: &Params, k: i64, tau: f64) -> Result<Params> {
-    sampled_params_for(&model.param_specs(), base, logits, k, tau)
+/// Every logit of a mask in one flat leaf tensor, with each masked tensor's name and shape.
+///
+/// One leaf instead of one per tensor (~80 in SCL) makes the per-step bookkeeping — Gumbel
+/// sampling, the regulariser, zeroing gradients and the Adam update — one pass each instead of
+/// ~80 small ones; the model still sees one masked tensor per parameter name.
+#[derive(Debug)]
+pub struct FlatLogits {
+    /// The trained leaf, `(T,)`: the tensors' logits flattened and concatenated in order.
+    pub flat: Tensor,
+    layout: Vec<(String, Vec<i64>)>,
 }
 
-/// [`sampled_params`] for any functional model described by `specs`.
-pub fn sampled_params_for(specs: &[crate::model::ParamSpec], base: &Params, logits: &Params, k: i64, tau: f64) -> Result<Params> {
-    let mut out = Params::new();
-    for spec in specs.iter().cloned() {
-        let w = base.get(&spec.name)?;
-        let t = if !spec.trainable {
-            w.shallow_clone()
-        } else if logits.contains(&spec.name) {
-            w.unsqueeze(0) * sample_mask(logits.get(&spec.name)?, k, tau)
-        } else {
-            let mut shape = vec![k];
-            shape.extend(w.size());
-            w.unsqueeze(0).expand(shape.as_slice(), false)
+impl FlatLogits {
+    /// A trainable flat copy of `logits`.
+    pub fn new(logits: &Params) -> Self {
+        let pieces: Vec<Tensor> = logits.iter().map(|(_, t)| t.detach().reshape([-1])).collect();
+        let flat = match pieces.is_empty() {
+            true => Tensor::zeros([0], (Kind::Float, tch::Device::Cpu)),
+            false => Tensor::cat(&pieces, 0),
         };
-        out.insert(&spec.name, t);
+        let layout = logits.iter().map(|(n, t)| (n.to_string(), t.size())).collect();
+        FlatLogits { flat: flat.set_requires_grad(true), layout }
     }
-    Ok(out)
-}
 
-/// `Σ l` over every logit: the regulariser before its α (linear in the raw logits, as the study
-/// and Csordás et al. use it — not σ(l)).
-pub fn logit_sum(leaves: &[Tensor]) -> Tensor {
-    leaves.iter().map(|l| l.sum(Kind::Float)).reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([], (Kind::Float, tch::Device::Cpu)))
+    /// Number of logits, T.
+    pub fn numel(&self) -> i64 {
+        self.flat.size()[0]
+    }
+
+    fn sizes(&self) -> Vec<i64> {
+        self.layout.iter().map(|(_, shape)| shape.iter().product()).collect()
+    }
+
+    /// Detached per-tensor copies of the current logits (what a [`Mask`] holds).
+    pub fn to_params(&self) -> Params {
+        let pieces = self.flat.detach().split_with_sizes(self.sizes(), 0);
+        let mut out = Params::new();
+        for ((name, shape), piece) in self.layout.iter().zip(pieces) {
+            out.insert(name, piece.reshape(shape.as_slice()).copy());
+        }
+        out
+    }
+
+    /// `Σ l` over every logit: the regulariser before its α (linear in the raw logits, as the
+    /// study and Csordás et al. use it — not σ(l)).
+    pub fn sum(&self) -> Tensor {
+        self.flat.sum(Kind::Float)
+    }
+
+    /// One step's K-batched parameters for a model described by `specs`: masked tensors
+    /// `w · m_k` (one Gumbel-sigmoid draw of shape `(K, T)` for all of them), other trainable
+    /// tensors expanded to K (no copy), buffers as they are. Also returns the 0/1 draw.
+    pub fn sample(&self, specs: &[crate::model::ParamSpec], base: &Params, k: i64, tau: f64) -> Result<(Params, Tensor)> {
+        let weights = self.layout.iter().map(|(name, _)| base.get(name).map(|w| w.detach().reshape([-1]))).collect::<Result<Vec<_>>>()?;
+        let mask = sample_mask(&self.flat, k, tau); // (K, T)
+        let masked = match weights.is_empty() {
+            true => Vec::new(),
+            false => (&mask * Tensor::cat(&weights, 0).unsqueeze(0)).split_with_sizes(self.sizes(), 1),
+        };
+        let mut by_name: std::collections::HashMap<&str, Tensor> = self.layout.iter().zip(masked).map(|((name, shape), m)| {
+            let mut batched = vec![k];
+            batched.extend(shape);
+            (name.as_str(), m.reshape(batched.as_slice()))
+        }).collect();
+        let mut out = Params::new();
+        for spec in specs {
+            let w = base.get(&spec.name)?;
+            let t = match by_name.remove(spec.name.as_str()) {
+                Some(masked) => masked,
+                None if spec.trainable => {
+                    let mut shape = vec![k];
+                    shape.extend(w.size());
+                    w.unsqueeze(0).expand(shape.as_slice(), false)
+                }
+                None => w.shallow_clone(),
+            };
+            out.insert(&spec.name, t);
+        }
+        Ok((out, mask.detach()))
+    }
+
+    /// Parameters with a single mask sample applied, without the sample axis (the study's way:
+    /// one draw per forward pass).
+    pub fn sample_one(&self, specs: &[crate::model::ParamSpec], base: &Params, tau: f64) -> Result<Params> {
+        let (batched, _) = self.sample(specs, base, 1, tau)?;
+        let mut out = Params::new();
+        for spec in specs {
+            let t = batched.get(&spec.name)?;
+            out.insert(&spec.name, if spec.trainable { t.squeeze_dim(0) } else { t.shallow_clone() });
+        }
+        Ok(out)
+    }
 }
 
 /// One row of the mask-training log.
@@ -313,14 +376,15 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         Some(m) => m.apply(&model.params, false)?,
         None => model.params.clone(),
     };
-    let logits = init_logits(model, cfg.filter, cfg.logit_init, fixed);
-    let leaves: Vec<Tensor> = logits.iter().map(|(_, t)| t.set_requires_grad(true)).collect();
+    let logits = FlatLogits::new(&init_logits(model, cfg.filter, cfg.logit_init, fixed));
+    let leaves = [logits.flat.shallow_clone()];
+    let specs = model.param_specs();
     let mut opt = AdamW::new(&leaves);
     let mut order = EpochOrder::new(cfg.seed, task.len(), true);
     let loader = Loader::from_order(task, &mut order, cfg.steps, &LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() }, device);
     let eval_opts = EvalOptions { batch_size: 32, batch: cfg.batch, invert_mask: false, device };
     let (task_val, control) = (first_n(task_val, cfg.eval_problems), control.map(|c| first_n(c, cfg.eval_problems)));
-    let mut run = MaskRun { mask: Mask::new(name, logits.clone(), Some(cfg.alpha)), metrics: Vec::new(), config: cfg.clone() };
+    let mut run = MaskRun { mask: Mask::new(name, logits.to_params(), Some(cfg.alpha)), metrics: Vec::new(), config: cfg.clone() };
     for (step, batch) in (1..=cfg.steps).zip(loader) {
         let batch = batch?;
         let b = batch.targets.size()[0];
@@ -331,10 +395,10 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         }
         let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
         zero_grads(&leaves);
-        let params = sampled_params(model, &base, &logits, k as i64, cfg.tau)?;
+        let (params, draw) = logits.sample(&specs, &base, k as i64, cfg.tau)?;
         let out = model.logits_with(&params, &x, BnMode::Eval)?;
         let ce = out.cross_entropy_for_logits(&y);
-        let reg = logit_sum(&leaves) * cfg.alpha;
+        let reg = logits.sum() * cfg.alpha;
         let loss = &ce + &reg;
         let (loss_v, ce_v) = (loss.double_value(&[]), ce.double_value(&[]));
         if !loss_v.is_finite() {
@@ -347,12 +411,11 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         opt.step_with(&leaves, cfg.lr, 0.0, (0.9, 0.999), 1e-8);
         let (train_accuracy, sample_kept) = tch::no_grad(|| {
             let acc = out.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-            let kept = logits.iter().map(|(n, _)| params.get(n).map(|p| p.ne(0.0).sum(Kind::Int64).int64_value(&[])).unwrap_or(0)).sum::<i64>() as f64;
-            (acc, kept / (k as f64 * logits.numel() as f64))
+            (acc, draw.mean(Kind::Float).double_value(&[]))
         });
         let mut row = MaskMetricRow { step, loss: loss_v, cross_entropy: ce_v, sample_kept, train_accuracy, task_accuracy: None, control_accuracy: None, inverted_task_accuracy: None, inverted_control_accuracy: None, kept_fraction: None };
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            let mask = Mask::new(name, logits.iter().fold(Params::new(), |mut p, (n, t)| { p.insert(n, t.detach().copy()); p }), Some(cfg.alpha));
+            let mask = Mask::new(name, logits.to_params(), Some(cfg.alpha));
             let acc = |data: &AvrDataset, invert: bool| evaluate(model, Some(&mask), data, &EvalOptions { invert_mask: invert, ..eval_opts }).map(|r| r.accuracy);
             row.task_accuracy = Some(acc(&task_val, false)?);
             row.inverted_task_accuracy = Some(acc(&task_val, true)?);
@@ -372,10 +435,7 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         }
         run.metrics.push(row);
     }
-    for l in &leaves {
-        let _ = l.shallow_clone().set_requires_grad(false);
-    }
-    run.mask = Mask::new(name, logits.iter().fold(Params::new(), |mut p, (n, t)| { p.insert(n, t.detach().copy()); p }), Some(cfg.alpha));
+    run.mask = Mask::new(name, logits.to_params(), Some(cfg.alpha));
     Ok(run)
 }
 
@@ -389,43 +449,31 @@ pub enum SampleBatching {
     Separate,
 }
 
-/// Parameters with one mask sample applied (no sample axis).
-fn single_sample_params(model: &SclModel, logits: &Params, tau: f64) -> Result<Params> {
-    let mut out = Params::new();
-    for (name, w) in model.params.iter() {
-        let t = match logits.contains(name) {
-            true => w * sample_mask(logits.get(name)?, 1, tau).squeeze_dim(0),
-            false => w.shallow_clone(),
-        };
-        out.insert(name, t);
-    }
-    Ok(out)
-}
-
 /// Problems per second of `steps` mask-training steps (frozen weights, K samples, eval BN) on
 /// random panels after one warm-up step — `avr bench mask`.
 pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<f64> {
     let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
-    let logits = init_logits(model, MaskFilter::All, 2.5, None);
-    let leaves: Vec<Tensor> = logits.iter().map(|(_, t)| t.set_requires_grad(true)).collect();
+    let logits = FlatLogits::new(&init_logits(model, MaskFilter::All, 2.5, None));
+    let leaves = [logits.flat.shallow_clone()];
+    let specs = model.param_specs();
     let mut opt = AdamW::new(&leaves);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let k = samples.max(1) as i64;
     let mut one_step = || -> Result<()> {
         zero_grads(&leaves);
-        let reg = logit_sum(&leaves) * 1e-6;
+        let reg = logits.sum() * 1e-6;
         let ce = match batching {
             SampleBatching::Batched => {
-                let params = sampled_params(model, &model.params, &logits, k, 1.0)?;
+                let (params, _) = logits.sample(&specs, &model.params, k, 1.0)?;
                 model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y)
             }
             SampleBatching::Separate => {
                 let chunk = batch as i64 / k;
                 let mut total = Tensor::zeros([], (Kind::Float, device));
                 for c in 0..k {
-                    let params = single_sample_params(model, &logits, 1.0)?;
+                    let params = logits.sample_one(&specs, &model.params, 1.0)?;
                     let out = model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
                     total += out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
                 }

@@ -10,7 +10,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::engine::{logit_sum, sampled_params_for};
+use super::engine::FlatLogits;
 use super::Mask;
 use crate::analysis::masks::{overlap, Overlap};
 use crate::display::Table;
@@ -209,11 +209,12 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
     let cfg = &model.cfg;
     let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu);
     let specs = cfg.param_specs();
-    let mut logits = Params::new();
+    let mut initial = Params::new();
     for s in specs.iter().filter(|s| s.shape.len() == 2) {
-        logits.insert(&s.name, Tensor::full(s.shape.as_slice(), cfg.logit_init, (Kind::Float, device)).set_requires_grad(true));
+        initial.insert(&s.name, Tensor::full(s.shape.as_slice(), cfg.logit_init, (Kind::Float, device)));
     }
-    let leaves: Vec<Tensor> = logits.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let logits = FlatLogits::new(&initial);
+    let leaves = [logits.flat.shallow_clone()];
     let mut opt = AdamW::new(&leaves);
     let mut rng = Rng::new(cfg.seed).fork(&format!("mask/{name}"));
     let alpha = cfg.beta / cfg.batch_size as f64;
@@ -224,19 +225,15 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
         for &part in parts {
             // One K-batched pass per part, each chunk with its own mask sample.
             let (x, y) = batch(cfg, part, cfg.batch_size / parts.len(), &mut rng, device);
-            let p = sampled_params_for(&specs, &model.params, &logits, k, 1.0)?;
+            let (p, _) = logits.sample(&specs, &model.params, k, 1.0)?;
             total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / parts.len() as f64;
         }
-        let reg = logit_sum(&leaves) * alpha;
+        let reg = logits.sum() * alpha;
         (total + reg).backward();
         clip_grad_norm(&leaves, 1.0);
         opt.step_with(&leaves, cfg.mask_lr, 0.0, (0.9, 0.999), 1e-8);
     }
-    let mut out = Params::new();
-    for (n, t) in logits.iter() {
-        out.insert(n, t.detach());
-    }
-    Ok(Mask::new(name, out, Some(alpha)))
+    Ok(Mask::new(name, logits.to_params(), Some(alpha)))
 }
 
 /// The full experiment's numbers.
