@@ -149,3 +149,48 @@ fn alpha_selection_takes_the_largest_alpha_within_tolerance_of_the_smallest() {
     // Order of the list does not matter.
     assert_eq!(select_alpha(&[(1e-3, 0.2), (1e-5, 0.78), (1e-6, 0.8)], 0.05), 1);
 }
+
+/// The flat logit leaf keeps every tensor's place: logits far from 0 make each draw certain
+/// (the clamped logistic noise stays within ±13.9), so every sample of every masked tensor must
+/// be exactly `w · (l > 0)`, unmasked trainables are the weights repeated K times, buffers pass
+/// through, and the gradient reaches logits, never those of zero weights.
+#[test]
+fn flat_logits_sample_each_tensor_in_its_own_slice() {
+    tch::manual_seed(2);
+    let model = SclModel::init(official(80), 0, Device::Cpu);
+    let _ = model.params.get("visual.attr_mlp.0.weight").unwrap().narrow(0, 0, 10).zero_(); // 2,560 zero weights
+    let mut logits = init_logits(&model, MaskFilter::WeightsOnly, 0.0, None);
+    for name in logits.names().to_vec() {
+        let sign = Tensor::rand(logits.get(&name).unwrap().size().as_slice(), (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        logits.insert(&name, sign * 40.0 - 20.0);
+    }
+    let flat = FlatLogits::new(&logits);
+    assert_eq!(flat.numel(), logits.numel());
+    for (name, t) in flat.to_params().iter() {
+        assert!(t.equal(logits.get(name).unwrap()), "{name} does not round-trip");
+    }
+    let k = 3;
+    let specs = model.param_specs();
+    let (params, draw) = flat.sample(&specs, &model.params, k, 1.0).unwrap();
+    assert_eq!(draw.size(), vec![k, flat.numel()]);
+    for spec in &specs {
+        let w = model.params.get(&spec.name).unwrap();
+        let got = params.get(&spec.name).unwrap();
+        match (logits.contains(&spec.name), spec.trainable) {
+            (true, _) => {
+                let want = w * logits.get(&spec.name).unwrap().gt(0.0).to_kind(Kind::Float);
+                for i in 0..k {
+                    assert!(got.get(i).equal(&want), "{} sample {i} is not w · (l > 0)", spec.name);
+                }
+            }
+            (false, true) => assert!(got.get(k - 1).equal(w), "{} should be the weights, repeated", spec.name),
+            (false, false) => assert!(got.equal(w), "{} is a buffer and passes through", spec.name),
+        }
+    }
+    params.iter().map(|(_, t)| t.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b).backward();
+    let grad_nonzero = flat.flat.grad().ne(0.0);
+    let weights_nonzero = Tensor::cat(&logits.iter().map(|(n, _)| model.params.get(n).unwrap().ne(0.0).reshape([-1])).collect::<Vec<_>>(), 0);
+    let stray = grad_nonzero.logical_and(&weights_nonzero.logical_not()).sum(Kind::Int64).int64_value(&[]);
+    assert_eq!(stray, 0, "a logit of a zero weight got a gradient: slices are misplaced");
+    assert!(grad_nonzero.sum(Kind::Int64).int64_value(&[]) > 1000, "the straight-through gradient reaches the logits");
+}

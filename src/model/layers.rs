@@ -24,7 +24,7 @@ fn samples(w: &Tensor, plain_dims: usize) -> Option<i64> {
 }
 
 /// `x` `(K·n, …)` viewed as `(K, n, …)`.
-fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
+pub(crate) fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
     let n = x.size()[0];
     if n % k != 0 {
         return Err(crate::Error::Config(format!("batch of {n} cannot be split into {k} mask-sample chunks")));
@@ -154,8 +154,21 @@ pub fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<
 pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
-    let Some(k) = samples(w, 1) else { return Ok(x.f_layer_norm([w.size()[0]], Some(w), Some(b), 1e-5, true)?) };
-    let d = w.size()[1];
+    let d = *w.size().last().expect("norm weight has an axis");
+    if d == 1 {
+        // Over a single value, x − mean(x) is exactly 0: the output is β whatever x, γ are (and
+        // PyTorch's gradients to x and γ are exactly 0). SCL's FCResBlock(1) in each relation
+        // expert hits this; skipping the statistics saves two passes per expert.
+        return Ok(match samples(w, 1) {
+            None => b.expand(x.size().as_slice(), false),
+            Some(k) => {
+                let chunks = split_chunks(x, k)?;
+                let dims = chunks.dim();
+                per_sample(b, dims, dims - 1).expand(chunks.size().as_slice(), false).reshape(x.size().as_slice())
+            }
+        });
+    }
+    let Some(k) = samples(w, 1) else { return Ok(x.f_layer_norm([d], Some(w), Some(b), 1e-5, true)?) };
     let normed = x.f_layer_norm([d], None::<&Tensor>, None::<&Tensor>, 1e-5, true)?;
     let chunks = split_chunks(&normed, k)?;
     let dims = chunks.dim();

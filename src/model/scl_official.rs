@@ -155,6 +155,53 @@ pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> R
     relational_logits(cfg, p, &emb)
 }
 
+/// Every expert applied to every attribute's 9 values: `(B, 8, D, 9)` → `(B, 8, D, experts)`.
+///
+/// The experts run as ONE batched pass: their parameters are stacked on the leading axis that
+/// K-batched weights already use (sample-major, then expert), and the rows are laid out to
+/// match, so each of the MLP's layers is a single `bmm` instead of one per expert.
+fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Result<Tensor> {
+    let size = per_attribute.size();
+    let (b, d, e) = (size[0], size[2], cfg.experts);
+    let probe = p.get("rel.experts.0.mlp.0.weight")?;
+    let k = if probe.dim() == 3 { probe.size()[0] } else { 1 };
+    let stacked = stacked_experts(cfg, p, probe.dim() == 3)?;
+    // Rows (K·experts·n·8·D, 9): each (sample, expert) block is one contiguous chunk.
+    let rows = per_attribute.reshape([k, 1, b / k, 8, d, 9]).expand([k, e, b / k, 8, d, 9], false).reshape([-1, 9]);
+    let layers = cfg.expert_hidden.len() + 1;
+    let mut h = rows;
+    for j in 0..layers {
+        h = linear(&stacked, &format!("mlp.{j}"), &h)?;
+        if j + 1 < layers {
+            h = h.relu();
+        }
+    }
+    let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
+    Ok(h.reshape([k, e, b / k, 8, d]).permute([0, 2, 3, 4, 1]).reshape([b, 8, d, e]))
+}
+
+/// The experts' parameters `rel.experts.{i}.{name}` stacked as `{name}` with a leading axis of
+/// size experts (plain) or K·experts (K-batched, sample-major).
+fn stacked_experts(cfg: &OfficialSclConfig, p: &Params, batched: bool) -> Result<Params> {
+    let mut out = Params::new();
+    let prefix = "rel.experts.0.";
+    for spec in cfg.param_specs().iter().filter(|s| s.name.starts_with(prefix)) {
+        let name = &spec.name[prefix.len()..];
+        let per_expert = (0..cfg.experts).map(|i| p.get(&format!("rel.experts.{i}.{name}"))).collect::<Result<Vec<_>>>()?;
+        let t = match batched {
+            false => Tensor::stack(&per_expert, 0),
+            true => {
+                let t = Tensor::stack(&per_expert, 1);
+                let mut shape = vec![-1];
+                shape.extend(&t.size()[2..]);
+                t.reshape(shape.as_slice())
+            }
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
 /// Logits `(B, 8)` from panel embeddings `(B, 16, features)`.
 pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Result<Tensor> {
     let b = emb.size()[0];
@@ -163,20 +210,61 @@ pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> R
     let context = emb.narrow(1, 0, 8).unsqueeze(1).expand([b, 8, 8, d], false);
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
     let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
-    let layers = cfg.expert_hidden.len() + 1;
-    let experts = (0..cfg.experts)
-        .map(|e| {
-            let mut h = per_attribute.shallow_clone();
-            for j in 0..layers {
-                h = linear(p, &format!("rel.experts.{e}.mlp.{j}"), &h)?;
-                if j + 1 < layers {
-                    h = h.relu();
-                }
-            }
-            res_block(p, &format!("rel.experts.{e}.res"), &h)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let latent = Tensor::cat(&experts, -1).softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
+    let latent = experts(cfg, p, &per_attribute)?.softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
     let h = linear(p, "scorer.0", &latent.reshape([b, 8, -1]))?.relu();
     Ok(linear(p, "scorer.1", &h)?.reshape([b, 8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// The experts one by one, with libtorch's own LayerNorm: the reference for the batched pass.
+    fn experts_one_by_one(cfg: &OfficialSclConfig, p: &Params, x: &Tensor) -> Tensor {
+        let get = |n: String| p.get(&n).unwrap();
+        let lin = |n: String, h: &Tensor| h.linear(get(format!("{n}.weight")), Some(get(format!("{n}.bias"))));
+        let ln = |n: String, h: &Tensor| h.layer_norm([1], Some(get(format!("{n}.weight"))), Some(get(format!("{n}.bias"))), 1e-5, true);
+        let outs: Vec<Tensor> = (0..cfg.experts)
+            .map(|e| {
+                let mut h = x.shallow_clone();
+                for j in 0..3 {
+                    h = lin(format!("rel.experts.{e}.mlp.{j}"), &h);
+                    if j < 2 {
+                        h = h.relu();
+                    }
+                }
+                let r = format!("rel.experts.{e}.res");
+                let inner = ln(format!("{r}.ln_out"), &lin(format!("{r}.fc1"), &ln(format!("{r}.ln_in"), &h).relu())).relu();
+                &h + lin(format!("{r}.fc2"), &inner)
+            })
+            .collect();
+        Tensor::cat(&outs, -1)
+    }
+
+    #[test]
+    fn batched_experts_equal_the_experts_one_by_one_plain_and_k_batched() {
+        tch::manual_seed(0);
+        let cfg = OfficialSclConfig::default();
+        let specs = cfg.param_specs();
+        let k = 2;
+        // K different random parameter sets (non-trivial norm affines included).
+        let samples: Vec<Params> = (0..k)
+            .map(|_| specs.iter().fold(Params::new(), |mut p, s| { p.insert(&s.name, Tensor::randn(s.shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.5); p }))
+            .collect();
+        let x = Tensor::randn([2 * k, 8, cfg.features, 9], (Kind::Float, Device::Cpu));
+        let plain = experts(&cfg, &samples[0], &x).unwrap();
+        let reference = experts_one_by_one(&cfg, &samples[0], &x);
+        assert!((plain - &reference).abs().max().double_value(&[]) < 1e-5);
+        let batched = specs.iter().fold(Params::new(), |mut p, s| {
+            p.insert(&s.name, Tensor::stack(&samples.iter().map(|q| q.get(&s.name).unwrap().shallow_clone()).collect::<Vec<_>>(), 0));
+            p
+        });
+        let together = experts(&cfg, &batched, &x).unwrap();
+        for (i, q) in samples.iter().enumerate() {
+            let chunk = x.narrow(0, 2 * i as i64, 2);
+            let diff = (together.narrow(0, 2 * i as i64, 2) - experts_one_by_one(&cfg, q, &chunk)).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "sample {i}: {diff}");
+        }
+    }
 }
