@@ -10,6 +10,7 @@
 //! Notebooks start with `use avr_modularity::prelude::*;`.
 
 pub mod analysis;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod display;

@@ -495,8 +495,9 @@ fn run(cli: Cli) -> Result<()> {
             let s = session::setup(0);
             let device = session::default_device();
             let model = SclModel::init(parse_variant(&variant, size)?, 0, device);
-            let problems_per_s = avr_modularity::train::trainer::bench_steps(model, batch, steps)?;
-            let value = serde_json::json!({"bench": "train", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "steps": steps, "threads": s.threads, "device": s.device});
+            let times = avr_modularity::train::trainer::bench_steps(model, batch, steps)?;
+            let problems_per_s = times.problems_per_s();
+            let value = serde_json::json!({"bench": "train", "problems_per_s": problems_per_s, "problems_per_s_mean": times.problems_per_s_mean(), "variant": variant, "size": size, "batch": batch, "steps": steps, "threads": s.threads, "device": s.device});
             if json { println!("{value}") } else { println!("train {variant}@{size}, batch {batch}: {problems_per_s:.2} problems/s") }
             Ok(())
         }
@@ -504,8 +505,9 @@ fn run(cli: Cli) -> Result<()> {
             let s = session::setup(0);
             let model = SclModel::init(parse_variant(&variant, size)?, 0, session::default_device());
             let batching = if separate { SampleBatching::Separate } else { SampleBatching::Batched };
-            let problems_per_s = bench_mask_steps(&model, batch, samples, steps, batching)?;
-            let value = serde_json::json!({"bench": "mask", "problems_per_s": problems_per_s, "variant": variant, "size": size, "batch": batch, "samples": samples, "steps": steps, "batching": batching, "threads": s.threads, "device": s.device});
+            let times = bench_mask_steps(&model, batch, samples, steps, batching)?;
+            let problems_per_s = times.problems_per_s();
+            let value = serde_json::json!({"bench": "mask", "problems_per_s": problems_per_s, "problems_per_s_mean": times.problems_per_s_mean(), "variant": variant, "size": size, "batch": batch, "samples": samples, "steps": steps, "batching": batching, "threads": s.threads, "device": s.device});
             if json { println!("{value}") } else { println!("mask {variant}@{size}, batch {batch}, K {samples}: {problems_per_s:.2} problems/s") }
             Ok(())
         }

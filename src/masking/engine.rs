@@ -450,9 +450,9 @@ pub enum SampleBatching {
     Separate,
 }
 
-/// Problems per second of `steps` mask-training steps (frozen weights, K samples, eval BN) on
-/// random panels after one warm-up step — `avr bench mask`.
-pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<f64> {
+/// `steps` mask-training steps (frozen weights, K samples, eval BN) on random panels, timed one
+/// by one after two warm-up steps — `avr bench mask`.
+pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<crate::bench::StepTimes> {
     let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
     let logits = FlatLogits::new(&init_logits(model, MaskFilter::All, 2.5, None));
@@ -462,7 +462,7 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let k = samples.max(1) as i64;
-    let mut one_step = || -> Result<()> {
+    let one_step = || -> Result<()> {
         zero_grads(&leaves);
         let reg = logits.sum() * 1e-6;
         let ce = match batching {
@@ -485,12 +485,7 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
         opt.step_with(&leaves, 1e-2, 0.0, (0.9, 0.999), 1e-8);
         Ok(())
     };
-    one_step()?;
-    let start = std::time::Instant::now();
-    for _ in 0..steps {
-        one_step()?;
-    }
-    Ok((batch * steps) as f64 / start.elapsed().as_secs_f64())
+    crate::bench::StepTimes::measure(batch, 2, steps, one_step)
 }
 
 /// The α sweep: one mask per α, and the selection rule made explicit.

@@ -270,9 +270,9 @@ impl AdamW {
     }
 }
 
-/// Training throughput in problems/s: `steps` AdamW steps on random panels after one warm-up step
-/// (what `avr bench train` reports).
-pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<f64> {
+/// Training throughput: `steps` AdamW steps on random panels, timed one by one after two warm-up
+/// steps (what `avr bench train` reports).
+pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate::bench::StepTimes> {
     let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
     let cfg = TrainConfig::default();
@@ -281,18 +281,13 @@ pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<f64> {
     let mut opt = AdamW::new(&weights);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
-    let mut one_step = || -> Result<()> {
+    let one_step = || -> Result<()> {
         zero_grads(&weights);
         model.logits(&x, BnMode::Train)?.cross_entropy_for_logits(&y).backward();
         opt.update(&weights, &cfg);
         Ok(())
     };
-    one_step()?;
-    let start = std::time::Instant::now();
-    for _ in 0..steps {
-        one_step()?;
-    }
-    Ok((batch * steps) as f64 / start.elapsed().as_secs_f64())
+    crate::bench::StepTimes::measure(batch, 2, steps, one_step)
 }
 
 /// Trains `model` on `train`, validating on `val`; milestone checkpoints go to `out_dir` when given.

@@ -1,0 +1,51 @@
+//! Timing of repeated training steps for `avr bench train|mask`.
+//!
+//! The development machine is a shared VM whose speed drifts by ±20 % from one minute to the
+//! next; a mean over steps absorbs every stall into the figure. The benches therefore time each
+//! step and report the median step as the headline (robust to stalls) beside the mean.
+
+use serde::Serialize;
+
+use crate::Result;
+
+/// Per-step wall times of a benchmark, in seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTimes {
+    /// Problems per step.
+    pub batch: usize,
+    pub seconds: Vec<f64>,
+}
+
+impl StepTimes {
+    /// Runs `warmup` untimed steps, then times `steps` calls of `step` one by one.
+    pub fn measure(batch: usize, warmup: usize, steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<StepTimes> {
+        for _ in 0..warmup {
+            step()?;
+        }
+        let mut seconds = Vec::with_capacity(steps);
+        for _ in 0..steps.max(1) {
+            let start = std::time::Instant::now();
+            step()?;
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        Ok(StepTimes { batch, seconds })
+    }
+
+    /// The median step time.
+    pub fn median(&self) -> f64 {
+        let mut s = self.seconds.clone();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+    }
+
+    /// Problems per second at the median step time (the headline figure).
+    pub fn problems_per_s(&self) -> f64 {
+        self.batch as f64 / self.median()
+    }
+
+    /// Problems per second over all timed steps together.
+    pub fn problems_per_s_mean(&self) -> f64 {
+        (self.batch * self.seconds.len()) as f64 / self.seconds.iter().sum::<f64>()
+    }
+}
