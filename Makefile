@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test test-rust test-runner test-notebooks demo lab notebooks-full clean-cache
+.PHONY: setup build test test-rust test-runner test-notebooks demo bench lab notebooks-full clean-cache
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ demo: build
 	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --html --out report/notebooks $(NOTEBOOKS)
 	$(ENV) bash scripts/demo_cli.sh report
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
+
+# Training and mask-training throughput, side by side (the figures of BENCHMARKS.md).
+bench: build
+	bash scripts/bench_throughput.sh
 
 lab: setup
 	$(ENV) jupyter lab notebooks/

@@ -189,7 +189,7 @@ pub fn mlp(p: &Params, prefix: &str, layers: usize, x: &Tensor) -> Result<Tensor
     for i in 0..layers {
         h = linear(p, &format!("{prefix}.net.{}", 2 * i), &h)?;
         if i + 1 < layers {
-            h = h.relu();
+            h = h.relu_(); // in place: a linear layer's backward needs its input, not its output
         }
     }
     Ok(h)

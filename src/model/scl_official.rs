@@ -129,7 +129,8 @@ pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: B
         for i in 0..cfg.channels.len() {
             // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
             let input_scale = if i == 0 { 255.0 } else { 1.0 };
-            h = conv_s2_bn(p, &format!("visual.conv.{i}"), Some(&format!("visual.bn.{i}")), &h, bn, input_scale)?.relu();
+            // In place: neither the convolution's nor BatchNorm's backward needs its output.
+            h = conv_s2_bn(p, &format!("visual.conv.{i}"), Some(&format!("visual.bn.{i}")), &h, bn, input_scale)?.relu_();
         }
         Ok(h)
     };
@@ -139,7 +140,7 @@ pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: B
     let g = cfg.group_out();
     // Group k sees all channels × positions [g·k, g·k + g), flattened channel-major.
     let groups = per_channel.reshape([n, c, cfg.groups, g]).permute([0, 2, 1, 3]).reshape([n, cfg.groups, c * g]);
-    let h = linear(p, "visual.attr_mlp.0", &groups)?.relu();
+    let h = linear(p, "visual.attr_mlp.0", &groups)?.relu_();
     let h = linear(p, "visual.attr_mlp.1", &h)?;
     Ok(res_block(p, "visual.attr_res", &h)?.reshape([n, cfg.features]))
 }
@@ -173,7 +174,7 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
     for j in 0..layers {
         h = linear(&stacked, &format!("mlp.{j}"), &h)?;
         if j + 1 < layers {
-            h = h.relu();
+            h = h.relu_();
         }
     }
     let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
@@ -211,7 +212,7 @@ pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> R
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
     let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
     let latent = experts(cfg, p, &per_attribute)?.softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
-    let h = linear(p, "scorer.0", &latent.reshape([b, 8, -1]))?.relu();
+    let h = linear(p, "scorer.0", &latent.reshape([b, 8, -1]))?.relu_();
     Ok(linear(p, "scorer.1", &h)?.reshape([b, 8]))
 }
 
