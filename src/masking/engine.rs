@@ -1,10 +1,12 @@
 //! Training binary weight masks on a frozen SCL (`../shared/specs/weight-masking.md` §1–§2).
 //!
 //! One logit per masked scalar, apart from the frozen weights (only logits get gradients and
-//! Adam state). Every step draws K Gumbel-sigmoid samples with hard straight-through (τ = 1):
-//! the forward uses exact 0/1 masks, the backward the sigmoid's slope. The batch is split into K
-//! contiguous chunks, chunk k seeing sample k, in ONE forward pass: the layers take K-batched
-//! weights (`bmm`, grouped convolution, per-sample norm affine), BatchNorm in eval mode.
+//! Adam state), all held in one flat leaf ([`FlatLogits`]). Every step draws K Gumbel-sigmoid
+//! samples with hard straight-through (τ = 1): the forward uses exact 0/1 masks, the backward the
+//! sigmoid's slope. The batch is split into K contiguous chunks, chunk k seeing sample k, in ONE
+//! forward pass: the layers take K-batched weights (linear layers and the relation experts as
+//! `bmm`, per-sample norm affines, BatchNorm in eval mode folded into each chunk's convolution;
+//! `model::layers` says why the convolutions run chunk by chunk on CPU).
 //!
 //! Loss = mean cross-entropy + α·Σ logits — the study's convention. Csordás et al. write
 //! `β/B·Σ l`; with Adam (scale-invariant) the study's chunked backward and our batch mean give
@@ -444,7 +446,7 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleBatching {
-    /// One pass with K-batched weights (bmm, grouped convolution): the engine's way.
+    /// One pass with K-batched weights (bmm; convolutions per chunk): the engine's way.
     Batched,
     /// K passes of B/K problems, one mask sample each (the study's way), for comparison.
     Separate,

@@ -24,7 +24,7 @@ fn samples(w: &Tensor, plain_dims: usize) -> Option<i64> {
 }
 
 /// `x` `(K·n, …)` viewed as `(K, n, …)`.
-pub(crate) fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
+fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
     let n = x.size()[0];
     if n % k != 0 {
         return Err(crate::Error::Config(format!("batch of {n} cannot be split into {k} mask-sample chunks")));
@@ -44,9 +44,9 @@ fn per_sample(v: &Tensor, dims: usize, axis: usize) -> Tensor {
 }
 
 /// Runs `stage` on each of the K batch chunks with that chunk's mask sample, and concatenates.
-/// Used for the convolutional stacks: on CPU, K plain convolutions (with BatchNorm fused into
-/// its backward) beat a grouped convolution plus per-sample affine passes over the largest
-/// activations (BENCHMARKS.md). `probe` is a weight that is K-batched iff masks are sampled;
+/// Used for the convolutional stacks: on CPU, K plain convolutions (eval BatchNorm folded into
+/// each, see [`conv_s2_bn`]) run as fast as or faster than one grouped convolution over the
+/// chunks stacked along channels, and need no transposes (BENCHMARKS.md). `probe` is a weight that is K-batched iff masks are sampled;
 /// `specs` gives every tensor's unbatched rank.
 pub fn chunked_by_sample(p: &Params, specs: &[super::ParamSpec], probe: &str, plain_dims: usize, x: &Tensor, stage: impl Fn(&Params, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
     let Some(k) = samples(p.get(probe)?, plain_dims) else { return stage(p, x) };
