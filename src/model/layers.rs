@@ -118,36 +118,16 @@ pub fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
-/// The grouped-convolution form of a K-batched [`conv_s2`], kept for the benchmark comparison.
-pub fn conv_s2_grouped(w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let k = w.size()[0];
-    let (c_in, h, wd) = (x.size()[1], x.size()[2], x.size()[3]);
-    let c_out = w.size()[1];
-    let stacked = split_chunks(x, k)?.transpose(0, 1).reshape([-1, k * c_in, h, wd]);
-    let y = stacked.f_conv2d(&w.reshape([k * c_out, c_in, 3, 3]), Some(&b.reshape([k * c_out])), [2, 2], [1, 1], [1, 1], k)?;
-    let (ho, wo) = (y.size()[2], y.size()[3]);
-    Ok(y.reshape([-1, k, c_out, ho, wo]).transpose(0, 1).reshape([-1, c_out, ho, wo]))
-}
-
-/// BatchNorm2d (eps 1e-5, momentum 0.1) with `weight`, `bias`, `running_mean`, `running_var`.
-/// K-batched affine parameters need eval mode (running statistics, as masking uses).
-pub fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+/// BatchNorm2d (eps 1e-5, momentum 0.1) with `weight`, `bias`, `running_mean`, `running_var`,
+/// for [`conv_s2_bn`] in train mode. K-batched (masked) weights only occur in eval mode, where
+/// BatchNorm is folded into the convolution instead.
+fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tensor> {
     let get = |k: &str| p.get(&format!("{prefix}.{k}"));
     let (w, b) = (get("weight")?, get("bias")?);
-    let Some(k) = samples(w, 1) else {
-        return Ok(x.f_batch_norm(Some(w), Some(b), Some(get("running_mean")?), Some(get("running_var")?), mode == BnMode::Train, 0.1, 1e-5, true)?);
-    };
-    if mode == BnMode::Train {
+    if samples(w, 1).is_some() {
         return Err(crate::Error::Config(format!("{prefix}: K-batched BatchNorm weights need eval mode")));
     }
-    // Eval BatchNorm is an affine map per channel: y = x·scale + shift, with the sample's γ, β
-    // folded in — one fused pass (`addcmul`) over the activations.
-    let inv_std = (get("running_var")? + 1e-5).rsqrt();
-    let scale = w * &inv_std; // (K, C)
-    let shift = b - get("running_mean")? * &scale;
-    let chunks = split_chunks(x, k)?;
-    let dims = chunks.dim();
-    Ok(per_sample(&shift, dims, 2).addcmul(&chunks, &per_sample(&scale, dims, 2)).reshape(x.size().as_slice()))
+    Ok(x.f_batch_norm(Some(w), Some(b), Some(get("running_mean")?), Some(get("running_var")?), mode == BnMode::Train, 0.1, 1e-5, true)?)
 }
 
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
