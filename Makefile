@@ -30,9 +30,11 @@ demo: build
 	$(ENV) bash scripts/demo_cli.sh report
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
 
-# Training and mask-training throughput, side by side (the figures of BENCHMARKS.md).
+# Training and mask-training throughput, ours and the naive PyTorch port side by side in one run
+# (the figures of BENCHMARKS.md). Installs the full torch wheel set into its own venv once.
 bench: build
-	bash scripts/bench_throughput.sh
+	bash scripts/setup_pytorch_reference.sh
+	$(ENV) python3 scripts/bench_throughput.py
 
 lab: setup
 	$(ENV) jupyter lab notebooks/

@@ -4,6 +4,8 @@ export AVR_CACHE="${AVR_CACHE:-$HOME/.cache/avr-modularity}"
 export AVR_TORCH_VERSION=2.13.0
 export AVR_EVCXR_VERSION=0.22.0
 export AVR_VENV="$AVR_CACHE/venv"
+# Full torch wheel set, only for the PyTorch reference of `make bench` (scripts/setup_pytorch_reference.sh).
+export AVR_PYTORCH_VENV="$AVR_CACHE/venv-pytorch"
 export AVR_EVCXR_ROOT="$AVR_CACHE/evcxr-$AVR_EVCXR_VERSION"
 export LIBTORCH="$AVR_VENV/lib/python3.11/site-packages/torch"
 # libtorch_cpu.so needs libcudart/libcupti from the two small nvidia wheels (see README).
