@@ -59,12 +59,28 @@ pub fn chunked_by_sample(p: &Params, specs: &[super::ParamSpec], probe: &str, pl
 
 /// `x @ W^T + b` with `prefix.weight`, `prefix.bias` (K-batched via `bmm`).
 pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
+    linear_then(p, prefix, x, false)
+}
+
+/// `relu(x @ W^T + b)`, the ReLU in place on the product itself.
+///
+/// Why not `linear(..)?.relu_()`: the K-batched product comes back reshaped, i.e. as a view, and
+/// an in-place op on a view makes autograd rebase it (`CopySlices` + `AsStridedBackward`: a
+/// zeroed buffer and two extra full-size copies in the backward — for the relation experts'
+/// 64-wide hidden layer, 26 MB each per step). A linear layer's backward needs its input, not
+/// its output, so the ReLU may overwrite the product.
+pub fn linear_relu(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
+    linear_then(p, prefix, x, true)
+}
+
+fn linear_then(p: &Params, prefix: &str, x: &Tensor, relu: bool) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
-    let Some(k) = samples(w, 2) else { return Ok(x.f_linear(w, Some(b))?) };
+    let activate = |mut y: Tensor| if relu { y.relu_() } else { y };
+    let Some(k) = samples(w, 2) else { return Ok(activate(x.f_linear(w, Some(b))?)) };
     let d_in = *x.size().last().expect("linear input has axes");
     let chunks = split_chunks(x, k)?.reshape([k, -1, d_in]);
-    let y = b.unsqueeze(1).f_baddbmm(&chunks, &w.transpose(1, 2), 1.0, 1.0)?;
+    let y = activate(b.unsqueeze(1).f_baddbmm(&chunks, &w.transpose(1, 2), 1.0, 1.0)?);
     let mut shape = x.size();
     *shape.last_mut().expect("axes") = w.size()[1];
     Ok(y.reshape(shape.as_slice()))
@@ -167,10 +183,8 @@ pub fn feed_forward_residual(p: &Params, prefix: &str, x: &Tensor) -> Result<Ten
 pub fn mlp(p: &Params, prefix: &str, layers: usize, x: &Tensor) -> Result<Tensor> {
     let mut h = x.shallow_clone();
     for i in 0..layers {
-        h = linear(p, &format!("{prefix}.net.{}", 2 * i), &h)?;
-        if i + 1 < layers {
-            h = h.relu_(); // in place: a linear layer's backward needs its input, not its output
-        }
+        let name = format!("{prefix}.net.{}", 2 * i);
+        h = if i + 1 < layers { linear_relu(p, &name, &h)? } else { linear(p, &name, &h)? };
     }
     Ok(h)
 }

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, BnMode};
+use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, linear_relu, BnMode};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -140,7 +140,7 @@ pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: B
     let g = cfg.group_out();
     // Group k sees all channels × positions [g·k, g·k + g), flattened channel-major.
     let groups = per_channel.reshape([n, c, cfg.groups, g]).permute([0, 2, 1, 3]).reshape([n, cfg.groups, c * g]);
-    let h = linear(p, "visual.attr_mlp.0", &groups)?.relu_();
+    let h = linear_relu(p, "visual.attr_mlp.0", &groups)?;
     let h = linear(p, "visual.attr_mlp.1", &h)?;
     Ok(res_block(p, "visual.attr_res", &h)?.reshape([n, cfg.features]))
 }
@@ -172,10 +172,8 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
     let layers = cfg.expert_hidden.len() + 1;
     let mut h = rows;
     for j in 0..layers {
-        h = linear(&stacked, &format!("mlp.{j}"), &h)?;
-        if j + 1 < layers {
-            h = h.relu_();
-        }
+        let name = format!("mlp.{j}");
+        h = if j + 1 < layers { linear_relu(&stacked, &name, &h)? } else { linear(&stacked, &name, &h)? };
     }
     let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
     Ok(h.reshape([k, e, b / k, 8, d]).permute([0, 2, 3, 4, 1]).reshape([b, 8, d, e]))
@@ -212,7 +210,7 @@ pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> R
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
     let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
     let latent = experts(cfg, p, &per_attribute)?.softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
-    let h = linear(p, "scorer.0", &latent.reshape([b, 8, -1]))?.relu_();
+    let h = linear_relu(p, "scorer.0", &latent.reshape([b, 8, -1]))?;
     Ok(linear(p, "scorer.1", &h)?.reshape([b, 8]))
 }
 
@@ -256,7 +254,13 @@ mod tests {
         let x = Tensor::randn([2 * k, 8, cfg.features, 9], (Kind::Float, Device::Cpu));
         let plain = experts(&cfg, &samples[0], &x).unwrap();
         let reference = experts_one_by_one(&cfg, &samples[0], &x);
-        assert!((plain - &reference).abs().max().double_value(&[]) < 1e-5);
+        // Relative to the outputs' scale (tens here): GEMMs of another blocking or instruction
+        // set round differently, a few float32 ulps.
+        let close = |got: &Tensor, want: &Tensor| {
+            let (diff, scale) = ((got - want).abs().max().double_value(&[]), want.abs().max().double_value(&[]));
+            assert!(diff <= 1e-6 * scale.max(1.0), "max |diff| {diff} at scale {scale}");
+        };
+        close(&plain, &reference);
         let batched = specs.iter().fold(Params::new(), |mut p, s| {
             p.insert(&s.name, Tensor::stack(&samples.iter().map(|q| q.get(&s.name).unwrap().shallow_clone()).collect::<Vec<_>>(), 0));
             p
@@ -264,8 +268,7 @@ mod tests {
         let together = experts(&cfg, &batched, &x).unwrap();
         for (i, q) in samples.iter().enumerate() {
             let chunk = x.narrow(0, 2 * i as i64, 2);
-            let diff = (together.narrow(0, 2 * i as i64, 2) - experts_one_by_one(&cfg, q, &chunk)).abs().max().double_value(&[]);
-            assert!(diff < 1e-5, "sample {i}: {diff}");
+            close(&together.narrow(0, 2 * i as i64, 2), &experts_one_by_one(&cfg, q, &chunk));
         }
     }
 }
