@@ -22,8 +22,13 @@ fn add_and_mul_get_their_own_weights() {
     assert!(plus.1 > 0.9 && plus.2 < 0.5, "+ mask keeps + and loses ×: {plus:?}");
     assert!(times.2 > 0.9 && times.1 < 0.5, "× mask keeps × and loses +: {times:?}");
     let (not_plus, not_times) = (row(&r, "¬+"), row(&r, "¬×"));
-    assert!(not_plus.1 < not_plus.2, "removing + weights hurts + more than ×: {not_plus:?}");
-    assert!(not_times.2 < not_times.1, "removing × weights hurts × more than +: {not_times:?}");
+    // "¬+ destroys + while ¬× destroys ×" (weight-masking spec §3.16), and on balance removing an
+    // operation's weights hurts it more than the other operation. At this test size ¬+ can take
+    // × down with + (both at chance: the + mask also holds weights × needs) — seen on one CPU
+    // type and not on another, since the runs' float rounding differs — so the asymmetry is
+    // asserted for the pair, not for each inverted mask alone.
+    assert!(not_plus.1 < 0.5 && not_times.2 < 0.5, "each inverted mask destroys its own operation: {not_plus:?} {not_times:?}");
+    assert!(not_plus.1 + not_times.2 < not_plus.2 + not_times.1, "removing an operation's weights hurts it more than the other: {not_plus:?} {not_times:?}");
     assert!(r.layers.iter().all(|l| l.1 < 0.8), "per-layer IoU well below 1: {:?}", r.layers);
     assert!(r.kept.iter().all(|k| k.1 < k.2 / 2), "masks are sparse: {:?}", r.kept);
     // Half-mask test: the control mask keeps both ops; its halves split the tensors in two.
