@@ -15,6 +15,8 @@ Parameter names and shapes are the Rust models' (`avr info`), so both sides mask
 Usage: bench_pytorch.py train|mask --variant official|seed --size H [--batch 32] [--samples 4]
        [--steps 20] [--json]
        bench_pytorch.py check --fixtures DIR      # the reference computes the study's logits
+       bench_pytorch.py specs --variant V --size H # its parameter list as JSON (no torch needed;
+                                                   # tests/bench_reference.rs compares it with ours)
 Needs the full torch==2.13.0 wheel (`make bench` installs it into its own venv).
 """
 import argparse
@@ -27,9 +29,11 @@ import statistics
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # `specs` needs no torch: the test suite's venv has only libtorch's CPU footprint
+    torch = F = None
 
 
 # --- parameters -----------------------------------------------------------------------------
@@ -249,6 +253,8 @@ def check(fixtures):
         got = sum(math.prod(shape) for _, shape, trainable in specs if trainable)
         if got != want:
             sys.exit(f"bench_pytorch check: the {name} reference has {got} trainable scalars, the spec says {want}")
+    import numpy as np
+
     path = os.path.join(fixtures, "seed", "checkpoint", "SCL_pretrain_80.ckpt")
     with open(path, "rb") as f:
         state = CpuUnpickler(f).load()["model state dict"]
@@ -267,6 +273,16 @@ def check(fixtures):
 
 
 def main():
+    if sys.argv[1:2] == ["specs"]:
+        ap = argparse.ArgumentParser(description="the reference's parameter list as JSON")
+        ap.add_argument("specs")
+        ap.add_argument("--variant", choices=["official", "seed"], required=True)
+        ap.add_argument("--size", type=int, required=True)
+        a = ap.parse_args()
+        specs = official_specs(a.size) if a.variant == "official" else seed_specs(a.size)
+        return print(json.dumps([{"name": n, "shape": list(shape), "trainable": t} for n, shape, t in specs]))
+    if torch is None:
+        sys.exit("bench_pytorch: torch cannot be imported here; `make bench` runs this in $AVR_PYTORCH_VENV")
     if sys.argv[1:2] == ["check"]:
         ap = argparse.ArgumentParser(description="check the reference against the study's checkpoint")
         ap.add_argument("check")
