@@ -18,7 +18,12 @@ pub struct StepTimes {
 
 impl StepTimes {
     /// Runs `warmup` untimed steps, then times `steps` calls of `step` one by one.
-    pub fn measure(batch: usize, warmup: usize, steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<StepTimes> {
+    pub fn measure(
+        batch: usize,
+        warmup: usize,
+        steps: usize,
+        mut step: impl FnMut() -> Result<()>,
+    ) -> Result<StepTimes> {
         for _ in 0..warmup {
             step()?;
         }
@@ -36,7 +41,11 @@ impl StepTimes {
         let mut s = self.seconds.clone();
         s.sort_by(f64::total_cmp);
         let n = s.len();
-        if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            0.5 * (s[n / 2 - 1] + s[n / 2])
+        }
     }
 
     /// Problems per second at the median step time (the headline figure).

@@ -25,7 +25,10 @@ pub struct Figure {
 impl Figure {
     /// Wraps an SVG document.
     pub fn new(title: impl Into<String>, svg: String) -> Self {
-        Figure { svg, title: title.into() }
+        Figure {
+            svg,
+            title: title.into(),
+        }
     }
 
     /// Several figures in a row, as one SVG document (evcxr shows one block per MIME type per
@@ -34,7 +37,10 @@ impl Figure {
         let (mut width, mut height, mut body) = (0.0f64, 0.0f64, String::new());
         for f in figures {
             let (w, h) = svg_size(&f.svg);
-            body.push_str(&format!("<g transform=\"translate({width},0)\">{}</g>", strip_svg_root(&f.svg)));
+            body.push_str(&format!(
+                "<g transform=\"translate({width},0)\">{}</g>",
+                strip_svg_root(&f.svg)
+            ));
             width += w;
             height = height.max(h);
         }
@@ -54,7 +60,10 @@ impl Figure {
 
     /// Inline display in evcxr (`image/svg+xml`).
     pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT", self.svg);
+        println!(
+            "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
+            self.svg
+        );
     }
 }
 
@@ -62,7 +71,10 @@ impl Figure {
 fn svg_size(svg: &str) -> (f64, f64) {
     let attr = |name: &str| -> f64 {
         let key = format!("{name}=\"");
-        svg.find(&key).and_then(|i| svg[i + key.len()..].split('"').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        svg.find(&key)
+            .and_then(|i| svg[i + key.len()..].split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     (attr("width"), attr("height"))
 }
@@ -87,7 +99,11 @@ pub struct Table {
 impl Table {
     /// Wraps a DataFrame.
     pub fn new(df: DataFrame) -> Self {
-        Table { df, caption: None, float_decimals: 4 }
+        Table {
+            df,
+            caption: None,
+            float_decimals: 4,
+        }
     }
 
     /// Adds a caption.
@@ -142,7 +158,10 @@ impl Table {
 
 /// Escapes text for HTML element content and attributes.
 pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -151,11 +170,23 @@ mod tests {
 
     #[test]
     fn side_by_side_places_figures_next_to_each_other() {
-        let a = Figure::new("a", "<svg width=\"100\" height=\"50\" viewBox=\"0 0 100 50\"><rect/></svg>".into());
-        let b = Figure::new("b", "<svg width=\"30\" height=\"80\"><circle/></svg>".into());
+        let a = Figure::new(
+            "a",
+            "<svg width=\"100\" height=\"50\" viewBox=\"0 0 100 50\"><rect/></svg>".into(),
+        );
+        let b = Figure::new(
+            "b",
+            "<svg width=\"30\" height=\"80\"><circle/></svg>".into(),
+        );
         let both = Figure::side_by_side("ab", &[a, b]);
-        assert!(both.svg.starts_with("<svg width=\"130\" height=\"80\""), "{}", both.svg);
-        assert!(both.svg.contains("<g transform=\"translate(100,0)\"><circle/></g>"));
+        assert!(
+            both.svg.starts_with("<svg width=\"130\" height=\"80\""),
+            "{}",
+            both.svg
+        );
+        assert!(both
+            .svg
+            .contains("<g transform=\"translate(100,0)\"><circle/></g>"));
         assert_eq!(both.svg.matches("<svg").count(), 1);
     }
 
@@ -164,7 +195,10 @@ mod tests {
         let df = df!("shape" => ["<circle>", "square"], "kept" => [0.25f64, 0.5]).unwrap();
         let html = Table::new(df).with_caption("kept").to_html().unwrap();
         assert!(html.contains("<th>shape</th><th>kept</th>"), "{html}");
-        assert!(html.contains("<td>&lt;circle&gt;</td><td>0.2500</td>"), "{html}");
+        assert!(
+            html.contains("<td>&lt;circle&gt;</td><td>0.2500</td>"),
+            "{html}"
+        );
         assert!(html.contains("<caption>kept</caption>"));
         assert_eq!(html.matches("<tr>").count(), 3);
     }

@@ -9,7 +9,10 @@ pub enum Error {
     // --- files -----------------------------------------------------------------------
     /// Reading or writing a file failed at the OS level.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A file exists but its content is not what it claims to be.
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },
@@ -37,11 +40,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps an I/O error together with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A file whose content is wrong, with a message saying what is wrong.
     pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::BadFile { path: path.into(), message: message.into() }
+        Error::BadFile {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }

@@ -19,7 +19,11 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 
 /// Like [`fixtures_dir`] but an error that says how to point at the fixtures.
 pub fn require_fixtures() -> crate::Result<PathBuf> {
-    fixtures_dir().ok_or_else(|| crate::Error::Config("reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder".into()))
+    fixtures_dir().ok_or_else(|| {
+        crate::Error::Config(
+            "reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder".into(),
+        )
+    })
 }
 
 /// The study's shape tasks, in the order of its sharing-matrix figures.
@@ -33,9 +37,15 @@ pub fn study_masks(level: &str) -> crate::Result<Vec<crate::masking::Mask>> {
         .iter()
         .map(|shape| {
             let dir = root.join(shape);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).map_err(|e| crate::Error::io(&dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| crate::Error::io(&dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
             files.sort();
-            let first = files.into_iter().next().ok_or_else(|| crate::Error::bad_file(&dir, "no mask file"))?;
+            let first = files
+                .into_iter()
+                .next()
+                .ok_or_else(|| crate::Error::bad_file(&dir, "no mask file"))?;
             crate::masking::Mask::load_study(first)
         })
         .collect()

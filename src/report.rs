@@ -14,7 +14,12 @@ use polars::prelude::*;
 
 /// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),
 /// plus free-form `sections` (title, HTML) such as training curves, settings and timings.
-pub fn write_report(out: &Path, masks_dir: &Path, shuffles: usize, sections: &[(String, String)]) -> Result<()> {
+pub fn write_report(
+    out: &Path,
+    masks_dir: &Path,
+    shuffles: usize,
+    sections: &[(String, String)],
+) -> Result<()> {
     let dev = Development::from_dir(masks_dir)?;
     let mut body = String::new();
     for (title, html) in sections {
@@ -30,7 +35,13 @@ pub fn write_report(out: &Path, masks_dir: &Path, shuffles: usize, sections: &[(
     body += "<h2>Weight sharing between shape modules (IoMin, weights shared by all removed)</h2>";
     for (ckpt, _) in dev.checkpoints() {
         body += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        if dev.records.iter().filter(|r| r.checkpoint() == ckpt).count() < 2 {
+        if dev
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt)
+            .count()
+            < 2
+        {
             body += "<p>only one mask: no sharing matrix.</p>";
             continue;
         }
@@ -40,19 +51,38 @@ pub fn write_report(out: &Path, masks_dir: &Path, shuffles: usize, sections: &[(
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
     let mut rows: Vec<(String, Option<f64>, f64, Option<f64>, Option<f64>)> = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
-        let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else { continue };
-        let Some(Ok((model, _))) = rec.base_checkpoint_path().map(|p| load_checkpoint(&p)) else { continue };
-        let report = analyse(&model.vision_graph()?, &ModularityConfig { k: 4, shuffles, ..Default::default() })?;
+        let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else {
+            continue;
+        };
+        let Some(Ok((model, _))) = rec.base_checkpoint_path().map(|p| load_checkpoint(&p)) else {
+            continue;
+        };
+        let report = analyse(
+            &model.vision_graph()?,
+            &ModularityConfig {
+                k: 4,
+                shuffles,
+                ..Default::default()
+            },
+        )?;
         rows.push((ckpt, acc.map(|a| 100.0 * a), report.q, report.z, report.p));
     }
     let df = DataFrame::new_infer_height(vec![
-        Column::new("checkpoint".into(), rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
-        Column::new("val_acc_%".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+        Column::new(
+            "checkpoint".into(),
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "val_acc_%".into(),
+            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        ),
         Column::new("Q".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
         Column::new("z".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
         Column::new("p".into(), rows.iter().map(|r| r.4).collect::<Vec<_>>()),
     ])?;
-    body += &Table::new(df).with_caption(format!("Newman Q (k = 4) with {shuffles} layer shuffles")).to_html()?;
+    body += &Table::new(df)
+        .with_caption(format!("Newman Q (k = 4) with {shuffles} layer shuffles"))
+        .to_html()?;
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>avr-modularity report</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}.warn{{color:#b00}}figure{{margin:1em 0}}</style></head><body><h1>avr-modularity — pipeline report</h1>{body}</body></html>"
     );

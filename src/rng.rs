@@ -10,13 +10,19 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
+        Rng {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+        }
     }
 
     /// An independent stream for `purpose` (e.g. `"shuffle"`, `"kmeans"`), derived from the seed.
     pub fn fork(&self, purpose: &str) -> Rng {
-        let h = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-        let mut r = Rng { state: self.state ^ h };
+        let h = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut r = Rng {
+            state: self.state ^ h,
+        };
         r.next_u64();
         r
     }
@@ -79,8 +85,14 @@ mod tests {
     #[test]
     fn same_seed_same_stream_and_forks_differ() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
-        assert_eq!((0..5).map(|_| a.next_u64()).collect::<Vec<_>>(), (0..5).map(|_| b.next_u64()).collect::<Vec<_>>());
-        assert_ne!(Rng::new(7).fork("x").next_u64(), Rng::new(7).fork("y").next_u64());
+        assert_eq!(
+            (0..5).map(|_| a.next_u64()).collect::<Vec<_>>(),
+            (0..5).map(|_| b.next_u64()).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            Rng::new(7).fork("x").next_u64(),
+            Rng::new(7).fork("y").next_u64()
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub fn setup(seed: u64) -> Session {
     let threads = std::env::var("AVR_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i32)
+                .unwrap_or(1)
+        });
     tch::set_num_threads(threads);
     Session {
         seed,

@@ -5,8 +5,15 @@ use std::process::Command;
 use avr_modularity::fixtures::require_fixtures;
 
 fn avr(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_avr")).args(args).output().expect("run avr");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_avr"))
+        .args(args)
+        .output()
+        .expect("run avr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -14,22 +21,50 @@ fn eval_json_has_accuracy_and_n() {
     let fx = require_fixtures().unwrap();
     let ckpt = fx.join("seed/checkpoint/SCL_pretrain_80.ckpt");
     let data = fx.join("seed/datasets/pentagon");
-    let (ok, stdout, stderr) = avr(&["eval", "--ckpt", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--transpose-panels", "--json"]);
+    let (ok, stdout, stderr) = avr(&[
+        "eval",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--transpose-panels",
+        "--json",
+    ]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["n"], 24);
-    assert!((v["accuracy"].as_f64().unwrap() - 22.0 / 24.0).abs() < 1e-12, "{v}");
+    assert!(
+        (v["accuracy"].as_f64().unwrap() - 22.0 / 24.0).abs() < 1e-12,
+        "{v}"
+    );
 }
 
 #[test]
 fn mask_sharing_json_and_svg() {
     let fx = require_fixtures().unwrap();
     let level = fx.join("seed/binary_masks/SCL_70");
-    let mask = |shape: &str| std::fs::read_dir(level.join(shape)).unwrap().next().unwrap().unwrap().path();
+    let mask = |shape: &str| {
+        std::fs::read_dir(level.join(shape))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
     let (a, b) = (mask("circles"), mask("hexagon"));
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("s.svg");
-    let (ok, stdout, stderr) = avr(&["mask", "sharing", a.to_str().unwrap(), b.to_str().unwrap(), "--metric", "iou", "--json", "--svg", svg.to_str().unwrap()]);
+    let (ok, stdout, stderr) = avr(&[
+        "mask",
+        "sharing",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--metric",
+        "iou",
+        "--json",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["names"][0], "SCL_70/circles");
@@ -44,8 +79,21 @@ fn modularity_json_from_safetensors_weights() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mlp.safetensors");
     let w = avr_modularity::analysis::graph::planted_mlp(2, 16, 4, 1.0, 0.1);
-    tch::Tensor::write_safetensors(&[("layers.0.weight", &w[0]), ("layers.1.weight", &w[1])], &path).unwrap();
-    let (ok, stdout, stderr) = avr(&["modularity", "--weights", path.to_str().unwrap(), "--k", "4", "--shuffles", "5", "--json"]);
+    tch::Tensor::write_safetensors(
+        &[("layers.0.weight", &w[0]), ("layers.1.weight", &w[1])],
+        &path,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = avr(&[
+        "modularity",
+        "--weights",
+        path.to_str().unwrap(),
+        "--k",
+        "4",
+        "--shuffles",
+        "5",
+        "--json",
+    ]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!((v["q"].as_f64().unwrap() - 0.519230769).abs() < 1e-8);
@@ -62,12 +110,23 @@ fn inspect_bad_file_fails_naming_it() {
     std::fs::write(&path, b"not a zip at all, just text").unwrap();
     let (ok, _, stderr) = avr(&["inspect", path.to_str().unwrap(), "--json"]);
     assert!(!ok);
-    assert!(stderr.contains("broken.npz") && stderr.contains("not a zip"), "{stderr}");
+    assert!(
+        stderr.contains("broken.npz") && stderr.contains("not a zip"),
+        "{stderr}"
+    );
 }
 
 fn avr_env(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_avr")).env("AVR_THREADS", "1").args(args).output().expect("run avr");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_avr"))
+        .env("AVR_THREADS", "1")
+        .args(args)
+        .output()
+        .expect("run avr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The pipeline through the CLI: generate, train (killed with SIGKILL and resumed: the same
@@ -76,12 +135,54 @@ fn avr_env(args: &[&str]) -> (bool, String, String) {
 fn pipeline_generate_train_kill_resume_eval_mask_report() {
     let dir = tempfile::tempdir().unwrap();
     let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
-    let (ok, _, err) = avr_env(&["generate", "--out", &p("data"), "--configs", "center_single", "--per-config", "40", "--json"]);
+    let (ok, _, err) = avr_env(&[
+        "generate",
+        "--out",
+        &p("data"),
+        "--configs",
+        "center_single",
+        "--per-config",
+        "40",
+        "--json",
+    ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = avr_env(&["generate", "--out", &p("squares"), "--preset", "squares", "--configs", "center_single", "--per-config", "20", "--json"]);
+    let (ok, _, err) = avr_env(&[
+        "generate",
+        "--out",
+        &p("squares"),
+        "--preset",
+        "squares",
+        "--configs",
+        "center_single",
+        "--per-config",
+        "20",
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let train_args = |out: &str| -> Vec<String> {
-        ["train", "--data", &p("data"), "--size", "40", "--batch", "8", "--steps", "30", "--val-every", "10", "--state-every", "5", "--milestones", "0", "--out", out, "--json"].iter().map(|s| s.to_string()).collect()
+        [
+            "train",
+            "--data",
+            &p("data"),
+            "--size",
+            "40",
+            "--batch",
+            "8",
+            "--steps",
+            "30",
+            "--val-every",
+            "10",
+            "--state-every",
+            "5",
+            "--milestones",
+            "0",
+            "--out",
+            out,
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let whole = p("whole");
     let args = train_args(&whole);
@@ -90,11 +191,21 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     // Kill a second run once it has saved state past step 10, then resume it.
     let cut = p("cut");
     let args = train_args(&cut);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avr")).env("AVR_THREADS", "1").args(&args).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avr"))
+        .env("AVR_THREADS", "1")
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let state = std::path::Path::new(&cut).join("last.json");
     let t0 = std::time::Instant::now();
     loop {
-        let step = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["step"].as_u64()).unwrap_or(0);
+        let step = std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0);
         if step >= 10 || t0.elapsed().as_secs() > 120 {
             break;
         }
@@ -108,16 +219,55 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     let (ok, _, err) = avr_env(&resume.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     assert!(err.contains("resuming"), "{err}");
-    let csv = |d: &str| std::fs::read_to_string(std::path::Path::new(d).join("metrics.csv")).unwrap();
-    assert_eq!(csv(&whole), csv(&cut), "resumed metrics differ from the uninterrupted run");
-    let ckpt = std::fs::read_dir(&whole).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.to_string_lossy().contains("scl_official_val")).unwrap();
+    let csv =
+        |d: &str| std::fs::read_to_string(std::path::Path::new(d).join("metrics.csv")).unwrap();
+    assert_eq!(
+        csv(&whole),
+        csv(&cut),
+        "resumed metrics differ from the uninterrupted run"
+    );
+    let ckpt = std::fs::read_dir(&whole)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("scl_official_val"))
+        .unwrap();
     let ckpt = ckpt.with_extension("safetensors");
-    let (ok, out, err) = avr_env(&["eval", "--ckpt", ckpt.to_str().unwrap(), "--data", &p("data"), "--split", "val", "--json"]);
+    let (ok, out, err) = avr_env(&[
+        "eval",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &p("data"),
+        "--split",
+        "val",
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["n"], 8);
     let mask = p("masks/ck/squares.safetensors");
-    let (ok, out, err) = avr_env(&["mask", "train", "--ckpt", ckpt.to_str().unwrap(), "--task", &p("squares"), "--control", &p("data"), "--steps", "4", "--batch", "8", "--samples", "4", "--eval-every", "2", "--out", &mask, "--json"]);
+    let (ok, out, err) = avr_env(&[
+        "mask",
+        "train",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--task",
+        &p("squares"),
+        "--control",
+        &p("data"),
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--samples",
+        "4",
+        "--eval-every",
+        "2",
+        "--out",
+        &mask,
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let side: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(side["steps_done"], 4);
@@ -126,7 +276,15 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     assert!(ok, "{err}");
     assert!(out.contains("kept_fraction"));
     let report = p("report/index.html");
-    let (ok, _, err) = avr_env(&["report", "--masks", &p("masks"), "--out", &report, "--shuffles", "2"]);
+    let (ok, _, err) = avr_env(&[
+        "report",
+        "--masks",
+        &p("masks"),
+        "--out",
+        &report,
+        "--shuffles",
+        "2",
+    ]);
     assert!(ok, "{err}");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("squares") && html.contains("Newman Q"));

@@ -1,6 +1,8 @@
 //! Known answers for graph modularity (`graph-modularity.md` §5.5).
 
-use avr_modularity::analysis::graph::{analyse, modularity, ncut, planted_mlp, ModularityConfig, WeightGraph};
+use avr_modularity::analysis::graph::{
+    analyse, modularity, ncut, planted_mlp, ModularityConfig, WeightGraph,
+};
 use tch::Tensor;
 
 /// 3 layers × 16 units, unit i in group i mod 4; weight a = 1 within a group, b = 0.1 across.
@@ -11,14 +13,29 @@ fn planted() -> Vec<Tensor> {
 #[test]
 fn planted_partition_gives_the_analytic_q_and_ncut_and_recovers_groups() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
-    let report = analyse(&graph, &ModularityConfig { k: 4, ..Default::default() }).unwrap();
+    let report = analyse(
+        &graph,
+        &ModularityConfig {
+            k: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!((report.q - 0.519230769).abs() < 1e-8, "Q = {}", report.q);
-    assert!((report.ncut - 0.923076923).abs() < 1e-7, "n-cut = {}", report.ncut);
+    assert!(
+        (report.ncut - 0.923076923).abs() < 1e-7,
+        "n-cut = {}",
+        report.ncut
+    );
     // Same cluster ⇔ same planted group.
     let group = |node: usize| (node % 16) % 4;
     for i in 0..48 {
         for j in 0..48 {
-            assert_eq!(report.clusters[i] == report.clusters[j], group(i) == group(j), "nodes {i}, {j}");
+            assert_eq!(
+                report.clusters[i] == report.clusters[j],
+                group(i) == group(j),
+                "nodes {i}, {j}"
+            );
         }
     }
 }
@@ -27,9 +44,19 @@ fn planted_partition_gives_the_analytic_q_and_ncut_and_recovers_groups() {
 fn two_disconnected_copies_give_q_one_half_at_k_2() {
     let w = Tensor::rand([6, 6], (tch::Kind::Float, tch::Device::Cpu)) + 0.5;
     let zero = Tensor::zeros([6, 6], (tch::Kind::Float, tch::Device::Cpu));
-    let block = Tensor::cat(&[Tensor::cat(&[&w, &zero], 1), Tensor::cat(&[&zero, &w], 1)], 0);
+    let block = Tensor::cat(
+        &[Tensor::cat(&[&w, &zero], 1), Tensor::cat(&[&zero, &w], 1)],
+        0,
+    );
     let graph = WeightGraph::from_mlp(&[block.shallow_clone(), block]).unwrap();
-    let report = analyse(&graph, &ModularityConfig { k: 2, ..Default::default() }).unwrap();
+    let report = analyse(
+        &graph,
+        &ModularityConfig {
+            k: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!((report.q - 0.5).abs() < 1e-9, "Q = {}", report.q);
     assert!(report.ncut.abs() < 1e-9);
 }
@@ -38,9 +65,13 @@ fn two_disconnected_copies_give_q_one_half_at_k_2() {
 fn singletons_give_minus_sum_of_squared_degree_shares() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
     let labels: Vec<usize> = (0..48).collect();
-    let degrees = graph.adjacency.sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double);
+    let degrees = graph
+        .adjacency
+        .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double);
     let two_m = degrees.sum(tch::Kind::Double).double_value(&[]);
-    let want: f64 = (0..48).map(|i| -(degrees.double_value(&[i]) / two_m).powi(2)).sum();
+    let want: f64 = (0..48)
+        .map(|i| -(degrees.double_value(&[i]) / two_m).powi(2))
+        .sum();
     assert!((modularity(&graph.adjacency, &labels, 1.0) - want).abs() < 1e-12);
     assert!((ncut(&graph.adjacency, &labels) - 48.0).abs() < 1e-6);
 }
@@ -48,7 +79,16 @@ fn singletons_give_minus_sum_of_squared_degree_shares() {
 #[test]
 fn planted_structure_beats_the_shuffle_null_model() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
-    let report = analyse(&graph, &ModularityConfig { k: 4, shuffles: 20, seed: 3, ..Default::default() }).unwrap();
+    let report = analyse(
+        &graph,
+        &ModularityConfig {
+            k: 4,
+            shuffles: 20,
+            seed: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(report.p, Some(1.0 / 21.0));
     assert!(report.z.unwrap() > 3.0, "z = {:?}", report.z);
     assert!(report.q_null_mean.unwrap() < report.q);
@@ -56,10 +96,20 @@ fn planted_structure_beats_the_shuffle_null_model() {
 
 #[test]
 fn same_seed_same_clusters() {
-    let noisy: Vec<Tensor> = planted().iter().map(|w| w * (Tensor::rand([16, 16], (tch::Kind::Float, tch::Device::Cpu)) + 0.5)).collect();
+    let noisy: Vec<Tensor> = planted()
+        .iter()
+        .map(|w| w * (Tensor::rand([16, 16], (tch::Kind::Float, tch::Device::Cpu)) + 0.5))
+        .collect();
     let graph = WeightGraph::from_mlp(&noisy).unwrap();
-    let cfg = ModularityConfig { k: 4, seed: 9, ..Default::default() };
-    assert_eq!(analyse(&graph, &cfg).unwrap().clusters, analyse(&graph, &cfg).unwrap().clusters);
+    let cfg = ModularityConfig {
+        k: 4,
+        seed: 9,
+        ..Default::default()
+    };
+    assert_eq!(
+        analyse(&graph, &cfg).unwrap().clusters,
+        analyse(&graph, &cfg).unwrap().clusters
+    );
 }
 
 #[test]

@@ -10,7 +10,10 @@ use avr_modularity::model::*;
 use tch::{Device, Kind, Tensor};
 
 fn official(size: i64) -> SclVariant {
-    SclVariant::Official(OfficialSclConfig { image_size: size, ..Default::default() })
+    SclVariant::Official(OfficialSclConfig {
+        image_size: size,
+        ..Default::default()
+    })
 }
 
 /// Per-sample binary masks applied in one K-batched pass give the same logits as K separate
@@ -23,7 +26,12 @@ fn batched_equals_separate(variant: SclVariant, size: i64) {
         .map(|_| {
             let mut p = Params::new();
             for spec in model.param_specs().into_iter().filter(|s| s.trainable) {
-                p.insert(&spec.name, Tensor::rand(spec.shape.as_slice(), (Kind::Float, Device::Cpu)).gt(0.3).to_kind(Kind::Float));
+                p.insert(
+                    &spec.name,
+                    Tensor::rand(spec.shape.as_slice(), (Kind::Float, Device::Cpu))
+                        .gt(0.3)
+                        .to_kind(Kind::Float),
+                );
             }
             p
         })
@@ -31,7 +39,17 @@ fn batched_equals_separate(variant: SclVariant, size: i64) {
     let mut batched = Params::new();
     for spec in model.param_specs() {
         let w = model.params.get(&spec.name).unwrap();
-        let t = if spec.trainable { Tensor::stack(&masks.iter().map(|m| w * m.get(&spec.name).unwrap()).collect::<Vec<_>>(), 0) } else { w.shallow_clone() };
+        let t = if spec.trainable {
+            Tensor::stack(
+                &masks
+                    .iter()
+                    .map(|m| w * m.get(&spec.name).unwrap())
+                    .collect::<Vec<_>>(),
+                0,
+            )
+        } else {
+            w.shallow_clone()
+        };
         batched.insert(&spec.name, t);
     }
     let x = Tensor::rand([2 * k, 16, size, size], (Kind::Float, Device::Cpu));
@@ -42,9 +60,16 @@ fn batched_equals_separate(variant: SclVariant, size: i64) {
             p.insert(n, t * 2.0 - 1.0);
             p
         });
-        let params = Mask::new("m", logits, None).apply(&model.params, false).unwrap();
-        let alone = model.logits_with(&params, &x.narrow(0, 2 * i as i64, 2), BnMode::Eval).unwrap();
-        let diff = (together.narrow(0, 2 * i as i64, 2) - alone).abs().max().double_value(&[]);
+        let params = Mask::new("m", logits, None)
+            .apply(&model.params, false)
+            .unwrap();
+        let alone = model
+            .logits_with(&params, &x.narrow(0, 2 * i as i64, 2), BnMode::Eval)
+            .unwrap();
+        let diff = (together.narrow(0, 2 * i as i64, 2) - alone)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(diff < 1e-4, "sample {i}: max |Δlogit| = {diff}");
     }
 }
@@ -56,7 +81,13 @@ fn k_batched_official_forward_equals_separate_passes() {
 
 #[test]
 fn k_batched_seed_forward_equals_separate_passes() {
-    batched_equals_separate(SclVariant::Seed(SeedSclConfig { image_size: 64, ..Default::default() }), 64);
+    batched_equals_separate(
+        SclVariant::Seed(SeedSclConfig {
+            image_size: 64,
+            ..Default::default()
+        }),
+        64,
+    );
 }
 
 #[test]
@@ -65,11 +96,22 @@ fn gumbel_sigmoid_keeps_with_probability_sigmoid_l_and_passes_the_sigmoid_slope(
     let l = Tensor::from_slice(&[-1.0f32, 0.0, 0.5, 2.0]).set_requires_grad(true);
     let m = sample_mask(&l, 20_000, 1.0);
     let values: Vec<f32> = Vec::try_from(m.flatten(0, -1)).unwrap();
-    assert!(values.iter().all(|&v| v == 0.0 || v == 1.0), "hard forward values are exactly 0/1");
-    let freq: Vec<f64> = Vec::<f64>::try_from(m.detach().to_kind(Kind::Double).mean_dim(0, false, Kind::Double)).unwrap();
+    assert!(
+        values.iter().all(|&v| v == 0.0 || v == 1.0),
+        "hard forward values are exactly 0/1"
+    );
+    let freq: Vec<f64> = Vec::<f64>::try_from(m.detach().to_kind(Kind::Double).mean_dim(
+        0,
+        false,
+        Kind::Double,
+    ))
+    .unwrap();
     for (f, lv) in freq.iter().zip([-1.0f64, 0.0, 0.5, 2.0]) {
         let p = 1.0 / (1.0 + (-lv).exp());
-        assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / 20_000.0).sqrt() + 1e-3, "P(keep | l = {lv}) = {f}, expected {p}");
+        assert!(
+            (f - p).abs() < 4.0 * (p * (1.0 - p) / 20_000.0).sqrt() + 1e-3,
+            "P(keep | l = {lv}) = {f}, expected {p}"
+        );
     }
     // Straight-through: d(Σ m)/dl = Σ_k s_k (1 − s_k), positive and below K/4.
     m.sum(Kind::Float).backward();
@@ -84,7 +126,10 @@ fn weights_only_filter_leaves_biases_and_norms_unmasked() {
     let weights = init_logits(&model, MaskFilter::WeightsOnly, 2.5, None);
     assert_eq!(all.numel(), model.num_trainable());
     assert!(weights.numel() < all.numel());
-    assert!(weights.names().iter().all(|n| n.ends_with(".weight") && weights.get(n).unwrap().dim() >= 2));
+    assert!(weights
+        .names()
+        .iter()
+        .all(|n| n.ends_with(".weight") && weights.get(n).unwrap().dim() >= 2));
 }
 
 /// A few mask steps on the study's checkpoint with its `squares` task: the log is complete,
@@ -93,7 +138,9 @@ fn weights_only_filter_leaves_biases_and_norms_unmasked() {
 #[test]
 fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
+    let model =
+        SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
+            .unwrap();
     let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
     let originals = AvrDataset::open(fixtures.join("seed/datasets/originals")).unwrap();
     let cfg = MaskTrainConfig {
@@ -104,14 +151,31 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
         lr: 0.5,
         eval_every: 3,
         eval_problems: 8,
-        batch: BatchOptions { transpose_panels: true, ..Default::default() },
+        batch: BatchOptions {
+            transpose_panels: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let run = train_mask(&model, "squares", &squares.select(&[Split::Train], None), &squares.select(&[Split::Test], None), Some(&originals.select(&[Split::Test], None)), &cfg).unwrap();
+    let run = train_mask(
+        &model,
+        "squares",
+        &squares.select(&[Split::Train], None),
+        &squares.select(&[Split::Test], None),
+        Some(&originals.select(&[Split::Test], None)),
+        &cfg,
+    )
+    .unwrap();
     assert_eq!(run.metrics.len(), 6);
-    let evals: Vec<&MaskMetricRow> = run.metrics.iter().filter(|r| r.task_accuracy.is_some()).collect();
+    let evals: Vec<&MaskMetricRow> = run
+        .metrics
+        .iter()
+        .filter(|r| r.task_accuracy.is_some())
+        .collect();
     assert_eq!(evals.len(), 2);
-    assert!(evals.iter().all(|r| r.control_accuracy.is_some() && r.inverted_task_accuracy.is_some()));
+    assert!(evals
+        .iter()
+        .all(|r| r.control_accuracy.is_some() && r.inverted_task_accuracy.is_some()));
     // With lr 0.5 and a strong α every logit that the task does not defend falls by ~0.5 per
     // step from 2.5: after 6 steps most are negative.
     let kept = evals.last().unwrap().kept_fraction.unwrap();
@@ -120,7 +184,15 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     assert!(run.curves().unwrap().svg.contains("mask training"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("squares.safetensors");
-    run.save(&path, "SCL_pretrain_80.ckpt", &model, None, "squares", Some("originals")).unwrap();
+    run.save(
+        &path,
+        "SCL_pretrain_80.ckpt",
+        &model,
+        None,
+        "squares",
+        Some("originals"),
+    )
+    .unwrap();
     let back = Mask::load(&path).unwrap();
     assert_eq!(back.kept(), run.mask.kept());
     assert_eq!(back.alpha, Some(1e-2));
@@ -135,8 +207,14 @@ fn mask_batch_must_split_into_k_chunks() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::init(official(80), 0, Device::Cpu);
     let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
-    let cfg = MaskTrainConfig { batch_size: 6, samples: 4, ..Default::default() };
-    let err = train_mask(&model, "x", &squares, &squares, None, &cfg).unwrap_err().to_string();
+    let cfg = MaskTrainConfig {
+        batch_size: 6,
+        samples: 4,
+        ..Default::default()
+    };
+    let err = train_mask(&model, "x", &squares, &squares, None, &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("divisible"), "{err}");
 }
 
@@ -147,7 +225,10 @@ fn alpha_selection_takes_the_largest_alpha_within_tolerance_of_the_smallest() {
     assert_eq!(select_alpha(&runs, 0.15), 2);
     assert_eq!(select_alpha(&runs, 0.0), 0);
     // Order of the list does not matter.
-    assert_eq!(select_alpha(&[(1e-3, 0.2), (1e-5, 0.78), (1e-6, 0.8)], 0.05), 1);
+    assert_eq!(
+        select_alpha(&[(1e-3, 0.2), (1e-5, 0.78), (1e-6, 0.8)], 0.05),
+        1
+    );
 }
 
 /// The flat logit leaf keeps every tensor's place: logits far from 0 make each draw certain
@@ -158,16 +239,29 @@ fn alpha_selection_takes_the_largest_alpha_within_tolerance_of_the_smallest() {
 fn flat_logits_sample_each_tensor_in_its_own_slice() {
     tch::manual_seed(2);
     let model = SclModel::init(official(80), 0, Device::Cpu);
-    let _ = model.params.get("visual.attr_mlp.0.weight").unwrap().narrow(0, 0, 10).zero_(); // 2,560 zero weights
+    let _ = model
+        .params
+        .get("visual.attr_mlp.0.weight")
+        .unwrap()
+        .narrow(0, 0, 10)
+        .zero_(); // 2,560 zero weights
     let mut logits = init_logits(&model, MaskFilter::WeightsOnly, 0.0, None);
     for name in logits.names().to_vec() {
-        let sign = Tensor::rand(logits.get(&name).unwrap().size().as_slice(), (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let sign = Tensor::rand(
+            logits.get(&name).unwrap().size().as_slice(),
+            (Kind::Float, Device::Cpu),
+        )
+        .gt(0.5)
+        .to_kind(Kind::Float);
         logits.insert(&name, sign * 40.0 - 20.0);
     }
     let flat = FlatLogits::new(&logits);
     assert_eq!(flat.numel(), logits.numel());
     for (name, t) in flat.to_params().iter() {
-        assert!(t.equal(logits.get(name).unwrap()), "{name} does not round-trip");
+        assert!(
+            t.equal(logits.get(name).unwrap()),
+            "{name} does not round-trip"
+        );
     }
     let k = 3;
     let specs = model.param_specs();
@@ -180,17 +274,44 @@ fn flat_logits_sample_each_tensor_in_its_own_slice() {
             (true, _) => {
                 let want = w * logits.get(&spec.name).unwrap().gt(0.0).to_kind(Kind::Float);
                 for i in 0..k {
-                    assert!(got.get(i).equal(&want), "{} sample {i} is not w · (l > 0)", spec.name);
+                    assert!(
+                        got.get(i).equal(&want),
+                        "{} sample {i} is not w · (l > 0)",
+                        spec.name
+                    );
                 }
             }
-            (false, true) => assert!(got.get(k - 1).equal(w), "{} should be the weights, repeated", spec.name),
+            (false, true) => assert!(
+                got.get(k - 1).equal(w),
+                "{} should be the weights, repeated",
+                spec.name
+            ),
             (false, false) => assert!(got.equal(w), "{} is a buffer and passes through", spec.name),
         }
     }
-    params.iter().map(|(_, t)| t.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b).backward();
+    params
+        .iter()
+        .map(|(_, t)| t.sum(Kind::Float))
+        .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b)
+        .backward();
     let grad_nonzero = flat.flat.grad().ne(0.0);
-    let weights_nonzero = Tensor::cat(&logits.iter().map(|(n, _)| model.params.get(n).unwrap().ne(0.0).reshape([-1])).collect::<Vec<_>>(), 0);
-    let stray = grad_nonzero.logical_and(&weights_nonzero.logical_not()).sum(Kind::Int64).int64_value(&[]);
-    assert_eq!(stray, 0, "a logit of a zero weight got a gradient: slices are misplaced");
-    assert!(grad_nonzero.sum(Kind::Int64).int64_value(&[]) > 1000, "the straight-through gradient reaches the logits");
+    let weights_nonzero = Tensor::cat(
+        &logits
+            .iter()
+            .map(|(n, _)| model.params.get(n).unwrap().ne(0.0).reshape([-1]))
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let stray = grad_nonzero
+        .logical_and(&weights_nonzero.logical_not())
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    assert_eq!(
+        stray, 0,
+        "a logit of a zero weight got a gradient: slices are misplaced"
+    );
+    assert!(
+        grad_nonzero.sum(Kind::Int64).int64_value(&[]) > 1000,
+        "the straight-through gradient reaches the logits"
+    );
 }

@@ -28,27 +28,56 @@ fn reads_every_fixture_problem_and_rewrites_it_byte_compatibly() {
     assert_eq!(files.len(), 42 + 21 + 24 * 3 + 70, "fixture count changed");
     for path in &files {
         let p = AvrProblem::read(path).unwrap();
-        assert_eq!((p.side, p.image.len()), (160, 16 * 160 * 160), "{}", path.display());
+        assert_eq!(
+            (p.side, p.image.len()),
+            (160, 16 * 160 * 160),
+            "{}",
+            path.display()
+        );
         assert!(p.configuration().is_some(), "{}", path.display());
         // Everything but zip timestamps is reproduced: same members, same NPY bytes.
         let original = std::fs::read(path).unwrap();
         let ours = p.to_npz_bytes();
-        assert_eq!(ours.len(), original.len(), "{}: size differs", path.display());
-        let (a, b) = (avr_modularity::data::npz::read_zip(path, &original).unwrap(), avr_modularity::data::npz::read_zip(path, &ours).unwrap());
+        assert_eq!(
+            ours.len(),
+            original.len(),
+            "{}: size differs",
+            path.display()
+        );
+        let (a, b) = (
+            avr_modularity::data::npz::read_zip(path, &original).unwrap(),
+            avr_modularity::data::npz::read_zip(path, &ours).unwrap(),
+        );
         assert_eq!(a, b, "{}: members differ", path.display());
     }
 }
 
 #[test]
 fn inspect_reports_keys_dtypes_shapes_and_configuration() {
-    let path = require_fixtures().unwrap().join("iraven/distribute_four/RAVEN_6_val.npz");
+    let path = require_fixtures()
+        .unwrap()
+        .join("iraven/distribute_four/RAVEN_6_val.npz");
     let s = inspect(&path).unwrap();
-    assert_eq!(s.keys, ["target", "predict", "image", "meta_matrix", "meta_structure", "meta_target", "structure"]);
+    assert_eq!(
+        s.keys,
+        [
+            "target",
+            "predict",
+            "image",
+            "meta_matrix",
+            "meta_structure",
+            "meta_target",
+            "structure"
+        ]
+    );
     assert_eq!(s.dtypes[2], "|u1");
     assert_eq!(s.dtypes[6], "|S15");
     assert_eq!(s.shapes[2], vec![16, 160, 160]);
     assert_eq!(s.configuration.as_deref(), Some("distribute_four"));
-    assert_eq!(s.target, s.predict, "the generator's solver is right on I-RAVEN");
+    assert_eq!(
+        s.target, s.predict,
+        "the generator's solver is right on I-RAVEN"
+    );
 }
 
 #[test]
@@ -57,13 +86,27 @@ fn both_folder_layouts_are_scanned_with_the_right_splits() {
     let iraven = AvrDataset::open(fixtures.join("iraven")).unwrap();
     assert_eq!(iraven.len(), 42);
     assert_eq!(iraven.select(&[Split::Val], None).len(), 14);
-    assert_eq!(iraven.select(&[Split::Test], Some(&["center_single"])).len(), 2);
+    assert_eq!(
+        iraven
+            .select(&[Split::Test], Some(&["center_single"]))
+            .len(),
+        2
+    );
     let seed = AvrDataset::open(fixtures.join("seed/datasets/originals")).unwrap();
-    assert_eq!((seed.select(&[Split::Train], None).len(), seed.select(&[Split::Val], None).len(), seed.select(&[Split::Test], None).len()), (3, 7, 14));
+    assert_eq!(
+        (
+            seed.select(&[Split::Train], None).len(),
+            seed.select(&[Split::Val], None).len(),
+            seed.select(&[Split::Test], None).len()
+        ),
+        (3, 7, 14)
+    );
 }
 
 fn corrupt(name: &str, edit: impl Fn(&mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
-    let source = require_fixtures().unwrap().join("iraven/center_single/RAVEN_0_train.npz");
+    let source = require_fixtures()
+        .unwrap()
+        .join("iraven/center_single/RAVEN_0_train.npz");
     let mut bytes = std::fs::read(source).unwrap();
     edit(&mut bytes);
     let dir = tempfile::tempdir().unwrap();
@@ -76,19 +119,30 @@ fn corrupt(name: &str, edit: impl Fn(&mut Vec<u8>)) -> (tempfile::TempDir, PathB
 fn bad_files_name_the_file_and_what_is_wrong() {
     let (_d, truncated) = corrupt("truncated.npz", |b| b.truncate(200_000));
     let e = AvrProblem::read(&truncated).unwrap_err().to_string();
-    assert!(e.contains("truncated.npz") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("truncated.npz") && e.contains("truncated"),
+        "{e}"
+    );
 
     let (_d, not_zip) = corrupt("notzip.npz", |b| b[..4].copy_from_slice(b"JUNK"));
     let e = AvrProblem::read(&not_zip).unwrap_err().to_string();
     assert!(e.contains("notzip.npz") && e.contains("not a zip"), "{e}");
 
-    let mut p = AvrProblem::read(require_fixtures().unwrap().join("iraven/center_single/RAVEN_0_train.npz")).unwrap();
+    let mut p = AvrProblem::read(
+        require_fixtures()
+            .unwrap()
+            .join("iraven/center_single/RAVEN_0_train.npz"),
+    )
+    .unwrap();
     p.meta_target.push(0); // wrong shape (10,)
     let dir = tempfile::tempdir().unwrap();
     let wrong_shape = dir.path().join("shape.npz");
     p.write(&wrong_shape).unwrap();
     let e = AvrProblem::read(&wrong_shape).unwrap_err().to_string();
-    assert!(e.contains("shape.npz") && e.contains("'meta_target'") && e.contains("shape [10]"), "{e}");
+    assert!(
+        e.contains("shape.npz") && e.contains("'meta_target'") && e.contains("shape [10]"),
+        "{e}"
+    );
 }
 
 /// numpy (from the project venv) must load what we write with identical arrays, and we must read
@@ -96,8 +150,14 @@ fn bad_files_name_the_file_and_what_is_wrong() {
 #[test]
 fn numpy_round_trip_in_both_directions() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(python.exists(), "run `make setup` first: {} is missing", python.display());
-    let source = require_fixtures().unwrap().join("raven/up_center_single_down_center_single/RAVEN_8_test.npz");
+    assert!(
+        python.exists(),
+        "run `make setup` first: {} is missing",
+        python.display()
+    );
+    let source = require_fixtures()
+        .unwrap()
+        .join("raven/up_center_single_down_center_single/RAVEN_8_test.npz");
     let problem = AvrProblem::read(&source).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("ours.npz");
@@ -113,8 +173,19 @@ for k in a.files:
 np.savez(theirs, **{k: a[k] for k in a.files})
 print("ok")
 "#;
-    let out = Command::new(&python).arg("-c").arg(script).arg(&source).arg(&ours).arg(&theirs).output().unwrap();
-    assert!(out.status.success(), "numpy: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&source)
+        .arg(&ours)
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "numpy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
 }
 
@@ -123,8 +194,27 @@ fn integer_downscaling_equals_area_resizing() {
     use avr_modularity::data::dataset::BatchOptions;
     let fixtures = avr_modularity::fixtures::require_fixtures().unwrap();
     let ds = avr_modularity::data::AvrDataset::open(fixtures.join("iraven")).unwrap();
-    let fast = ds.batch(&[0, 1, 2], BatchOptions { resize: Some(80), transpose_panels: true, ..Default::default() }, tch::Device::Cpu).unwrap();
-    let full = ds.batch(&[0, 1, 2], BatchOptions { transpose_panels: true, ..Default::default() }, tch::Device::Cpu).unwrap();
+    let fast = ds
+        .batch(
+            &[0, 1, 2],
+            BatchOptions {
+                resize: Some(80),
+                transpose_panels: true,
+                ..Default::default()
+            },
+            tch::Device::Cpu,
+        )
+        .unwrap();
+    let full = ds
+        .batch(
+            &[0, 1, 2],
+            BatchOptions {
+                transpose_panels: true,
+                ..Default::default()
+            },
+            tch::Device::Cpu,
+        )
+        .unwrap();
     let reference = full.images.adaptive_avg_pool2d([80, 80]);
     assert_eq!(fast.images.size(), vec![3, 16, 80, 80]);
     let diff = (fast.images - reference).abs().max().double_value(&[]);

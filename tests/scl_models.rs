@@ -5,13 +5,22 @@ use avr_modularity::model::{BnMode, OfficialSclConfig, SclModel, SclVariant, See
 use tch::{Device, Kind, Tensor};
 
 fn official(size: i64) -> SclVariant {
-    SclVariant::Official(OfficialSclConfig { image_size: size, ..Default::default() })
+    SclVariant::Official(OfficialSclConfig {
+        image_size: size,
+        ..Default::default()
+    })
 }
 
 #[test]
 fn official_has_137286_parameters_at_160_and_131286_at_80() {
-    assert_eq!(SclModel::init(official(160), 0, Device::Cpu).num_trainable(), 137_286);
-    assert_eq!(SclModel::init(official(80), 0, Device::Cpu).num_trainable(), 131_286);
+    assert_eq!(
+        SclModel::init(official(160), 0, Device::Cpu).num_trainable(),
+        137_286
+    );
+    assert_eq!(
+        SclModel::init(official(80), 0, Device::Cpu).num_trainable(),
+        131_286
+    );
 }
 
 #[test]
@@ -23,7 +32,13 @@ fn seed_init_has_199838_parameters_and_no_duplicate_names() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), n);
-    assert_eq!(m.params.get("vision.net.1.running_var").unwrap().double_value(&[0]), 1.0);
+    assert_eq!(
+        m.params
+            .get("vision.net.1.running_var")
+            .unwrap()
+            .double_value(&[0]),
+        1.0
+    );
 }
 
 #[test]
@@ -31,7 +46,12 @@ fn init_is_reproducible_for_a_seed() {
     let a = SclModel::init(official(80), 7, Device::Cpu);
     let b = SclModel::init(official(80), 7, Device::Cpu);
     let c = SclModel::init(official(80), 8, Device::Cpu);
-    let w = |m: &SclModel| m.params.get("visual.attr_mlp.0.weight").unwrap().shallow_clone();
+    let w = |m: &SclModel| {
+        m.params
+            .get("visual.attr_mlp.0.weight")
+            .unwrap()
+            .shallow_clone()
+    };
     assert!(w(&a).equal(&w(&b)));
     assert!(!w(&a).equal(&w(&c)));
 }
@@ -49,10 +69,18 @@ fn check_symmetries(model: &SclModel) {
     let swapped = x.index_select(1, &Tensor::from_slice(&order));
     let permuted = model.logits(&swapped, BnMode::Eval).unwrap();
     let diff = (permuted - logits.flip([1])).abs().max().double_value(&[]);
-    assert!(diff < 1e-4, "candidate permutation changed scores by {diff}");
+    assert!(
+        diff < 1e-4,
+        "candidate permutation changed scores by {diff}"
+    );
     // Swap two context panels: scores change.
     let order: Vec<i64> = [1, 0].into_iter().chain(2..16).collect();
-    let other = model.logits(&x.index_select(1, &Tensor::from_slice(&order)), BnMode::Eval).unwrap();
+    let other = model
+        .logits(
+            &x.index_select(1, &Tensor::from_slice(&order)),
+            BnMode::Eval,
+        )
+        .unwrap();
     assert!((other - &logits).abs().max().double_value(&[]) > 1e-6);
 }
 
@@ -63,5 +91,12 @@ fn official_scores_are_candidate_equivariant_and_context_sensitive() {
 
 #[test]
 fn seed_scores_are_candidate_equivariant_and_context_sensitive() {
-    check_symmetries(&SclModel::init(SclVariant::Seed(SeedSclConfig { image_size: 64, ..Default::default() }), 3, Device::Cpu));
+    check_symmetries(&SclModel::init(
+        SclVariant::Seed(SeedSclConfig {
+            image_size: 64,
+            ..Default::default()
+        }),
+        3,
+        Device::Cpu,
+    ));
 }

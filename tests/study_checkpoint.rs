@@ -10,11 +10,20 @@ use avr_modularity::train::eval::{evaluate, EvalOptions};
 use tch::Device;
 
 fn checkpoint_path() -> std::path::PathBuf {
-    require_fixtures().unwrap().join("seed/checkpoint/SCL_pretrain_80.ckpt")
+    require_fixtures()
+        .unwrap()
+        .join("seed/checkpoint/SCL_pretrain_80.ckpt")
 }
 
 fn transposed() -> EvalOptions {
-    EvalOptions { batch: BatchOptions { transpose_panels: true, ..Default::default() }, device: Device::Cpu, ..Default::default() }
+    EvalOptions {
+        batch: BatchOptions {
+            transpose_panels: true,
+            ..Default::default()
+        },
+        device: Device::Cpu,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -35,8 +44,14 @@ fn study_checkpoint_has_the_documented_kwargs_keys_and_epoch() {
 fn seed_variant_has_199838_trainable_parameters_with_study_names() {
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
     assert_eq!(model.num_trainable(), 199_838);
-    let SclVariant::Seed(cfg) = &model.variant else { panic!("seed variant expected") };
-    let trainable: Vec<_> = cfg.param_specs().into_iter().filter(|s| s.trainable).collect();
+    let SclVariant::Seed(cfg) = &model.variant else {
+        panic!("seed variant expected")
+    };
+    let trainable: Vec<_> = cfg
+        .param_specs()
+        .into_iter()
+        .filter(|s| s.trainable)
+        .collect();
     assert_eq!(trainable.len(), 44);
     assert_eq!(trainable[18].name, "vision.net.10.weight");
     assert_eq!(trainable[18].shape, vec![80, 800]);
@@ -47,11 +62,19 @@ fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
     let data = AvrDataset::open(fixtures.join("seed/datasets/originals")).unwrap();
-    let index = data.files.iter().position(|f| f.path.ends_with("test/center_single/RAVEN_0_train.npz")).unwrap();
-    let batch = data.batch(&[index], transposed().batch, Device::Cpu).unwrap();
+    let index = data
+        .files
+        .iter()
+        .position(|f| f.path.ends_with("test/center_single/RAVEN_0_train.npz"))
+        .unwrap();
+    let batch = data
+        .batch(&[index], transposed().batch, Device::Cpu)
+        .unwrap();
     let logits = tch::no_grad(|| model.logits(&batch.images, BnMode::Eval).unwrap());
     let got: Vec<f64> = (0..8).map(|i| logits.double_value(&[0, i])).collect();
-    let want = [-3.290863, -27.444084, -10.555760, -40.575760, -13.567273, 0.665059, -33.953876, -25.988605];
+    let want = [
+        -3.290863, -27.444084, -10.555760, -40.575760, -13.567273, 0.665059, -33.953876, -25.988605,
+    ];
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-3, "logits {got:?} vs PyTorch {want:?}");
     }
@@ -61,11 +84,18 @@ fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
 fn sixteen_encode_path_equals_the_studys_72_encode_path() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
-    let SclVariant::Seed(cfg) = &model.variant else { panic!("seed variant expected") };
+    let SclVariant::Seed(cfg) = &model.variant else {
+        panic!("seed variant expected")
+    };
     let data = AvrDataset::open(fixtures.join("iraven")).unwrap();
-    let batch = data.batch(&[0, 7, 20], transposed().batch, Device::Cpu).unwrap();
+    let batch = data
+        .batch(&[0, 7, 20], transposed().batch, Device::Cpu)
+        .unwrap();
     let (fast, slow) = tch::no_grad(|| {
-        (scl_seed::forward(cfg, &model.params, &batch.images, BnMode::Eval).unwrap(), scl_seed::forward_72(cfg, &model.params, &batch.images, BnMode::Eval).unwrap())
+        (
+            scl_seed::forward(cfg, &model.params, &batch.images, BnMode::Eval).unwrap(),
+            scl_seed::forward_72(cfg, &model.params, &batch.images, BnMode::Eval).unwrap(),
+        )
     });
     let diff = (fast - slow).abs().max().double_value(&[]);
     assert!(diff < 1e-5, "max |16-encode − 72-encode| = {diff}");
@@ -75,8 +105,15 @@ fn sixteen_encode_path_equals_the_studys_72_encode_path() {
 fn study_checkpoint_accuracy_on_fixture_datasets_equals_pytorch() {
     let fixtures = require_fixtures().unwrap();
     let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
-    for (name, correct, n) in [("originals", 21, 24), ("squares", 21, 24), ("pentagon", 22, 24), ("triangles", 62, 70)] {
-        let data = AvrDataset::open(fixtures.join("seed/datasets").join(name)).unwrap().select(&Split::ALL, None);
+    for (name, correct, n) in [
+        ("originals", 21, 24),
+        ("squares", 21, 24),
+        ("pentagon", 22, 24),
+        ("triangles", 62, 70),
+    ] {
+        let data = AvrDataset::open(fixtures.join("seed/datasets").join(name))
+            .unwrap()
+            .select(&Split::ALL, None);
         let report = evaluate(&model, None, &data, &transposed()).unwrap();
         assert_eq!((report.correct, report.n), (correct, n), "{name}");
     }
@@ -87,6 +124,11 @@ fn a_non_pickle_checkpoint_is_refused_with_the_file_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bogus.ckpt");
     std::fs::write(&path, b"PK\x03\x04 not a pickle").unwrap();
-    let err = SclModel::from_study_checkpoint(&path).unwrap_err().to_string();
-    assert!(err.contains("bogus.ckpt") && err.contains("not a Python pickle"), "{err}");
+    let err = SclModel::from_study_checkpoint(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bogus.ckpt") && err.contains("not a Python pickle"),
+        "{err}"
+    );
 }

@@ -12,10 +12,16 @@ use avr_modularity::model::SclModel;
 use avr_modularity::train::eval::{evaluate, EvalOptions};
 use tch::{Device, Tensor};
 
-
 fn mask_file(level: &str, shape: &str) -> PathBuf {
-    let dir = require_fixtures().unwrap().join("seed/binary_masks").join(level).join(shape);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let dir = require_fixtures()
+        .unwrap()
+        .join("seed/binary_masks")
+        .join(level)
+        .join(shape);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files.remove(0)
 }
@@ -26,12 +32,21 @@ fn scl90(shape: &str) -> Mask {
 
 #[test]
 fn scl90_kept_fractions_match_the_study() {
-    for (shape, want) in [("circles", 0.241606), ("triangles", 0.110595), ("squares", 0.346250), ("pentagon", 0.321320), ("hexagon", 0.089798)] {
+    for (shape, want) in [
+        ("circles", 0.241606),
+        ("triangles", 0.110595),
+        ("squares", 0.346250),
+        ("pentagon", 0.321320),
+        ("hexagon", 0.089798),
+    ] {
         let m = scl90(shape);
         assert_eq!(m.name, format!("SCL_90/{shape}"));
         let (kept, total) = m.kept();
         assert_eq!(total, 199_838);
-        assert!((kept as f64 / total as f64 - want).abs() < 5e-7, "{shape}: {kept}/{total}");
+        assert!(
+            (kept as f64 / total as f64 - want).abs() < 5e-7,
+            "{shape}: {kept}/{total}"
+        );
         assert_eq!(mask_stats(&m).kept, kept);
     }
 }
@@ -46,19 +61,49 @@ fn mask_metadata_is_read_from_inside_the_file() {
 #[test]
 fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
-    let opts = EvalOptions { batch: BatchOptions { transpose_panels: true, ..Default::default() }, device: Device::Cpu, ..Default::default() };
-    let data = |name: &str| AvrDataset::open(fixtures.join("seed/datasets").join(name)).unwrap().select(&Split::ALL, None);
+    let model =
+        SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
+            .unwrap();
+    let opts = EvalOptions {
+        batch: BatchOptions {
+            transpose_panels: true,
+            ..Default::default()
+        },
+        device: Device::Cpu,
+        ..Default::default()
+    };
+    let data = |name: &str| {
+        AvrDataset::open(fixtures.join("seed/datasets").join(name))
+            .unwrap()
+            .select(&Split::ALL, None)
+    };
     let originals = data("originals");
-    for (shape, task, (tc, tn), (oc, on)) in [("squares", "squares", (18, 24), (8, 24)), ("pentagon", "pentagon", (19, 24), (14, 24)), ("triangles", "triangles", (55, 70), (9, 24))] {
+    for (shape, task, (tc, tn), (oc, on)) in [
+        ("squares", "squares", (18, 24), (8, 24)),
+        ("pentagon", "pentagon", (19, 24), (14, 24)),
+        ("triangles", "triangles", (55, 70), (9, 24)),
+    ] {
         let mask = scl90(shape);
         let t = evaluate(&model, Some(&mask), &data(task), &opts).unwrap();
         let o = evaluate(&model, Some(&mask), &originals, &opts).unwrap();
         assert_eq!((t.correct, t.n), (tc, tn), "{shape} task accuracy");
         assert_eq!((o.correct, o.n), (oc, on), "{shape} originals accuracy");
         // Inverted masks leave the model near chance (ties are common, so only loosely).
-        let inverted = evaluate(&model, Some(&mask), &data(task), &EvalOptions { invert_mask: true, ..opts }).unwrap();
-        assert!(inverted.accuracy < 0.5, "{shape}: inverted mask still at {:.2}", inverted.accuracy);
+        let inverted = evaluate(
+            &model,
+            Some(&mask),
+            &data(task),
+            &EvalOptions {
+                invert_mask: true,
+                ..opts
+            },
+        )
+        .unwrap();
+        assert!(
+            inverted.accuracy < 0.5,
+            "{shape}: inverted mask still at {:.2}",
+            inverted.accuracy
+        );
     }
 }
 
@@ -80,7 +125,9 @@ fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
         ("hexagon", "squares", 81.97),
     ];
     for (a, b, v) in want {
-        let got = m.get(&format!("SCL_90/{a}"), &format!("SCL_90/{b}")).unwrap();
+        let got = m
+            .get(&format!("SCL_90/{a}"), &format!("SCL_90/{b}"))
+            .unwrap();
         assert!((got - v).abs() < 0.05, "{a}–{b}: {got:.2} vs {v}");
     }
     let raw = sharing_matrix(&masks, Overlap::IoU, false).unwrap();
@@ -92,7 +139,10 @@ fn dispersity_follows_the_study_formula_on_a_hand_computed_mask() {
     // Ones at (0,0) and (2,2): μ = (1,1), spread = (2 + 2)/2 = 2, ‖μ‖² = 2 → v = 1.
     let m = Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0., 1.]).reshape([3, 3]);
     assert!((tensor_dispersity(&m) - 1.0).abs() < 1e-12);
-    assert_eq!(tensor_dispersity(&Tensor::zeros([4], (tch::Kind::Float, Device::Cpu))), 0.0);
+    assert_eq!(
+        tensor_dispersity(&Tensor::zeros([4], (tch::Kind::Float, Device::Cpu))),
+        0.0
+    );
 }
 
 #[test]
@@ -102,7 +152,14 @@ fn spatial_distribution_and_histogram_render_with_labels() {
     let stats: Vec<_> = masks.iter().map(mask_stats).collect();
     let fig = spatial_distribution("Model accuracy: SCL_50", &stats).unwrap();
     let has = |svg: &str, t: &str| svg.lines().any(|l| l.trim() == t);
-    for t in ["Model accuracy: SCL_50", "V19", "vision", "attr_net", "rel_net", "n_i / n_total"] {
+    for t in [
+        "Model accuracy: SCL_50",
+        "V19",
+        "vision",
+        "attr_net",
+        "rel_net",
+        "n_i / n_total",
+    ] {
         assert!(has(&fig.svg, t), "missing {t}");
     }
     let hist = mask_probability_histogram(&masks[0], 20).unwrap();
@@ -113,10 +170,28 @@ fn spatial_distribution_and_histogram_render_with_labels() {
 fn weight_usage_image_colours_each_mask_and_their_overlap() {
     let fixtures = avr_modularity::fixtures::require_fixtures().unwrap();
     let dir = fixtures.join("seed/binary_masks/SCL_90");
-    let first = |shape: &str| std::fs::read_dir(dir.join(shape)).unwrap().next().unwrap().unwrap().path();
-    let (a, b) = (Mask::load(first("squares")).unwrap(), Mask::load(first("circles")).unwrap());
+    let first = |shape: &str| {
+        std::fs::read_dir(dir.join(shape))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
+    let (a, b) = (
+        Mask::load(first("squares")).unwrap(),
+        Mask::load(first("circles")).unwrap(),
+    );
     let fig = avr_modularity::plot::weight_usage(&a, &b, None, "vision.net.0.weight").unwrap();
-    assert!(fig.svg.contains("weight usage of vision.net.0.weight") && fig.svg.contains("only SCL_90/squares"));
+    assert!(
+        fig.svg.contains("weight usage of vision.net.0.weight")
+            && fig.svg.contains("only SCL_90/squares")
+    );
     assert!(fig.svg.contains("data:image/png;base64,iVBORw0KGgo"));
-    assert!(avr_modularity::plot::weight_usage(&a, &b, None, "no.such.tensor").unwrap_err().to_string().contains("no.such.tensor"));
+    assert!(
+        avr_modularity::plot::weight_usage(&a, &b, None, "no.such.tensor")
+            .unwrap_err()
+            .to_string()
+            .contains("no.such.tensor")
+    );
 }

@@ -10,12 +10,30 @@ use tch::Device;
 
 fn setup() -> (AvrDataset, TrainConfig) {
     let data = AvrDataset::open(require_fixtures().unwrap().join("iraven")).unwrap();
-    let cfg = TrainConfig { steps: 40, batch_size: 16, val_every: 10, lr: 3e-3, batch: BatchOptions { resize: Some(40), ..Default::default() }, milestones: vec![0.3, 0.99], ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 40,
+        batch_size: 16,
+        val_every: 10,
+        lr: 3e-3,
+        batch: BatchOptions {
+            resize: Some(40),
+            ..Default::default()
+        },
+        milestones: vec![0.3, 0.99],
+        ..Default::default()
+    };
     (data, cfg)
 }
 
 fn small_official() -> SclModel {
-    SclModel::init(SclVariant::Official(OfficialSclConfig { image_size: 40, ..Default::default() }), 1, Device::Cpu)
+    SclModel::init(
+        SclVariant::Official(OfficialSclConfig {
+            image_size: 40,
+            ..Default::default()
+        }),
+        1,
+        Device::Cpu,
+    )
 }
 
 #[test]
@@ -26,16 +44,49 @@ fn official_scl_overfits_real_problems_and_names_milestones_by_measured_accuracy
     let first = run.metrics.first().unwrap().train_loss;
     let last = run.metrics.last().unwrap().train_loss;
     assert!(last < 0.5 * first, "loss {first} -> {last}");
-    let best = run.metrics.iter().filter_map(|m| m.val_accuracy).fold(0.0, f64::max);
-    assert!(best > 0.5, "accuracy on the training problems only reached {best}");
-    let m = run.milestones.iter().find(|m| m.level == 0.3).expect("0.3 milestone");
-    let name = m.path.as_ref().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(name, format!("scl_official_val{:.1}.safetensors", 100.0 * m.measured_val_accuracy));
-    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(m.path.as_ref().unwrap().with_extension("json")).unwrap()).unwrap();
-    assert!((sidecar["measured_val_accuracy"].as_f64().unwrap() - m.measured_val_accuracy).abs() < 1e-12);
+    let best = run
+        .metrics
+        .iter()
+        .filter_map(|m| m.val_accuracy)
+        .fold(0.0, f64::max);
+    assert!(
+        best > 0.5,
+        "accuracy on the training problems only reached {best}"
+    );
+    let m = run
+        .milestones
+        .iter()
+        .find(|m| m.level == 0.3)
+        .expect("0.3 milestone");
+    let name = m
+        .path
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        name,
+        format!(
+            "scl_official_val{:.1}.safetensors",
+            100.0 * m.measured_val_accuracy
+        )
+    );
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(m.path.as_ref().unwrap().with_extension("json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        (sidecar["measured_val_accuracy"].as_f64().unwrap() - m.measured_val_accuracy).abs()
+            < 1e-12
+    );
     assert_eq!(sidecar["variant"], "official");
     let curves = run.curves().unwrap();
-    assert!(curves.svg.lines().any(|l| l.trim() == "validation") && curves.svg.lines().any(|l| l.trim() == "Training loss"));
+    assert!(
+        curves.svg.lines().any(|l| l.trim() == "validation")
+            && curves.svg.lines().any(|l| l.trim() == "Training loss")
+    );
     // The weights load back by the same names.
     let loaded = tch::Tensor::read_safetensors(m.path.as_ref().unwrap()).unwrap();
     assert_eq!(loaded.len(), run.model.params.len());
@@ -46,8 +97,18 @@ fn same_seed_same_loss_curve() {
     tch::set_num_threads(1);
     let (data, cfg) = setup();
     let cfg = TrainConfig { steps: 5, ..cfg };
-    let a: Vec<f64> = train(small_official(), &data, &data, &cfg, None).unwrap().metrics.iter().map(|m| m.train_loss).collect();
-    let b: Vec<f64> = train(small_official(), &data, &data, &cfg, None).unwrap().metrics.iter().map(|m| m.train_loss).collect();
+    let a: Vec<f64> = train(small_official(), &data, &data, &cfg, None)
+        .unwrap()
+        .metrics
+        .iter()
+        .map(|m| m.train_loss)
+        .collect();
+    let b: Vec<f64> = train(small_official(), &data, &data, &cfg, None)
+        .unwrap()
+        .metrics
+        .iter()
+        .map(|m| m.train_loss)
+        .collect();
     assert_eq!(a, b);
 }
 
@@ -57,21 +118,71 @@ fn same_seed_same_loss_curve() {
 fn resumed_run_continues_the_same_loss_curve() {
     tch::set_num_threads(1);
     let (data, cfg) = setup();
-    let cfg = TrainConfig { steps: 8, state_every: 3, val_every: 4, milestones: vec![], ..cfg };
+    let cfg = TrainConfig {
+        steps: 8,
+        state_every: 3,
+        val_every: 4,
+        milestones: vec![],
+        ..cfg
+    };
     let whole = tempfile::tempdir().unwrap();
-    let a: Vec<f64> = train(small_official(), &data, &data, &cfg, Some(whole.path())).unwrap().metrics.iter().map(|m| m.train_loss).collect();
+    let a: Vec<f64> = train(small_official(), &data, &data, &cfg, Some(whole.path()))
+        .unwrap()
+        .metrics
+        .iter()
+        .map(|m| m.train_loss)
+        .collect();
     // "Killed" after step 5: the last state on disk is from step 3.
     let cut = tempfile::tempdir().unwrap();
-    train(small_official(), &data, &data, &TrainConfig { steps: 5, ..cfg.clone() }, Some(cut.path())).unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(cut.path().join("last.json")).unwrap()).unwrap();
+    train(
+        small_official(),
+        &data,
+        &data,
+        &TrainConfig {
+            steps: 5,
+            ..cfg.clone()
+        },
+        Some(cut.path()),
+    )
+    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cut.path().join("last.json")).unwrap()).unwrap();
     assert_eq!(state["step"], 5);
-    let resumed = train(small_official(), &data, &data, &TrainConfig { resume: true, ..cfg.clone() }, Some(cut.path())).unwrap();
+    let resumed = train(
+        small_official(),
+        &data,
+        &data,
+        &TrainConfig {
+            resume: true,
+            ..cfg.clone()
+        },
+        Some(cut.path()),
+    )
+    .unwrap();
     let b: Vec<f64> = resumed.metrics.iter().map(|m| m.train_loss).collect();
     assert_eq!(b.len(), 8);
     assert_eq!(a, b, "resumed loss curve differs");
     // A state of another architecture is refused.
-    let other = SclModel::init(SclVariant::Official(OfficialSclConfig { image_size: 80, ..Default::default() }), 1, Device::Cpu);
-    let err = train(other, &data, &data, &TrainConfig { resume: true, ..cfg }, Some(cut.path())).unwrap_err().to_string();
+    let other = SclModel::init(
+        SclVariant::Official(OfficialSclConfig {
+            image_size: 80,
+            ..Default::default()
+        }),
+        1,
+        Device::Cpu,
+    );
+    let err = train(
+        other,
+        &data,
+        &data,
+        &TrainConfig {
+            resume: true,
+            ..cfg
+        },
+        Some(cut.path()),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("cannot resume"), "{err}");
 }
 
@@ -79,29 +190,58 @@ fn resumed_run_continues_the_same_loss_curve() {
 fn our_checkpoints_load_back_and_other_sizes_are_refused() {
     let (data, cfg) = setup();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig { steps: 10, milestones: vec![0.0], ..cfg };
+    let cfg = TrainConfig {
+        steps: 10,
+        milestones: vec![0.0],
+        ..cfg
+    };
     let run = train(small_official(), &data, &data, &cfg, Some(dir.path())).unwrap();
     let path = run.milestones[0].path.clone().unwrap();
     let (model, sidecar) = avr_modularity::train::trainer::load_checkpoint(&path).unwrap();
     assert_eq!(sidecar.image_size, 40);
     for (name, t) in model.params.iter() {
-        assert!(t.equal(run.model.params.get(name).unwrap()), "{name} differs after reload");
+        assert!(
+            t.equal(run.model.params.get(name).unwrap()),
+            "{name} differs after reload"
+        );
     }
     // A sidecar claiming another size does not match the stored tensors: refused, naming them.
-    let mut side: serde_json::Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+    let mut side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
     side["image_size"] = 160.into();
     std::fs::write(path.with_extension("json"), side.to_string()).unwrap();
-    let err = avr_modularity::train::trainer::load_checkpoint(&path).unwrap_err().to_string();
-    assert!(err.contains("visual.spatial.weight") && err.contains("shape"), "{err}");
+    let err = avr_modularity::train::trainer::load_checkpoint(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("visual.spatial.weight") && err.contains("shape"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints() {
     let (data, cfg) = setup();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig { steps: 60, lr: 1e12, weight_decay: 0.0, milestones: vec![0.0], val_every: 1, ..cfg };
-    let err = train(small_official(), &data, &data, &cfg, Some(dir.path())).unwrap_err().to_string();
+    let cfg = TrainConfig {
+        steps: 60,
+        lr: 1e12,
+        weight_decay: 0.0,
+        milestones: vec![0.0],
+        val_every: 1,
+        ..cfg
+    };
+    let err = train(small_official(), &data, &data, &cfg, Some(dir.path()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("loss became"), "{err}");
-    let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).collect();
-    assert!(!kept.is_empty(), "the milestone checkpoint written before the divergence is kept");
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    assert!(
+        !kept.is_empty(),
+        "the milestone checkpoint written before the divergence is kept"
+    );
 }

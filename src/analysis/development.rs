@@ -32,14 +32,25 @@ impl MaskRecord {
         if given.is_file() {
             return Some(given);
         }
-        self.path.ancestors().skip(1).map(|a| a.join(&given)).find(|p| p.is_file())
+        self.path
+            .ancestors()
+            .skip(1)
+            .map(|a| a.join(&given))
+            .find(|p| p.is_file())
     }
 
     /// The checkpoint: its folder and file stem (e.g. `demo/scl_official_val31.2`).
     pub fn checkpoint(&self) -> String {
         let path = Path::new(&self.sidecar.base_checkpoint);
-        let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        format!("{}/{}", name(path.parent().and_then(|p| p.file_name())), name(path.file_stem()))
+        let name = |p: Option<&std::ffi::OsStr>| {
+            p.map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "{}/{}",
+            name(path.parent().and_then(|p| p.file_name())),
+            name(path.file_stem())
+        )
     }
 }
 
@@ -72,13 +83,26 @@ impl Development {
             .map(|path| {
                 let sidecar: MaskSidecar = read_sidecar(&path)?;
                 let mask = Mask::load(&path)?;
-                Ok(MaskRecord { path, mask, sidecar })
+                Ok(MaskRecord {
+                    path,
+                    mask,
+                    sidecar,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         if records.is_empty() {
-            return Err(Error::Config(format!("{}: no mask files (*.safetensors with .json sidecars)", dir.as_ref().display())));
+            return Err(Error::Config(format!(
+                "{}: no mask files (*.safetensors with .json sidecars)",
+                dir.as_ref().display()
+            )));
         }
-        records.sort_by(|a, b| a.sidecar.base_accuracy.partial_cmp(&b.sidecar.base_accuracy).unwrap_or(std::cmp::Ordering::Equal).then(a.mask.name.cmp(&b.mask.name)));
+        records.sort_by(|a, b| {
+            a.sidecar
+                .base_accuracy
+                .partial_cmp(&b.sidecar.base_accuracy)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.mask.name.cmp(&b.mask.name))
+        });
         Ok(Development { records })
     }
 
@@ -95,7 +119,11 @@ impl Development {
 
     /// A warning when the masks were not all trained with one α (then sizes are not comparable).
     pub fn alpha_warning(&self) -> Option<String> {
-        let mut alphas: Vec<f64> = self.records.iter().map(|r| r.sidecar.config.alpha).collect();
+        let mut alphas: Vec<f64> = self
+            .records
+            .iter()
+            .map(|r| r.sidecar.config.alpha)
+            .collect();
         alphas.sort_by(f64::total_cmp);
         alphas.dedup();
         (alphas.len() > 1).then(|| format!("masks were trained with {} different α values ({alphas:?}): their sizes are not comparable across checkpoints", alphas.len()))
@@ -107,44 +135,135 @@ impl Development {
         let stats: Vec<_> = self.records.iter().map(|r| mask_stats(&r.mask)).collect();
         let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
         let df = DataFrame::new_infer_height(vec![
-            Column::new("checkpoint".into(), self.records.iter().map(|r| r.checkpoint()).collect::<Vec<_>>()),
-            Column::new("checkpoint_val_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.base_accuracy)).collect::<Vec<_>>()),
-            Column::new("task".into(), self.records.iter().map(|r| r.mask.name.clone()).collect::<Vec<_>>()),
-            Column::new("alpha".into(), self.records.iter().map(|r| format!("{:e}", r.sidecar.config.alpha)).collect::<Vec<_>>()),
-            Column::new("kept_%".into(), stats.iter().map(|s| 100.0 * s.kept_fraction).collect::<Vec<_>>()),
-            Column::new("dispersity".into(), stats.iter().map(|s| s.dispersity).collect::<Vec<_>>()),
-            Column::new("task_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_task_accuracy)).collect::<Vec<_>>()),
-            Column::new("control_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_control_accuracy)).collect::<Vec<_>>()),
-            Column::new("inverted_task_acc_%".into(), self.records.iter().map(|r| pct(r.sidecar.final_inverted_task_accuracy)).collect::<Vec<_>>()),
+            Column::new(
+                "checkpoint".into(),
+                self.records
+                    .iter()
+                    .map(|r| r.checkpoint())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "checkpoint_val_acc_%".into(),
+                self.records
+                    .iter()
+                    .map(|r| pct(r.sidecar.base_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task".into(),
+                self.records
+                    .iter()
+                    .map(|r| r.mask.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "alpha".into(),
+                self.records
+                    .iter()
+                    .map(|r| format!("{:e}", r.sidecar.config.alpha))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "kept_%".into(),
+                stats
+                    .iter()
+                    .map(|s| 100.0 * s.kept_fraction)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "dispersity".into(),
+                stats.iter().map(|s| s.dispersity).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task_acc_%".into(),
+                self.records
+                    .iter()
+                    .map(|r| pct(r.sidecar.final_task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "control_acc_%".into(),
+                self.records
+                    .iter()
+                    .map(|r| pct(r.sidecar.final_control_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "inverted_task_acc_%".into(),
+                self.records
+                    .iter()
+                    .map(|r| pct(r.sidecar.final_inverted_task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
         ])?;
         Ok(Table::new(df).with_caption("masks by measured checkpoint accuracy"))
     }
 
-    fn metric_plot(&self, title: &str, y_label: &str, metric: impl Fn(&MaskRecord) -> f64) -> Result<Figure> {
+    fn metric_plot(
+        &self,
+        title: &str,
+        y_label: &str,
+        metric: impl Fn(&MaskRecord) -> f64,
+    ) -> Result<Figure> {
         let mut by_task: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for r in &self.records {
             if let Some(acc) = r.sidecar.base_accuracy {
-                by_task.entry(r.mask.name.clone()).or_default().push((100.0 * acc, metric(r)));
+                by_task
+                    .entry(r.mask.name.clone())
+                    .or_default()
+                    .push((100.0 * acc, metric(r)));
             }
         }
-        let lines: Vec<Line> = by_task.into_iter().map(|(task, pts)| Line::new(task, &pts.iter().map(|p| p.0).collect::<Vec<_>>(), &pts.iter().map(|p| p.1).collect::<Vec<_>>())).collect();
-        line_plot(title, "checkpoint validation accuracy (measured, %)", y_label, &lines)
+        let lines: Vec<Line> = by_task
+            .into_iter()
+            .map(|(task, pts)| {
+                Line::new(
+                    task,
+                    &pts.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        line_plot(
+            title,
+            "checkpoint validation accuracy (measured, %)",
+            y_label,
+            &lines,
+        )
     }
 
     /// Kept weights (%) per task against the checkpoint's measured accuracy.
     pub fn sparsity_plot(&self) -> Result<Figure> {
-        self.metric_plot("module size over training", "kept weights (%)", |r| 100.0 * mask_stats(&r.mask).kept_fraction)
+        self.metric_plot("module size over training", "kept weights (%)", |r| {
+            100.0 * mask_stats(&r.mask).kept_fraction
+        })
     }
 
     /// Dispersity per task against the checkpoint's measured accuracy.
     pub fn dispersity_plot(&self) -> Result<Figure> {
-        self.metric_plot("module dispersity over training", "dispersity", |r| mask_stats(&r.mask).dispersity)
+        self.metric_plot("module dispersity over training", "dispersity", |r| {
+            mask_stats(&r.mask).dispersity
+        })
     }
 
     /// The sharing matrix of the masks trained on `checkpoint`, and its accuracy.
-    pub fn sharing(&self, checkpoint: &str, metric: Overlap, preprocess: bool) -> Result<(SharingMatrix, Option<f64>)> {
-        let masks: Vec<Mask> = self.records.iter().filter(|r| r.checkpoint() == checkpoint).map(|r| r.mask.clone()).collect();
-        let acc = self.records.iter().find(|r| r.checkpoint() == checkpoint).and_then(|r| r.sidecar.base_accuracy);
+    pub fn sharing(
+        &self,
+        checkpoint: &str,
+        metric: Overlap,
+        preprocess: bool,
+    ) -> Result<(SharingMatrix, Option<f64>)> {
+        let masks: Vec<Mask> = self
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint)
+            .map(|r| r.mask.clone())
+            .collect();
+        let acc = self
+            .records
+            .iter()
+            .find(|r| r.checkpoint() == checkpoint)
+            .and_then(|r| r.sidecar.base_accuracy);
         Ok((sharing_matrix(&masks, metric, preprocess)?, acc))
     }
 

@@ -35,21 +35,37 @@ impl WeightGraph {
         for (l, b) in blocks.iter().enumerate() {
             let s = b.size();
             if s.len() != 2 || s[0] as usize != *sizes.last().unwrap() {
-                return Err(Error::Config(format!("weight graph: layer {l} has shape {s:?}, which does not chain onto {} units", sizes.last().unwrap())));
+                return Err(Error::Config(format!(
+                    "weight graph: layer {l} has shape {s:?}, which does not chain onto {} units",
+                    sizes.last().unwrap()
+                )));
             }
             sizes.push(s[1] as usize);
         }
         let n: usize = sizes.iter().sum();
         let adjacency = Tensor::zeros([n as i64, n as i64], (Kind::Double, Device::Cpu));
         let mut start = 0i64;
-        let blocks: Vec<Tensor> = blocks.into_iter().map(|b| b.to_device(Device::Cpu).to_kind(Kind::Double).abs()).collect();
+        let blocks: Vec<Tensor> = blocks
+            .into_iter()
+            .map(|b| b.to_device(Device::Cpu).to_kind(Kind::Double).abs())
+            .collect();
         for (l, b) in blocks.iter().enumerate() {
             let (rows, cols) = (sizes[l] as i64, sizes[l + 1] as i64);
-            adjacency.narrow(0, start, rows).narrow(1, start + rows, cols).copy_(b);
-            adjacency.narrow(0, start + rows, cols).narrow(1, start, rows).copy_(&b.tr());
+            adjacency
+                .narrow(0, start, rows)
+                .narrow(1, start + rows, cols)
+                .copy_(b);
+            adjacency
+                .narrow(0, start + rows, cols)
+                .narrow(1, start, rows)
+                .copy_(&b.tr());
             start += rows;
         }
-        Ok(WeightGraph { adjacency, layer_sizes: sizes, blocks })
+        Ok(WeightGraph {
+            adjacency,
+            layer_sizes: sizes,
+            blocks,
+        })
     }
 
     /// MLP graph from `Linear` weights `[out, in]`, in order (biases ignored).
@@ -64,9 +80,14 @@ impl WeightGraph {
             .iter()
             .map(|(w, bn)| {
                 // Induced 1-norm of each (k_h, k_w) slice: max over columns of the absolute column sums.
-                let mut block = w.abs().sum_dim_intlist([2i64].as_slice(), false, Kind::Double).amax([2], false); // (C_out, C_in)
+                let mut block = w
+                    .abs()
+                    .sum_dim_intlist([2i64].as_slice(), false, Kind::Double)
+                    .amax([2], false); // (C_out, C_in)
                 if let Some((gamma, var)) = bn {
-                    let scale = (gamma.to_kind(Kind::Double) / (var.to_kind(Kind::Double) + 1e-5).sqrt()).abs();
+                    let scale = (gamma.to_kind(Kind::Double)
+                        / (var.to_kind(Kind::Double) + 1e-5).sqrt())
+                    .abs();
                     block = block * scale.unsqueeze(1);
                 }
                 block.tr()
@@ -86,7 +107,12 @@ impl WeightGraph {
             .blocks
             .iter()
             .map(|b| {
-                let perm = Tensor::from_slice(&rng.permutation(b.numel()).iter().map(|&i| i as i64).collect::<Vec<_>>());
+                let perm = Tensor::from_slice(
+                    &rng.permutation(b.numel())
+                        .iter()
+                        .map(|&i| i as i64)
+                        .collect::<Vec<_>>(),
+                );
                 b.flatten(0, -1).index_select(0, &perm).reshape(b.size())
             })
             .collect();
@@ -97,7 +123,15 @@ impl WeightGraph {
 /// A planted-partition MLP: `layers` weight matrices of `width × width`, unit `i` in group
 /// `i mod groups`, weight `a` within a group and `b` across (the spec's known-answer graph).
 pub fn planted_mlp(layers: usize, width: usize, groups: usize, a: f32, b: f32) -> Vec<Tensor> {
-    let w: Vec<f32> = (0..width * width).map(|x| if (x / width) % groups == (x % width) % groups { a } else { b }).collect();
+    let w: Vec<f32> = (0..width * width)
+        .map(|x| {
+            if (x / width) % groups == (x % width) % groups {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
     let w = Tensor::from_slice(&w).reshape([width as i64, width as i64]);
     (0..layers).map(|_| w.shallow_clone()).collect()
 }
@@ -119,7 +153,13 @@ pub struct ModularityConfig {
 
 impl Default for ModularityConfig {
     fn default() -> Self {
-        ModularityConfig { k: 8, gamma: 1.0, restarts: 25, shuffles: 0, seed: 0 }
+        ModularityConfig {
+            k: 8,
+            gamma: 1.0,
+            restarts: 25,
+            shuffles: 0,
+            seed: 0,
+        }
     }
 }
 
@@ -205,7 +245,9 @@ fn kmeans_pp(points: &Points, k: usize, rng: &mut Rng) -> Vec<f64> {
     let trials = 2 + (k as f64).ln().floor() as usize;
     let first = rng.below(n);
     let mut centres = points.row(first).to_vec();
-    let mut closest: Vec<f64> = (0..n).map(|i| dist2(points.row(i), points.row(first))).collect();
+    let mut closest: Vec<f64> = (0..n)
+        .map(|i| dist2(points.row(i), points.row(first)))
+        .collect();
     let mut updated = vec![0.0; n];
     let mut best_updated = vec![0.0; n];
     for _ in 1..k {
@@ -214,10 +256,13 @@ fn kmeans_pp(points: &Points, k: usize, rng: &mut Rng) -> Vec<f64> {
         for _ in 0..trials {
             let candidate = if total > 0.0 {
                 let mut target = rng.uniform() * total;
-                closest.iter().position(|&d| {
-                    target -= d;
-                    target < 0.0
-                }).unwrap_or(n - 1)
+                closest
+                    .iter()
+                    .position(|&d| {
+                        target -= d;
+                        target < 0.0
+                    })
+                    .unwrap_or(n - 1)
             } else {
                 rng.below(n)
             };
@@ -243,7 +288,12 @@ fn lloyd(points: &Points, mut centres: Vec<f64>) -> (f64, Vec<usize>) {
     let (n, dim) = (points.len(), points.dim);
     let k = centres.len() / dim;
     let mut labels = vec![usize::MAX; n];
-    let nearest = |p: &[f64], centres: &[f64]| (0..k).map(|c| (dist2(p, &centres[c * dim..(c + 1) * dim]), c)).min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+    let nearest = |p: &[f64], centres: &[f64]| {
+        (0..k)
+            .map(|c| (dist2(p, &centres[c * dim..(c + 1) * dim]), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap()
+    };
     for _ in 0..300 {
         let mut changed = false;
         for (i, label) in labels.iter_mut().enumerate() {
@@ -258,7 +308,10 @@ fn lloyd(points: &Points, mut centres: Vec<f64>) -> (f64, Vec<usize>) {
         let mut counts = vec![0usize; k];
         for (i, &c) in labels.iter().enumerate() {
             counts[c] += 1;
-            sums[c * dim..(c + 1) * dim].iter_mut().zip(points.row(i)).for_each(|(s, x)| *s += x);
+            sums[c * dim..(c + 1) * dim]
+                .iter_mut()
+                .zip(points.row(i))
+                .for_each(|(s, x)| *s += x);
         }
         for c in 0..k {
             if counts[c] > 0 {
@@ -273,7 +326,12 @@ fn lloyd(points: &Points, mut centres: Vec<f64>) -> (f64, Vec<usize>) {
 }
 
 /// Spectral clustering of a graph into `k` clusters (labels layer-major).
-pub fn spectral_clustering(adjacency: &Tensor, k: usize, restarts: usize, rng: &mut Rng) -> Result<Vec<usize>> {
+pub fn spectral_clustering(
+    adjacency: &Tensor,
+    k: usize,
+    restarts: usize,
+    rng: &mut Rng,
+) -> Result<Vec<usize>> {
     let y = spectral_embedding(adjacency, k)?;
     let dim = y.size()[1] as usize;
     let flat: Vec<f64> = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;
@@ -289,7 +347,11 @@ fn cluster_sums(adjacency: &Tensor, labels: &[usize]) -> (Vec<f64>, Vec<f64>, f6
     let degrees = adjacency.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
     let volume = h.tr().matmul(&degrees.unsqueeze(1)).squeeze_dim(1);
     let two_m = degrees.sum(Kind::Double).double_value(&[]);
-    (Vec::<f64>::try_from(intra).unwrap_or_default(), Vec::<f64>::try_from(volume).unwrap_or_default(), two_m)
+    (
+        Vec::<f64>::try_from(intra).unwrap_or_default(),
+        Vec::<f64>::try_from(volume).unwrap_or_default(),
+        two_m,
+    )
 }
 
 /// Newman's weighted modularity `Q_γ = Σ_c [Σ_{i,j∈c} A_ij / 2m − γ (d_c / 2m)²]`.
@@ -298,13 +360,21 @@ pub fn modularity(adjacency: &Tensor, labels: &[usize], gamma: f64) -> f64 {
     if two_m <= 0.0 {
         return 0.0;
     }
-    intra.iter().zip(&volume).map(|(l, d)| l / two_m - gamma * (d / two_m).powi(2)).sum()
+    intra
+        .iter()
+        .zip(&volume)
+        .map(|(l, d)| l / two_m - gamma * (d / two_m).powi(2))
+        .sum()
 }
 
 /// Normalised cut `Σ_c cut(c) / (vol(c) + 1e-8)`.
 pub fn ncut(adjacency: &Tensor, labels: &[usize]) -> f64 {
     let (intra, volume, _) = cluster_sums(adjacency, labels);
-    intra.iter().zip(&volume).map(|(l, v)| (v - l) / (v + 1e-8)).sum()
+    intra
+        .iter()
+        .zip(&volume)
+        .map(|(l, v)| (v - l) / (v + 1e-8))
+        .sum()
 }
 
 /// Clusters `graph`, scores the partition and, with `shuffles > 0`, compares Q with the
@@ -340,8 +410,13 @@ pub fn analyse(graph: &WeightGraph, cfg: &ModularityConfig) -> Result<Modularity
         let std = (null.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / null.len() as f64).sqrt();
         report.q_null_mean = Some(mean);
         report.q_null_std = Some(std);
-        report.z = Some(if std > 0.0 { (q - mean) / std } else { f64::INFINITY });
-        report.p = Some((1 + null.iter().filter(|&&s| s >= q).count()) as f64 / (null.len() + 1) as f64);
+        report.z = Some(if std > 0.0 {
+            (q - mean) / std
+        } else {
+            f64::INFINITY
+        });
+        report.p =
+            Some((1 + null.iter().filter(|&&s| s >= q).count()) as f64 / (null.len() + 1) as f64);
     }
     Ok(report)
 }

@@ -48,7 +48,11 @@ pub fn study_labels(names: &[String]) -> Vec<String> {
 /// index coordinates `p_j` of the ones (0 for an empty mask).
 pub fn tensor_dispersity(binary: &Tensor) -> f64 {
     let ones = binary.gt(0.0);
-    let positions = if ones.dim() == 0 { ones.reshape([1]).nonzero() } else { ones.nonzero() };
+    let positions = if ones.dim() == 0 {
+        ones.reshape([1]).nonzero()
+    } else {
+        ones.nonzero()
+    };
     let n = positions.size()[0];
     if n == 0 {
         return 0.0;
@@ -91,7 +95,13 @@ pub fn binary_stats(name: &str, binary: &Params) -> MaskStats {
     let per_tensor: Vec<TensorStat> = binary
         .iter()
         .zip(labels)
-        .map(|((n, b), label)| TensorStat { name: n.to_string(), label, kept: b.gt(0.0).sum(Kind::Int64).int64_value(&[]), numel: b.numel() as i64, dispersity: tensor_dispersity(b) })
+        .map(|((n, b), label)| TensorStat {
+            name: n.to_string(),
+            label,
+            kept: b.gt(0.0).sum(Kind::Int64).int64_value(&[]),
+            numel: b.numel() as i64,
+            dispersity: tensor_dispersity(b),
+        })
         .collect();
     let kept: i64 = per_tensor.iter().map(|t| t.kept).sum();
     let total: i64 = per_tensor.iter().map(|t| t.numel).sum();
@@ -141,7 +151,14 @@ impl MaskStats {
             "kept_%" => t.iter().map(|x| 100.0 * x.kept as f64 / x.numel as f64).collect::<Vec<_>>(),
             "dispersity" => t.iter().map(|x| x.dispersity).collect::<Vec<_>>()
         )?;
-        Ok(Table::new(df).with_caption(format!("{}: kept {} of {} ({:.2} %), dispersity {:.4}", self.name, self.kept, self.total, 100.0 * self.kept_fraction, self.dispersity)))
+        Ok(Table::new(df).with_caption(format!(
+            "{}: kept {} of {} ({:.2} %), dispersity {:.4}",
+            self.name,
+            self.kept,
+            self.total,
+            100.0 * self.kept_fraction,
+            self.dispersity
+        )))
     }
 
     pub fn evcxr_display(&self) {
@@ -155,15 +172,40 @@ impl MaskStats {
 /// A summary table of several masks: kept %, sparsity, dispersity, and kept % per sub-network.
 pub fn stats_table(stats: &[MaskStats]) -> Result<Table> {
     let mut columns = vec![
-        Column::new("mask".into(), stats.iter().map(|s| s.name.clone()).collect::<Vec<_>>()),
-        Column::new("kept".into(), stats.iter().map(|s| s.kept).collect::<Vec<_>>()),
-        Column::new("kept_%".into(), stats.iter().map(|s| 100.0 * s.kept_fraction).collect::<Vec<_>>()),
-        Column::new("sparsity_%".into(), stats.iter().map(|s| s.sparsity).collect::<Vec<_>>()),
-        Column::new("dispersity".into(), stats.iter().map(|s| s.dispersity).collect::<Vec<_>>()),
+        Column::new(
+            "mask".into(),
+            stats.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "kept".into(),
+            stats.iter().map(|s| s.kept).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "kept_%".into(),
+            stats
+                .iter()
+                .map(|s| 100.0 * s.kept_fraction)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "sparsity_%".into(),
+            stats.iter().map(|s| s.sparsity).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dispersity".into(),
+            stats.iter().map(|s| s.dispersity).collect::<Vec<_>>(),
+        ),
     ];
     if let Some(first) = stats.first() {
         for (i, (sub, _, _)) in first.per_subnetwork().iter().enumerate() {
-            let values: Vec<f64> = stats.iter().map(|s| s.per_subnetwork().get(i).map_or(f64::NAN, |e| 100.0 * e.1 as f64 / e.2 as f64)).collect();
+            let values: Vec<f64> = stats
+                .iter()
+                .map(|s| {
+                    s.per_subnetwork()
+                        .get(i)
+                        .map_or(f64::NAN, |e| 100.0 * e.1 as f64 / e.2 as f64)
+                })
+                .collect();
             columns.push(Column::new(format!("{sub}_%").into(), values));
         }
     }
@@ -194,7 +236,11 @@ impl Overlap {
             Overlap::IoMin => a.min(b),
             Overlap::IoU => a + b - both,
         };
-        if denominator == 0 { 0.0 } else { both as f64 / denominator as f64 }
+        if denominator == 0 {
+            0.0
+        } else {
+            both as f64 / denominator as f64
+        }
     }
 }
 
@@ -206,7 +252,10 @@ pub fn overlap(a: &Params, b: &Params, metric: Overlap) -> Result<(f64, Vec<(Str
         let tb = b.get(name)?;
         let (ta, tb) = (ta.gt(0.0), tb.gt(0.0));
         let both = ta.logical_and(&tb).sum(Kind::Int64).int64_value(&[]);
-        let (na, nb) = (ta.sum(Kind::Int64).int64_value(&[]), tb.sum(Kind::Int64).int64_value(&[]));
+        let (na, nb) = (
+            ta.sum(Kind::Int64).int64_value(&[]),
+            tb.sum(Kind::Int64).int64_value(&[]),
+        );
         per_tensor.push((name.to_string(), metric.of(both, na, nb)));
         both_all += both;
         a_all += na;
@@ -241,12 +290,24 @@ fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
 /// shared by all of them.
 pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Result<SharingMatrix> {
     if masks.len() < 2 {
-        return Err(Error::Config("a sharing matrix needs at least two masks".into()));
+        return Err(Error::Config(
+            "a sharing matrix needs at least two masks".into(),
+        ));
     }
     let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
     let common = shared_by_all(&binaries)?;
-    let shared: i64 = common.iter().map(|(_, t)| t.sum(Kind::Int64).int64_value(&[])).sum();
-    let binaries = if preprocess { binaries.iter().map(|b| remove_common(b, &common)).collect::<Result<Vec<_>>>()? } else { binaries };
+    let shared: i64 = common
+        .iter()
+        .map(|(_, t)| t.sum(Kind::Int64).int64_value(&[]))
+        .sum();
+    let binaries = if preprocess {
+        binaries
+            .iter()
+            .map(|b| remove_common(b, &common))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        binaries
+    };
     let n = masks.len();
     let mut matrix = vec![vec![100.0; n]; n];
     for i in 0..n {
@@ -256,7 +317,13 @@ pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Resu
             matrix[j][i] = v;
         }
     }
-    Ok(SharingMatrix { names: masks.iter().map(|m| m.name.clone()).collect(), matrix, metric, preprocessed: preprocess, shared_by_all: shared })
+    Ok(SharingMatrix {
+        names: masks.iter().map(|m| m.name.clone()).collect(),
+        matrix,
+        metric,
+        preprocessed: preprocess,
+        shared_by_all: shared,
+    })
 }
 
 impl SharingMatrix {
@@ -278,10 +345,21 @@ impl SharingMatrix {
     pub fn table(&self) -> Result<Table> {
         let mut columns = vec![Column::new("mask".into(), self.names.clone())];
         for (j, name) in self.names.iter().enumerate() {
-            columns.push(Column::new(name.as_str().into(), self.matrix.iter().map(|row| row[j]).collect::<Vec<_>>()));
+            columns.push(Column::new(
+                name.as_str().into(),
+                self.matrix.iter().map(|row| row[j]).collect::<Vec<_>>(),
+            ));
         }
         let mut t = Table::new(DataFrame::new_infer_height(columns)?);
         t.float_decimals = 2;
-        Ok(t.with_caption(format!("{:?} %{}", self.metric, if self.preprocessed { format!(", {} weights shared by all removed", self.shared_by_all) } else { String::new() })))
+        Ok(t.with_caption(format!(
+            "{:?} %{}",
+            self.metric,
+            if self.preprocessed {
+                format!(", {} weights shared by all removed", self.shared_by_all)
+            } else {
+                String::new()
+            }
+        )))
     }
 }

@@ -43,11 +43,19 @@ pub enum Value {
     /// Dict entries in insertion order; keys need not be hashable here (the Adam state keys
     /// are Parameter objects).
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
-    Global { module: String, name: String },
-    Storage { kind: StorageKind, data: Rc<Vec<u8>> },
+    Global {
+        module: String,
+        name: String,
+    },
+    Storage {
+        kind: StorageKind,
+        data: Rc<Vec<u8>>,
+    },
     Tensor(Rc<RawTensor>),
     /// Any other object (e.g. the pickled Adam optimiser): kept opaque.
-    Object { class: String },
+    Object {
+        class: String,
+    },
     /// `BINPERSID`'s persistent id (only inside legacy storage streams).
     PersistentId(Rc<Value>),
     Mark,
@@ -57,7 +65,11 @@ impl Value {
     /// Looks up a string key in a dict value.
     pub fn get(&self, key: &str) -> Option<Value> {
         match self {
-            Value::Dict(d) => d.borrow().iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|(_, v)| v.clone()),
+            Value::Dict(d) => d
+                .borrow()
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                .map(|(_, v)| v.clone()),
             _ => None,
         }
     }
@@ -65,7 +77,15 @@ impl Value {
     /// Dict entries with string keys, in order.
     pub fn str_items(&self) -> Option<Vec<(String, Value)>> {
         match self {
-            Value::Dict(d) => Some(d.borrow().iter().filter_map(|(k, v)| match k { Value::Str(s) => Some((s.clone(), v.clone())), _ => None }).collect()),
+            Value::Dict(d) => Some(
+                d.borrow()
+                    .iter()
+                    .filter_map(|(k, v)| match k {
+                        Value::Str(s) => Some((s.clone(), v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -117,7 +137,13 @@ type PResult<T> = std::result::Result<T, PickleError>;
 
 /// Unpickles one complete pickle from `bytes`, returning the value and the offset after `STOP`.
 pub fn unpickle(bytes: &[u8]) -> PResult<(Value, usize)> {
-    Machine { bytes, pos: 0, stack: Vec::new(), memo: Vec::new() }.run()
+    Machine {
+        bytes,
+        pos: 0,
+        stack: Vec::new(),
+        memo: Vec::new(),
+    }
+    .run()
 }
 
 struct Machine<'a> {
@@ -129,12 +155,18 @@ struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     fn err<T>(&self, message: impl Into<String>) -> PResult<T> {
-        Err(PickleError { offset: self.pos, message: message.into() })
+        Err(PickleError {
+            offset: self.pos,
+            message: message.into(),
+        })
     }
 
     fn take(&mut self, n: usize) -> PResult<&'a [u8]> {
         if self.pos + n > self.bytes.len() {
-            return self.err(format!("truncated: wanted {n} bytes, {} left", self.bytes.len() - self.pos));
+            return self.err(format!(
+                "truncated: wanted {n} bytes, {} left",
+                self.bytes.len() - self.pos
+            ));
         }
         let s = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -165,7 +197,9 @@ impl<'a> Machine<'a> {
     }
     fn line(&mut self) -> PResult<String> {
         let rest = &self.bytes[self.pos..];
-        let Some(end) = rest.iter().position(|&b| b == b'\n') else { return self.err("unterminated text line") };
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return self.err("unterminated text line");
+        };
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
@@ -179,11 +213,16 @@ impl<'a> Machine<'a> {
     }
     fn top(&mut self) -> PResult<&mut Value> {
         let pos = self.pos;
-        self.stack.last_mut().ok_or(PickleError { offset: pos, message: "empty stack".into() })
+        self.stack.last_mut().ok_or(PickleError {
+            offset: pos,
+            message: "empty stack".into(),
+        })
     }
     /// Pops everything above the last MARK (and the mark).
     fn pop_mark(&mut self) -> PResult<Vec<Value>> {
-        let Some(i) = self.stack.iter().rposition(|v| matches!(v, Value::Mark)) else { return self.err("no MARK on the stack") };
+        let Some(i) = self.stack.iter().rposition(|v| matches!(v, Value::Mark)) else {
+            return self.err("no MARK on the stack");
+        };
         let items = self.stack.split_off(i + 1);
         self.stack.pop();
         Ok(items)
@@ -206,7 +245,9 @@ impl<'a> Machine<'a> {
         }
     }
     fn set_items(&mut self, dict: &Value, items: Vec<Value>) -> PResult<()> {
-        let Value::Dict(d) = dict else { return self.err("SETITEM(S) on a non-dict") };
+        let Value::Dict(d) = dict else {
+            return self.err("SETITEM(S) on a non-dict");
+        };
         let mut d = d.borrow_mut();
         for pair in items.chunks(2) {
             if pair.len() != 2 {
@@ -241,8 +282,12 @@ impl<'a> Machine<'a> {
                     return Ok((v, self.pos));
                 }
                 b'(' => self.stack.push(Value::Mark),
-                b'}' => self.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
-                b']' => self.stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => self
+                    .stack
+                    .push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b']' => self
+                    .stack
+                    .push(Value::List(Rc::new(RefCell::new(Vec::new())))),
                 b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
                 b'N' => self.stack.push(Value::None),
                 0x88 => self.stack.push(Value::Bool(true)),
@@ -266,7 +311,11 @@ impl<'a> Machine<'a> {
                     let v = if n == 0 {
                         0
                     } else if n <= 8 {
-                        let mut buf = if b[n - 1] & 0x80 != 0 { [0xffu8; 8] } else { [0u8; 8] };
+                        let mut buf = if b[n - 1] & 0x80 != 0 {
+                            [0xffu8; 8]
+                        } else {
+                            [0u8; 8]
+                        };
                         buf[..n].copy_from_slice(b);
                         i64::from_le_bytes(buf)
                     } else {
@@ -276,7 +325,8 @@ impl<'a> Machine<'a> {
                 }
                 b'G' => {
                     let b = self.take(8)?;
-                    self.stack.push(Value::Float(f64::from_be_bytes(b.try_into().unwrap())));
+                    self.stack
+                        .push(Value::Float(f64::from_be_bytes(b.try_into().unwrap())));
                 }
                 0x8c => {
                     let n = self.u8()? as usize;
@@ -365,7 +415,9 @@ impl<'a> Machine<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Value::Str(module), Value::Str(name)) => self.stack.push(Value::Global { module, name }),
+                        (Value::Str(module), Value::Str(name)) => {
+                            self.stack.push(Value::Global { module, name })
+                        }
                         _ => return self.err("STACK_GLOBAL needs two strings"),
                     }
                 }
@@ -405,14 +457,21 @@ impl<'a> Machine<'a> {
 
     /// The callables the study's files use; anything else is refused.
     fn reduce(&mut self, callable: Value, args: Value) -> PResult<Value> {
-        let Value::Global { module, name } = &callable else { return self.err("REDUCE on a non-global") };
-        let Value::Tuple(args) = args else { return self.err("REDUCE arguments are not a tuple") };
+        let Value::Global { module, name } = &callable else {
+            return self.err("REDUCE on a non-global");
+        };
+        let Value::Tuple(args) = args else {
+            return self.err("REDUCE arguments are not a tuple");
+        };
         match (module.as_str(), name.as_str()) {
-            ("collections", "OrderedDict") | ("builtins", "dict") | ("collections", "defaultdict") => {
-                Ok(Value::Dict(Rc::new(RefCell::new(Vec::new()))))
-            }
+            ("collections", "OrderedDict")
+            | ("builtins", "dict")
+            | ("collections", "defaultdict") => Ok(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
             ("torch.storage", "_load_from_bytes") => match args.first() {
-                Some(Value::Bytes(b)) => legacy_storage(b).map_err(|e| PickleError { offset: self.pos, message: format!("embedded storage: {e}") }),
+                Some(Value::Bytes(b)) => legacy_storage(b).map_err(|e| PickleError {
+                    offset: self.pos,
+                    message: format!("embedded storage: {e}"),
+                }),
                 _ => self.err("_load_from_bytes expects bytes"),
             },
             ("torch._utils", "_rebuild_tensor_v2") => self.rebuild_tensor(&args),
@@ -425,21 +484,45 @@ impl<'a> Machine<'a> {
     }
 
     fn rebuild_tensor(&self, args: &[Value]) -> PResult<Value> {
-        let bad = |m: &str| Err(PickleError { offset: self.pos, message: format!("_rebuild_tensor_v2: {m}") });
-        let (Some(Value::Storage { kind, data }), Some(Value::Int(offset)), Some(size), Some(stride)) = (args.first(), args.get(1), args.get(2), args.get(3)) else {
+        let bad = |m: &str| {
+            Err(PickleError {
+                offset: self.pos,
+                message: format!("_rebuild_tensor_v2: {m}"),
+            })
+        };
+        let (
+            Some(Value::Storage { kind, data }),
+            Some(Value::Int(offset)),
+            Some(size),
+            Some(stride),
+        ) = (args.first(), args.get(1), args.get(2), args.get(3))
+        else {
             return bad("expected (storage, offset, size, stride, …)");
         };
-        let (Some(size), Some(stride)) = (size.int_tuple(), stride.int_tuple()) else { return bad("size/stride are not int tuples") };
+        let (Some(size), Some(stride)) = (size.int_tuple(), stride.int_tuple()) else {
+            return bad("size/stride are not int tuples");
+        };
         if size.len() != stride.len() || *offset < 0 {
             return bad("size and stride differ in length");
         }
         let elem = element_size(*kind);
         let numel = data.len() / elem;
-        let last = *offset + size.iter().zip(&stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>();
+        let last = *offset
+            + size
+                .iter()
+                .zip(&stride)
+                .map(|(s, st)| (s - 1).max(0) * st)
+                .sum::<i64>();
         if size.iter().all(|&s| s > 0) && last as usize >= numel {
             return bad("view reaches past its storage");
         }
-        Ok(Value::Tensor(Rc::new(RawTensor { kind: *kind, data: data.clone(), offset: *offset as usize, size, stride })))
+        Ok(Value::Tensor(Rc::new(RawTensor {
+            kind: *kind,
+            data: data.clone(),
+            offset: *offset as usize,
+            size,
+            stride,
+        })))
     }
 }
 
@@ -462,7 +545,9 @@ fn legacy_storage(bytes: &[u8]) -> std::result::Result<Value, String> {
     let _magic = next("magic number")?;
     let version = next("protocol version")?;
     if version.as_i64() != Some(1001) {
-        return Err(format!("legacy protocol version {version:?}, expected 1001"));
+        return Err(format!(
+            "legacy protocol version {version:?}, expected 1001"
+        ));
     }
     let sys_info = next("sys info")?;
     if !matches!(sys_info.get("little_endian"), Some(Value::Bool(true))) {
@@ -470,14 +555,21 @@ fn legacy_storage(bytes: &[u8]) -> std::result::Result<Value, String> {
     }
     let object = next("storage object")?;
     let _keys = next("storage keys")?;
-    let Value::PersistentId(pid) = object else { return Err("expected a persistent id for the storage".into()) };
-    let Value::Tuple(fields) = pid.as_ref() else { return Err("persistent id is not a tuple".into()) };
+    let Value::PersistentId(pid) = object else {
+        return Err("expected a persistent id for the storage".into());
+    };
+    let Value::Tuple(fields) = pid.as_ref() else {
+        return Err("persistent id is not a tuple".into());
+    };
     let kind = match fields.get(1) {
         Some(Value::Global { name, .. }) if name == "FloatStorage" => StorageKind::Float,
         Some(Value::Global { name, .. }) if name == "LongStorage" => StorageKind::Long,
         other => return Err(format!("unsupported storage type {other:?}")),
     };
-    let numel = fields.get(4).and_then(Value::as_i64).ok_or("storage numel missing")? as usize;
+    let numel = fields
+        .get(4)
+        .and_then(Value::as_i64)
+        .ok_or("storage numel missing")? as usize;
     let rest = &bytes[pos..];
     if rest.len() < 8 {
         return Err("missing element count".into());
@@ -485,9 +577,15 @@ fn legacy_storage(bytes: &[u8]) -> std::result::Result<Value, String> {
     let count = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
     let want = numel * element_size(kind);
     if count != numel || rest.len() - 8 != want {
-        return Err(format!("storage says {numel} elements, data holds count {count} and {} bytes", rest.len() - 8));
+        return Err(format!(
+            "storage says {numel} elements, data holds count {count} and {} bytes",
+            rest.len() - 8
+        ));
     }
-    Ok(Value::Storage { kind, data: Rc::new(rest[8..].to_vec()) })
+    Ok(Value::Storage {
+        kind,
+        data: Rc::new(rest[8..].to_vec()),
+    })
 }
 
 #[cfg(test)]
@@ -500,12 +598,16 @@ mod tests {
         let bytes = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x03eX\x01\x00\x00\x00bq\x04\x88N\x86q\x05u.";
         let (v, used) = unpickle(bytes).unwrap();
         assert_eq!(used, bytes.len());
-        let Value::List(a) = v.get("a").unwrap() else { panic!() };
+        let Value::List(a) = v.get("a").unwrap() else {
+            panic!()
+        };
         let a = a.borrow();
         assert_eq!(a[0].as_i64(), Some(1));
         assert_eq!(a[1].as_f64(), Some(2.5));
         assert_eq!(a[2].as_str(), Some("x"));
-        let Value::Tuple(b) = v.get("b").unwrap() else { panic!() };
+        let Value::Tuple(b) = v.get("b").unwrap() else {
+            panic!()
+        };
         assert!(matches!(b[0], Value::Bool(true)) && matches!(b[1], Value::None));
     }
 

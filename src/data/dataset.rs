@@ -82,7 +82,11 @@ pub struct BatchOptions {
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        BatchOptions { transpose_panels: false, to_unit_float: true, resize: None }
+        BatchOptions {
+            transpose_panels: false,
+            to_unit_float: true,
+            resize: None,
+        }
     }
 }
 
@@ -116,15 +120,29 @@ impl AvrDataset {
         scan_configs(&root, None, &mut files)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         if files.is_empty() {
-            return Err(Error::bad_file(&root, "no RAVEN_*.npz files in <config>/ or <split>/<config>/ folders"));
+            return Err(Error::bad_file(
+                &root,
+                "no RAVEN_*.npz files in <config>/ or <split>/<config>/ folders",
+            ));
         }
         Ok(AvrDataset { root, files })
     }
 
     /// Only the files of the given splits (and, if given, configurations).
     pub fn select(&self, splits: &[Split], configurations: Option<&[&str]>) -> AvrDataset {
-        let files = self.files.iter().filter(|f| splits.contains(&f.split) && configurations.is_none_or(|c| c.contains(&f.configuration.as_str()))).cloned().collect();
-        AvrDataset { root: self.root.clone(), files }
+        let files = self
+            .files
+            .iter()
+            .filter(|f| {
+                splits.contains(&f.split)
+                    && configurations.is_none_or(|c| c.contains(&f.configuration.as_str()))
+            })
+            .cloned()
+            .collect();
+        AvrDataset {
+            root: self.root.clone(),
+            files,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -137,14 +155,29 @@ impl AvrDataset {
 
     /// Loads problems `indices` as one batch on `device`.
     pub fn batch(&self, indices: &[usize], options: BatchOptions, device: Device) -> Result<Batch> {
-        let files: Vec<Vec<u8>> = indices.iter().map(|&i| std::fs::read(&self.files[i].path).map_err(|e| Error::io(&self.files[i].path, e))).collect::<Result<_>>()?;
-        let parsed = files.iter().zip(indices).map(|(bytes, &i)| image_and_target(&self.files[i].path, bytes)).collect::<Result<Vec<_>>>()?;
+        let files: Vec<Vec<u8>> = indices
+            .iter()
+            .map(|&i| {
+                std::fs::read(&self.files[i].path).map_err(|e| Error::io(&self.files[i].path, e))
+            })
+            .collect::<Result<_>>()?;
+        let parsed = files
+            .iter()
+            .zip(indices)
+            .map(|(bytes, &i)| image_and_target(&self.files[i].path, bytes))
+            .collect::<Result<Vec<_>>>()?;
         let side = parsed.first().map(|p| p.1).unwrap_or(160);
         if let Some(p) = parsed.iter().position(|p| p.1 != side) {
-            return Err(Error::bad_file(&self.files[indices[p]].path, format!("panel size {} differs from the batch's {side}", parsed[p].1)));
+            return Err(Error::bad_file(
+                &self.files[indices[p]].path,
+                format!("panel size {} differs from the batch's {side}", parsed[p].1),
+            ));
         }
         let (b, s, per) = (parsed.len() as i64, side as i64, PANELS * side * side);
-        let factor = options.resize.filter(|&r| options.to_unit_float && r > 0 && r < s && s % r == 0).map(|r| (s / r) as usize);
+        let factor = options
+            .resize
+            .filter(|&r| options.to_unit_float && r > 0 && r < s && s % r == 0)
+            .map(|r| (s / r) as usize);
         let mut images = match factor {
             // Integer downscaling (160 → 80): box-average the u8 pixels straight into f32 —
             // the same values as area resizing, without a full-size float copy.
@@ -163,7 +196,12 @@ impl AvrDataset {
                 {
                     // SAFETY: `images` is a fresh contiguous u8 CPU tensor of exactly b·per
                     // bytes, and no other reference to its storage exists while this slice lives.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, parsed.len() * per) };
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            images.data_ptr() as *mut u8,
+                            parsed.len() * per,
+                        )
+                    };
                     for (chunk, (pixels, _, _)) in dst.chunks_exact_mut(per).zip(&parsed) {
                         chunk.copy_from_slice(pixels);
                     }
@@ -175,7 +213,11 @@ impl AvrDataset {
             images = images.transpose(2, 3).contiguous();
         }
         if factor.is_none() {
-            images = if options.to_unit_float { images.to_kind(Kind::Float).g_div_scalar_(255.0) } else { images };
+            images = if options.to_unit_float {
+                images.to_kind(Kind::Float).g_div_scalar_(255.0)
+            } else {
+                images
+            };
             if let Some(side) = options.resize.filter(|&r| r != s && options.to_unit_float) {
                 images = images.adaptive_avg_pool2d([side, side]);
             }
@@ -184,8 +226,14 @@ impl AvrDataset {
         Ok(Batch {
             images: images.to_device(device),
             targets: targets.to_device(device),
-            configurations: indices.iter().map(|&i| self.files[i].configuration.clone()).collect(),
-            paths: indices.iter().map(|&i| self.files[i].path.clone()).collect(),
+            configurations: indices
+                .iter()
+                .map(|&i| self.files[i].configuration.clone())
+                .collect(),
+            paths: indices
+                .iter()
+                .map(|&i| self.files[i].path.clone())
+                .collect(),
         })
     }
 }
@@ -193,7 +241,10 @@ impl AvrDataset {
 /// Mean of each `f × f` block of every panel in `pixels` (`16 × side²` u8), times `scale`·f².
 fn box_downsample(pixels: &[u8], side: usize, f: usize, scale: f32, dst: &mut [f32]) {
     let r = side / f;
-    for (panel, out) in pixels.chunks_exact(side * side).zip(dst.chunks_exact_mut(r * r)) {
+    for (panel, out) in pixels
+        .chunks_exact(side * side)
+        .zip(dst.chunks_exact_mut(r * r))
+    {
         for y in 0..side {
             let row = &panel[y * side..(y + 1) * side];
             let out_row = &mut out[(y / f) * r..(y / f + 1) * r];
@@ -215,12 +266,22 @@ fn scan_configs(dir: &Path, split: Option<Split>, out: &mut Vec<ProblemFile>) ->
         let entries = std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))?;
         for entry in entries {
             let path = entry.map_err(|e| Error::io(&folder, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if !name.starts_with("RAVEN_") || !name.ends_with(".npz") {
                 continue;
             }
-            let Some(split) = split.or_else(|| split_from_file_name(&name)) else { continue };
-            out.push(ProblemFile { path, configuration: config.to_string(), split });
+            let Some(split) = split.or_else(|| split_from_file_name(&name)) else {
+                continue;
+            };
+            out.push(ProblemFile {
+                path,
+                configuration: config.to_string(),
+                split,
+            });
         }
     }
     Ok(())

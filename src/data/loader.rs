@@ -32,18 +32,35 @@ pub struct EpochOrder {
 
 impl EpochOrder {
     pub fn new(seed: u64, len: usize, shuffle: bool) -> Self {
-        Self::resume(seed, len, shuffle, OrderState { epoch: 0, cursor: 0 })
+        Self::resume(
+            seed,
+            len,
+            shuffle,
+            OrderState {
+                epoch: 0,
+                cursor: 0,
+            },
+        )
     }
 
     /// The order continued from `state`.
     pub fn resume(seed: u64, len: usize, shuffle: bool, state: OrderState) -> Self {
         let root = Rng::new(seed).fork("data-order");
         let order = Self::permutation(&root, len, shuffle, state.epoch);
-        EpochOrder { root, order, state, shuffle }
+        EpochOrder {
+            root,
+            order,
+            state,
+            shuffle,
+        }
     }
 
     fn permutation(root: &Rng, len: usize, shuffle: bool, epoch: usize) -> Vec<usize> {
-        if shuffle { root.fork(&format!("epoch{epoch}")).permutation(len) } else { (0..len).collect() }
+        if shuffle {
+            root.fork(&format!("epoch{epoch}")).permutation(len)
+        } else {
+            (0..len).collect()
+        }
     }
 
     pub fn state(&self) -> OrderState {
@@ -56,8 +73,12 @@ impl EpochOrder {
         let mut out = Vec::with_capacity(size);
         while out.len() < size.min(self.order.len()) {
             if self.state.cursor == self.order.len() {
-                self.state = OrderState { epoch: self.state.epoch + 1, cursor: 0 };
-                self.order = Self::permutation(&self.root, self.order.len(), self.shuffle, self.state.epoch);
+                self.state = OrderState {
+                    epoch: self.state.epoch + 1,
+                    cursor: 0,
+                };
+                self.order =
+                    Self::permutation(&self.root, self.order.len(), self.shuffle, self.state.epoch);
             }
             out.push(self.order[self.state.cursor]);
             self.state.cursor += 1;
@@ -85,7 +106,14 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch_size: 32, shuffle: true, seed: 0, workers: 2, depth: 2, options: BatchOptions::default() }
+        LoaderConfig {
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            workers: 2,
+            depth: 2,
+            options: BatchOptions::default(),
+        }
     }
 }
 
@@ -101,7 +129,12 @@ pub struct Loader {
 
 impl Loader {
     /// Streams `plan` (lists of dataset indices) as batches moved to `device`.
-    pub fn new(dataset: &AvrDataset, plan: Vec<Vec<usize>>, cfg: &LoaderConfig, device: Device) -> Self {
+    pub fn new(
+        dataset: &AvrDataset,
+        plan: Vec<Vec<usize>>,
+        cfg: &LoaderConfig,
+        device: Device,
+    ) -> Self {
         let (dataset, plan) = (Arc::new(dataset.clone()), Arc::new(plan));
         let n_workers = cfg.workers.max(1);
         let mut receivers = Vec::new();
@@ -112,19 +145,36 @@ impl Loader {
             workers.push(std::thread::spawn(move || {
                 for indices in plan.iter().skip(w).step_by(n_workers) {
                     // A closed channel means the loader was dropped: stop quietly.
-                    if tx.send(dataset.batch(indices, options, Device::Cpu)).is_err() {
+                    if tx
+                        .send(dataset.batch(indices, options, Device::Cpu))
+                        .is_err()
+                    {
                         return;
                     }
                 }
             }));
             receivers.push(rx);
         }
-        Loader { receivers, workers, next: 0, total: plan.len(), device }
+        Loader {
+            receivers,
+            workers,
+            next: 0,
+            total: plan.len(),
+            device,
+        }
     }
 
     /// `steps` batches from `order` (which advances), streamed as [`Loader::new`] does.
-    pub fn from_order(dataset: &AvrDataset, order: &mut EpochOrder, steps: usize, cfg: &LoaderConfig, device: Device) -> Self {
-        let plan = (0..steps).map(|_| order.next_batch(cfg.batch_size).0).collect();
+    pub fn from_order(
+        dataset: &AvrDataset,
+        order: &mut EpochOrder,
+        steps: usize,
+        cfg: &LoaderConfig,
+        device: Device,
+    ) -> Self {
+        let plan = (0..steps)
+            .map(|_| order.next_batch(cfg.batch_size).0)
+            .collect();
         Self::new(dataset, plan, cfg, device)
     }
 
@@ -147,7 +197,17 @@ impl Iterator for Loader {
         let rx = &self.receivers[self.next % self.receivers.len()];
         self.next += 1;
         let batch = rx.recv().expect("loader worker stopped early");
-        Some(batch.map(|b| if self.device == Device::Cpu { b } else { Batch { images: b.images.to_device(self.device), targets: b.targets.to_device(self.device), ..b } }))
+        Some(batch.map(|b| {
+            if self.device == Device::Cpu {
+                b
+            } else {
+                Batch {
+                    images: b.images.to_device(self.device),
+                    targets: b.targets.to_device(self.device),
+                    ..b
+                }
+            }
+        }))
     }
 }
 

@@ -48,7 +48,6 @@ pub struct NpyArray {
     pub data: Vec<u8>,
 }
 
-
 // ------------------------------------------------------------------------------------------
 // ZIP container
 // ------------------------------------------------------------------------------------------
@@ -65,19 +64,30 @@ fn le64(b: &[u8], at: usize) -> usize {
 
 /// Members of a stored ZIP archive as `(name, bytes)`, in central-directory order.
 pub fn read_zip(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
-    Ok(zip_slices(path, bytes)?.into_iter().map(|(n, b)| (n, b.to_vec())).collect())
+    Ok(zip_slices(path, bytes)?
+        .into_iter()
+        .map(|(n, b)| (n, b.to_vec()))
+        .collect())
 }
 
 /// Like [`read_zip`], borrowing the members from `bytes` (no copies).
 pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>> {
     let bad = |m: String| Error::bad_file(path, m);
     if bytes.len() < 22 || &bytes[..2] != b"PK" {
-        return Err(bad("not a zip archive (.npz files are zip archives of .npy members)".into()));
+        return Err(bad(
+            "not a zip archive (.npz files are zip archives of .npy members)".into(),
+        ));
     }
-    let eocd = (0..=bytes.len() - 22).rev().find(|&i| &bytes[i..i + 4] == b"PK\x05\x06").ok_or_else(|| bad("truncated zip: end-of-central-directory record not found".into()))?;
+    let eocd = (0..=bytes.len() - 22)
+        .rev()
+        .find(|&i| &bytes[i..i + 4] == b"PK\x05\x06")
+        .ok_or_else(|| bad("truncated zip: end-of-central-directory record not found".into()))?;
     let mut entries = le16(bytes, eocd + 10);
     let mut cd = le32(bytes, eocd + 16);
-    if (entries == 0xffff || cd == 0xffff_ffff) && eocd >= 20 && &bytes[eocd - 20..eocd - 16] == b"PK\x06\x07" {
+    if (entries == 0xffff || cd == 0xffff_ffff)
+        && eocd >= 20
+        && &bytes[eocd - 20..eocd - 16] == b"PK\x06\x07"
+    {
         let z64 = le64(bytes, eocd - 12);
         if z64 + 56 > bytes.len() || &bytes[z64..z64 + 4] != b"PK\x06\x06" {
             return Err(bad("broken zip64 end-of-central-directory".into()));
@@ -123,11 +133,16 @@ pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<(String, &'a [
             return Err(bad(format!("member '{name}' is compressed (method {method}); only stored .npz (numpy.savez) is supported")));
         }
         if local + 30 > bytes.len() || &bytes[local..local + 4] != b"PK\x03\x04" {
-            return Err(bad(format!("member '{name}': local header missing (truncated file?)")));
+            return Err(bad(format!(
+                "member '{name}': local header missing (truncated file?)"
+            )));
         }
         let start = local + 30 + le16(bytes, local + 26) + le16(bytes, local + 28);
         if start + size > bytes.len() {
-            return Err(bad(format!("member '{name}' is truncated: needs {size} bytes at offset {start}, file has {}", bytes.len())));
+            return Err(bad(format!(
+                "member '{name}' is truncated: needs {size} bytes at offset {start}, file has {}",
+                bytes.len()
+            )));
         }
         members.push((name, &bytes[start..start + size]));
         at += 46 + name_len + extra_len + comment_len;
@@ -144,7 +159,11 @@ pub fn crc32(data: &[u8]) -> u32 {
         for i in 0..256 {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             t[0][i] = c;
         }
@@ -159,8 +178,14 @@ pub fn crc32(data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(8);
     for ch in &mut chunks {
         let lo = u32::from_le_bytes([ch[0], ch[1], ch[2], ch[3]]) ^ c;
-        c = t[7][(lo & 0xff) as usize] ^ t[6][((lo >> 8) & 0xff) as usize] ^ t[5][((lo >> 16) & 0xff) as usize] ^ t[4][(lo >> 24) as usize]
-            ^ t[3][ch[4] as usize] ^ t[2][ch[5] as usize] ^ t[1][ch[6] as usize] ^ t[0][ch[7] as usize];
+        c = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][ch[4] as usize]
+            ^ t[2][ch[5] as usize]
+            ^ t[1][ch[6] as usize]
+            ^ t[0][ch[7] as usize];
     }
     for &b in chunks.remainder() {
         c = t[0][((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
@@ -222,7 +247,11 @@ pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
 /// Parses one `.npy` member (format 1.0–3.0, C order).
 pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     let (descr, shape, data) = npy_view(bytes)?;
-    Ok(NpyArray { descr, shape, data: data.to_vec() })
+    Ok(NpyArray {
+        descr,
+        shape,
+        data: data.to_vec(),
+    })
 }
 
 /// Parses an `.npy` header and borrows its data: `(descr, shape, data)`.
@@ -238,24 +267,46 @@ pub fn npy_view(bytes: &[u8]) -> std::result::Result<(String, Vec<usize>, &[u8])
     if start + header_len > bytes.len() {
         return Err("truncated NPY header".into());
     }
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| "NPY header is not text")?;
+    let header = std::str::from_utf8(&bytes[start..start + header_len])
+        .map_err(|_| "NPY header is not text")?;
     let value_of = |key: &str| -> std::result::Result<&str, String> {
-        let at = header.find(&format!("'{key}':")).ok_or(format!("NPY header lacks '{key}'"))?;
+        let at = header
+            .find(&format!("'{key}':"))
+            .ok_or(format!("NPY header lacks '{key}'"))?;
         Ok(header[at + key.len() + 3..].trim_start())
     };
     let descr = value_of("descr")?;
-    let descr = descr.strip_prefix('\'').and_then(|d| d.split('\'').next()).ok_or("bad descr")?.to_string();
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.split('\'').next())
+        .ok_or("bad descr")?
+        .to_string();
     if value_of("fortran_order")?.starts_with("True") {
         return Err("Fortran-ordered arrays are not supported".into());
     }
     let shape_text = value_of("shape")?;
-    let shape_text = shape_text.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("bad shape")?;
-    let shape = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<usize>().map_err(|_| format!("bad shape entry '{s}'"))).collect::<std::result::Result<Vec<_>, _>>()?;
+    let shape_text = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or("bad shape")?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape entry '{s}'"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let data = &bytes[start + header_len..];
     let item = item_size(&descr).ok_or(format!("unsupported dtype '{descr}'"))?;
     let numel: usize = shape.iter().product();
     if data.len() != numel * item {
-        return Err(format!("data holds {} bytes, shape {shape:?} of '{descr}' needs {}", data.len(), numel * item));
+        return Err(format!(
+            "data holds {} bytes, shape {shape:?} of '{descr}' needs {}",
+            data.len(),
+            numel * item
+        ));
     }
     Ok((descr, shape, data))
 }
@@ -277,9 +328,17 @@ pub fn write_npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let shape_text = match shape.len() {
         0 => "()".to_string(),
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -295,7 +354,15 @@ pub fn write_npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
 // ------------------------------------------------------------------------------------------
 
 /// The member order of the original generators' files.
-const MEMBER_ORDER: [&str; 7] = ["target", "predict", "image", "meta_matrix", "meta_structure", "meta_target", "structure"];
+const MEMBER_ORDER: [&str; 7] = [
+    "target",
+    "predict",
+    "image",
+    "meta_matrix",
+    "meta_structure",
+    "meta_target",
+    "structure",
+];
 
 struct Members<'a> {
     path: &'a Path,
@@ -304,7 +371,12 @@ struct Members<'a> {
 
 impl Members<'_> {
     fn array(&self, key: &str) -> Result<NpyArray> {
-        let bytes = self.members.iter().find(|(n, _)| n.strip_suffix(".npy") == Some(key)).map(|(_, b)| b).ok_or_else(|| Error::bad_file(self.path, format!("missing key '{key}'")))?;
+        let bytes = self
+            .members
+            .iter()
+            .find(|(n, _)| n.strip_suffix(".npy") == Some(key))
+            .map(|(_, b)| b)
+            .ok_or_else(|| Error::bad_file(self.path, format!("missing key '{key}'")))?;
         parse_npy(bytes).map_err(|e| Error::bad_file(self.path, format!("key '{key}': {e}")))
     }
 
@@ -312,10 +384,20 @@ impl Members<'_> {
     fn expect(&self, key: &str, descrs: &[&str], shape: &[usize]) -> Result<NpyArray> {
         let a = self.array(key)?;
         if !descrs.contains(&a.descr.as_str()) {
-            return Err(Error::bad_file(self.path, format!("key '{key}' has dtype '{}', expected {}", a.descr, descrs.join(" or "))));
+            return Err(Error::bad_file(
+                self.path,
+                format!(
+                    "key '{key}' has dtype '{}', expected {}",
+                    a.descr,
+                    descrs.join(" or ")
+                ),
+            ));
         }
         if a.shape != shape {
-            return Err(Error::bad_file(self.path, format!("key '{key}' has shape {:?}, expected {:?}", a.shape, shape)));
+            return Err(Error::bad_file(
+                self.path,
+                format!("key '{key}' has shape {:?}, expected {:?}", a.shape, shape),
+            ));
         }
         Ok(a)
     }
@@ -328,19 +410,37 @@ impl Members<'_> {
     fn strings(&self, key: &str) -> Result<Vec<String>> {
         let a = self.array(key)?;
         if a.shape.len() != 1 {
-            return Err(Error::bad_file(self.path, format!("key '{key}' has shape {:?}, expected one axis", a.shape)));
+            return Err(Error::bad_file(
+                self.path,
+                format!("key '{key}' has shape {:?}, expected one axis", a.shape),
+            ));
         }
         let n = a.shape[0];
-        let decode = |chunk: &[u8]| String::from_utf8_lossy(chunk).trim_end_matches('\0').to_string();
+        let decode = |chunk: &[u8]| {
+            String::from_utf8_lossy(chunk)
+                .trim_end_matches('\0')
+                .to_string()
+        };
         match &a.descr[..2] {
             "|S" if n > 0 => Ok(a.data.chunks(a.data.len() / n).map(decode).collect()),
             "<U" if n > 0 => Ok(a
                 .data
                 .chunks(a.data.len() / n)
-                .map(|c| c.chunks(4).filter_map(|u| char::from_u32(u32::from_le_bytes(u.try_into().unwrap()))).filter(|&c| c != '\0').collect())
+                .map(|c| {
+                    c.chunks(4)
+                        .filter_map(|u| char::from_u32(u32::from_le_bytes(u.try_into().unwrap())))
+                        .filter(|&c| c != '\0')
+                        .collect()
+                })
                 .collect()),
             _ if n == 0 => Ok(Vec::new()),
-            _ => Err(Error::bad_file(self.path, format!("key '{key}' has dtype '{}', expected strings (|S or <U)", a.descr))),
+            _ => Err(Error::bad_file(
+                self.path,
+                format!(
+                    "key '{key}' has dtype '{}', expected strings (|S or <U)",
+                    a.descr
+                ),
+            )),
         }
     }
 }
@@ -349,15 +449,27 @@ impl Members<'_> {
 /// needs, without copying the image.
 pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], usize, i64)> {
     let members = zip_slices(path, bytes)?;
-    let member = |key: &str| members.iter().find(|(n, _)| n.strip_suffix(".npy") == Some(key)).map(|(_, b)| *b).ok_or_else(|| Error::bad_file(path, format!("missing key '{key}'")));
+    let member = |key: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n.strip_suffix(".npy") == Some(key))
+            .map(|(_, b)| *b)
+            .ok_or_else(|| Error::bad_file(path, format!("missing key '{key}'")))
+    };
     let bad = |key: &str, m: String| Error::bad_file(path, format!("key '{key}': {m}"));
     let (descr, shape, image) = npy_view(member("image")?).map_err(|m| bad("image", m))?;
     if descr != "|u1" || shape.len() != 3 || shape[0] != PANELS || shape[1] != shape[2] {
-        return Err(bad("image", format!("dtype '{descr}' shape {shape:?}, expected |u1 (16, H, H)")));
+        return Err(bad(
+            "image",
+            format!("dtype '{descr}' shape {shape:?}, expected |u1 (16, H, H)"),
+        ));
     }
     let (descr, shape, t) = npy_view(member("target")?).map_err(|m| bad("target", m))?;
     if descr != "<i8" || !shape.is_empty() {
-        return Err(bad("target", format!("dtype '{descr}' shape {shape:?}, expected an <i8 scalar")));
+        return Err(bad(
+            "target",
+            format!("dtype '{descr}' shape {shape:?}, expected an <i8 scalar"),
+        ));
     }
     let target = i64::from_le_bytes(t.try_into().expect("8 bytes"));
     if !(0..8).contains(&target) {
@@ -380,10 +492,23 @@ impl AvrProblem {
 
     /// Parses the bytes of a problem file (`path` is only used in errors).
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let m = Members { path, members: read_zip(path, bytes)? };
+        let m = Members {
+            path,
+            members: read_zip(path, bytes)?,
+        };
         let image = m.array("image")?;
-        if image.descr != "|u1" || image.shape.len() != 3 || image.shape[0] != PANELS || image.shape[1] != image.shape[2] {
-            return Err(Error::bad_file(path, format!("key 'image' has dtype '{}' shape {:?}, expected |u1 (16, H, H)", image.descr, image.shape)));
+        if image.descr != "|u1"
+            || image.shape.len() != 3
+            || image.shape[0] != PANELS
+            || image.shape[1] != image.shape[2]
+        {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "key 'image' has dtype '{}' shape {:?}, expected |u1 (16, H, H)",
+                    image.descr, image.shape
+                ),
+            ));
         }
         let problem = AvrProblem {
             side: image.shape[1],
@@ -396,32 +521,55 @@ impl AvrProblem {
             meta_structure: m.expect("meta_structure", &["|u1"], &[21])?.data,
         };
         if !(0..8).contains(&problem.target) {
-            return Err(Error::bad_file(path, format!("key 'target' is {}, expected 0..7", problem.target)));
+            return Err(Error::bad_file(
+                path,
+                format!("key 'target' is {}, expected 0..7", problem.target),
+            ));
         }
         Ok(problem)
     }
 
     /// The `.npz` bytes, laid out like the original generators' files.
     pub fn to_npz_bytes(&self) -> Vec<u8> {
-        let width = self.structure.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
-        let structure: Vec<u8> = self.structure.iter().flat_map(|s| {
-            let mut b = s.as_bytes().to_vec();
-            b.resize(width, 0);
-            b
-        }).collect();
+        let width = self
+            .structure
+            .iter()
+            .map(|s| s.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let structure: Vec<u8> = self
+            .structure
+            .iter()
+            .flat_map(|s| {
+                let mut b = s.as_bytes().to_vec();
+                b.resize(width, 0);
+                b
+            })
+            .collect();
         let array = |key: &str| -> Vec<u8> {
             match key {
                 "target" => write_npy("<i8", &[], &self.target.to_le_bytes()),
                 "predict" => write_npy("<i8", &[], &self.predict.to_le_bytes()),
                 "image" => write_npy("|u1", &[PANELS, self.side, self.side], &self.image),
-                "meta_matrix" => write_npy("|u1", &[8, self.meta_matrix.len() / 8], &self.meta_matrix),
-                "meta_structure" => write_npy("|u1", &[self.meta_structure.len()], &self.meta_structure),
+                "meta_matrix" => {
+                    write_npy("|u1", &[8, self.meta_matrix.len() / 8], &self.meta_matrix)
+                }
+                "meta_structure" => {
+                    write_npy("|u1", &[self.meta_structure.len()], &self.meta_structure)
+                }
                 "meta_target" => write_npy("|u1", &[self.meta_target.len()], &self.meta_target),
                 _ => write_npy(&format!("|S{width}"), &[self.structure.len()], &structure),
             }
         };
-        let members: Vec<(String, Vec<u8>)> = MEMBER_ORDER.iter().map(|k| (format!("{k}.npy"), array(k))).collect();
-        let refs: Vec<(&str, Vec<u8>)> = members.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        let members: Vec<(String, Vec<u8>)> = MEMBER_ORDER
+            .iter()
+            .map(|k| (format!("{k}.npy"), array(k)))
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.clone()))
+            .collect();
         write_zip(&refs)
     }
 
@@ -492,9 +640,18 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<NpzSummary> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let problem = AvrProblem::from_bytes(path, &bytes)?;
-    let mut summary = NpzSummary { path: path.to_path_buf(), keys: vec![], dtypes: vec![], shapes: vec![], target: problem.target, predict: problem.predict, configuration: problem.configuration().map(str::to_string) };
+    let mut summary = NpzSummary {
+        path: path.to_path_buf(),
+        keys: vec![],
+        dtypes: vec![],
+        shapes: vec![],
+        target: problem.target,
+        predict: problem.predict,
+        configuration: problem.configuration().map(str::to_string),
+    };
     for (name, data) in read_zip(path, &bytes)? {
-        let a = parse_npy(&data).map_err(|e| Error::bad_file(path, format!("key '{name}': {e}")))?;
+        let a =
+            parse_npy(&data).map_err(|e| Error::bad_file(path, format!("key '{name}': {e}")))?;
         summary.keys.push(name.trim_end_matches(".npy").to_string());
         summary.dtypes.push(a.descr);
         summary.shapes.push(a.shape);
@@ -515,7 +672,11 @@ mod tests {
     fn npy_header_is_padded_like_numpy() {
         let npy = write_npy("|u1", &[16, 160, 160], &vec![0u8; 16 * 160 * 160]);
         assert_eq!(&npy[..8], b"\x93NUMPY\x01\x00");
-        assert_eq!(le16(&npy, 8) + 10, 128, "data must start at offset 128 like the originals");
+        assert_eq!(
+            le16(&npy, 8) + 10,
+            128,
+            "data must start at offset 128 like the originals"
+        );
         let back = parse_npy(&npy).unwrap();
         assert_eq!(back.shape, vec![16, 160, 160]);
     }

@@ -90,13 +90,25 @@ impl Default for MaskTrainConfig {
 }
 
 /// Fresh logits (all `init`) for the tensors of `model` that `filter` selects, skipping `fixed`.
-pub fn init_logits(model: &SclModel, filter: MaskFilter, init: f64, fixed: Option<&Mask>) -> Params {
+pub fn init_logits(
+    model: &SclModel,
+    filter: MaskFilter,
+    init: f64,
+    fixed: Option<&Mask>,
+) -> Params {
     let mut out = Params::new();
     for spec in model.param_specs().into_iter().filter(|s| s.trainable) {
         let selected = filter == MaskFilter::All || spec.shape.len() >= 2;
         if selected && !fixed.is_some_and(|m| m.logits.contains(&spec.name)) {
-            let device = model.params.get(&spec.name).map(|t| t.device()).unwrap_or(tch::Device::Cpu);
-            out.insert(&spec.name, Tensor::full(spec.shape.as_slice(), init, (Kind::Float, device)));
+            let device = model
+                .params
+                .get(&spec.name)
+                .map(|t| t.device())
+                .unwrap_or(tch::Device::Cpu);
+            out.insert(
+                &spec.name,
+                Tensor::full(spec.shape.as_slice(), init, (Kind::Float, device)),
+            );
         }
     }
     out
@@ -111,7 +123,11 @@ pub fn sample_mask(logits: &Tensor, k: i64, tau: f64) -> Tensor {
     // exactly `logit(u, eps)` — one fused pass instead of four.
     let noise = Tensor::rand(shape.as_slice(), (Kind::Float, logits.device())).logit(Some(1e-6));
     let z = logits.unsqueeze(0) + noise;
-    let soft = if tau == 1.0 { z.sigmoid() } else { (&z / tau).sigmoid() };
+    let soft = if tau == 1.0 {
+        z.sigmoid()
+    } else {
+        (&z / tau).sigmoid()
+    };
     let hard = z.gt(0.0).to_kind(Kind::Float); // σ(z/τ) > 1/2 ⇔ z > 0
     (hard - soft.detach()) + soft
 }
@@ -131,13 +147,22 @@ pub struct FlatLogits {
 impl FlatLogits {
     /// A trainable flat copy of `logits`.
     pub fn new(logits: &Params) -> Self {
-        let pieces: Vec<Tensor> = logits.iter().map(|(_, t)| t.detach().reshape([-1])).collect();
+        let pieces: Vec<Tensor> = logits
+            .iter()
+            .map(|(_, t)| t.detach().reshape([-1]))
+            .collect();
         let flat = match pieces.is_empty() {
             true => Tensor::zeros([0], (Kind::Float, tch::Device::Cpu)),
             false => Tensor::cat(&pieces, 0),
         };
-        let layout = logits.iter().map(|(n, t)| (n.to_string(), t.size())).collect();
-        FlatLogits { flat: flat.set_requires_grad(true), layout }
+        let layout = logits
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.size()))
+            .collect();
+        FlatLogits {
+            flat: flat.set_requires_grad(true),
+            layout,
+        }
     }
 
     /// Number of logits, T.
@@ -146,7 +171,10 @@ impl FlatLogits {
     }
 
     fn sizes(&self) -> Vec<i64> {
-        self.layout.iter().map(|(_, shape)| shape.iter().product()).collect()
+        self.layout
+            .iter()
+            .map(|(_, shape)| shape.iter().product())
+            .collect()
     }
 
     /// Detached per-tensor copies of the current logits (what a [`Mask`] holds).
@@ -168,18 +196,35 @@ impl FlatLogits {
     /// One step's K-batched parameters for a model described by `specs`: masked tensors
     /// `w · m_k` (one Gumbel-sigmoid draw of shape `(K, T)` for all of them), other trainable
     /// tensors expanded to K (no copy), buffers as they are. Also returns the 0/1 draw.
-    pub fn sample(&self, specs: &[crate::model::ParamSpec], base: &Params, k: i64, tau: f64) -> Result<(Params, Tensor)> {
-        let weights = self.layout.iter().map(|(name, _)| base.get(name).map(|w| w.detach().reshape([-1]))).collect::<Result<Vec<_>>>()?;
+    pub fn sample(
+        &self,
+        specs: &[crate::model::ParamSpec],
+        base: &Params,
+        k: i64,
+        tau: f64,
+    ) -> Result<(Params, Tensor)> {
+        let weights = self
+            .layout
+            .iter()
+            .map(|(name, _)| base.get(name).map(|w| w.detach().reshape([-1])))
+            .collect::<Result<Vec<_>>>()?;
         let mask = sample_mask(&self.flat, k, tau); // (K, T)
         let masked = match weights.is_empty() {
             true => Vec::new(),
-            false => (&mask * Tensor::cat(&weights, 0).unsqueeze(0)).split_with_sizes(self.sizes(), 1),
+            false => {
+                (&mask * Tensor::cat(&weights, 0).unsqueeze(0)).split_with_sizes(self.sizes(), 1)
+            }
         };
-        let mut by_name: std::collections::HashMap<&str, Tensor> = self.layout.iter().zip(masked).map(|((name, shape), m)| {
-            let mut batched = vec![k];
-            batched.extend(shape);
-            (name.as_str(), m.reshape(batched.as_slice()))
-        }).collect();
+        let mut by_name: std::collections::HashMap<&str, Tensor> = self
+            .layout
+            .iter()
+            .zip(masked)
+            .map(|((name, shape), m)| {
+                let mut batched = vec![k];
+                batched.extend(shape);
+                (name.as_str(), m.reshape(batched.as_slice()))
+            })
+            .collect();
         let mut out = Params::new();
         for spec in specs {
             let w = base.get(&spec.name)?;
@@ -199,12 +244,24 @@ impl FlatLogits {
 
     /// Parameters with a single mask sample applied, without the sample axis (the study's way:
     /// one draw per forward pass).
-    pub fn sample_one(&self, specs: &[crate::model::ParamSpec], base: &Params, tau: f64) -> Result<Params> {
+    pub fn sample_one(
+        &self,
+        specs: &[crate::model::ParamSpec],
+        base: &Params,
+        tau: f64,
+    ) -> Result<Params> {
         let (batched, _) = self.sample(specs, base, 1, tau)?;
         let mut out = Params::new();
         for spec in specs {
             let t = batched.get(&spec.name)?;
-            out.insert(&spec.name, if spec.trainable { t.squeeze_dim(0) } else { t.shallow_clone() });
+            out.insert(
+                &spec.name,
+                if spec.trainable {
+                    t.squeeze_dim(0)
+                } else {
+                    t.shallow_clone()
+                },
+            );
         }
         Ok(out)
     }
@@ -259,17 +316,30 @@ pub struct MaskRun {
 impl MaskRun {
     /// The log as a table (one row per step; accuracies only at evaluation steps).
     pub fn metrics_table(&self) -> Result<Table> {
-        let col = |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
+        let col =
+            |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
         let df = DataFrame::new_infer_height(vec![
-            Column::new("step".into(), self.metrics.iter().map(|r| r.step as u64).collect::<Vec<_>>()),
+            Column::new(
+                "step".into(),
+                self.metrics
+                    .iter()
+                    .map(|r| r.step as u64)
+                    .collect::<Vec<_>>(),
+            ),
             Column::new("loss".into(), col(|r| Some(r.loss))),
             Column::new("cross_entropy".into(), col(|r| Some(r.cross_entropy))),
             Column::new("sample_kept".into(), col(|r| Some(r.sample_kept))),
             Column::new("train_accuracy".into(), col(|r| Some(r.train_accuracy))),
             Column::new("task_accuracy".into(), col(|r| r.task_accuracy)),
             Column::new("control_accuracy".into(), col(|r| r.control_accuracy)),
-            Column::new("inverted_task_accuracy".into(), col(|r| r.inverted_task_accuracy)),
-            Column::new("inverted_control_accuracy".into(), col(|r| r.inverted_control_accuracy)),
+            Column::new(
+                "inverted_task_accuracy".into(),
+                col(|r| r.inverted_task_accuracy),
+            ),
+            Column::new(
+                "inverted_control_accuracy".into(),
+                col(|r| r.inverted_control_accuracy),
+            ),
             Column::new("kept_fraction".into(), col(|r| r.kept_fraction)),
         ])?;
         Ok(Table::new(df).with_caption(format!("mask training: {}", self.mask.name)))
@@ -278,11 +348,23 @@ impl MaskRun {
     /// Task, control and inverted-mask accuracy (deterministic mask) over training, and the
     /// kept fraction.
     pub fn curves(&self) -> Result<Figure> {
-        let evals: Vec<&MaskMetricRow> = self.metrics.iter().filter(|r| r.task_accuracy.is_some()).collect();
+        let evals: Vec<&MaskMetricRow> = self
+            .metrics
+            .iter()
+            .filter(|r| r.task_accuracy.is_some())
+            .collect();
         let xs: Vec<f64> = evals.iter().map(|r| r.step as f64).collect();
         let series = |name: &str, f: fn(&MaskMetricRow) -> Option<f64>| {
-            let pts: Vec<(f64, f64)> = evals.iter().zip(&xs).filter_map(|(r, &x)| f(r).map(|y| (x, 100.0 * y))).collect();
-            Line::new(name, &pts.iter().map(|p| p.0).collect::<Vec<_>>(), &pts.iter().map(|p| p.1).collect::<Vec<_>>())
+            let pts: Vec<(f64, f64)> = evals
+                .iter()
+                .zip(&xs)
+                .filter_map(|(r, &x)| f(r).map(|y| (x, 100.0 * y)))
+                .collect();
+            Line::new(
+                name,
+                &pts.iter().map(|p| p.0).collect::<Vec<_>>(),
+                &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
+            )
         };
         line_plot(
             &format!("mask training — {}", self.mask.name),
@@ -310,7 +392,15 @@ impl MaskRun {
     }
 
     /// Saves `<path>` (`.safetensors` logits) and its `.json` sidecar, both atomically.
-    pub fn save(&self, path: &Path, base_checkpoint: &str, base: &SclModel, base_accuracy: Option<f64>, task: &str, control: Option<&str>) -> Result<PathBuf> {
+    pub fn save(
+        &self,
+        path: &Path,
+        base_checkpoint: &str,
+        base: &SclModel,
+        base_accuracy: Option<f64>,
+        task: &str,
+        control: Option<&str>,
+    ) -> Result<PathBuf> {
         crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
         let (kept, total) = self.mask.kept();
         let sidecar = MaskSidecar {
@@ -338,10 +428,17 @@ impl MaskRun {
 /// FNV-1a over every tensor's name and bytes: identifies the frozen weights a mask belongs to.
 pub fn params_hash(params: &Params) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| bytes.iter().for_each(|&b| h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut feed = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .for_each(|&b| h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    };
     for (name, t) in params.iter() {
         feed(name.as_bytes());
-        let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
+        let t = t
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
         let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap_or_default();
         values.iter().for_each(|v| feed(&v.to_le_bytes()));
     }
@@ -353,28 +450,53 @@ fn first_n(data: &AvrDataset, n: usize) -> AvrDataset {
     if n > 0 && d.files.len() > n {
         // A fixed, seed-independent spread over the set (files are sorted by path).
         let step = d.files.len() as f64 / n as f64;
-        d.files = (0..n).map(|i| d.files[(i as f64 * step) as usize].clone()).collect();
+        d.files = (0..n)
+            .map(|i| d.files[(i as f64 * step) as usize].clone())
+            .collect();
     }
     d
 }
 
 /// Trains a mask on `task` (e.g. the `squares` dataset), evaluating the deterministic mask and
 /// its inverse on `task_val` and, when given, `control` (the `originals`).
-pub fn train_mask(model: &SclModel, name: &str, task: &AvrDataset, task_val: &AvrDataset, control: Option<&AvrDataset>, cfg: &MaskTrainConfig) -> Result<MaskRun> {
+pub fn train_mask(
+    model: &SclModel,
+    name: &str,
+    task: &AvrDataset,
+    task_val: &AvrDataset,
+    control: Option<&AvrDataset>,
+    cfg: &MaskTrainConfig,
+) -> Result<MaskRun> {
     train_mask_with_fixed(model, name, task, task_val, control, cfg, None)
 }
 
 /// [`train_mask`] with some tensors held by a fixed ("temporary") mask that is not trained.
-pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, task_val: &AvrDataset, control: Option<&AvrDataset>, cfg: &MaskTrainConfig, fixed: Option<&Mask>) -> Result<MaskRun> {
+pub fn train_mask_with_fixed(
+    model: &SclModel,
+    name: &str,
+    task: &AvrDataset,
+    task_val: &AvrDataset,
+    control: Option<&AvrDataset>,
+    cfg: &MaskTrainConfig,
+    fixed: Option<&Mask>,
+) -> Result<MaskRun> {
     let k = cfg.samples.max(1);
     if cfg.batch_size % k != 0 {
-        return Err(Error::Config(format!("mask batch {} must be divisible by the {k} mask samples", cfg.batch_size)));
+        return Err(Error::Config(format!(
+            "mask batch {} must be divisible by the {k} mask samples",
+            cfg.batch_size
+        )));
     }
     if task.is_empty() || task_val.is_empty() {
         return Err(Error::Config(format!("mask '{name}': empty task dataset")));
     }
     tch::manual_seed(cfg.seed as i64);
-    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(tch::Device::Cpu);
     let base = match fixed {
         Some(m) => m.apply(&model.params, false)?,
         None => model.params.clone(),
@@ -384,10 +506,33 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
     let specs = model.param_specs();
     let mut opt = AdamW::new(&leaves);
     let mut order = EpochOrder::new(cfg.seed, task.len(), true);
-    let loader = Loader::from_order(task, &mut order, cfg.steps, &LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() }, device);
-    let eval_opts = EvalOptions { batch_size: 32, batch: cfg.batch, invert_mask: false, device };
-    let (task_val, control) = (first_n(task_val, cfg.eval_problems), control.map(|c| first_n(c, cfg.eval_problems)));
-    let mut run = MaskRun { mask: Mask::new(name, logits.to_params(), Some(cfg.alpha)), metrics: Vec::new(), config: cfg.clone() };
+    let loader = Loader::from_order(
+        task,
+        &mut order,
+        cfg.steps,
+        &LoaderConfig {
+            batch_size: cfg.batch_size,
+            seed: cfg.seed,
+            options: cfg.batch,
+            ..Default::default()
+        },
+        device,
+    );
+    let eval_opts = EvalOptions {
+        batch_size: 32,
+        batch: cfg.batch,
+        invert_mask: false,
+        device,
+    };
+    let (task_val, control) = (
+        first_n(task_val, cfg.eval_problems),
+        control.map(|c| first_n(c, cfg.eval_problems)),
+    );
+    let mut run = MaskRun {
+        mask: Mask::new(name, logits.to_params(), Some(cfg.alpha)),
+        metrics: Vec::new(),
+        config: cfg.clone(),
+    };
     for (step, batch) in (1..=cfg.steps).zip(loader) {
         let batch = batch?;
         let b = batch.targets.size()[0];
@@ -396,7 +541,10 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         if usable == 0 {
             return Err(Error::Config(format!("mask '{name}': a batch of {b} problems cannot feed {k} mask samples (the task set has {} problems)", task.len())));
         }
-        let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
+        let (x, y) = (
+            batch.images.narrow(0, 0, usable),
+            batch.targets.narrow(0, 0, usable),
+        );
         zero_grads(&leaves);
         let (params, draw) = logits.sample(&specs, &base, k as i64, cfg.tau)?;
         let out = model.logits_with(&params, &x, BnMode::Eval)?;
@@ -405,7 +553,9 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         let loss = &ce + &reg;
         let (loss_v, ce_v) = (loss.double_value(&[]), ce.double_value(&[]));
         if !loss_v.is_finite() {
-            return Err(Error::Config(format!("mask '{name}': loss became {loss_v} at step {step}")));
+            return Err(Error::Config(format!(
+                "mask '{name}': loss became {loss_v} at step {step}"
+            )));
         }
         loss.backward();
         if let Some(c) = cfg.clip_grad_norm {
@@ -413,13 +563,40 @@ pub fn train_mask_with_fixed(model: &SclModel, name: &str, task: &AvrDataset, ta
         }
         opt.step_with(&leaves, cfg.lr, 0.0, (0.9, 0.999), 1e-8);
         let (train_accuracy, sample_kept) = tch::no_grad(|| {
-            let acc = out.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let acc = out
+                .argmax(-1, false)
+                .eq_tensor(&y)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
             (acc, draw.mean(Kind::Float).double_value(&[]))
         });
-        let mut row = MaskMetricRow { step, loss: loss_v, cross_entropy: ce_v, sample_kept, train_accuracy, task_accuracy: None, control_accuracy: None, inverted_task_accuracy: None, inverted_control_accuracy: None, kept_fraction: None };
+        let mut row = MaskMetricRow {
+            step,
+            loss: loss_v,
+            cross_entropy: ce_v,
+            sample_kept,
+            train_accuracy,
+            task_accuracy: None,
+            control_accuracy: None,
+            inverted_task_accuracy: None,
+            inverted_control_accuracy: None,
+            kept_fraction: None,
+        };
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
             let mask = Mask::new(name, logits.to_params(), Some(cfg.alpha));
-            let acc = |data: &AvrDataset, invert: bool| evaluate(model, Some(&mask), data, &EvalOptions { invert_mask: invert, ..eval_opts }).map(|r| r.accuracy);
+            let acc = |data: &AvrDataset, invert: bool| {
+                evaluate(
+                    model,
+                    Some(&mask),
+                    data,
+                    &EvalOptions {
+                        invert_mask: invert,
+                        ..eval_opts
+                    },
+                )
+                .map(|r| r.accuracy)
+            };
             row.task_accuracy = Some(acc(&task_val, false)?);
             row.inverted_task_accuracy = Some(acc(&task_val, true)?);
             if let Some(c) = &control {
@@ -454,8 +631,19 @@ pub enum SampleBatching {
 
 /// `steps` mask-training steps (frozen weights, K samples, eval BN) on random panels, timed one
 /// by one after two warm-up steps — `avr bench mask`.
-pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<crate::bench::StepTimes> {
-    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
+pub fn bench_mask_steps(
+    model: &SclModel,
+    batch: usize,
+    samples: usize,
+    steps: usize,
+    batching: SampleBatching,
+) -> Result<crate::bench::StepTimes> {
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
     let logits = FlatLogits::new(&init_logits(model, MaskFilter::All, 2.5, None));
     let leaves = [logits.flat.shallow_clone()];
@@ -470,15 +658,19 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
         let ce = match batching {
             SampleBatching::Batched => {
                 let (params, _) = logits.sample(&specs, &model.params, k, 1.0)?;
-                model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y)
+                model
+                    .logits_with(&params, &x, BnMode::Eval)?
+                    .cross_entropy_for_logits(&y)
             }
             SampleBatching::Separate => {
                 let chunk = batch as i64 / k;
                 let mut total = Tensor::zeros([], (Kind::Float, device));
                 for c in 0..k {
                     let params = logits.sample_one(&specs, &model.params, 1.0)?;
-                    let out = model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
-                    total += out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
+                    let out =
+                        model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
+                    total +=
+                        out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
                 }
                 total
             }
@@ -508,16 +700,56 @@ impl AlphaSweep {
 
     /// α, kept %, task / control / inverted accuracies of every run, and which was chosen.
     pub fn table(&self) -> Result<Table> {
-        let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.metrics.iter().rev().find_map(f).map(|v| 100.0 * v);
+        let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| {
+            r.metrics.iter().rev().find_map(f).map(|v| 100.0 * v)
+        };
         let df = DataFrame::new_infer_height(vec![
-            Column::new("alpha".into(), self.runs.iter().map(|r| format!("{:e}", r.config.alpha)).collect::<Vec<_>>()),
-            Column::new("kept_%".into(), self.runs.iter().map(|r| last(r, |m| m.kept_fraction)).collect::<Vec<_>>()),
-            Column::new("task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.task_accuracy)).collect::<Vec<_>>()),
-            Column::new("control_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.control_accuracy)).collect::<Vec<_>>()),
-            Column::new("inverted_task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.inverted_task_accuracy)).collect::<Vec<_>>()),
-            Column::new("chosen".into(), (0..self.runs.len()).map(|i| i == self.chosen).collect::<Vec<_>>()),
+            Column::new(
+                "alpha".into(),
+                self.runs
+                    .iter()
+                    .map(|r| format!("{:e}", r.config.alpha))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "kept_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.kept_fraction))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "control_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.control_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "inverted_task_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.inverted_task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "chosen".into(),
+                (0..self.runs.len())
+                    .map(|i| i == self.chosen)
+                    .collect::<Vec<_>>(),
+            ),
         ])?;
-        Ok(Table::new(df).with_caption(format!("α sweep: the largest α within {:.0} points of the smallest α's task accuracy", 100.0 * self.tolerance)))
+        Ok(Table::new(df).with_caption(format!(
+            "α sweep: the largest α within {:.0} points of the smallest α's task accuracy",
+            100.0 * self.tolerance
+        )))
     }
 
     pub fn evcxr_display(&self) {
@@ -530,16 +762,66 @@ impl AlphaSweep {
 
 /// Index of the largest α whose task accuracy is within `tolerance` of the smallest α's.
 pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usize {
-    let Some(reference) = alphas_and_accuracies.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|r| r.1) else { return 0 };
+    let Some(reference) = alphas_and_accuracies
+        .iter()
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|r| r.1)
+    else {
+        return 0;
+    };
     (0..alphas_and_accuracies.len())
         .filter(|&i| alphas_and_accuracies[i].1 >= reference - tolerance)
-        .max_by(|&a, &b| alphas_and_accuracies[a].0.total_cmp(&alphas_and_accuracies[b].0))
+        .max_by(|&a, &b| {
+            alphas_and_accuracies[a]
+                .0
+                .total_cmp(&alphas_and_accuracies[b].0)
+        })
         .unwrap_or(0)
 }
 
 /// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`].
-pub fn alpha_sweep(model: &SclModel, name: &str, task: &AvrDataset, task_val: &AvrDataset, control: Option<&AvrDataset>, cfg: &MaskTrainConfig, alphas: &[f64], tolerance: f64) -> Result<AlphaSweep> {
-    let runs = alphas.iter().map(|&alpha| train_mask(model, &format!("{name} α={alpha:e}"), task, task_val, control, &MaskTrainConfig { alpha, ..cfg.clone() })).collect::<Result<Vec<_>>>()?;
-    let scores: Vec<(f64, f64)> = runs.iter().map(|r| (r.config.alpha, r.metrics.iter().rev().find_map(|m| m.task_accuracy).unwrap_or(0.0))).collect();
-    Ok(AlphaSweep { chosen: select_alpha(&scores, tolerance), runs, tolerance })
+pub fn alpha_sweep(
+    model: &SclModel,
+    name: &str,
+    task: &AvrDataset,
+    task_val: &AvrDataset,
+    control: Option<&AvrDataset>,
+    cfg: &MaskTrainConfig,
+    alphas: &[f64],
+    tolerance: f64,
+) -> Result<AlphaSweep> {
+    let runs = alphas
+        .iter()
+        .map(|&alpha| {
+            train_mask(
+                model,
+                &format!("{name} α={alpha:e}"),
+                task,
+                task_val,
+                control,
+                &MaskTrainConfig {
+                    alpha,
+                    ..cfg.clone()
+                },
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let scores: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.config.alpha,
+                r.metrics
+                    .iter()
+                    .rev()
+                    .find_map(|m| m.task_accuracy)
+                    .unwrap_or(0.0),
+            )
+        })
+        .collect();
+    Ok(AlphaSweep {
+        chosen: select_alpha(&scores, tolerance),
+        runs,
+        tolerance,
+    })
 }

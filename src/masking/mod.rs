@@ -28,7 +28,11 @@ pub struct Mask {
 impl Mask {
     /// Wraps logits.
     pub fn new(name: impl Into<String>, logits: Params, alpha: Option<f64>) -> Self {
-        Mask { name: name.into(), logits, alpha }
+        Mask {
+            name: name.into(),
+            logits,
+            alpha,
+        }
     }
 
     /// Reads one of the study's pickled mask files; `name` defaults to `<level>/<shape>` taken
@@ -36,7 +40,11 @@ impl Mask {
     pub fn load_study(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let study = StudyMask::load(path)?;
-        let parent = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         let shape_dir = path.parent().unwrap_or(Path::new(""));
         let level_dir = shape_dir.parent().unwrap_or(Path::new(""));
         let name = format!("{}/{}", parent(level_dir), parent(shape_dir));
@@ -51,7 +59,10 @@ impl Mask {
             return Self::load_study(path);
         }
         let logits = crate::checkpoint::read_safetensors(path)?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match crate::checkpoint::read_sidecar::<engine::MaskSidecar>(path) {
             Ok(side) => Ok(Mask::new(side.name, logits, Some(side.config.alpha))),
             Err(_) => Ok(Mask::new(stem, logits, None)),
@@ -69,7 +80,11 @@ impl Mask {
 
     /// Number of kept scalars (`l > 0`) and of all masked scalars.
     pub fn kept(&self) -> (i64, i64) {
-        let kept = self.logits.iter().map(|(_, l)| l.gt(0.0).sum(Kind::Int64).int64_value(&[])).sum();
+        let kept = self
+            .logits
+            .iter()
+            .map(|(_, l)| l.gt(0.0).sum(Kind::Int64).int64_value(&[]))
+            .sum();
         (kept, self.logits.numel())
     }
 
@@ -107,4 +122,3 @@ pub fn shared_by_all(binaries: &[Params]) -> Result<Params> {
     }
     Ok(out)
 }
-

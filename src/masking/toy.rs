@@ -52,7 +52,20 @@ pub struct ToyConfig {
 
 impl Default for ToyConfig {
     fn default() -> Self {
-        ToyConfig { task: ToyTask::AddMul, digits: 2, hidden: vec![400, 400, 200], batch_size: 128, train_steps: 20_000, train_lr: 1e-3, mask_steps: 5_000, mask_lr: 1e-2, beta: 1e-4, samples: 4, logit_init: 2.0, seed: 0 }
+        ToyConfig {
+            task: ToyTask::AddMul,
+            digits: 2,
+            hidden: vec![400, 400, 200],
+            batch_size: 128,
+            train_steps: 20_000,
+            train_lr: 1e-3,
+            mask_steps: 5_000,
+            mask_lr: 1e-2,
+            beta: 1e-4,
+            samples: 4,
+            logit_init: 2.0,
+            seed: 0,
+        }
     }
 }
 
@@ -83,8 +96,16 @@ impl ToyConfig {
         (0..dims.len() - 1)
             .flat_map(|i| {
                 [
-                    ParamSpec { name: format!("layers.{i}.weight"), shape: vec![dims[i + 1], dims[i]], trainable: true },
-                    ParamSpec { name: format!("layers.{i}.bias"), shape: vec![dims[i + 1]], trainable: true },
+                    ParamSpec {
+                        name: format!("layers.{i}.weight"),
+                        shape: vec![dims[i + 1], dims[i]],
+                        trainable: true,
+                    },
+                    ParamSpec {
+                        name: format!("layers.{i}.bias"),
+                        shape: vec![dims[i + 1]],
+                        trainable: true,
+                    },
                 ]
             })
             .collect()
@@ -114,7 +135,11 @@ fn batch(cfg: &ToyConfig, part: Part, n: usize, rng: &mut Rng, device: Device) -
                 put(0, a);
                 put(1, b);
                 row[(2 * digits * 10) as usize + part] = 1.0;
-                if part == 0 { (a + b) % m } else { (a * b) % m }
+                if part == 0 {
+                    (a + b) % m
+                } else {
+                    (a * b) % m
+                }
             }
             ToyTask::DoubleAdd => {
                 put(2 * part as i64, a);
@@ -124,8 +149,15 @@ fn batch(cfg: &ToyConfig, part: Part, n: usize, rng: &mut Rng, device: Device) -
         };
         y.extend((0..digits).map(|d| (result / 10i64.pow(d as u32)) % 10));
     }
-    let x = Tensor::from_slice(&x).reshape([n as i64, cfg.d_in()]).to_device(device);
-    (x, Tensor::from_slice(&y).reshape([n as i64, digits]).to_device(device))
+    let x = Tensor::from_slice(&x)
+        .reshape([n as i64, cfg.d_in()])
+        .to_device(device);
+    (
+        x,
+        Tensor::from_slice(&y)
+            .reshape([n as i64, digits])
+            .to_device(device),
+    )
 }
 
 /// Digit logits `(B, digits, 10)` of `part` (DoubleAdd reads only that pair's output slot).
@@ -148,8 +180,15 @@ fn forward(cfg: &ToyConfig, p: &Params, x: &Tensor, part: Part) -> Result<Tensor
 }
 
 fn loss_and_accuracy(logits: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
-    let loss = logits.reshape([-1, 10]).cross_entropy_for_logits(&y.reshape([-1]));
-    let correct = logits.argmax(-1, false).eq_tensor(y).all_dim(1, false).to_kind(Kind::Float).mean(Kind::Float);
+    let loss = logits
+        .reshape([-1, 10])
+        .cross_entropy_for_logits(&y.reshape([-1]));
+    let correct = logits
+        .argmax(-1, false)
+        .eq_tensor(y)
+        .all_dim(1, false)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
     (loss, correct)
 }
 
@@ -161,8 +200,18 @@ pub struct ToyModel {
 }
 
 /// Accuracy (all digits right) of `params` on `part`, over `n` fresh problems.
-pub fn toy_accuracy(cfg: &ToyConfig, params: &Params, part: Part, n: usize, seed: u64) -> Result<f64> {
-    let device = params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu);
+pub fn toy_accuracy(
+    cfg: &ToyConfig,
+    params: &Params,
+    part: Part,
+    n: usize,
+    seed: u64,
+) -> Result<f64> {
+    let device = params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(Device::Cpu);
     let mut rng = Rng::new(seed).fork(&format!("eval{part}"));
     let (x, y) = batch(cfg, part, n, &mut rng, device);
     let logits = tch::no_grad(|| forward(cfg, params, &x, part))?;
@@ -200,18 +249,29 @@ pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
     for (n, t) in params.iter() {
         frozen.insert(n, t.detach());
     }
-    Ok(ToyModel { cfg: cfg.clone(), params: frozen })
+    Ok(ToyModel {
+        cfg: cfg.clone(),
+        params: frozen,
+    })
 }
 
 /// Trains a mask (weights only, biases whole) for the parts in `parts` — `[0, 1]` is the
 /// control ("full") mask, `[0]` the + / pair-1 mask.
 pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Mask> {
     let cfg = &model.cfg;
-    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu);
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(Device::Cpu);
     let specs = cfg.param_specs();
     let mut initial = Params::new();
     for s in specs.iter().filter(|s| s.shape.len() == 2) {
-        initial.insert(&s.name, Tensor::full(s.shape.as_slice(), cfg.logit_init, (Kind::Float, device)));
+        initial.insert(
+            &s.name,
+            Tensor::full(s.shape.as_slice(), cfg.logit_init, (Kind::Float, device)),
+        );
     }
     let logits = FlatLogits::new(&initial);
     let leaves = [logits.flat.shallow_clone()];
@@ -279,45 +339,114 @@ pub fn half_mask_test(model: &ToyModel, control: &Mask, n_eval: usize) -> Result
     let early: Vec<String> = names[..half].to_vec();
     let acc = |mask: &Mask| -> Result<(f64, f64)> {
         let p = mask.apply(&model.params, false)?;
-        Ok((toy_accuracy(cfg, &p, 0, n_eval, cfg.seed + 1)?, toy_accuracy(cfg, &p, 1, n_eval, cfg.seed + 1)?))
+        Ok((
+            toy_accuracy(cfg, &p, 0, n_eval, cfg.seed + 1)?,
+            toy_accuracy(cfg, &p, 1, n_eval, cfg.seed + 1)?,
+        ))
     };
-    let subset = |keep_early: bool| Mask::new(&control.name, control.logits.filter(|n| early.iter().any(|e| e == n) == keep_early), control.alpha);
-    Ok(HalfMaskReport { full_mask: acc(control)?, early_masked: acc(&subset(true))?, late_masked: acc(&subset(false))?, early_tensors: early })
+    let subset = |keep_early: bool| {
+        Mask::new(
+            &control.name,
+            control
+                .logits
+                .filter(|n| early.iter().any(|e| e == n) == keep_early),
+            control.alpha,
+        )
+    };
+    Ok(HalfMaskReport {
+        full_mask: acc(control)?,
+        early_masked: acc(&subset(true))?,
+        late_masked: acc(&subset(false))?,
+        early_tensors: early,
+    })
 }
 
 impl ToyReport {
     pub fn accuracy_table(&self) -> Result<Table> {
         let df = DataFrame::new_infer_height(vec![
-            Column::new("setting".into(), self.accuracies.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
-            Column::new(format!("{} acc %", self.parts[0]).into(), self.accuracies.iter().map(|r| 100.0 * r.1).collect::<Vec<_>>()),
-            Column::new(format!("{} acc %", self.parts[1]).into(), self.accuracies.iter().map(|r| 100.0 * r.2).collect::<Vec<_>>()),
+            Column::new(
+                "setting".into(),
+                self.accuracies
+                    .iter()
+                    .map(|r| r.0.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                format!("{} acc %", self.parts[0]).into(),
+                self.accuracies
+                    .iter()
+                    .map(|r| 100.0 * r.1)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                format!("{} acc %", self.parts[1]).into(),
+                self.accuracies
+                    .iter()
+                    .map(|r| 100.0 * r.2)
+                    .collect::<Vec<_>>(),
+            ),
         ])?;
-        Ok(Table::new(df).with_caption(format!("{:?}: accuracy under each mask and inverted mask", self.task)))
+        Ok(Table::new(df).with_caption(format!(
+            "{:?}: accuracy under each mask and inverted mask",
+            self.task
+        )))
     }
 
     pub fn layer_table(&self) -> Result<Table> {
         let df = DataFrame::new_infer_height(vec![
-            Column::new("layer".into(), self.layers.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
-            Column::new("IoU".into(), self.layers.iter().map(|r| r.1).collect::<Vec<_>>()),
-            Column::new("IoMin".into(), self.layers.iter().map(|r| r.2).collect::<Vec<_>>()),
+            Column::new(
+                "layer".into(),
+                self.layers.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "IoU".into(),
+                self.layers.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "IoMin".into(),
+                self.layers.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
         ])?;
-        Ok(Table::new(df).with_caption(format!("{} vs {} masks, per layer", self.parts[0], self.parts[1])))
+        Ok(Table::new(df).with_caption(format!(
+            "{} vs {} masks, per layer",
+            self.parts[0], self.parts[1]
+        )))
     }
 
     /// The half-mask test as a table (accuracy in %).
     pub fn half_mask_table(&self) -> Result<Table> {
         let h = &self.half_mask;
-        let rows = [("control mask on all tensors", h.full_mask), ("early half only", h.early_masked), ("late half only", h.late_masked)];
+        let rows = [
+            ("control mask on all tensors", h.full_mask),
+            ("early half only", h.early_masked),
+            ("late half only", h.late_masked),
+        ];
         let df = DataFrame::new_infer_height(vec![
-            Column::new("setting".into(), rows.iter().map(|r| r.0.to_string()).collect::<Vec<_>>()),
-            Column::new(format!("{} acc %", self.parts[0]).into(), rows.iter().map(|r| 100.0 * r.1 .0).collect::<Vec<_>>()),
-            Column::new(format!("{} acc %", self.parts[1]).into(), rows.iter().map(|r| 100.0 * r.1 .1).collect::<Vec<_>>()),
+            Column::new(
+                "setting".into(),
+                rows.iter().map(|r| r.0.to_string()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                format!("{} acc %", self.parts[0]).into(),
+                rows.iter().map(|r| 100.0 * r.1 .0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                format!("{} acc %", self.parts[1]).into(),
+                rows.iter().map(|r| 100.0 * r.1 .1).collect::<Vec<_>>(),
+            ),
         ])?;
-        Ok(Table::new(df).with_caption(format!("half-mask test (early half: {})", h.early_tensors.join(", "))))
+        Ok(Table::new(df).with_caption(format!(
+            "half-mask test (early half: {})",
+            h.early_tensors.join(", ")
+        )))
     }
 
     pub fn evcxr_display(&self) {
-        for t in [self.accuracy_table(), self.layer_table(), self.half_mask_table()] {
+        for t in [
+            self.accuracy_table(),
+            self.layer_table(),
+            self.half_mask_table(),
+        ] {
             match t.and_then(|t| t.to_html()) {
                 Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
                 Err(e) => println!("{e}"),
@@ -333,24 +462,54 @@ pub fn run_toy(cfg: &ToyConfig, device: Device) -> Result<ToyReport> {
         ToyTask::AddMul => ["+".to_string(), "×".to_string()],
         ToyTask::DoubleAdd => ["pair 1".to_string(), "pair 2".to_string()],
     };
-    let masks = [train_toy_mask(&model, &parts[0], &[0])?, train_toy_mask(&model, &parts[1], &[1])?];
+    let masks = [
+        train_toy_mask(&model, &parts[0], &[0])?,
+        train_toy_mask(&model, &parts[1], &[1])?,
+    ];
     let control = train_toy_mask(&model, "control", &[0, 1])?;
     let n_eval = 2000;
-    let acc = |p: &Params| -> Result<(f64, f64)> { Ok((toy_accuracy(cfg, p, 0, n_eval, cfg.seed + 1)?, toy_accuracy(cfg, p, 1, n_eval, cfg.seed + 1)?)) };
+    let acc = |p: &Params| -> Result<(f64, f64)> {
+        Ok((
+            toy_accuracy(cfg, p, 0, n_eval, cfg.seed + 1)?,
+            toy_accuracy(cfg, p, 1, n_eval, cfg.seed + 1)?,
+        ))
+    };
     let mut accuracies = Vec::new();
     let (a0, a1) = acc(&model.params)?;
     accuracies.push(("unmasked".to_string(), a0, a1));
     for m in &masks {
         for invert in [false, true] {
             let (a0, a1) = acc(&m.apply(&model.params, invert)?)?;
-            accuracies.push((format!("{}{}", if invert { "¬" } else { "" }, m.name), a0, a1));
+            accuracies.push((
+                format!("{}{}", if invert { "¬" } else { "" }, m.name),
+                a0,
+                a1,
+            ));
         }
     }
     let (b0, b1) = (masks[0].binary(), masks[1].binary());
     let (_, iou) = overlap(&b0, &b1, Overlap::IoU)?;
     let (_, iomin) = overlap(&b0, &b1, Overlap::IoMin)?;
-    let layers = iou.into_iter().zip(iomin).map(|((n, u), (_, m))| (n, u, m)).collect();
-    let kept = masks.iter().map(|m| { let (k, t) = m.kept(); (m.name.clone(), k, t) }).collect();
+    let layers = iou
+        .into_iter()
+        .zip(iomin)
+        .map(|((n, u), (_, m))| (n, u, m))
+        .collect();
+    let kept = masks
+        .iter()
+        .map(|m| {
+            let (k, t) = m.kept();
+            (m.name.clone(), k, t)
+        })
+        .collect();
     let half_mask = half_mask_test(&model, &control, n_eval)?;
-    Ok(ToyReport { task: cfg.task, parts, accuracies, layers, kept, masks: masks.to_vec(), half_mask })
+    Ok(ToyReport {
+        task: cfg.task,
+        parts,
+        accuracies,
+        layers,
+        kept,
+        masks: masks.to_vec(),
+        half_mask,
+    })
 }

@@ -24,7 +24,18 @@ fn standard_normal(rng: &mut Rng) -> f64 {
 }
 
 fn is_norm(name: &str) -> bool {
-    [".bn.", "ln_in", "ln_out", "vision.net.1.", "vision.net.3.", "vision.net.5.", "vision.net.7.", "net.1."].iter().any(|k| name.contains(k))
+    [
+        ".bn.",
+        "ln_in",
+        "ln_out",
+        "vision.net.1.",
+        "vision.net.3.",
+        "vision.net.5.",
+        "vision.net.7.",
+        "net.1.",
+    ]
+    .iter()
+    .any(|k| name.contains(k))
 }
 
 /// Fresh parameters for `specs`, reproducible for a given `seed`.
@@ -40,15 +51,29 @@ pub fn init_params(specs: &[ParamSpec], seed: u64, device: Device) -> Params {
         } else if name.ends_with("running_var") {
             Tensor::ones(shape, opts)
         } else if is_norm(name) && spec.shape.len() == 1 {
-            if name.ends_with(".weight") { Tensor::ones(shape, opts) } else { Tensor::zeros(shape, opts) }
-        } else if (name.contains("res.fc1") || name.contains("res.fc2")) && name.ends_with(".weight") {
+            if name.ends_with(".weight") {
+                Tensor::ones(shape, opts)
+            } else {
+                Tensor::zeros(shape, opts)
+            }
+        } else if (name.contains("res.fc1") || name.contains("res.fc2"))
+            && name.ends_with(".weight")
+        {
             sample(shape, &mut rng, |r| 0.005 * standard_normal(r), device)
         } else {
             // fan_in of the weight this tensor belongs to: its own for weights, the sibling's for biases.
-            let weight_shape = specs.iter().find(|s| s.name == name.replace(".bias", ".weight")).map_or(spec.shape.clone(), |s| s.shape.clone());
+            let weight_shape = specs
+                .iter()
+                .find(|s| s.name == name.replace(".bias", ".weight"))
+                .map_or(spec.shape.clone(), |s| s.shape.clone());
             let fan_in: i64 = weight_shape.iter().skip(1).product::<i64>().max(1);
             let bound = 1.0 / (fan_in as f64).sqrt();
-            sample(shape, &mut rng, |r| (2.0 * r.uniform() - 1.0) * bound, device)
+            sample(
+                shape,
+                &mut rng,
+                |r| (2.0 * r.uniform() - 1.0) * bound,
+                device,
+            )
         };
         p.insert(name, t);
     }

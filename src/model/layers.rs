@@ -27,7 +27,9 @@ fn samples(w: &Tensor, plain_dims: usize) -> Option<i64> {
 fn split_chunks(x: &Tensor, k: i64) -> Result<Tensor> {
     let n = x.size()[0];
     if n % k != 0 {
-        return Err(crate::Error::Config(format!("batch of {n} cannot be split into {k} mask-sample chunks")));
+        return Err(crate::Error::Config(format!(
+            "batch of {n} cannot be split into {k} mask-sample chunks"
+        )));
     }
     let mut shape = vec![k, n / k];
     shape.extend_from_slice(&x.size()[1..]);
@@ -48,12 +50,26 @@ fn per_sample(v: &Tensor, dims: usize, axis: usize) -> Tensor {
 /// each, see [`conv_s2_bn`]) run as fast as or faster than one grouped convolution over the
 /// chunks stacked along channels, and need no transposes (BENCHMARKS.md). `probe` is a weight that is K-batched iff masks are sampled;
 /// `specs` gives every tensor's unbatched rank.
-pub fn chunked_by_sample(p: &Params, specs: &[super::ParamSpec], probe: &str, plain_dims: usize, x: &Tensor, stage: impl Fn(&Params, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let Some(k) = samples(p.get(probe)?, plain_dims) else { return stage(p, x) };
+pub fn chunked_by_sample(
+    p: &Params,
+    specs: &[super::ParamSpec],
+    probe: &str,
+    plain_dims: usize,
+    x: &Tensor,
+    stage: impl Fn(&Params, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let Some(k) = samples(p.get(probe)?, plain_dims) else {
+        return stage(p, x);
+    };
     let chunks = split_chunks(x, k)?;
-    let dims: std::collections::HashMap<&str, usize> = specs.iter().map(|s| (s.name.as_str(), s.shape.len())).collect();
+    let dims: std::collections::HashMap<&str, usize> = specs
+        .iter()
+        .map(|s| (s.name.as_str(), s.shape.len()))
+        .collect();
     let plain = |name: &str| dims.get(name).copied().unwrap_or(0);
-    let outs = (0..k).map(|i| stage(&p.sample(i, plain), &chunks.get(i))).collect::<Result<Vec<_>>>()?;
+    let outs = (0..k)
+        .map(|i| stage(&p.sample(i, plain), &chunks.get(i)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&outs, 0))
 }
 
@@ -77,10 +93,15 @@ fn linear_then(p: &Params, prefix: &str, x: &Tensor, relu: bool) -> Result<Tenso
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
     let activate = |mut y: Tensor| if relu { y.relu_() } else { y };
-    let Some(k) = samples(w, 2) else { return Ok(activate(x.f_linear(w, Some(b))?)) };
+    let Some(k) = samples(w, 2) else {
+        return Ok(activate(x.f_linear(w, Some(b))?));
+    };
     let d_in = *x.size().last().expect("linear input has axes");
     let chunks = split_chunks(x, k)?.reshape([k, -1, d_in]);
-    let y = activate(b.unsqueeze(1).f_baddbmm(&chunks, &w.transpose(1, 2), 1.0, 1.0)?);
+    let y = activate(
+        b.unsqueeze(1)
+            .f_baddbmm(&chunks, &w.transpose(1, 2), 1.0, 1.0)?,
+    );
     let mut shape = x.size();
     *shape.last_mut().expect("axes") = w.size()[1];
     Ok(y.reshape(shape.as_slice()))
@@ -91,13 +112,25 @@ fn linear_then(p: &Params, prefix: &str, x: &Tensor, relu: bool) -> Result<Tenso
 /// channels is the textbook trick, but on CPU its transposes cost more than they save: measured
 /// 34 vs 53 problems/s for seed SCL at 160 px, see BENCHMARKS.md.)
 pub fn conv_s2(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
-    conv_s2_with(p.get(&format!("{prefix}.weight"))?, p.get(&format!("{prefix}.bias"))?, x)
+    conv_s2_with(
+        p.get(&format!("{prefix}.weight"))?,
+        p.get(&format!("{prefix}.bias"))?,
+        x,
+    )
 }
 
 fn conv_s2_with(w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let Some(k) = samples(w, 4) else { return Ok(x.f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)?) };
+    let Some(k) = samples(w, 4) else {
+        return Ok(x.f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)?);
+    };
     let chunks = split_chunks(x, k)?;
-    let outs = (0..k).map(|i| chunks.get(i).f_conv2d(&w.get(i), Some(&b.get(i)), [2, 2], [1, 1], [1, 1], 1)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let outs = (0..k)
+        .map(|i| {
+            chunks
+                .get(i)
+                .f_conv2d(&w.get(i), Some(&b.get(i)), [2, 2], [1, 1], [1, 1], 1)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(Tensor::cat(&outs, 0))
 }
 
@@ -107,17 +140,39 @@ fn conv_s2_with(w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// `conv(x, W·s·input_scale) + (b − μ)·s + β` with `s = γ/√(σ² + ε)`. That is one pass over the
 /// activations instead of three (scale, conv, norm) in the forward and in the backward, exact up
 /// to float rounding; gradients still reach W, b, γ and β (and their masks) through the fold.
-pub fn conv_s2_bn(p: &Params, conv: &str, bn: Option<&str>, x: &Tensor, mode: BnMode, input_scale: f64) -> Result<Tensor> {
-    let (w, b) = (p.get(&format!("{conv}.weight"))?, p.get(&format!("{conv}.bias"))?);
-    let scaled = |t: &Tensor| if input_scale == 1.0 { t.shallow_clone() } else { t * input_scale };
-    let Some(bn) = bn else { return conv_s2_with(&scaled(w), b, x) };
+pub fn conv_s2_bn(
+    p: &Params,
+    conv: &str,
+    bn: Option<&str>,
+    x: &Tensor,
+    mode: BnMode,
+    input_scale: f64,
+) -> Result<Tensor> {
+    let (w, b) = (
+        p.get(&format!("{conv}.weight"))?,
+        p.get(&format!("{conv}.bias"))?,
+    );
+    let scaled = |t: &Tensor| {
+        if input_scale == 1.0 {
+            t.shallow_clone()
+        } else {
+            t * input_scale
+        }
+    };
+    let Some(bn) = bn else {
+        return conv_s2_with(&scaled(w), b, x);
+    };
     if mode == BnMode::Train {
         let h = conv_s2_with(w, b, &scaled(x))?;
         return batch_norm(p, bn, &h, mode);
     }
     let get = |k: &str| p.get(&format!("{bn}.{k}"));
     let scale = get("weight")? * (get("running_var")? + 1e-5).rsqrt(); // (C) or (K, C)
-    let folded_w = w * (&scale * input_scale).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);
+    let folded_w = w
+        * (&scale * input_scale)
+            .unsqueeze(-1)
+            .unsqueeze(-1)
+            .unsqueeze(-1);
     let folded_b = (b - get("running_mean")?) * &scale + get("bias")?;
     conv_s2_with(&folded_w, &folded_b, x)
 }
@@ -141,9 +196,20 @@ fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tens
     let get = |k: &str| p.get(&format!("{prefix}.{k}"));
     let (w, b) = (get("weight")?, get("bias")?);
     if samples(w, 1).is_some() {
-        return Err(crate::Error::Config(format!("{prefix}: K-batched BatchNorm weights need eval mode")));
+        return Err(crate::Error::Config(format!(
+            "{prefix}: K-batched BatchNorm weights need eval mode"
+        )));
     }
-    Ok(x.f_batch_norm(Some(w), Some(b), Some(get("running_mean")?), Some(get("running_var")?), mode == BnMode::Train, 0.1, 1e-5, true)?)
+    Ok(x.f_batch_norm(
+        Some(w),
+        Some(b),
+        Some(get("running_mean")?),
+        Some(get("running_var")?),
+        mode == BnMode::Train,
+        0.1,
+        1e-5,
+        true,
+    )?)
 }
 
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
@@ -160,15 +226,22 @@ pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
             Some(k) => {
                 let chunks = split_chunks(x, k)?;
                 let dims = chunks.dim();
-                per_sample(b, dims, dims - 1).expand(chunks.size().as_slice(), false).reshape(x.size().as_slice())
+                per_sample(b, dims, dims - 1)
+                    .expand(chunks.size().as_slice(), false)
+                    .reshape(x.size().as_slice())
             }
         });
     }
-    let Some(k) = samples(w, 1) else { return Ok(x.f_layer_norm([d], Some(w), Some(b), 1e-5, true)?) };
+    let Some(k) = samples(w, 1) else {
+        return Ok(x.f_layer_norm([d], Some(w), Some(b), 1e-5, true)?);
+    };
     let normed = x.f_layer_norm([d], None::<&Tensor>, None::<&Tensor>, 1e-5, true)?;
     let chunks = split_chunks(&normed, k)?;
     let dims = chunks.dim();
-    Ok((chunks * per_sample(w, dims, dims - 1) + per_sample(b, dims, dims - 1)).reshape(x.size().as_slice()))
+    Ok(
+        (chunks * per_sample(w, dims, dims - 1) + per_sample(b, dims, dims - 1))
+            .reshape(x.size().as_slice()),
+    )
 }
 
 /// lucidrains' `FeedForwardResidual`: `x + net.3(relu(net.1(net.0(x))))` (LayerNorm at `net.1`).
@@ -184,7 +257,11 @@ pub fn mlp(p: &Params, prefix: &str, layers: usize, x: &Tensor) -> Result<Tensor
     let mut h = x.shallow_clone();
     for i in 0..layers {
         let name = format!("{prefix}.net.{}", 2 * i);
-        h = if i + 1 < layers { linear_relu(p, &name, &h)? } else { linear(p, &name, &h)? };
+        h = if i + 1 < layers {
+            linear_relu(p, &name, &h)?
+        } else {
+            linear(p, &name, &h)?
+        };
     }
     Ok(h)
 }

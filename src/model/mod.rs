@@ -8,9 +8,9 @@ pub mod params;
 pub mod scl_official;
 pub mod scl_seed;
 
+pub use init::init_params;
 pub use layers::BnMode;
 pub use params::{check_params, ParamSpec, Params};
-pub use init::init_params;
 pub use scl_official::OfficialSclConfig;
 pub use scl_seed::SeedSclConfig;
 pub mod scl;

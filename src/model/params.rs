@@ -19,8 +19,15 @@ pub struct Params {
 impl Clone for Params {
     /// Shallow: the copy shares storage with the original (like PyTorch `dict(sd)`).
     fn clone(&self) -> Self {
-        let tensors = self.tensors.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
-        Params { names: self.names.clone(), tensors }
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
+        Params {
+            names: self.names.clone(),
+            tensors,
+        }
     }
 }
 
@@ -40,7 +47,9 @@ impl Params {
 
     /// The tensor called `name`.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| Error::Config(format!("parameter `{name}` is missing")))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("parameter `{name}` is missing")))
     }
 
     /// Whether a tensor of that name exists.
@@ -55,7 +64,9 @@ impl Params {
 
     /// `(name, tensor)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names.iter().map(move |n| (n.as_str(), &self.tensors[n]))
+        self.names
+            .iter()
+            .map(move |n| (n.as_str(), &self.tensors[n]))
     }
 
     pub fn len(&self) -> usize {
@@ -73,8 +84,15 @@ impl Params {
 
     /// Moves (or copies) every tensor to `device`.
     pub fn to_device(&self, device: tch::Device) -> Params {
-        let tensors = self.tensors.iter().map(|(k, v)| (k.clone(), v.to_device(device))).collect();
-        Params { names: self.names.clone(), tensors }
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_device(device)))
+            .collect();
+        Params {
+            names: self.names.clone(),
+            tensors,
+        }
     }
 
     /// Mask sample `i` of K-batched parameters: tensors with more axes than `plain_dims(name)`
@@ -82,7 +100,14 @@ impl Params {
     pub fn sample(&self, i: i64, plain_dims: impl Fn(&str) -> usize) -> Params {
         let mut out = Params::new();
         for (name, t) in self.iter() {
-            out.insert(name, if t.dim() > plain_dims(name) { t.get(i) } else { t.shallow_clone() });
+            out.insert(
+                name,
+                if t.dim() > plain_dims(name) {
+                    t.get(i)
+                } else {
+                    t.shallow_clone()
+                },
+            );
         }
         out
     }
@@ -115,7 +140,12 @@ pub fn check_params(params: &Params, specs: &[ParamSpec], source: &str) -> Resul
     for spec in specs {
         match params.tensors.get(&spec.name) {
             None => problems.push(format!("missing `{}` {:?}", spec.name, spec.shape)),
-            Some(t) if t.size() != spec.shape => problems.push(format!("`{}` has shape {:?}, expected {:?}", spec.name, t.size(), spec.shape)),
+            Some(t) if t.size() != spec.shape => problems.push(format!(
+                "`{}` has shape {:?}, expected {:?}",
+                spec.name,
+                t.size(),
+                spec.shape
+            )),
             Some(_) => {}
         }
     }
@@ -127,6 +157,9 @@ pub fn check_params(params: &Params, specs: &[ParamSpec], source: &str) -> Resul
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Config(format!("{source}: parameters do not match the model: {}", problems.join("; "))))
+        Err(Error::Config(format!(
+            "{source}: parameters do not match the model: {}",
+            problems.join("; ")
+        )))
     }
 }

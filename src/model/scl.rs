@@ -30,7 +30,10 @@ impl SclModel {
         let ckpt = StudyCheckpoint::load(path.as_ref())?;
         let k = &ckpt.kwargs;
         if k.attr_net_hidden_dims.len() != 1 {
-            return Err(Error::bad_file(path.as_ref(), "only one attribute-net hidden layer is supported"));
+            return Err(Error::bad_file(
+                path.as_ref(),
+                "only one attribute-net hidden layer is supported",
+            ));
         }
         let cfg = SeedSclConfig {
             image_size: k.image_size,
@@ -40,8 +43,15 @@ impl SclModel {
             attr_hidden: k.attr_net_hidden_dims[0],
             rel_net_hidden_dims: k.rel_net_hidden_dims.clone(),
         };
-        check_params(&ckpt.params, &cfg.param_specs(), &path.as_ref().display().to_string())?;
-        Ok(SclModel { variant: SclVariant::Seed(cfg), params: ckpt.params })
+        check_params(
+            &ckpt.params,
+            &cfg.param_specs(),
+            &path.as_ref().display().to_string(),
+        )?;
+        Ok(SclModel {
+            variant: SclVariant::Seed(cfg),
+            params: ckpt.params,
+        })
     }
 
     /// Panel side the model expects.
@@ -75,14 +85,21 @@ impl SclModel {
 
     /// A freshly initialised model (PyTorch defaults), reproducible for `seed`.
     pub fn init(variant: SclVariant, seed: u64, device: Device) -> Self {
-        let model = SclModel { variant, params: Params::new() };
+        let model = SclModel {
+            variant,
+            params: Params::new(),
+        };
         let params = super::init_params(&model.param_specs(), seed, device);
         SclModel { params, ..model }
     }
 
     /// Number of trainable scalars.
     pub fn num_trainable(&self) -> i64 {
-        self.param_specs().iter().filter(|s| s.trainable).map(|s| s.shape.iter().product::<i64>()).sum()
+        self.param_specs()
+            .iter()
+            .filter(|s| s.trainable)
+            .map(|s| s.shape.iter().product::<i64>())
+            .sum()
     }
 
     /// The channel graph of the vision conv stack, BatchNorm folded (for graph modularity).
@@ -92,10 +109,18 @@ impl SclModel {
                 let convs = cfg.conv_channels.len() - 1;
                 let layers = (0..convs)
                     .map(|i| {
-                        let w = self.params.get(&format!("vision.net.{}.weight", 2 * i))?.shallow_clone();
+                        let w = self
+                            .params
+                            .get(&format!("vision.net.{}.weight", 2 * i))?
+                            .shallow_clone();
                         let bn = if i + 1 < convs {
                             let bn = format!("vision.net.{}", 2 * i + 1);
-                            Some((self.params.get(&format!("{bn}.weight"))?.shallow_clone(), self.params.get(&format!("{bn}.running_var"))?.shallow_clone()))
+                            Some((
+                                self.params.get(&format!("{bn}.weight"))?.shallow_clone(),
+                                self.params
+                                    .get(&format!("{bn}.running_var"))?
+                                    .shallow_clone(),
+                            ))
                         } else {
                             None
                         };
@@ -108,7 +133,17 @@ impl SclModel {
                 let layers = (0..cfg.channels.len())
                     .map(|i| {
                         let bn = format!("visual.bn.{i}");
-                        Ok((self.params.get(&format!("visual.conv.{i}.weight"))?.shallow_clone(), Some((self.params.get(&format!("{bn}.weight"))?.shallow_clone(), self.params.get(&format!("{bn}.running_var"))?.shallow_clone()))))
+                        Ok((
+                            self.params
+                                .get(&format!("visual.conv.{i}.weight"))?
+                                .shallow_clone(),
+                            Some((
+                                self.params.get(&format!("{bn}.weight"))?.shallow_clone(),
+                                self.params
+                                    .get(&format!("{bn}.running_var"))?
+                                    .shallow_clone(),
+                            )),
+                        ))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 crate::analysis::WeightGraph::from_convs(&layers)
@@ -118,6 +153,9 @@ impl SclModel {
 
     /// A copy on `device`.
     pub fn to_device(&self, device: Device) -> SclModel {
-        SclModel { variant: self.variant.clone(), params: self.params.to_device(device) }
+        SclModel {
+            variant: self.variant.clone(),
+            params: self.params.to_device(device),
+        }
     }
 }

@@ -19,7 +19,9 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, linear_relu, BnMode};
+use super::layers::{
+    channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, linear_relu, BnMode,
+};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -46,21 +48,54 @@ pub struct OfficialSclConfig {
 
 impl Default for OfficialSclConfig {
     fn default() -> Self {
-        OfficialSclConfig { image_size: 80, channels: vec![16, 16, 32, 32], features: 80, groups: 10, attr_hidden: 128, experts: 5, expert_hidden: vec![64, 32], scorer_hidden: 128 }
+        OfficialSclConfig {
+            image_size: 80,
+            channels: vec![16, 16, 32, 32],
+            features: 80,
+            groups: 10,
+            attr_hidden: 128,
+            experts: 5,
+            expert_hidden: vec![64, 32],
+            scorer_hidden: 128,
+        }
     }
 }
 
 fn linear_spec(out: &mut Vec<ParamSpec>, name: &str, d_in: i64, d_out: i64) {
-    out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![d_out, d_in], trainable: true });
-    out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![d_out], trainable: true });
+    out.push(ParamSpec {
+        name: format!("{name}.weight"),
+        shape: vec![d_out, d_in],
+        trainable: true,
+    });
+    out.push(ParamSpec {
+        name: format!("{name}.bias"),
+        shape: vec![d_out],
+        trainable: true,
+    });
 }
 
 fn norm_spec(out: &mut Vec<ParamSpec>, name: &str, d: i64, running: bool) {
-    out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![d], trainable: true });
-    out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![d], trainable: true });
+    out.push(ParamSpec {
+        name: format!("{name}.weight"),
+        shape: vec![d],
+        trainable: true,
+    });
+    out.push(ParamSpec {
+        name: format!("{name}.bias"),
+        shape: vec![d],
+        trainable: true,
+    });
     if running {
-        out.push(ParamSpec { name: format!("{name}.running_mean"), shape: vec![d], trainable: false });
-        out.push(ParamSpec { name: format!("{name}.running_var"), shape: vec![d], trainable: false });
+        out.push(ParamSpec {
+            name: format!("{name}.running_mean"),
+            shape: vec![d],
+            trainable: false,
+        });
+        out.push(ParamSpec {
+            name: format!("{name}.running_var"),
+            shape: vec![d],
+            trainable: false,
+        });
     }
 }
 
@@ -83,7 +118,9 @@ fn res_block(p: &Params, name: &str, x: &Tensor) -> Result<Tensor> {
 impl OfficialSclConfig {
     /// Spatial side after the conv blocks: `(h + 1) / 2` per block.
     pub fn conv_out_side(&self) -> i64 {
-        self.channels.iter().fold(self.image_size, |s, _| (s + 1) / 2)
+        self.channels
+            .iter()
+            .fold(self.image_size, |s, _| (s + 1) / 2)
     }
 
     fn group_out(&self) -> i64 {
@@ -95,8 +132,16 @@ impl OfficialSclConfig {
         let mut s = Vec::new();
         let mut c_in = 1;
         for (i, &c) in self.channels.iter().enumerate() {
-            s.push(ParamSpec { name: format!("visual.conv.{i}.weight"), shape: vec![c, c_in, 3, 3], trainable: true });
-            s.push(ParamSpec { name: format!("visual.conv.{i}.bias"), shape: vec![c], trainable: true });
+            s.push(ParamSpec {
+                name: format!("visual.conv.{i}.weight"),
+                shape: vec![c, c_in, 3, 3],
+                trainable: true,
+            });
+            s.push(ParamSpec {
+                name: format!("visual.conv.{i}.bias"),
+                shape: vec![c],
+                trainable: true,
+            });
             norm_spec(&mut s, &format!("visual.bn.{i}"), c, true);
             c_in = c;
         }
@@ -104,7 +149,12 @@ impl OfficialSclConfig {
         linear_spec(&mut s, "visual.spatial", side * side, self.features);
         let group_in = c_in * self.group_out();
         linear_spec(&mut s, "visual.attr_mlp.0", group_in, self.attr_hidden);
-        linear_spec(&mut s, "visual.attr_mlp.1", self.attr_hidden, self.group_out());
+        linear_spec(
+            &mut s,
+            "visual.attr_mlp.1",
+            self.attr_hidden,
+            self.group_out(),
+        );
         res_block_spec(&mut s, "visual.attr_res", self.group_out());
         res_block_spec(&mut s, "rel.res", self.features);
         for e in 0..self.experts {
@@ -113,33 +163,66 @@ impl OfficialSclConfig {
                 linear_spec(&mut s, &format!("rel.experts.{e}.mlp.{j}"), d, h);
                 d = h;
             }
-            linear_spec(&mut s, &format!("rel.experts.{e}.mlp.{}", self.expert_hidden.len()), d, 1);
+            linear_spec(
+                &mut s,
+                &format!("rel.experts.{e}.mlp.{}", self.expert_hidden.len()),
+                d,
+                1,
+            );
             res_block_spec(&mut s, &format!("rel.experts.{e}.res"), 1);
         }
-        linear_spec(&mut s, "scorer.0", self.features * self.experts, self.scorer_hidden);
+        linear_spec(
+            &mut s,
+            "scorer.0",
+            self.features * self.experts,
+            self.scorer_hidden,
+        );
         linear_spec(&mut s, "scorer.1", self.scorer_hidden, 1);
         s
     }
 }
 
 /// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
-pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
+pub fn encode_panels(
+    cfg: &OfficialSclConfig,
+    p: &Params,
+    panels: &Tensor,
+    bn: BnMode,
+) -> Result<Tensor> {
     let stack = |p: &Params, x: &Tensor| -> Result<Tensor> {
         let mut h = channels_last(x);
         for i in 0..cfg.channels.len() {
             // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
             let input_scale = if i == 0 { 255.0 } else { 1.0 };
             // In place: neither the convolution's nor BatchNorm's backward needs its output.
-            h = conv_s2_bn(p, &format!("visual.conv.{i}"), Some(&format!("visual.bn.{i}")), &h, bn, input_scale)?.relu_();
+            h = conv_s2_bn(
+                p,
+                &format!("visual.conv.{i}"),
+                Some(&format!("visual.bn.{i}")),
+                &h,
+                bn,
+                input_scale,
+            )?
+            .relu_();
         }
         Ok(h)
     };
-    let h = chunked_by_sample(p, &cfg.param_specs(), "visual.conv.0.weight", 4, panels, stack)?;
+    let h = chunked_by_sample(
+        p,
+        &cfg.param_specs(),
+        "visual.conv.0.weight",
+        4,
+        panels,
+        stack,
+    )?;
     let (n, c) = (h.size()[0], h.size()[1]);
     let per_channel = linear(p, "visual.spatial", &h.flatten(2, -1))?; // (N, C, features)
     let g = cfg.group_out();
     // Group k sees all channels × positions [g·k, g·k + g), flattened channel-major.
-    let groups = per_channel.reshape([n, c, cfg.groups, g]).permute([0, 2, 1, 3]).reshape([n, cfg.groups, c * g]);
+    let groups = per_channel
+        .reshape([n, c, cfg.groups, g])
+        .permute([0, 2, 1, 3])
+        .reshape([n, cfg.groups, c * g]);
     let h = linear_relu(p, "visual.attr_mlp.0", &groups)?;
     let h = linear(p, "visual.attr_mlp.1", &h)?;
     Ok(res_block(p, "visual.attr_res", &h)?.reshape([n, cfg.features]))
@@ -149,10 +232,14 @@ pub fn encode_panels(cfg: &OfficialSclConfig, p: &Params, panels: &Tensor, bn: B
 pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let size = x.size();
     if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
-        return Err(Error::Config(format!("official SCL expects (B, 16, {s}, {s}) panels, got {size:?}", s = cfg.image_size)));
+        return Err(Error::Config(format!(
+            "official SCL expects (B, 16, {s}, {s}) panels, got {size:?}",
+            s = cfg.image_size
+        )));
     }
     let (b, s) = (size[0], size[2]);
-    let emb = encode_panels(cfg, p, &x.reshape([b * 16, 1, s, s]), bn)?.reshape([b, 16, cfg.features]);
+    let emb =
+        encode_panels(cfg, p, &x.reshape([b * 16, 1, s, s]), bn)?.reshape([b, 16, cfg.features]);
     relational_logits(cfg, p, &emb)
 }
 
@@ -168,15 +255,24 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
     let k = if probe.dim() == 3 { probe.size()[0] } else { 1 };
     let stacked = stacked_experts(cfg, p, probe.dim() == 3)?;
     // Rows (K·experts·n·8·D, 9): each (sample, expert) block is one contiguous chunk.
-    let rows = per_attribute.reshape([k, 1, b / k, 8, d, 9]).expand([k, e, b / k, 8, d, 9], false).reshape([-1, 9]);
+    let rows = per_attribute
+        .reshape([k, 1, b / k, 8, d, 9])
+        .expand([k, e, b / k, 8, d, 9], false)
+        .reshape([-1, 9]);
     let layers = cfg.expert_hidden.len() + 1;
     let mut h = rows;
     for j in 0..layers {
         let name = format!("mlp.{j}");
-        h = if j + 1 < layers { linear_relu(&stacked, &name, &h)? } else { linear(&stacked, &name, &h)? };
+        h = if j + 1 < layers {
+            linear_relu(&stacked, &name, &h)?
+        } else {
+            linear(&stacked, &name, &h)?
+        };
     }
     let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
-    Ok(h.reshape([k, e, b / k, 8, d]).permute([0, 2, 3, 4, 1]).reshape([b, 8, d, e]))
+    Ok(h.reshape([k, e, b / k, 8, d])
+        .permute([0, 2, 3, 4, 1])
+        .reshape([b, 8, d, e]))
 }
 
 /// The experts' parameters `rel.experts.{i}.{name}` stacked as `{name}` with a leading axis of
@@ -184,9 +280,15 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
 fn stacked_experts(cfg: &OfficialSclConfig, p: &Params, batched: bool) -> Result<Params> {
     let mut out = Params::new();
     let prefix = "rel.experts.0.";
-    for spec in cfg.param_specs().iter().filter(|s| s.name.starts_with(prefix)) {
+    for spec in cfg
+        .param_specs()
+        .iter()
+        .filter(|s| s.name.starts_with(prefix))
+    {
         let name = &spec.name[prefix.len()..];
-        let per_expert = (0..cfg.experts).map(|i| p.get(&format!("rel.experts.{i}.{name}"))).collect::<Result<Vec<_>>>()?;
+        let per_expert = (0..cfg.experts)
+            .map(|i| p.get(&format!("rel.experts.{i}.{name}")))
+            .collect::<Result<Vec<_>>>()?;
         let t = match batched {
             false => Tensor::stack(&per_expert, 0),
             true => {
@@ -222,8 +324,18 @@ mod tests {
     /// The experts one by one, with libtorch's own LayerNorm: the reference for the batched pass.
     fn experts_one_by_one(cfg: &OfficialSclConfig, p: &Params, x: &Tensor) -> Tensor {
         let get = |n: String| p.get(&n).unwrap();
-        let lin = |n: String, h: &Tensor| h.linear(get(format!("{n}.weight")), Some(get(format!("{n}.bias"))));
-        let ln = |n: String, h: &Tensor| h.layer_norm([1], Some(get(format!("{n}.weight"))), Some(get(format!("{n}.bias"))), 1e-5, true);
+        let lin = |n: String, h: &Tensor| {
+            h.linear(get(format!("{n}.weight")), Some(get(format!("{n}.bias"))))
+        };
+        let ln = |n: String, h: &Tensor| {
+            h.layer_norm(
+                [1],
+                Some(get(format!("{n}.weight"))),
+                Some(get(format!("{n}.bias"))),
+                1e-5,
+                true,
+            )
+        };
         let outs: Vec<Tensor> = (0..cfg.experts)
             .map(|e| {
                 let mut h = x.shallow_clone();
@@ -234,7 +346,11 @@ mod tests {
                     }
                 }
                 let r = format!("rel.experts.{e}.res");
-                let inner = ln(format!("{r}.ln_out"), &lin(format!("{r}.fc1"), &ln(format!("{r}.ln_in"), &h).relu())).relu();
+                let inner = ln(
+                    format!("{r}.ln_out"),
+                    &lin(format!("{r}.fc1"), &ln(format!("{r}.ln_in"), &h).relu()),
+                )
+                .relu();
                 &h + lin(format!("{r}.fc2"), &inner)
             })
             .collect();
@@ -249,7 +365,15 @@ mod tests {
         let k = 2;
         // K different random parameter sets (non-trivial norm affines included).
         let samples: Vec<Params> = (0..k)
-            .map(|_| specs.iter().fold(Params::new(), |mut p, s| { p.insert(&s.name, Tensor::randn(s.shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.5); p }))
+            .map(|_| {
+                specs.iter().fold(Params::new(), |mut p, s| {
+                    p.insert(
+                        &s.name,
+                        Tensor::randn(s.shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.5,
+                    );
+                    p
+                })
+            })
             .collect();
         let x = Tensor::randn([2 * k, 8, cfg.features, 9], (Kind::Float, Device::Cpu));
         let plain = experts(&cfg, &samples[0], &x).unwrap();
@@ -257,18 +381,36 @@ mod tests {
         // Relative to the outputs' scale (tens here): GEMMs of another blocking or instruction
         // set round differently, a few float32 ulps.
         let close = |got: &Tensor, want: &Tensor| {
-            let (diff, scale) = ((got - want).abs().max().double_value(&[]), want.abs().max().double_value(&[]));
-            assert!(diff <= 1e-6 * scale.max(1.0), "max |diff| {diff} at scale {scale}");
+            let (diff, scale) = (
+                (got - want).abs().max().double_value(&[]),
+                want.abs().max().double_value(&[]),
+            );
+            assert!(
+                diff <= 1e-6 * scale.max(1.0),
+                "max |diff| {diff} at scale {scale}"
+            );
         };
         close(&plain, &reference);
         let batched = specs.iter().fold(Params::new(), |mut p, s| {
-            p.insert(&s.name, Tensor::stack(&samples.iter().map(|q| q.get(&s.name).unwrap().shallow_clone()).collect::<Vec<_>>(), 0));
+            p.insert(
+                &s.name,
+                Tensor::stack(
+                    &samples
+                        .iter()
+                        .map(|q| q.get(&s.name).unwrap().shallow_clone())
+                        .collect::<Vec<_>>(),
+                    0,
+                ),
+            );
             p
         });
         let together = experts(&cfg, &batched, &x).unwrap();
         for (i, q) in samples.iter().enumerate() {
             let chunk = x.narrow(0, 2 * i as i64, 2);
-            close(&together.narrow(0, 2 * i as i64, 2), &experts_one_by_one(&cfg, q, &chunk));
+            close(
+                &together.narrow(0, 2 * i as i64, 2),
+                &experts_one_by_one(&cfg, q, &chunk),
+            );
         }
     }
 }

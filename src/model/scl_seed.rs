@@ -20,7 +20,9 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::layers::{channels_last, chunked_by_sample, conv_s2_bn, feed_forward_residual, linear, mlp, BnMode};
+use super::layers::{
+    channels_last, chunked_by_sample, conv_s2_bn, feed_forward_residual, linear, mlp, BnMode,
+};
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
 
@@ -59,10 +61,15 @@ impl SeedSclConfig {
     fn check(&self) -> Result<()> {
         let convs = self.conv_channels.len() as i64 - 1;
         if convs < 1 || self.image_size % (1 << convs) != 0 {
-            return Err(Error::Config(format!("seed SCL: image_size {} must be a multiple of 2^{convs}", self.image_size)));
+            return Err(Error::Config(format!(
+                "seed SCL: image_size {} must be a multiple of 2^{convs}",
+                self.image_size
+            )));
         }
         if self.conv_output_dim % self.attr_heads != 0 {
-            return Err(Error::Config("seed SCL: conv_output_dim must be divisible by attr_heads".into()));
+            return Err(Error::Config(
+                "seed SCL: conv_output_dim must be divisible by attr_heads".into(),
+            ));
         }
         Ok(())
     }
@@ -75,7 +82,13 @@ impl SeedSclConfig {
     /// Every parameter and buffer, in PyTorch `state_dict()` order.
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let mut specs = Vec::new();
-        let mut push = |name: String, shape: Vec<i64>, trainable: bool| specs.push(ParamSpec { name, shape, trainable });
+        let mut push = |name: String, shape: Vec<i64>, trainable: bool| {
+            specs.push(ParamSpec {
+                name,
+                shape,
+                trainable,
+            })
+        };
         let ch = &self.conv_channels;
         let convs = ch.len() - 1;
         for i in 0..convs {
@@ -105,14 +118,30 @@ impl SeedSclConfig {
         };
         ffr(format!("vision.net.{}", head + 2), &mut push);
         let g = d / self.attr_heads;
-        push("attr_net.mlp.net.0.weight".into(), vec![self.attr_hidden, g], true);
-        push("attr_net.mlp.net.0.bias".into(), vec![self.attr_hidden], true);
-        push("attr_net.mlp.net.2.weight".into(), vec![g, self.attr_hidden], true);
+        push(
+            "attr_net.mlp.net.0.weight".into(),
+            vec![self.attr_hidden, g],
+            true,
+        );
+        push(
+            "attr_net.mlp.net.0.bias".into(),
+            vec![self.attr_hidden],
+            true,
+        );
+        push(
+            "attr_net.mlp.net.2.weight".into(),
+            vec![g, self.attr_hidden],
+            true,
+        );
         push("attr_net.mlp.net.2.bias".into(), vec![g], true);
         ffr("ff_residual".into(), &mut push);
         let mut width = 9;
         for (i, &h) in self.rel_net_hidden_dims.iter().enumerate() {
-            push(format!("rel_net.net.{}.weight", 2 * i), vec![h, width], true);
+            push(
+                format!("rel_net.net.{}.weight", 2 * i),
+                vec![h, width],
+                true,
+            );
             push(format!("rel_net.net.{}.bias", 2 * i), vec![h], true);
             width = h;
         }
@@ -123,9 +152,21 @@ impl SeedSclConfig {
 }
 
 /// Panel embeddings `(N, 80)` for panels `(N, 1, H, W)`: vision, attribute net, residual.
-pub fn encode_panels(cfg: &SeedSclConfig, p: &Params, panels: &Tensor, bn: BnMode) -> Result<Tensor> {
+pub fn encode_panels(
+    cfg: &SeedSclConfig,
+    p: &Params,
+    panels: &Tensor,
+    bn: BnMode,
+) -> Result<Tensor> {
     let convs = cfg.conv_channels.len() - 1;
-    let h = chunked_by_sample(p, &cfg.param_specs(), "vision.net.0.weight", 4, panels, |p, x| conv_stack(convs, p, x, bn))?;
+    let h = chunked_by_sample(
+        p,
+        &cfg.param_specs(),
+        "vision.net.0.weight",
+        4,
+        panels,
+        |p, x| conv_stack(convs, p, x, bn),
+    )?;
     let head = 2 * convs;
     let h = linear(p, &format!("vision.net.{head}"), &h.flatten(1, -1))?.relu();
     let h = feed_forward_residual(p, &format!("vision.net.{}", head + 2), &h)?;
@@ -140,7 +181,14 @@ fn conv_stack(convs: usize, p: &Params, panels: &Tensor, bn: BnMode) -> Result<T
     let mut h = channels_last(panels);
     for i in 0..convs {
         let norm = (i + 1 < convs).then(|| format!("vision.net.{}", 2 * i + 1));
-        h = conv_s2_bn(p, &format!("vision.net.{}", 2 * i), norm.as_deref(), &h, bn, 1.0)?;
+        h = conv_s2_bn(
+            p,
+            &format!("vision.net.{}", 2 * i),
+            norm.as_deref(),
+            &h,
+            bn,
+            1.0,
+        )?;
     }
     Ok(h)
 }
@@ -157,7 +205,10 @@ fn check_input(cfg: &SeedSclConfig, x: &Tensor) -> Result<(i64, i64)> {
     cfg.check()?;
     let size = x.size();
     if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
-        return Err(Error::Config(format!("seed SCL expects (B, 16, {s}, {s}) panels, got {size:?}", s = cfg.image_size)));
+        return Err(Error::Config(format!(
+            "seed SCL expects (B, 16, {s}, {s}) panels, got {size:?}",
+            s = cfg.image_size
+        )));
     }
     Ok((size[0], size[2]))
 }
@@ -175,7 +226,10 @@ pub fn forward(cfg: &SeedSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Resul
 /// Logits `(B, 8)` the study's way: 72 panel encodes per problem (8 sets of 9 panels).
 pub fn forward_72(cfg: &SeedSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let (b, s) = check_input(cfg, x)?;
-    let context = x.narrow(1, 0, 8).unsqueeze(1).expand([b, 8, 8, s, s], false);
+    let context = x
+        .narrow(1, 0, 8)
+        .unsqueeze(1)
+        .expand([b, 8, 8, s, s], false);
     let candidates = x.narrow(1, 8, 8).unsqueeze(2);
     let sets = Tensor::cat(&[context, candidates], 2).reshape([b * 72, 1, s, s]);
     let emb = encode_panels(cfg, p, &sets, bn)?.reshape([b, 8, 9, -1]);

@@ -16,13 +16,20 @@ pub struct Line {
 impl Line {
     /// A series from parallel `x` and `y` values.
     pub fn new(name: impl Into<String>, xs: &[f64], ys: &[f64]) -> Self {
-        Line { name: name.into(), points: xs.iter().copied().zip(ys.iter().copied()).collect() }
+        Line {
+            name: name.into(),
+            points: xs.iter().copied().zip(ys.iter().copied()).collect(),
+        }
     }
 }
 
 /// Range covering all finite values with 5 % padding (a flat range is widened by ±1).
 fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() {
         return 0.0..1.0;
     }
@@ -40,7 +47,8 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> 
     let y_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (style.width, style.height)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (style.width, style.height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", style.title_size))
@@ -59,11 +67,18 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> 
         for (i, s) in series.iter().enumerate() {
             let color = Style::color(i);
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(plot_err)?
                 .label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(plot_err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_err)?;
         }
         if series.iter().any(|s| !s.name.is_empty()) {
             chart
@@ -90,11 +105,17 @@ mod tests {
 
     #[test]
     fn line_plot_svg_contains_title_labels_and_legend() {
-        let s = vec![Line::new("train", &[0.0, 1.0, 2.0], &[0.1, 0.5, 0.9]), Line::new("val", &[0.0, 1.0, 2.0], &[0.1, 0.4, 0.7])];
+        let s = vec![
+            Line::new("train", &[0.0, 1.0, 2.0], &[0.1, 0.5, 0.9]),
+            Line::new("val", &[0.0, 1.0, 2.0], &[0.1, 0.4, 0.7]),
+        ];
         let fig = line_plot("Accuracy over steps", "step", "accuracy", &s).unwrap();
         assert!(fig.svg.starts_with("<svg"), "{}", &fig.svg[..50]);
         for text in ["Accuracy over steps", "step", "accuracy", "train", "val"] {
-            assert!(fig.svg.lines().any(|l| l.trim() == text), "missing text element {text}");
+            assert!(
+                fig.svg.lines().any(|l| l.trim() == text),
+                "missing text element {text}"
+            );
         }
         assert_eq!(fig.svg.matches("<circle").count(), 6);
     }

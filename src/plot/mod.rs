@@ -1,17 +1,17 @@
 //! Plots drawn with plotters into SVG strings and returned as [`Figure`]s, all styled alike.
 
-mod style;
 pub mod bars;
 pub mod heatmap;
 pub mod lines;
 pub mod problem;
+mod style;
 pub mod usage;
 
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
 pub use heatmap::sharing_heatmap;
 pub use lines::{line_plot, Line};
 pub use problem::{problem_figure, save_problem_png};
-pub use usage::weight_usage;
 pub use style::{Style, PALETTE};
+pub use usage::weight_usage;
 
 use crate::display::Figure;

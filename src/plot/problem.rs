@@ -21,7 +21,11 @@ struct Grid {
 impl Grid {
     fn new(s: usize) -> Self {
         let cell = s + GAP;
-        Grid { s, width: 4 * cell + GAP, height: 5 * cell + GAP + SEPARATOR }
+        Grid {
+            s,
+            width: 4 * cell + GAP,
+            height: 5 * cell + GAP + SEPARATOR,
+        }
     }
     /// Top-left corner of panel `i` (0–7 context, 8 the blank, 9–16 candidates).
     fn corner(&self, i: usize) -> (usize, usize) {
@@ -31,7 +35,10 @@ impl Grid {
             (x0 + (i % 3) * cell, GAP + (i / 3) * cell)
         } else {
             let c = i - 9;
-            (GAP + (c % 4) * cell, 3 * cell + GAP + SEPARATOR + (c / 4) * cell)
+            (
+                GAP + (c % 4) * cell,
+                3 * cell + GAP + SEPARATOR + (c / 4) * cell,
+            )
         }
     }
 }
@@ -46,7 +53,9 @@ pub fn problem_canvas(problem: &AvrProblem) -> (usize, usize, Vec<u8>) {
             let row = &mut px[(y0 + y) * g.width + x0..(y0 + y) * g.width + x0 + g.s];
             match i {
                 8 => row.fill(235),
-                _ => row.copy_from_slice(&problem.panel(if i < 8 { i } else { i - 1 })[y * g.s..(y + 1) * g.s]),
+                _ => row.copy_from_slice(
+                    &problem.panel(if i < 8 { i } else { i - 1 })[y * g.s..(y + 1) * g.s],
+                ),
             }
         }
     }
@@ -67,10 +76,20 @@ pub fn problem_figure(problem: &AvrProblem, title: &str) -> Figure {
         base64(&png_gray(w, h, &px))
     );
     let (bx, by) = g.corner(8);
-    svg += &format!(r#"<text x="{}" y="{}" font-family="sans-serif" font-size="48" fill="gray" text-anchor="middle" dominant-baseline="middle">?</text>"#, bx + g.s / 2, by + g.s / 2);
+    svg += &format!(
+        r#"<text x="{}" y="{}" font-family="sans-serif" font-size="48" fill="gray" text-anchor="middle" dominant-baseline="middle">?</text>"#,
+        bx + g.s / 2,
+        by + g.s / 2
+    );
     let frame = |i: usize, color: &str, inset: usize| {
         let (x, y) = g.corner(9 + i);
-        format!(r#"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{color}" stroke-width="3"/>"#, x - 3 + inset, y - 3 + inset, g.s + 6 - 2 * inset, g.s + 6 - 2 * inset)
+        format!(
+            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{color}" stroke-width="3"/>"#,
+            x - 3 + inset,
+            y - 3 + inset,
+            g.s + 6 - 2 * inset,
+            g.s + 6 - 2 * inset
+        )
     };
     if problem.predict != problem.target && (0..8).contains(&problem.predict) {
         svg += &frame(problem.predict as usize, "#1f77b4", 4);
@@ -78,7 +97,12 @@ pub fn problem_figure(problem: &AvrProblem, title: &str) -> Figure {
     svg += &frame(problem.target as usize, "#d62728", 0);
     for i in 0..8 {
         let (x, y) = g.corner(9 + i);
-        svg += &format!(r#"<text x="{}" y="{}" font-family="sans-serif" font-size="12" fill="black">{}</text>"#, x + 2, y - 2, i);
+        svg += &format!(
+            r#"<text x="{}" y="{}" font-family="sans-serif" font-size="12" fill="black">{}</text>"#,
+            x + 2,
+            y - 2,
+            i
+        );
     }
     svg += "</g></svg>";
     Figure::new(title, svg)
@@ -87,7 +111,8 @@ pub fn problem_figure(problem: &AvrProblem, title: &str) -> Figure {
 /// Writes the problem grid as a PNG (no frames: the pixels only).
 pub fn save_problem_png(problem: &AvrProblem, path: impl AsRef<Path>) -> Result<()> {
     let (w, h, px) = problem_canvas(problem);
-    crate::checkpoint::write_atomic(path.as_ref(), &png_gray(w, h, &px)).map_err(|e| Error::Plot(e.to_string()))
+    crate::checkpoint::write_atomic(path.as_ref(), &png_gray(w, h, &px))
+        .map_err(|e| Error::Plot(e.to_string()))
 }
 
 /// An 8-bit greyscale PNG with stored (uncompressed) deflate blocks: tiny code, valid everywhere.
@@ -142,9 +167,15 @@ pub(crate) fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for k in 0..4 {
-            out.push(if k <= c.len() { A[(n >> (18 - 6 * k)) as usize & 63] as char } else { '=' });
+            out.push(if k <= c.len() {
+                A[(n >> (18 - 6 * k)) as usize & 63] as char
+            } else {
+                '='
+            });
         }
     }
     out

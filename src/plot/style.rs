@@ -30,7 +30,12 @@ pub struct Style {
 
 impl Default for Style {
     fn default() -> Self {
-        Style { width: 640, height: 400, title_size: 20, label_size: 14 }
+        Style {
+            width: 640,
+            height: 400,
+            title_size: 20,
+            label_size: 14,
+        }
     }
 }
 

@@ -16,13 +16,26 @@ const GREY: [u8; 3] = [150, 150, 150];
 const BLACK: [u8; 3] = [0, 0, 0];
 
 fn kept(mask: &Mask, tensor: &str) -> Result<Vec<bool>> {
-    let l = mask.logits.get(tensor).map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", mask.name)))?;
-    Ok(Vec::<u8>::try_from(l.gt(0.0).to_kind(Kind::Uint8).flatten(0, -1)).map_err(Error::from)?.into_iter().map(|v| v > 0).collect())
+    let l = mask
+        .logits
+        .get(tensor)
+        .map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", mask.name)))?;
+    Ok(
+        Vec::<u8>::try_from(l.gt(0.0).to_kind(Kind::Uint8).flatten(0, -1))
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|v| v > 0)
+            .collect(),
+    )
 }
 
 /// The usage image of `tensor` for masks `a` and `b` (and optionally a control mask).
 pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) -> Result<Figure> {
-    let shape = a.logits.get(tensor).map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", a.name)))?.size();
+    let shape = a
+        .logits
+        .get(tensor)
+        .map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", a.name)))?
+        .size();
     let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
     let cols = (shape.iter().product::<i64>().max(1) as usize) / rows;
     let (ka, kb) = (kept(a, tensor)?, kept(b, tensor)?);

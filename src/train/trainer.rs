@@ -15,8 +15,8 @@ use crate::data::dataset::BatchOptions;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
-use crate::plot::{line_plot, Line};
 use crate::model::{BnMode, Params, SclModel};
+use crate::plot::{line_plot, Line};
 use crate::{Error, Result};
 
 /// Training settings; defaults are the official SCL README's optimiser on a CPU-sized batch.
@@ -78,17 +78,43 @@ pub fn training_curves(metrics: &[MetricRow]) -> Result<crate::display::Figure> 
     let steps: Vec<f64> = metrics.iter().map(|r| r.step as f64).collect();
     let loss: Vec<f64> = metrics.iter().map(|r| r.train_loss).collect();
     let train_acc: Vec<f64> = metrics.iter().map(|r| r.train_accuracy).collect();
-    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics.iter().filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v))).unzip();
-    let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
-    let acc_fig = line_plot("Accuracy", "step", "accuracy", &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)])?;
-    Ok(crate::display::Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics
+        .iter()
+        .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v)))
+        .unzip();
+    let loss_fig = line_plot(
+        "Training loss",
+        "step",
+        "cross-entropy",
+        &[Line::new("train", &steps, &loss)],
+    )?;
+    let acc_fig = line_plot(
+        "Accuracy",
+        "step",
+        "accuracy",
+        &[
+            Line::new("train (batch)", &steps, &train_acc),
+            Line::new("validation", &val_steps, &val_acc),
+        ],
+    )?;
+    Ok(crate::display::Figure::side_by_side(
+        "Training curves",
+        &[loss_fig, acc_fig],
+    ))
 }
 
 /// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
 pub fn write_metrics_csv(path: &Path, metrics: &[MetricRow]) -> Result<()> {
     let mut text = String::from("step,epoch,train_loss,train_accuracy,val_accuracy\n");
     for r in metrics {
-        text += &format!("{},{},{},{},{}\n", r.step, r.epoch, r.train_loss, r.train_accuracy, r.val_accuracy.map(|v| v.to_string()).unwrap_or_default());
+        text += &format!(
+            "{},{},{},{},{}\n",
+            r.step,
+            r.epoch,
+            r.train_loss,
+            r.train_accuracy,
+            r.val_accuracy.map(|v| v.to_string()).unwrap_or_default()
+        );
     }
     write_atomic(path, text.as_bytes())
 }
@@ -137,7 +163,15 @@ fn variant_name(model: &SclModel) -> &'static str {
 }
 
 /// Writes `dir/last.safetensors` (weights and Adam moments) and `dir/last.json`, both atomically.
-fn save_state(dir: &Path, model: &SclModel, opt: &AdamW, names: &[String], step: usize, run: &TrainRun, cfg: &TrainConfig) -> Result<()> {
+fn save_state(
+    dir: &Path,
+    model: &SclModel,
+    opt: &AdamW,
+    names: &[String],
+    step: usize,
+    run: &TrainRun,
+    cfg: &TrainConfig,
+) -> Result<()> {
     let mut tensors = Params::new();
     for (n, t) in model.params.iter() {
         tensors.insert(n, t.detach());
@@ -147,16 +181,44 @@ fn save_state(dir: &Path, model: &SclModel, opt: &AdamW, names: &[String], step:
         tensors.insert(format!("adam.v.{name}"), v.shallow_clone());
     }
     crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
-    let state = TrainState { step, adam_step: opt.step, variant: variant_name(model).into(), image_size: model.image_size(), config: cfg.clone(), metrics: run.metrics.clone(), milestones: run.milestones.clone() };
-    write_atomic(&dir.join("last.json"), &serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?)
+    let state = TrainState {
+        step,
+        adam_step: opt.step,
+        variant: variant_name(model).into(),
+        image_size: model.image_size(),
+        config: cfg.clone(),
+        metrics: run.metrics.clone(),
+        milestones: run.milestones.clone(),
+    };
+    write_atomic(
+        &dir.join("last.json"),
+        &serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?,
+    )
 }
 
 /// Restores weights, Adam moments and the log from `dir/last.*`; returns the step reached.
-fn load_state(dir: &Path, model: &mut SclModel, opt: &mut AdamW, names: &[String], run: &mut TrainRun) -> Result<usize> {
+fn load_state(
+    dir: &Path,
+    model: &mut SclModel,
+    opt: &mut AdamW,
+    names: &[String],
+    run: &mut TrainRun,
+) -> Result<usize> {
     let json_path = dir.join("last.json");
-    let state: TrainState = serde_json::from_slice(&std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?).map_err(|e| Error::bad_file(&json_path, e.to_string()))?;
+    let state: TrainState =
+        serde_json::from_slice(&std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?)
+            .map_err(|e| Error::bad_file(&json_path, e.to_string()))?;
     if state.variant != variant_name(model) || state.image_size != model.image_size() {
-        return Err(Error::bad_file(&json_path, format!("state of a {} model at {} px cannot resume a {} model at {} px", state.variant, state.image_size, variant_name(model), model.image_size())));
+        return Err(Error::bad_file(
+            &json_path,
+            format!(
+                "state of a {} model at {} px cannot resume a {} model at {} px",
+                state.variant,
+                state.image_size,
+                variant_name(model),
+                model.image_size()
+            ),
+        ));
     }
     let tensors = crate::checkpoint::read_safetensors(&dir.join("last.safetensors"))?;
     let _guard = tch::no_grad_guard();
@@ -240,7 +302,13 @@ pub(crate) struct AdamW {
 
 impl AdamW {
     pub(crate) fn new(params: &[Tensor]) -> Self {
-        AdamW { moments: params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect(), step: 0 }
+        AdamW {
+            moments: params
+                .iter()
+                .map(|p| (p.zeros_like(), p.zeros_like()))
+                .collect(),
+            step: 0,
+        }
     }
 
     fn update(&mut self, params: &[Tensor], cfg: &TrainConfig) {
@@ -248,7 +316,14 @@ impl AdamW {
     }
 
     /// One update of `params` from their gradients.
-    pub(crate) fn step_with(&mut self, params: &[Tensor], lr: f64, weight_decay: f64, betas: (f64, f64), eps: f64) {
+    pub(crate) fn step_with(
+        &mut self,
+        params: &[Tensor],
+        lr: f64,
+        weight_decay: f64,
+        betas: (f64, f64),
+        eps: f64,
+    ) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let (b1, b2) = betas;
@@ -273,17 +348,33 @@ impl AdamW {
 /// Training throughput: `steps` AdamW steps on random panels, timed one by one after two warm-up
 /// steps (what `avr bench train` reports).
 pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate::bench::StepTimes> {
-    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(tch::Device::Cpu);
     let s = model.image_size();
     let cfg = TrainConfig::default();
-    let trainable: Vec<String> = model.param_specs().into_iter().filter(|p| p.trainable).map(|p| p.name).collect();
-    let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
+    let trainable: Vec<String> = model
+        .param_specs()
+        .into_iter()
+        .filter(|p| p.trainable)
+        .map(|p| p.name)
+        .collect();
+    let weights: Vec<Tensor> = trainable
+        .iter()
+        .map(|n| model.params.get(n).map(|t| t.set_requires_grad(true)))
+        .collect::<Result<_>>()?;
     let mut opt = AdamW::new(&weights);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let one_step = || -> Result<()> {
         zero_grads(&weights);
-        model.logits(&x, BnMode::Train)?.cross_entropy_for_logits(&y).backward();
+        model
+            .logits(&x, BnMode::Train)?
+            .cross_entropy_for_logits(&y)
+            .backward();
         opt.update(&weights, &cfg);
         Ok(())
     };
@@ -291,15 +382,40 @@ pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate:
 }
 
 /// Trains `model` on `train`, validating on `val`; milestone checkpoints go to `out_dir` when given.
-pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
+pub fn train(
+    model: SclModel,
+    train: &AvrDataset,
+    val: &AvrDataset,
+    cfg: &TrainConfig,
+    out_dir: Option<&Path>,
+) -> Result<TrainRun> {
     if train.is_empty() || val.is_empty() {
-        return Err(Error::Config("training needs non-empty train and validation sets".into()));
+        return Err(Error::Config(
+            "training needs non-empty train and validation sets".into(),
+        ));
     }
-    let device = model.params.iter().next().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu);
-    let trainable: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
-    let weights: Vec<Tensor> = trainable.iter().map(|n| model.params.get(n).map(|t| t.set_requires_grad(true))).collect::<Result<_>>()?;
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map(|(_, t)| t.device())
+        .unwrap_or(tch::Device::Cpu);
+    let trainable: Vec<String> = model
+        .param_specs()
+        .into_iter()
+        .filter(|s| s.trainable)
+        .map(|s| s.name)
+        .collect();
+    let weights: Vec<Tensor> = trainable
+        .iter()
+        .map(|n| model.params.get(n).map(|t| t.set_requires_grad(true)))
+        .collect::<Result<_>>()?;
     let mut opt = AdamW::new(&weights);
-    let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
+    let mut run = TrainRun {
+        model: model.clone(),
+        metrics: Vec::new(),
+        milestones: Vec::new(),
+    };
     let mut model = model;
     let start = match out_dir {
         Some(dir) if cfg.resume && dir.join("last.json").exists() => {
@@ -313,9 +429,25 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     let mut order = EpochOrder::new(cfg.seed, train.len(), true);
     let batch_size = cfg.batch_size.min(train.len()).max(1);
     (0..start).for_each(|_| drop(order.next_batch(batch_size)));
-    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: cfg.batch, ..Default::default() };
-    let loader = Loader::from_order(train, &mut order, cfg.steps.saturating_sub(start), &loader_cfg, device);
-    let eval_opts = EvalOptions { batch_size: cfg.batch_size.max(1), batch: cfg.batch, invert_mask: false, device };
+    let loader_cfg = LoaderConfig {
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        options: cfg.batch,
+        ..Default::default()
+    };
+    let loader = Loader::from_order(
+        train,
+        &mut order,
+        cfg.steps.saturating_sub(start),
+        &loader_cfg,
+        device,
+    );
+    let eval_opts = EvalOptions {
+        batch_size: cfg.batch_size.max(1),
+        batch: cfg.batch,
+        invert_mask: false,
+        device,
+    };
     let clock = std::time::Instant::now();
     for (step, batch) in (start + 1..=cfg.steps).zip(loader) {
         let batch = batch?;
@@ -333,8 +465,21 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
             clip_grad_norm(&weights, max_norm);
         }
         opt.update(&weights, cfg);
-        let accuracy = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&batch.targets).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]));
-        let mut row = MetricRow { step, epoch, train_loss: loss_value, train_accuracy: accuracy, val_accuracy: None };
+        let accuracy = tch::no_grad(|| {
+            logits
+                .argmax(-1, false)
+                .eq_tensor(&batch.targets)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[])
+        });
+        let mut row = MetricRow {
+            step,
+            epoch,
+            train_loss: loss_value,
+            train_accuracy: accuracy,
+            val_accuracy: None,
+        };
         if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
             let report = evaluate(&model, None, val, &eval_opts)?;
             row.val_accuracy = Some(report.accuracy);
@@ -343,10 +488,17 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
             for &level in &cfg.milestones {
                 if report.accuracy >= level && !run.milestones.iter().any(|m| m.level == level) {
                     let path = match out_dir {
-                        Some(dir) => Some(save_checkpoint(&model, dir, report.accuracy, step, cfg)?),
+                        Some(dir) => {
+                            Some(save_checkpoint(&model, dir, report.accuracy, step, cfg)?)
+                        }
                         None => None,
                     };
-                    run.milestones.push(Milestone { level, measured_val_accuracy: report.accuracy, step, path });
+                    run.milestones.push(Milestone {
+                        level,
+                        measured_val_accuracy: report.accuracy,
+                        step,
+                        path,
+                    });
                 }
             }
         }
@@ -376,7 +528,13 @@ pub(crate) fn zero_grads(leaves: &[Tensor]) {
 
 pub(crate) fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
     let _guard = tch::no_grad_guard();
-    let total: f64 = weights.iter().map(|w| w.grad()).filter(|g| g.defined()).map(|g| g.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    let total: f64 = weights
+        .iter()
+        .map(|w| w.grad())
+        .filter(|g| g.defined())
+        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+        .sum::<f64>()
+        .sqrt();
     if total > max_norm {
         for w in weights {
             let mut g = w.grad();
@@ -400,12 +558,25 @@ pub struct CheckpointSidecar {
 
 /// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json`, both atomically; the name comes
 /// from the measured accuracy.
-pub fn save_checkpoint(model: &SclModel, dir: &Path, accuracy: f64, step: usize, cfg: &TrainConfig) -> Result<PathBuf> {
+pub fn save_checkpoint(
+    model: &SclModel,
+    dir: &Path,
+    accuracy: f64,
+    step: usize,
+    cfg: &TrainConfig,
+) -> Result<PathBuf> {
     let variant = variant_name(model);
     let stem = format!("scl_{variant}_val{:.1}", 100.0 * accuracy);
     let weights = dir.join(format!("{stem}.safetensors"));
     crate::checkpoint::write_safetensors_atomic(&weights, &model.params)?;
-    let sidecar = CheckpointSidecar { variant: variant.into(), image_size: model.image_size(), step, measured_val_accuracy: accuracy, train_config: cfg.clone(), code_version: env!("CARGO_PKG_VERSION").into() };
+    let sidecar = CheckpointSidecar {
+        variant: variant.into(),
+        image_size: model.image_size(),
+        step,
+        measured_val_accuracy: accuracy,
+        train_config: cfg.clone(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    };
     let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join(format!("{stem}.json")), &json)?;
     Ok(weights)
@@ -416,9 +587,20 @@ pub fn save_checkpoint(model: &SclModel, dir: &Path, accuracy: f64, step: usize,
 pub fn load_checkpoint(path: &Path) -> Result<(SclModel, CheckpointSidecar)> {
     let sidecar: CheckpointSidecar = crate::checkpoint::read_sidecar(path)?;
     let variant = match sidecar.variant.as_str() {
-        "official" => crate::model::SclVariant::Official(crate::model::OfficialSclConfig { image_size: sidecar.image_size, ..Default::default() }),
-        "seed" => crate::model::SclVariant::Seed(crate::model::SeedSclConfig { image_size: sidecar.image_size, ..Default::default() }),
-        other => return Err(Error::bad_file(path.with_extension("json"), format!("unknown variant '{other}'"))),
+        "official" => crate::model::SclVariant::Official(crate::model::OfficialSclConfig {
+            image_size: sidecar.image_size,
+            ..Default::default()
+        }),
+        "seed" => crate::model::SclVariant::Seed(crate::model::SeedSclConfig {
+            image_size: sidecar.image_size,
+            ..Default::default()
+        }),
+        other => {
+            return Err(Error::bad_file(
+                path.with_extension("json"),
+                format!("unknown variant '{other}'"),
+            ))
+        }
     };
     let mut model = SclModel::init(variant, 0, tch::Device::Cpu);
     let params = crate::checkpoint::read_safetensors(path)?;

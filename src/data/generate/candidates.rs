@@ -56,20 +56,40 @@ pub fn modifiable(comps: &[Component], answer: &Panel) -> Vec<Modifiable> {
     let mut out = Vec::new();
     for (i, (c, layout)) in comps.iter().zip(answer).enumerate() {
         let (n, slots) = (layout.count(), c.n_slots);
-        let number_budget: u64 = (c.orig.number.min..=c.orig.number.max).filter(|&k| k as usize + 1 != n).map(|k| binom(slots, k as usize + 1)).sum();
+        let number_budget: u64 = (c.orig.number.min..=c.orig.number.max)
+            .filter(|&k| k as usize + 1 != n)
+            .map(|k| binom(slots, k as usize + 1))
+            .sum();
         if number_budget > 0 {
-            out.push(Modifiable { comp: i, attr: ModAttr::Number, shared_value: true });
+            out.push(Modifiable {
+                comp: i,
+                attr: ModAttr::Number,
+                shared_value: true,
+            });
         }
         if !c.rules.np.on_number() && binom(slots, n) > 1 {
-            out.push(Modifiable { comp: i, attr: ModAttr::Position, shared_value: true });
+            out.push(Modifiable {
+                comp: i,
+                attr: ModAttr::Position,
+                shared_value: true,
+            });
         }
         for attr in Attr::ALL {
             let rule = c.rules.entity(attr);
             let constant_visible = layout.uniform
-                || matches!(c.rules.np, NpRule::Constant | NpRule::ProgressionPosition(_) | NpRule::DistributeThreePosition);
+                || matches!(
+                    c.rules.np,
+                    NpRule::Constant
+                        | NpRule::ProgressionPosition(_)
+                        | NpRule::DistributeThreePosition
+                );
             if c.orig.attr(attr).len() > 1 && (rule != EntityRule::Constant || constant_visible) {
                 let shared_value = rule != EntityRule::Constant || layout.uniform;
-                out.push(Modifiable { comp: i, attr: ModAttr::Entity(attr), shared_value });
+                out.push(Modifiable {
+                    comp: i,
+                    attr: ModAttr::Entity(attr),
+                    shared_value,
+                });
             }
         }
     }
@@ -81,7 +101,11 @@ pub fn modifiable(comps: &[Component], answer: &Panel) -> Vec<Modifiable> {
 enum NewValue {
     /// New count: which answer entities are copied, and two unused slot sets (`b` is used by
     /// candidates whose Position was changed already).
-    Number { select: Vec<usize>, slots_a: Vec<u8>, slots_b: Vec<u8> },
+    Number {
+        select: Vec<usize>,
+        slots_a: Vec<u8>,
+        slots_b: Vec<u8>,
+    },
     Position(Vec<u8>),
     Entity(Attr, Vec<i32>),
 }
@@ -96,31 +120,65 @@ fn alternatives(comps: &[Component], answer: &Panel, m: Modifiable) -> usize {
     }
 }
 
-fn sample_new_value(comps: &[Component], answer: &Panel, m: Modifiable, used: &[NewValue], rng: &mut Rng) -> Option<NewValue> {
+fn sample_new_value(
+    comps: &[Component],
+    answer: &Panel,
+    m: Modifiable,
+    used: &[NewValue],
+    rng: &mut Rng,
+) -> Option<NewValue> {
     let layout = &answer[m.comp];
     let c = &comps[m.comp];
     let n = layout.count();
     (0..100).find_map(|_| {
         let v = match m.attr {
             ModAttr::Number => {
-                let used_counts: Vec<i32> = used.iter().filter_map(|u| if let NewValue::Number { select, .. } = u { Some(select.len() as i32 - 1) } else { None }).collect();
+                let used_counts: Vec<i32> = used
+                    .iter()
+                    .filter_map(|u| {
+                        if let NewValue::Number { select, .. } = u {
+                            Some(select.len() as i32 - 1)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 let mut exclude = vec![layout.level()];
                 if used_counts.len() + 2 < c.orig.number.len() as usize {
                     exclude.extend(used_counts);
                 }
                 let count = c.orig.number.sample_excluding(&exclude, rng)? as usize + 1;
-                let select = if count <= n { choose_slots(n, count, rng).into_iter().map(usize::from).collect() } else { (0..count).map(|i| if i < n { i } else { rng.below(n) }).collect() };
+                let select = if count <= n {
+                    choose_slots(n, count, rng)
+                        .into_iter()
+                        .map(usize::from)
+                        .collect()
+                } else {
+                    (0..count)
+                        .map(|i| if i < n { i } else { rng.below(n) })
+                        .collect()
+                };
                 let slots_a = new_slot_set(c.n_slots, count, &[], rng)?;
                 let slots_b = new_slot_set(c.n_slots, count, &[slots_a.clone()], rng)?;
-                NewValue::Number { select, slots_a, slots_b }
+                NewValue::Number {
+                    select,
+                    slots_a,
+                    slots_b,
+                }
             }
-            ModAttr::Position => NewValue::Position(new_slot_set(c.n_slots, n, &[layout.slot_set()], rng)?),
+            ModAttr::Position => {
+                NewValue::Position(new_slot_set(c.n_slots, n, &[layout.slot_set()], rng)?)
+            }
             ModAttr::Entity(a) => {
                 let range: Range = c.orig.attr(a);
                 let values = if m.shared_value {
                     vec![range.sample_excluding(&[layout.entities[0].get(a)], rng)?]
                 } else {
-                    layout.entities.iter().map(|e| range.sample_excluding(&[e.get(a)], rng)).collect::<Option<Vec<_>>>()?
+                    layout
+                        .entities
+                        .iter()
+                        .map(|e| range.sample_excluding(&[e.get(a)], rng))
+                        .collect::<Option<Vec<_>>>()?
                 };
                 NewValue::Entity(a, values)
             }
@@ -133,10 +191,24 @@ fn apply(panel: &Panel, comp: usize, value: &NewValue, position_changed: bool) -
     let mut p = panel.clone();
     let layout = &mut p[comp];
     match value {
-        NewValue::Number { select, slots_a, slots_b } => {
+        NewValue::Number {
+            select,
+            slots_a,
+            slots_b,
+        } => {
             let slots = if position_changed { slots_b } else { slots_a };
-            let entities = select.iter().zip(slots).map(|(&j, &slot)| super::grammar::Entity { slot, ..layout.entities[j] }).collect();
-            *layout = Layout { entities, uniform: layout.uniform };
+            let entities = select
+                .iter()
+                .zip(slots)
+                .map(|(&j, &slot)| super::grammar::Entity {
+                    slot,
+                    ..layout.entities[j]
+                })
+                .collect();
+            *layout = Layout {
+                entities,
+                uniform: layout.uniform,
+            };
         }
         NewValue::Position(slots) => *layout = layout.moved(slots),
         NewValue::Entity(a, values) => {
@@ -150,25 +222,49 @@ fn apply(panel: &Panel, comp: usize, value: &NewValue, position_changed: bool) -
 
 /// I-RAVEN: 2³ combinations of one new value for each of 3 attributes (fallbacks for 2 and 1).
 /// Returns the candidates (answer first) and, per candidate, which attributes differ.
-pub fn iraven(comps: &[Component], answer: &Panel, rng: &mut Rng) -> Result<Vec<(Panel, Vec<Modifiable>)>, Stuck> {
+pub fn iraven(
+    comps: &[Component],
+    answer: &Panel,
+    rng: &mut Rng,
+) -> Result<Vec<(Panel, Vec<Modifiable>)>, Stuck> {
     let all = modifiable(comps, answer);
     if all.is_empty() {
         return Err(Stuck);
     }
-    let mut chosen: Vec<Modifiable> = rng.permutation(all.len()).into_iter().take(3).map(|i| all[i]).collect();
+    let mut chosen: Vec<Modifiable> = rng
+        .permutation(all.len())
+        .into_iter()
+        .take(3)
+        .map(|i| all[i])
+        .collect();
     if let Some(i) = chosen.iter().position(|m| m.attr == ModAttr::Number) {
         let m = chosen.remove(i);
         chosen.push(m);
     }
-    let position_number = chosen.last().is_some_and(|m| m.attr == ModAttr::Number) && chosen.iter().any(|m| m.attr == ModAttr::Position && m.comp == chosen[chosen.len() - 1].comp);
+    let position_number = chosen.last().is_some_and(|m| m.attr == ModAttr::Number)
+        && chosen
+            .iter()
+            .any(|m| m.attr == ModAttr::Position && m.comp == chosen[chosen.len() - 1].comp);
     let mut cands: Vec<(Panel, Vec<Modifiable>)> = vec![(answer.clone(), vec![])];
-    let changed_position = |mods: &[Modifiable], comp: usize| mods.iter().any(|m| m.attr == ModAttr::Position && m.comp == comp);
-    let branch = |cands: &mut Vec<(Panel, Vec<Modifiable>)>, m: Modifiable, values: usize, only_answer: bool, rng: &mut Rng| -> Result<(), Stuck> {
+    let changed_position = |mods: &[Modifiable], comp: usize| {
+        mods.iter()
+            .any(|m| m.attr == ModAttr::Position && m.comp == comp)
+    };
+    let branch = |cands: &mut Vec<(Panel, Vec<Modifiable>)>,
+                  m: Modifiable,
+                  values: usize,
+                  only_answer: bool,
+                  rng: &mut Rng|
+     -> Result<(), Stuck> {
         let mut used = Vec::new();
         for _ in 0..values {
             used.push(sample_new_value(comps, answer, m, &used, rng).ok_or(Stuck)?);
         }
-        let base: Vec<(Panel, Vec<Modifiable>)> = if only_answer { cands[..1].to_vec() } else { cands.clone() };
+        let base: Vec<(Panel, Vec<Modifiable>)> = if only_answer {
+            cands[..1].to_vec()
+        } else {
+            cands.clone()
+        };
         for value in &used {
             for (panel, mods) in &base {
                 let mut mods = mods.clone();
@@ -203,7 +299,11 @@ pub fn iraven(comps: &[Component], answer: &Panel, rng: &mut Rng) -> Result<Vec<
 
 /// RAVEN: 7 distractors, each the answer with one modifiable attribute changed (entry chosen
 /// uniformly, as the originals do). Number distractors re-draw slots and entities from scratch.
-pub fn raven(comps: &[Component], answer: &Panel, rng: &mut Rng) -> Result<Vec<(Panel, Vec<Modifiable>)>, Stuck> {
+pub fn raven(
+    comps: &[Component],
+    answer: &Panel,
+    rng: &mut Rng,
+) -> Result<Vec<(Panel, Vec<Modifiable>)>, Stuck> {
     let entries = modifiable(comps, answer);
     if entries.is_empty() {
         return Err(Stuck);
@@ -220,7 +320,12 @@ pub fn raven(comps: &[Component], answer: &Panel, rng: &mut Rng) -> Result<Vec<(
     Ok(cands)
 }
 
-fn raven_distractor(comps: &[Component], answer: &Panel, m: Modifiable, rng: &mut Rng) -> Option<Panel> {
+fn raven_distractor(
+    comps: &[Component],
+    answer: &Panel,
+    m: Modifiable,
+    rng: &mut Rng,
+) -> Option<Panel> {
     let c = &comps[m.comp];
     let layout = &answer[m.comp];
     let mut p = answer.clone();
@@ -231,7 +336,12 @@ fn raven_distractor(comps: &[Component], answer: &Panel, m: Modifiable, rng: &mu
             let template = c.pruned.sample_entity(0, rng);
             Layout::regenerate(&template, &slots, layout.uniform, &c.pruned, rng)
         }
-        ModAttr::Position => layout.moved(&new_slot_set(c.n_slots, layout.count(), &[layout.slot_set()], rng)?),
+        ModAttr::Position => layout.moved(&new_slot_set(
+            c.n_slots,
+            layout.count(),
+            &[layout.slot_set()],
+            rng,
+        )?),
         ModAttr::Entity(a) => {
             let mut l = layout.clone();
             for e in &mut l.entities {

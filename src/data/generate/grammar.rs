@@ -11,12 +11,32 @@ pub const COLOR_VALUES: [u8; 10] = [255, 224, 196, 168, 140, 112, 84, 56, 28, 0]
 /// Rotation per angle level, degrees counter-clockwise.
 pub const ANGLE_VALUES: [f64; 8] = [-135.0, -90.0, -45.0, 0.0, 45.0, 90.0, 135.0, 180.0];
 /// Shape names per type level (0 is never drawn).
-pub const TYPE_NAMES: [&str; 6] = ["none", "triangle", "square", "pentagon", "hexagon", "circle"];
+pub const TYPE_NAMES: [&str; 6] = [
+    "none", "triangle", "square", "pentagon", "hexagon", "circle",
+];
 /// `meta_structure` bit order.
 pub const META_STRUCTURE_FORMAT: [&str; 21] = [
-    "Singleton", "Left_Right", "Up_Down", "Out_In", "Left", "Right", "Up", "Down", "Out", "In", "Grid",
-    "Center_Single", "Distribute_Four", "Distribute_Nine", "Left_Center_Single", "Right_Center_Single",
-    "Up_Center_Single", "Down_Center_Single", "Out_Center_Single", "In_Center_Single", "In_Distribute_Four",
+    "Singleton",
+    "Left_Right",
+    "Up_Down",
+    "Out_In",
+    "Left",
+    "Right",
+    "Up",
+    "Down",
+    "Out",
+    "In",
+    "Grid",
+    "Center_Single",
+    "Distribute_Four",
+    "Distribute_Nine",
+    "Left_Center_Single",
+    "Right_Center_Single",
+    "Up_Center_Single",
+    "Down_Center_Single",
+    "Out_Center_Single",
+    "In_Center_Single",
+    "In_Distribute_Four",
 ];
 
 /// An inclusive range of levels; empty when `min > max`.
@@ -48,7 +68,9 @@ impl Range {
     }
     /// Uniform level in the range other than those in `exclude`; `None` if none is left.
     pub fn sample_excluding(self, exclude: &[i32], rng: &mut Rng) -> Option<i32> {
-        let left: Vec<i32> = (self.min..=self.max).filter(|v| !exclude.contains(v)).collect();
+        let left: Vec<i32> = (self.min..=self.max)
+            .filter(|v| !exclude.contains(v))
+            .collect();
         (!left.is_empty()).then(|| left[rng.below(left.len())])
     }
 }
@@ -88,52 +110,130 @@ pub struct ConfigSpec {
 const ALL_SIZES: Range = Range::new(0, 5);
 const ALL_COLORS: Range = Range::new(0, 9);
 const CENTER: &[[f64; 4]] = &[[0.5, 0.5, 1.0, 1.0]];
-const FOUR: &[[f64; 4]] = &[[0.25, 0.25, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5]];
-const NINE: &[[f64; 4]] = &[
-    [0.16, 0.16, 0.33, 0.33], [0.16, 0.5, 0.33, 0.33], [0.16, 0.83, 0.33, 0.33],
-    [0.5, 0.16, 0.33, 0.33], [0.5, 0.5, 0.33, 0.33], [0.5, 0.83, 0.33, 0.33],
-    [0.83, 0.16, 0.33, 0.33], [0.83, 0.5, 0.33, 0.33], [0.83, 0.83, 0.33, 0.33],
+const FOUR: &[[f64; 4]] = &[
+    [0.25, 0.25, 0.5, 0.5],
+    [0.25, 0.75, 0.5, 0.5],
+    [0.75, 0.25, 0.5, 0.5],
+    [0.75, 0.75, 0.5, 0.5],
 ];
-const IN_FOUR: &[[f64; 4]] = &[[0.42, 0.42, 0.15, 0.15], [0.42, 0.58, 0.15, 0.15], [0.58, 0.42, 0.15, 0.15], [0.58, 0.58, 0.15, 0.15]];
+const NINE: &[[f64; 4]] = &[
+    [0.16, 0.16, 0.33, 0.33],
+    [0.16, 0.5, 0.33, 0.33],
+    [0.16, 0.83, 0.33, 0.33],
+    [0.5, 0.16, 0.33, 0.33],
+    [0.5, 0.5, 0.33, 0.33],
+    [0.5, 0.83, 0.33, 0.33],
+    [0.83, 0.16, 0.33, 0.33],
+    [0.83, 0.5, 0.33, 0.33],
+    [0.83, 0.83, 0.33, 0.33],
+];
+const IN_FOUR: &[[f64; 4]] = &[
+    [0.42, 0.42, 0.15, 0.15],
+    [0.42, 0.58, 0.15, 0.15],
+    [0.58, 0.42, 0.15, 0.15],
+    [0.58, 0.58, 0.15, 0.15],
+];
 
-const fn single(component: &'static str, name: &'static str, slots: &'static [[f64; 4]]) -> LayoutSpec {
-    LayoutSpec { component, name, slots, number: Range::new(0, 0), size: ALL_SIZES, color: ALL_COLORS }
+const fn single(
+    component: &'static str,
+    name: &'static str,
+    slots: &'static [[f64; 4]],
+) -> LayoutSpec {
+    LayoutSpec {
+        component,
+        name,
+        slots,
+        number: Range::new(0, 0),
+        size: ALL_SIZES,
+        color: ALL_COLORS,
+    }
 }
 
-const OUT: LayoutSpec = LayoutSpec { component: "Out", name: "Out_Center_Single", slots: CENTER, number: Range::new(0, 0), size: Range::new(3, 5), color: Range::new(0, 0) };
+const OUT: LayoutSpec = LayoutSpec {
+    component: "Out",
+    name: "Out_Center_Single",
+    slots: CENTER,
+    number: Range::new(0, 0),
+    size: Range::new(3, 5),
+    color: Range::new(0, 0),
+};
 
 /// The 7 configurations in the order of [`crate::data::CONFIGURATIONS`].
 pub static CONFIG_SPECS: [ConfigSpec; 7] = [
-    ConfigSpec { folder: "center_single", structure: "Singleton", layouts: &[single("Grid", "Center_Single", CENTER)] },
+    ConfigSpec {
+        folder: "center_single",
+        structure: "Singleton",
+        layouts: &[single("Grid", "Center_Single", CENTER)],
+    },
     ConfigSpec {
         folder: "distribute_four",
         structure: "Singleton",
-        layouts: &[LayoutSpec { component: "Grid", name: "Distribute_Four", slots: FOUR, number: Range::new(0, 3), size: ALL_SIZES, color: ALL_COLORS }],
+        layouts: &[LayoutSpec {
+            component: "Grid",
+            name: "Distribute_Four",
+            slots: FOUR,
+            number: Range::new(0, 3),
+            size: ALL_SIZES,
+            color: ALL_COLORS,
+        }],
     },
     ConfigSpec {
         folder: "distribute_nine",
         structure: "Singleton",
-        layouts: &[LayoutSpec { component: "Grid", name: "Distribute_Nine", slots: NINE, number: Range::new(0, 8), size: ALL_SIZES, color: ALL_COLORS }],
+        layouts: &[LayoutSpec {
+            component: "Grid",
+            name: "Distribute_Nine",
+            slots: NINE,
+            number: Range::new(0, 8),
+            size: ALL_SIZES,
+            color: ALL_COLORS,
+        }],
     },
     ConfigSpec {
         folder: "in_center_single_out_center_single",
         structure: "Out_In",
-        layouts: &[OUT, LayoutSpec { component: "In", name: "In_Center_Single", slots: &[[0.5, 0.5, 0.33, 0.33]], number: Range::new(0, 0), size: ALL_SIZES, color: ALL_COLORS }],
+        layouts: &[
+            OUT,
+            LayoutSpec {
+                component: "In",
+                name: "In_Center_Single",
+                slots: &[[0.5, 0.5, 0.33, 0.33]],
+                number: Range::new(0, 0),
+                size: ALL_SIZES,
+                color: ALL_COLORS,
+            },
+        ],
     },
     ConfigSpec {
         folder: "in_distribute_four_out_center_single",
         structure: "Out_In",
-        layouts: &[OUT, LayoutSpec { component: "In", name: "In_Distribute_Four", slots: IN_FOUR, number: Range::new(0, 3), size: Range::new(2, 5), color: ALL_COLORS }],
+        layouts: &[
+            OUT,
+            LayoutSpec {
+                component: "In",
+                name: "In_Distribute_Four",
+                slots: IN_FOUR,
+                number: Range::new(0, 3),
+                size: Range::new(2, 5),
+                color: ALL_COLORS,
+            },
+        ],
     },
     ConfigSpec {
         folder: "left_center_single_right_center_single",
         structure: "Left_Right",
-        layouts: &[single("Left", "Left_Center_Single", &[[0.5, 0.25, 0.5, 0.5]]), single("Right", "Right_Center_Single", &[[0.5, 0.75, 0.5, 0.5]])],
+        layouts: &[
+            single("Left", "Left_Center_Single", &[[0.5, 0.25, 0.5, 0.5]]),
+            single("Right", "Right_Center_Single", &[[0.5, 0.75, 0.5, 0.5]]),
+        ],
     },
     ConfigSpec {
         folder: "up_center_single_down_center_single",
         structure: "Up_Down",
-        layouts: &[single("Up", "Up_Center_Single", &[[0.25, 0.5, 0.5, 0.5]]), single("Down", "Down_Center_Single", &[[0.75, 0.5, 0.5, 0.5]])],
+        layouts: &[
+            single("Up", "Up_Center_Single", &[[0.25, 0.5, 0.5, 0.5]]),
+            single("Down", "Down_Center_Single", &[[0.75, 0.5, 0.5, 0.5]]),
+        ],
     },
 ];
 
@@ -155,8 +255,13 @@ impl ConfigSpec {
 
     /// The 21-bit one-hot of node names.
     pub fn meta_structure(&self) -> Vec<u8> {
-        let names: Vec<&str> = std::iter::once(self.structure).chain(self.layouts.iter().flat_map(|l| [l.component, l.name])).collect();
-        META_STRUCTURE_FORMAT.iter().map(|f| names.contains(f) as u8).collect()
+        let names: Vec<&str> = std::iter::once(self.structure)
+            .chain(self.layouts.iter().flat_map(|l| [l.component, l.name]))
+            .collect();
+        META_STRUCTURE_FORMAT
+            .iter()
+            .map(|f| names.contains(f) as u8)
+            .collect()
     }
 }
 
@@ -231,12 +336,21 @@ impl Ranges {
         }
     }
     pub fn is_valid(&self) -> bool {
-        !(self.number.is_empty() || self.ty.is_empty() || self.size.is_empty() || self.color.is_empty())
+        !(self.number.is_empty()
+            || self.ty.is_empty()
+            || self.size.is_empty()
+            || self.color.is_empty())
     }
 
     /// Uniform Type/Size/Color/Angle in these ranges.
     pub fn sample_entity(&self, slot: u8, rng: &mut Rng) -> Entity {
-        Entity { slot, ty: self.ty.sample(rng), size: self.size.sample(rng), color: self.color.sample(rng), angle: rng.below(8) as i32 }
+        Entity {
+            slot,
+            ty: self.ty.sample(rng),
+            size: self.size.sample(rng),
+            color: self.color.sample(rng),
+            angle: rng.below(8) as i32,
+        }
     }
 }
 
@@ -280,15 +394,38 @@ impl Layout {
     }
 
     /// New entities in `slots`: copies of `template`, each re-sampled when the layout is not uniform.
-    pub fn regenerate(template: &Entity, slots: &[u8], uniform: bool, ranges: &Ranges, rng: &mut Rng) -> Layout {
-        let entities = slots.iter().map(|&slot| if uniform { Entity { slot, ..*template } } else { ranges.sample_entity(slot, rng) }).collect();
+    pub fn regenerate(
+        template: &Entity,
+        slots: &[u8],
+        uniform: bool,
+        ranges: &Ranges,
+        rng: &mut Rng,
+    ) -> Layout {
+        let entities = slots
+            .iter()
+            .map(|&slot| {
+                if uniform {
+                    Entity { slot, ..*template }
+                } else {
+                    ranges.sample_entity(slot, rng)
+                }
+            })
+            .collect();
         Layout { entities, uniform }
     }
 
     /// The same entities moved to `slots` (same length), keeping their attributes.
     pub fn moved(&self, slots: &[u8]) -> Layout {
-        let entities = self.entities.iter().zip(slots).map(|(e, &slot)| Entity { slot, ..*e }).collect();
-        Layout { entities, uniform: self.uniform }
+        let entities = self
+            .entities
+            .iter()
+            .zip(slots)
+            .map(|(e, &slot)| Entity { slot, ..*e })
+            .collect();
+        Layout {
+            entities,
+            uniform: self.uniform,
+        }
     }
 }
 
@@ -297,7 +434,11 @@ pub type Panel = Vec<Layout>;
 
 /// `count` distinct slots of `0..n`, in random order.
 pub fn choose_slots(n: usize, count: usize, rng: &mut Rng) -> Vec<u8> {
-    rng.permutation(n).into_iter().take(count).map(|s| s as u8).collect()
+    rng.permutation(n)
+        .into_iter()
+        .take(count)
+        .map(|s| s as u8)
+        .collect()
 }
 
 /// A slot set of size `count` (sorted) different from every set in `avoid`; `None` after many tries.

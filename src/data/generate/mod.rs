@@ -45,11 +45,26 @@ pub struct Preset {
 
 impl Preset {
     /// Names accepted by [`Preset::named`].
-    pub const NAMES: [&'static str; 9] = ["originals", "circles", "squares", "triangles", "pentagons", "hexagons", "lights", "dark", "big"];
+    pub const NAMES: [&'static str; 9] = [
+        "originals",
+        "circles",
+        "squares",
+        "triangles",
+        "pentagons",
+        "hexagons",
+        "lights",
+        "dark",
+        "big",
+    ];
 
     /// The preset called `name`.
     pub fn named(name: &str) -> Result<Preset> {
-        let mut p = Preset { name: name.to_string(), types: Range::new(1, 5), sizes: SIZE_VALUES.to_vec(), colors: Range::new(0, 9) };
+        let mut p = Preset {
+            name: name.to_string(),
+            types: Range::new(1, 5),
+            sizes: SIZE_VALUES.to_vec(),
+            colors: Range::new(0, 9),
+        };
         let shape = |t: i32| Range::new(t, t);
         match name {
             "originals" => {}
@@ -61,7 +76,12 @@ impl Preset {
             "lights" => p.colors = Range::new(0, 0),
             "dark" => p.colors = Range::new(9, 9),
             "big" => p.sizes = vec![0.75, 0.80, 0.85, 0.90],
-            _ => return Err(Error::Config(format!("unknown preset '{name}'; expected one of {}", Preset::NAMES.join(", ")))),
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown preset '{name}'; expected one of {}",
+                    Preset::NAMES.join(", ")
+                )))
+            }
         }
         Ok(p)
     }
@@ -77,7 +97,11 @@ impl Preset {
             number: layout.number,
             ty: self.types,
             size: if size.is_empty() { size_levels } else { size },
-            color: if color.is_empty() { layout.color } else { color },
+            color: if color.is_empty() {
+                layout.color
+            } else {
+                color
+            },
         }
     }
 }
@@ -110,30 +134,59 @@ pub struct SymbolicProblem {
 impl SymbolicProblem {
     /// `meta_matrix` (8×9) and `meta_target` (9) as the originals encode the rules.
     pub fn meta(&self) -> (Vec<u8>, Vec<u8>) {
-        let attr_col = |a: &str| 4 + ["Number", "Position", "Type", "Size", "Color"].iter().position(|n| *n == a).expect("attribute");
+        let attr_col = |a: &str| {
+            4 + ["Number", "Position", "Type", "Size", "Color"]
+                .iter()
+                .position(|n| *n == a)
+                .expect("attribute")
+        };
         let mut m = vec![0u8; 72];
         for (c, g) in self.rules.iter().enumerate() {
             let (np_rule, np_attr) = g.np.names();
-            let mut rows: Vec<(&str, Vec<usize>)> = vec![(np_rule, if np_attr == "Number/Position" { vec![4, 5] } else { vec![attr_col(np_attr)] })];
-            rows.extend(Attr::ALL.iter().map(|&a| (g.entity(a).name(), vec![attr_col(a.name())])));
+            let mut rows: Vec<(&str, Vec<usize>)> = vec![(
+                np_rule,
+                if np_attr == "Number/Position" {
+                    vec![4, 5]
+                } else {
+                    vec![attr_col(np_attr)]
+                },
+            )];
+            rows.extend(
+                Attr::ALL
+                    .iter()
+                    .map(|&a| (g.entity(a).name(), vec![attr_col(a.name())])),
+            );
             for (f, (rule, cols)) in rows.into_iter().enumerate() {
                 let row = &mut m[(c * 4 + f) * 9..(c * 4 + f + 1) * 9];
                 row[rules::rule_column(rule)] = 1;
                 cols.into_iter().for_each(|col| row[col] = 1);
             }
         }
-        let target = (0..9).map(|j| (0..8).map(|i| m[i * 9 + j]).max().unwrap_or(0)).collect();
+        let target = (0..9)
+            .map(|j| (0..8).map(|i| m[i * 9 + j]).max().unwrap_or(0))
+            .collect();
         (m, target)
     }
 }
 
 /// Builds one problem of `config` with a fresh draw from `rng`.
-fn draw(config: &'static ConfigSpec, preset: &Preset, mode: CandidateMode, rng: &mut Rng) -> std::result::Result<SymbolicProblem, Stuck> {
+fn draw(
+    config: &'static ConfigSpec,
+    preset: &Preset,
+    mode: CandidateMode,
+    rng: &mut Rng,
+) -> std::result::Result<SymbolicProblem, Stuck> {
     let mut comps = Vec::new();
     for layout in config.layouts {
         let orig = preset.ranges(layout);
         let (group, pruned) = RuleGroup::sample(&orig, rng).ok_or(Stuck)?;
-        comps.push(Component { rules: group, orig, pruned, n_slots: layout.n_slots(), state: RuleState::default() });
+        comps.push(Component {
+            rules: group,
+            orig,
+            pruned,
+            n_slots: layout.n_slots(),
+            state: RuleState::default(),
+        });
     }
     let uniformity: Vec<i32> = comps.iter().map(|_| rng.below(4) as i32).collect();
     let uniform: Vec<bool> = uniformity.iter().map(|&u| u == 3).collect();
@@ -154,19 +207,35 @@ fn draw(config: &'static ConfigSpec, preset: &Preset, mode: CandidateMode, rng: 
         CandidateMode::Iraven => candidates::iraven(&comps, &answer, rng)?,
         CandidateMode::Raven => candidates::raven(&comps, &answer, rng)?,
     };
-    if cands.len() != 8 || (0..8).any(|i| (0..i).any(|j| candidates::same_picture(&cands[i].0, &cands[j].0))) {
+    if cands.len() != 8
+        || (0..8).any(|i| (0..i).any(|j| candidates::same_picture(&cands[i].0, &cands[j].0)))
+    {
         return Err(Stuck);
     }
     let order = rng.permutation(8);
     cands = order.iter().map(|&i| cands[i].clone()).collect();
     let target = order.iter().position(|&i| i == 0).expect("answer");
-    let score = |row: usize, p: &Panel| comps.iter().enumerate().map(|(l, c)| c.score(row, &grid[row][0][l], &grid[row][1][l], &p[l])).sum::<usize>();
+    let score = |row: usize, p: &Panel| {
+        comps
+            .iter()
+            .enumerate()
+            .map(|(l, c)| c.score(row, &grid[row][0][l], &grid[row][1][l], &p[l]))
+            .sum::<usize>()
+    };
     let scores: Vec<usize> = cands.iter().map(|(p, _)| score(2, p)).collect();
     let best = *scores.iter().max().expect("8 candidates");
     let tied: Vec<usize> = (0..8).filter(|&i| scores[i] == best).collect();
     let predict = tied[rng.below(tied.len())];
-    let row_scores = [score(0, &grid[0][2]), score(1, &grid[1][2]), score(2, &answer)];
-    let context = grid.iter().flat_map(|cols| cols.iter().cloned()).take(8).collect();
+    let row_scores = [
+        score(0, &grid[0][2]),
+        score(1, &grid[1][2]),
+        score(2, &answer),
+    ];
+    let context = grid
+        .iter()
+        .flat_map(|cols| cols.iter().cloned())
+        .take(8)
+        .collect();
     Ok(SymbolicProblem {
         config,
         rules: comps.iter().map(|c| c.rules).collect(),
@@ -193,11 +262,19 @@ pub struct GeneratedProblem {
 /// Generates problem `k` of `config`: deterministic in `(seed, preset, mode, config, k)`.
 /// Problems with pixel-identical candidates (e.g. the originals' 0.6/0.7 square collision in
 /// `In_Distribute_Four`) are re-drawn.
-pub fn generate_problem(config: &'static ConfigSpec, preset: &Preset, mode: CandidateMode, seed: u64, k: usize) -> Result<GeneratedProblem> {
+pub fn generate_problem(
+    config: &'static ConfigSpec,
+    preset: &Preset,
+    mode: CandidateMode,
+    seed: u64,
+    k: usize,
+) -> Result<GeneratedProblem> {
     let base = Rng::new(seed).fork(&format!("{}/{}/{:?}/{k}", config.folder, preset.name, mode));
     for attempt in 0..MAX_ATTEMPTS {
         let mut rng = base.fork(&attempt.to_string());
-        let Ok(mut symbolic) = draw(config, preset, mode, &mut rng) else { continue };
+        let Ok(mut symbolic) = draw(config, preset, mode, &mut rng) else {
+            continue;
+        };
         let image = render_problem(&symbolic, &preset.sizes);
         let n = PANEL_SIZE * PANEL_SIZE;
         let cand = |i: usize| &image[(8 + i) * n..(9 + i) * n];
@@ -218,7 +295,10 @@ pub fn generate_problem(config: &'static ConfigSpec, preset: &Preset, mode: Cand
         };
         return Ok(GeneratedProblem { symbolic, problem });
     }
-    Err(Error::Config(format!("{} problem {k}: no valid problem in {MAX_ATTEMPTS} draws under preset '{}'", config.folder, preset.name)))
+    Err(Error::Config(format!(
+        "{} problem {k}: no valid problem in {MAX_ATTEMPTS} draws under preset '{}'",
+        config.folder, preset.name
+    )))
 }
 
 /// The 16 panels (8 context + 8 candidates), `16 × 160 × 160` bytes.
@@ -243,15 +323,27 @@ pub fn modal_candidate(candidates: &[Panel], rng: &mut Rng) -> usize {
                     v.sort_unstable();
                     v
                 };
-                [vec![l.count() as i32], l.slot_set().into_iter().map(i32::from).collect(), sorted(Attr::Type), sorted(Attr::Size), sorted(Attr::Color)]
+                [
+                    vec![l.count() as i32],
+                    l.slot_set().into_iter().map(i32::from).collect(),
+                    sorted(Attr::Type),
+                    sorted(Attr::Size),
+                    sorted(Attr::Color),
+                ]
             })
             .collect()
     };
     let feats: Vec<Vec<Vec<i32>>> = candidates.iter().map(features).collect();
-    let score = |i: usize| -> usize { (0..feats[i].len()).map(|f| feats.iter().filter(|o| o[f] == feats[i][f]).count()).sum() };
+    let score = |i: usize| -> usize {
+        (0..feats[i].len())
+            .map(|f| feats.iter().filter(|o| o[f] == feats[i][f]).count())
+            .sum()
+    };
     let scores: Vec<usize> = (0..candidates.len()).map(score).collect();
     let best = *scores.iter().max().unwrap_or(&0);
-    let tied: Vec<usize> = (0..candidates.len()).filter(|&i| scores[i] == best).collect();
+    let tied: Vec<usize> = (0..candidates.len())
+        .filter(|&i| scores[i] == best)
+        .collect();
     tied[rng.below(tied.len())]
 }
 
@@ -277,17 +369,44 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig { preset: "originals".into(), configs: crate::data::CONFIGURATIONS.iter().map(|s| s.to_string()).collect(), per_config: 10, mode: CandidateMode::Iraven, seed: 0, threads: 0, xml: false }
+        GeneratorConfig {
+            preset: "originals".into(),
+            configs: crate::data::CONFIGURATIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            per_config: 10,
+            mode: CandidateMode::Iraven,
+            seed: 0,
+            threads: 0,
+            xml: false,
+        }
     }
 }
 
 impl GeneratorConfig {
     fn specs(&self) -> Result<Vec<&'static ConfigSpec>> {
-        self.configs.iter().map(|c| ConfigSpec::by_name(c).ok_or_else(|| Error::Config(format!("unknown configuration '{c}'; expected one of {}", crate::data::CONFIGURATIONS.join(", "))))).collect()
+        self.configs
+            .iter()
+            .map(|c| {
+                ConfigSpec::by_name(c).ok_or_else(|| {
+                    Error::Config(format!(
+                        "unknown configuration '{c}'; expected one of {}",
+                        crate::data::CONFIGURATIONS.join(", ")
+                    ))
+                })
+            })
+            .collect()
     }
 
     fn threads(&self) -> usize {
-        if self.threads > 0 { self.threads } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
     }
 }
 
@@ -309,12 +428,24 @@ pub fn file_name(k: usize) -> String {
 
 /// Writes `out/<config>/RAVEN_<k>_<split>.npz` for every configuration and `k`, plus
 /// `out/generator.json` with the settings. Existing files are kept, so a killed run resumes.
-pub fn generate_dataset(cfg: &GeneratorConfig, out: &Path, progress: bool) -> Result<GenerateReport> {
+pub fn generate_dataset(
+    cfg: &GeneratorConfig,
+    out: &Path,
+    progress: bool,
+) -> Result<GenerateReport> {
     let preset = Preset::named(&cfg.preset)?;
     let specs = cfg.specs()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    crate::checkpoint::write_atomic(&out.join("generator.json"), serde_json::to_string_pretty(cfg).expect("serialisable").as_bytes())?;
-    let jobs: Vec<(&'static ConfigSpec, usize)> = specs.iter().flat_map(|&s| (0..cfg.per_config).map(move |k| (s, k))).collect();
+    crate::checkpoint::write_atomic(
+        &out.join("generator.json"),
+        serde_json::to_string_pretty(cfg)
+            .expect("serialisable")
+            .as_bytes(),
+    )?;
+    let jobs: Vec<(&'static ConfigSpec, usize)> = specs
+        .iter()
+        .flat_map(|&s| (0..cfg.per_config).map(move |k| (s, k)))
+        .collect();
     for s in &specs {
         let dir = out.join(s.folder);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -336,7 +467,10 @@ pub fn generate_dataset(cfg: &GeneratorConfig, out: &Path, progress: bool) -> Re
                             let g = generate_problem(spec, preset, cfg.mode, cfg.seed, k)?;
                             if cfg.xml {
                                 let xml = xml::problem_xml(&g.symbolic, &preset.sizes, cfg.mode);
-                                crate::checkpoint::write_atomic(&path.with_extension("xml"), xml.as_bytes())?;
+                                crate::checkpoint::write_atomic(
+                                    &path.with_extension("xml"),
+                                    xml.as_bytes(),
+                                )?;
                             }
                             g.problem.write(&path)?;
                             written += 1;
@@ -344,14 +478,21 @@ pub fn generate_dataset(cfg: &GeneratorConfig, out: &Path, progress: bool) -> Re
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         if progress && (n % 500 == 0 || n == jobs.len()) {
                             let rate = n as f64 / start.elapsed().as_secs_f64();
-                            eprintln!("[generate] {n}/{} problems, {rate:.0}/s, ETA {:.0} s", jobs.len(), (jobs.len() - n) as f64 / rate);
+                            eprintln!(
+                                "[generate] {n}/{} problems, {rate:.0}/s, ETA {:.0} s",
+                                jobs.len(),
+                                (jobs.len() - n) as f64 / rate
+                            );
                         }
                     }
                     Ok((written, skipped))
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator thread panicked"))
+            .collect()
     });
     let (mut written, mut skipped) = (0, 0);
     for r in results {
@@ -360,7 +501,13 @@ pub fn generate_dataset(cfg: &GeneratorConfig, out: &Path, progress: bool) -> Re
         skipped += s;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(GenerateReport { out: out.to_path_buf(), written, skipped, seconds, problems_per_s: (written + skipped) as f64 / seconds.max(1e-9) })
+    Ok(GenerateReport {
+        out: out.to_path_buf(),
+        written,
+        skipped,
+        seconds,
+        problems_per_s: (written + skipped) as f64 / seconds.max(1e-9),
+    })
 }
 
 /// Generates `n` problems per configuration in memory, on all cores, and returns problems/s
@@ -368,7 +515,10 @@ pub fn generate_dataset(cfg: &GeneratorConfig, out: &Path, progress: bool) -> Re
 pub fn bench_generate(cfg: &GeneratorConfig) -> Result<f64> {
     let preset = Preset::named(&cfg.preset)?;
     let specs = cfg.specs()?;
-    let jobs: Vec<(&'static ConfigSpec, usize)> = specs.iter().flat_map(|&s| (0..cfg.per_config).map(move |k| (s, k))).collect();
+    let jobs: Vec<(&'static ConfigSpec, usize)> = specs
+        .iter()
+        .flat_map(|&s| (0..cfg.per_config).map(move |k| (s, k)))
+        .collect();
     let threads = cfg.threads();
     let start = Instant::now();
     let bytes: Result<usize> = std::thread::scope(|scope| {
@@ -378,13 +528,19 @@ pub fn bench_generate(cfg: &GeneratorConfig) -> Result<f64> {
                 scope.spawn(move || -> Result<usize> {
                     let mut bytes = 0;
                     for &(spec, k) in jobs.iter().skip(t).step_by(threads) {
-                        bytes += generate_problem(spec, preset, cfg.mode, cfg.seed, k)?.problem.to_npz_bytes().len();
+                        bytes += generate_problem(spec, preset, cfg.mode, cfg.seed, k)?
+                            .problem
+                            .to_npz_bytes()
+                            .len();
                     }
                     Ok(bytes)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("generator thread panicked")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator thread panicked"))
+            .sum()
     });
     bytes?;
     Ok(jobs.len() as f64 / start.elapsed().as_secs_f64())

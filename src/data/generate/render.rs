@@ -39,7 +39,13 @@ thread_local! {
 }
 
 fn cached_patch(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> std::rc::Rc<Patch> {
-    let key: PatchKey = (slot.map(f64::to_bits), e.ty, sizes[e.size as usize].to_bits(), e.color, e.angle);
+    let key: PatchKey = (
+        slot.map(f64::to_bits),
+        e.ty,
+        sizes[e.size as usize].to_bits(),
+        e.color,
+        e.angle,
+    );
     PATCHES.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(p) = cache.get(&key) {
@@ -64,7 +70,11 @@ impl<'a> Renderer<'a> {
         let mut layer = [0u8; SIDE * SIDE];
         for (comp, layout) in panel.iter().enumerate() {
             for e in &layout.entities {
-                let patch = cached_patch(self.config.layouts[comp].slots[e.slot as usize], e, self.sizes);
+                let patch = cached_patch(
+                    self.config.layouts[comp].slots[e.slot as usize],
+                    e,
+                    self.sizes,
+                );
                 composite(&mut layer, &patch);
             }
         }
@@ -87,7 +97,10 @@ pub fn silhouette_rle(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> String {
     for j in 0..patch.side {
         for i in 0..patch.side {
             let (x, y) = (patch.x0 + i, patch.y0 + j);
-            if patch.ink[(j * patch.side + i) as usize] == 255 && (0..SIDE as i32).contains(&x) && (0..SIDE as i32).contains(&y) {
+            if patch.ink[(j * patch.side + i) as usize] == 255
+                && (0..SIDE as i32).contains(&x)
+                && (0..SIDE as i32).contains(&y)
+            {
                 on[y as usize * SIDE + x as usize] = true;
             }
         }
@@ -112,7 +125,10 @@ pub fn silhouette_rle(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> String {
 /// polygons, the untruncated radius for circles, plus the outline's 2·1.5 px.
 pub fn real_bbox(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> [f64; 4] {
     let side = SIDE as f64;
-    let (cx, cy) = ((slot[1] * side) as i32 as f64, (slot[0] * side) as i32 as f64);
+    let (cx, cy) = (
+        (slot[1] * side) as i32 as f64,
+        (slot[0] * side) as i32 as f64,
+    );
     let unit = slot[2].min(slot[3]) * side / 2.0;
     let delta = 2.0 * 1.5 / side;
     let round4 = |v: f64| (v * 1e4).round_ties_even() / 1e4;
@@ -124,12 +140,27 @@ pub fn real_bbox(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> [f64; 4] {
         Shape::Polygon(pts) => {
             let t = ANGLE_VALUES[e.angle as usize].to_radians();
             let (a, b) = (t.cos(), t.sin());
-            let rotated: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (cx + a * x + b * y, cy - b * x + a * y)).collect();
-            let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| rotated.iter().map(pick).fold(init, f);
-            (fold(f64::min, f64::MAX, |p| p.1), fold(f64::max, f64::MIN, |p| p.1), fold(f64::min, f64::MAX, |p| p.0), fold(f64::max, f64::MIN, |p| p.0))
+            let rotated: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(x, y)| (cx + a * x + b * y, cy - b * x + a * y))
+                .collect();
+            let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+                rotated.iter().map(pick).fold(init, f)
+            };
+            (
+                fold(f64::min, f64::MAX, |p| p.1),
+                fold(f64::max, f64::MIN, |p| p.1),
+                fold(f64::min, f64::MAX, |p| p.0),
+                fold(f64::max, f64::MIN, |p| p.0),
+            )
         }
     };
-    [round4((y0 + y1) / 2.0 / side), round4((x0 + x1) / 2.0 / side), round4((y1 - y0) / side + delta), round4((x1 - x0) / side + delta)]
+    [
+        round4((y0 + y1) / 2.0 / side),
+        round4((x0 + x1) / 2.0 / side),
+        round4((y1 - y0) / side + delta),
+        round4((x1 - x0) / side + delta),
+    ]
 }
 
 fn composite(layer: &mut [u8], p: &Patch) {
@@ -164,11 +195,24 @@ fn shape_of(e: &Entity, unit: f64, size: f64) -> Shape {
             vec![(-h, -h), (h, -h), (h, h), (-h, h)]
         }
         3 => {
-            let (c18, s18) = ((dl as f64 * 18f64.to_radians().cos()) as i32, (dl as f64 * 18f64.to_radians().sin()) as i32);
-            let (s36, c36) = ((dl as f64 * 36f64.to_radians().sin()) as i32, (dl as f64 * 36f64.to_radians().cos()) as i32);
+            let (c18, s18) = (
+                (dl as f64 * 18f64.to_radians().cos()) as i32,
+                (dl as f64 * 18f64.to_radians().sin()) as i32,
+            );
+            let (s36, c36) = (
+                (dl as f64 * 36f64.to_radians().sin()) as i32,
+                (dl as f64 * 36f64.to_radians().cos()) as i32,
+            );
             vec![(0, -dl), (-c18, -s18), (-s36, c36), (s36, c36), (c18, -s18)]
         }
-        4 => vec![(0, -dl), (-s3, -half), (-s3, half), (0, dl), (s3, half), (s3, -half)],
+        4 => vec![
+            (0, -dl),
+            (-s3, -half),
+            (-s3, half),
+            (0, dl),
+            (s3, half),
+            (s3, -half),
+        ],
         _ => return Shape::Circle(dl as f64),
     };
     Shape::Polygon(pts.into_iter().map(|(x, y)| (x as f64, y as f64)).collect())
@@ -177,7 +221,11 @@ fn shape_of(e: &Entity, unit: f64, size: f64) -> Shape {
 fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 == 0.0 { 0.0 } else { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) };
+    let t = if len2 == 0.0 {
+        0.0
+    } else {
+        (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0)
+    };
     let (qx, qy) = (a.0 + t * dx - p.0, a.1 + t * dy - p.1);
     (qx * qx + qy * qy).sqrt()
 }
@@ -186,7 +234,9 @@ fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
 /// distance `nx·x + ny·y − c` (positive outside).
 fn edge_lines(pts: &[(f64, f64)]) -> Vec<(f64, f64, f64)> {
     let n = pts.len();
-    let centroid = pts.iter().fold((0.0, 0.0), |s, p| (s.0 + p.0 / n as f64, s.1 + p.1 / n as f64));
+    let centroid = pts.iter().fold((0.0, 0.0), |s, p| {
+        (s.0 + p.0 / n as f64, s.1 + p.1 / n as f64)
+    });
     (0..n)
         .map(|i| {
             let (a, b) = (pts[i], pts[(i + 1) % n]);
@@ -214,7 +264,13 @@ fn rasterise(shape: &Shape, fill: u8, r: i32) -> Vec<u8> {
                 for i in 0..side {
                     let (x, y) = ((i - r) as f64, (j - r) as f64);
                     let d2 = x * x + y * y;
-                    out[(j * side + i) as usize] = if d2 >= lo && d2 <= hi { 255 } else if d2 <= inner { fill } else { 0 };
+                    out[(j * side + i) as usize] = if d2 >= lo && d2 <= hi {
+                        255
+                    } else if d2 <= inner {
+                        fill
+                    } else {
+                        0
+                    };
                 }
             }
         }
@@ -240,8 +296,14 @@ fn rasterise(shape: &Shape, fill: u8, r: i32) -> Vec<u8> {
                     let v = if max_d > 1.0 {
                         0
                     } else if max_d <= 0.0 {
-                        if min_abs <= 1.0 { 255 } else { fill }
-                    } else if (0..pts.len()).any(|k| segment_distance(p, pts[k], pts[(k + 1) % pts.len()]) <= 1.0) {
+                        if min_abs <= 1.0 {
+                            255
+                        } else {
+                            fill
+                        }
+                    } else if (0..pts.len())
+                        .any(|k| segment_distance(p, pts[k], pts[(k + 1) % pts.len()]) <= 1.0)
+                    {
                         255
                     } else {
                         0
@@ -255,14 +317,26 @@ fn rasterise(shape: &Shape, fill: u8, r: i32) -> Vec<u8> {
 }
 
 fn entity_patch(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> Patch {
-    let (cx, cy) = ((slot[1] * SIDE as f64) as i32, (slot[0] * SIDE as f64) as i32);
+    let (cx, cy) = (
+        (slot[1] * SIDE as f64) as i32,
+        (slot[0] * SIDE as f64) as i32,
+    );
     let unit = slot[2].min(slot[3]) * SIDE as f64 / 2.0;
     let shape = shape_of(e, unit, sizes[e.size as usize]);
     let fill = 255 - COLOR_VALUES[e.color as usize];
     let r = (unit * sizes[e.size as usize]) as i32 + 3;
     let side = 2 * r + 1;
-    let ink = rotate(&rasterise(&shape, fill, r), side, ANGLE_VALUES[e.angle as usize]);
-    Patch { x0: cx - r, y0: cy - r, side, ink }
+    let ink = rotate(
+        &rasterise(&shape, fill, r),
+        side,
+        ANGLE_VALUES[e.angle as usize],
+    );
+    Patch {
+        x0: cx - r,
+        y0: cy - r,
+        side,
+        ink,
+    }
 }
 
 /// Rotates a square patch about its centre by `degrees` (counter-clockwise on screen), bilinear,
@@ -275,7 +349,8 @@ fn rotate(src: &[u8], side: i32, degrees: f64) -> Vec<u8> {
         180 => Some((-1.0, 0.0)),
         _ => None,
     };
-    let (cos, sin) = exact(degrees).unwrap_or((degrees.to_radians().cos(), degrees.to_radians().sin()));
+    let (cos, sin) =
+        exact(degrees).unwrap_or((degrees.to_radians().cos(), degrees.to_radians().sin()));
     if (cos, sin) == (1.0, 0.0) {
         return src.to_vec();
     }
@@ -292,7 +367,13 @@ fn rotate(src: &[u8], side: i32, degrees: f64) -> Vec<u8> {
         }
         return out;
     }
-    let at = |x: i32, y: i32| if (0..side).contains(&x) && (0..side).contains(&y) { src[(y * side + x) as usize] as f64 } else { 0.0 };
+    let at = |x: i32, y: i32| {
+        if (0..side).contains(&x) && (0..side).contains(&y) {
+            src[(y * side + x) as usize] as f64
+        } else {
+            0.0
+        }
+    };
     let mut out = vec![0u8; src.len()];
     // Rotation keeps distances: ink (within r − 1 of the centre) stays within r.
     let reach2 = r * r;
@@ -308,7 +389,10 @@ fn rotate(src: &[u8], side: i32, degrees: f64) -> Vec<u8> {
             // Shifted truncation = floor for the small negative values at the patch border.
             let (x0, y0) = ((xs + 64.0) as i32 - 64, (ys + 64.0) as i32 - 64);
             let (fx, fy) = (xs - x0 as f64, ys - y0 as f64);
-            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0) * fx * (1.0 - fy) + at(x0, y0 + 1) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1) * fx * fy;
+            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                + at(x0 + 1, y0) * fx * (1.0 - fy)
+                + at(x0, y0 + 1) * (1.0 - fx) * fy
+                + at(x0 + 1, y0 + 1) * fx * fy;
             out[(y * side + x) as usize] = (v + 0.5).min(255.0) as u8;
         }
     }

@@ -27,7 +27,10 @@ pub enum EntityRule {
 
 /// `META_TARGET_FORMAT` column of a rule name.
 pub fn rule_column(name: &str) -> usize {
-    ["Constant", "Progression", "Arithmetic", "Distribute_Three"].iter().position(|n| *n == name).expect("rule name")
+    ["Constant", "Progression", "Arithmetic", "Distribute_Three"]
+        .iter()
+        .position(|n| *n == name)
+        .expect("rule name")
 }
 
 impl NpRule {
@@ -45,7 +48,12 @@ impl NpRule {
     }
     /// Whether the rule changes the count (then positions are random and entities regenerated).
     pub fn on_number(self) -> bool {
-        matches!(self, NpRule::ProgressionNumber(_) | NpRule::ArithmeticNumber(_) | NpRule::DistributeThreeNumber)
+        matches!(
+            self,
+            NpRule::ProgressionNumber(_)
+                | NpRule::ArithmeticNumber(_)
+                | NpRule::DistributeThreeNumber
+        )
     }
     /// Whether columns 2–3 get freshly generated entities rather than copies.
     pub fn regenerates(self) -> bool {
@@ -162,7 +170,15 @@ impl RuleGroup {
         let ty = entity(Attr::Type, rng)?;
         let size = entity(Attr::Size, rng)?;
         let color = entity(Attr::Color, rng)?;
-        Some((RuleGroup { np: np.0, ty, size, color }, pruned))
+        Some((
+            RuleGroup {
+                np: np.0,
+                ty,
+                size,
+                color,
+            },
+            pruned,
+        ))
     }
 }
 
@@ -191,7 +207,11 @@ fn d3_rows<T: Clone>(a: T, b: T, c: T, rng: &mut Rng) -> [[T; 3]; 3] {
     let r1 = [a.clone(), b.clone(), c.clone()];
     let bca = [b.clone(), c.clone(), a.clone()];
     let cab = [c, a, b];
-    if rng.below(2) == 0 { [r1, bca, cab] } else { [r1, cab, bca] }
+    if rng.below(2) == 0 {
+        [r1, bca, cab]
+    } else {
+        [r1, cab, bca]
+    }
 }
 
 fn attr_index(a: Attr) -> usize {
@@ -225,15 +245,32 @@ impl Component {
     /// Same template rules as the originals: copies of `reference`'s first entity in new random slots.
     fn regenerate(&self, reference: &Layout, count: usize, rng: &mut Rng) -> Layout {
         let slots = super::grammar::choose_slots(self.n_slots, count, rng);
-        Layout::regenerate(&reference.entities[0], &slots, reference.uniform, &self.pruned, rng)
+        Layout::regenerate(
+            &reference.entities[0],
+            &slots,
+            reference.uniform,
+            &self.pruned,
+            rng,
+        )
     }
 
     fn regenerate_in(&self, reference: &Layout, slots: &[u8], rng: &mut Rng) -> Layout {
-        Layout::regenerate(&reference.entities[0], slots, reference.uniform, &self.pruned, rng)
+        Layout::regenerate(
+            &reference.entities[0],
+            slots,
+            reference.uniform,
+            &self.pruned,
+            rng,
+        )
     }
 
     /// Builds columns 2 and 3 of row `row` (0-based) from column 1, which some rules rewrite.
-    pub fn build_row(&mut self, row: usize, c1: &mut Layout, rng: &mut Rng) -> Result<(Layout, Layout), Stuck> {
+    pub fn build_row(
+        &mut self,
+        row: usize,
+        c1: &mut Layout,
+        rng: &mut Rng,
+    ) -> Result<(Layout, Layout), Stuck> {
         let (mut c2, mut c3) = self.apply_np(row, c1, rng)?;
         for attr in Attr::ALL {
             self.apply_entity(attr, row, c1, &mut c2, &mut c3, rng)?;
@@ -241,7 +278,12 @@ impl Component {
         Ok((c2, c3))
     }
 
-    fn apply_np(&mut self, row: usize, c1: &mut Layout, rng: &mut Rng) -> Result<(Layout, Layout), Stuck> {
+    fn apply_np(
+        &mut self,
+        row: usize,
+        c1: &mut Layout,
+        rng: &mut Rng,
+    ) -> Result<(Layout, Layout), Stuck> {
         let n = self.n_slots;
         Ok(match self.rules.np {
             NpRule::Constant => (c1.clone(), c1.clone()),
@@ -251,19 +293,34 @@ impl Component {
                 (c2, c3)
             }
             NpRule::ProgressionPosition(v) => {
-                let shift = |l: &Layout| l.moved(&l.entities.iter().map(|e| shift_slot(e.slot, v, n)).collect::<Vec<_>>());
+                let shift = |l: &Layout| {
+                    l.moved(
+                        &l.entities
+                            .iter()
+                            .map(|e| shift_slot(e.slot, v, n))
+                            .collect::<Vec<_>>(),
+                    )
+                };
                 let c2 = shift(c1);
                 let c3 = shift(&c2);
                 (c2, c3)
             }
             NpRule::ArithmeticNumber(v) => {
                 let (l1, o) = (c1.level(), self.orig.number);
-                let range = if v > 0 { Range::new(o.min, o.max - l1 - 1) } else { Range::new(o.min, l1 - o.min - 1) };
+                let range = if v > 0 {
+                    Range::new(o.min, o.max - l1 - 1)
+                } else {
+                    Range::new(o.min, l1 - o.min - 1)
+                };
                 if range.is_empty() {
                     return Err(Stuck);
                 }
                 let c2 = self.regenerate(c1, range.sample(rng) as usize + 1, rng);
-                let count3 = if v > 0 { c1.count() + c2.count() } else { c1.count() - c2.count() };
+                let count3 = if v > 0 {
+                    c1.count() + c2.count()
+                } else {
+                    c1.count() - c2.count()
+                };
                 let c3 = self.regenerate(&c2, count3, rng);
                 (c2, c3)
             }
@@ -271,11 +328,21 @@ impl Component {
                 let a = c1.slot_set();
                 let b = (0..500)
                     .map(|_| {
-                        let mut s = super::grammar::choose_slots(n, self.pruned.number.sample(rng) as usize + 1, rng);
+                        let mut s = super::grammar::choose_slots(
+                            n,
+                            self.pruned.number.sample(rng) as usize + 1,
+                            rng,
+                        );
                         s.sort_unstable();
                         s
                     })
-                    .find(|b| if v > 0 { !is_subset(b, &a) } else { !is_subset(&a, b) })
+                    .find(|b| {
+                        if v > 0 {
+                            !is_subset(b, &a)
+                        } else {
+                            !is_subset(&a, b)
+                        }
+                    })
                     .ok_or(Stuck)?;
                 let c2 = self.regenerate_in(c1, &b, rng);
                 let c3_slots = arithmetic_slots(&a, &b, v);
@@ -285,8 +352,16 @@ impl Component {
             NpRule::DistributeThreeNumber => {
                 if row == 0 {
                     let a = c1.level();
-                    let b = self.pruned.number.sample_excluding(&[a], rng).ok_or(Stuck)?;
-                    let c = self.pruned.number.sample_excluding(&[a, b], rng).ok_or(Stuck)?;
+                    let b = self
+                        .pruned
+                        .number
+                        .sample_excluding(&[a], rng)
+                        .ok_or(Stuck)?;
+                    let c = self
+                        .pruned
+                        .number
+                        .sample_excluding(&[a, b], rng)
+                        .ok_or(Stuck)?;
                     self.state.d3_number = Some(d3_rows(a, b, c, rng));
                 }
                 let levels = self.state.d3_number.ok_or(Stuck)?[row];
@@ -301,7 +376,8 @@ impl Component {
                 if row == 0 {
                     let s0 = c1.slot_set();
                     let s1 = new_slot_set(n, s0.len(), &[s0.clone()], rng).ok_or(Stuck)?;
-                    let s2 = new_slot_set(n, s0.len(), &[s0.clone(), s1.clone()], rng).ok_or(Stuck)?;
+                    let s2 =
+                        new_slot_set(n, s0.len(), &[s0.clone(), s1.clone()], rng).ok_or(Stuck)?;
                     self.state.d3_position = Some(d3_rows(s0, s1, s2, rng));
                 }
                 let sets = self.state.d3_position.clone().ok_or(Stuck)?[row].clone();
@@ -316,7 +392,15 @@ impl Component {
         })
     }
 
-    fn apply_entity(&mut self, attr: Attr, row: usize, c1: &mut Layout, c2: &mut Layout, c3: &mut Layout, rng: &mut Rng) -> Result<(), Stuck> {
+    fn apply_entity(
+        &mut self,
+        attr: Attr,
+        row: usize,
+        c1: &mut Layout,
+        c2: &mut Layout,
+        c3: &mut Layout,
+        rng: &mut Rng,
+    ) -> Result<(), Stuck> {
         let first = |l: &Layout| l.entities[0].get(attr);
         match self.rules.entity(attr) {
             EntityRule::Constant => {}
@@ -338,7 +422,9 @@ impl Component {
                 // Colour level 0 (white) as column 2 makes + and − indistinguishable; the
                 // originals only guard rows 1–2, we guard every row by re-drawing column 1.
                 if attr == Attr::Color && range_for(l1) == Range::new(0, 0) {
-                    let ok: Vec<i32> = (self.pruned.color.min..=self.pruned.color.max).filter(|&l| range_for(l).max > 0).collect();
+                    let ok: Vec<i32> = (self.pruned.color.min..=self.pruned.color.max)
+                        .filter(|&l| range_for(l).max > 0)
+                        .collect();
                     if ok.is_empty() {
                         return Err(Stuck);
                     }
@@ -348,7 +434,11 @@ impl Component {
                 if range.is_empty() {
                     return Err(Stuck);
                 }
-                let l2 = if attr == Attr::Color { range.sample_excluding(&[0], rng).ok_or(Stuck)? } else { range.sample(rng) };
+                let l2 = if attr == Attr::Color {
+                    range.sample_excluding(&[0], rng).ok_or(Stuck)?
+                } else {
+                    range.sample(rng)
+                };
                 let l3 = match (attr, v > 0) {
                     (Attr::Size, true) => l1 + l2 + 1,
                     (Attr::Size, false) => l1 - l2 - 1,
@@ -386,37 +476,73 @@ impl Component {
             NpRule::ProgressionNumber(_) => 2 * c2.level() == c1.level() + c3.level(),
             NpRule::ProgressionPosition(v) => {
                 let shifted = |l: &Layout| {
-                    let mut s: Vec<u8> = l.entities.iter().map(|e| shift_slot(e.slot, v, n)).collect();
+                    let mut s: Vec<u8> = l
+                        .entities
+                        .iter()
+                        .map(|e| shift_slot(e.slot, v, n))
+                        .collect();
                     s.sort_unstable();
                     s
                 };
                 shifted(c1) == c2.slot_set() && shifted(c2) == c3.slot_set()
             }
             NpRule::ArithmeticNumber(v) => {
-                if v > 0 { c3.count() == c1.count() + c2.count() } else { c3.count() + c2.count() == c1.count() }
+                if v > 0 {
+                    c3.count() == c1.count() + c2.count()
+                } else {
+                    c3.count() + c2.count() == c1.count()
+                }
             }
-            NpRule::ArithmeticPosition(v) => c3.slot_set() == arithmetic_slots(&c1.slot_set(), &c2.slot_set(), v),
-            NpRule::DistributeThreeNumber => self.state.d3_number.is_some_and(|d| d[row] == [c1.level(), c2.level(), c3.level()]),
-            NpRule::DistributeThreePosition => {
-                self.state.d3_position.as_ref().is_some_and(|d| d[row] == [c1.slot_set(), c2.slot_set(), c3.slot_set()])
+            NpRule::ArithmeticPosition(v) => {
+                c3.slot_set() == arithmetic_slots(&c1.slot_set(), &c2.slot_set(), v)
             }
+            NpRule::DistributeThreeNumber => self
+                .state
+                .d3_number
+                .is_some_and(|d| d[row] == [c1.level(), c2.level(), c3.level()]),
+            NpRule::DistributeThreePosition => self
+                .state
+                .d3_position
+                .as_ref()
+                .is_some_and(|d| d[row] == [c1.slot_set(), c2.slot_set(), c3.slot_set()]),
         }
     }
 
     /// Whether `c3` completes row `row` under the rule on `attr` (§2.9, including the originals'
     /// allowance for "Constant" on regenerated, non-uniform entities).
-    pub fn entity_holds(&self, attr: Attr, row: usize, c1: &Layout, c2: &Layout, c3: &Layout) -> bool {
+    pub fn entity_holds(
+        &self,
+        attr: Attr,
+        row: usize,
+        c1: &Layout,
+        c2: &Layout,
+        c3: &Layout,
+    ) -> bool {
         let rule = self.rules.entity(attr);
         if rule == EntityRule::Constant {
             if !c1.uniform {
-                if self.rules.np.regenerates() || c1.count() != c2.count() || c2.count() != c3.count() {
+                if self.rules.np.regenerates()
+                    || c1.count() != c2.count()
+                    || c2.count() != c3.count()
+                {
                     return true;
                 }
-                return c2.entities.iter().zip(&c3.entities).all(|(a, b)| a.get(attr) == b.get(attr))
-                    && c1.entities.iter().zip(&c2.entities).all(|(a, b)| a.get(attr) == b.get(attr));
+                return c2
+                    .entities
+                    .iter()
+                    .zip(&c3.entities)
+                    .all(|(a, b)| a.get(attr) == b.get(attr))
+                    && c1
+                        .entities
+                        .iter()
+                        .zip(&c2.entities)
+                        .all(|(a, b)| a.get(attr) == b.get(attr));
             }
         }
-        let (Some(l1), Some(l2), Some(l3)) = (c1.shared(attr), c2.shared(attr), c3.shared(attr)) else { return false };
+        let (Some(l1), Some(l2), Some(l3)) = (c1.shared(attr), c2.shared(attr), c3.shared(attr))
+        else {
+            return false;
+        };
         match rule {
             EntityRule::Constant => l1 == l2 && l2 == l3,
             EntityRule::Progression(_) => 2 * l2 == l1 + l3 && l2 != l1,
@@ -426,13 +552,19 @@ impl Component {
                 (_, true) => l3 == l1 + l2,
                 (_, false) => l3 == l1 - l2,
             },
-            EntityRule::DistributeThree => self.state.d3_entity[attr_index(attr)].is_some_and(|d| d[row] == [l1, l2, l3]),
+            EntityRule::DistributeThree => {
+                self.state.d3_entity[attr_index(attr)].is_some_and(|d| d[row] == [l1, l2, l3])
+            }
         }
     }
 
     /// Number of this component's 4 rules that row `row` satisfies.
     pub fn score(&self, row: usize, c1: &Layout, c2: &Layout, c3: &Layout) -> usize {
-        self.np_holds(row, c1, c2, c3) as usize + Attr::ALL.iter().filter(|&&a| self.entity_holds(a, row, c1, c2, c3)).count()
+        self.np_holds(row, c1, c2, c3) as usize
+            + Attr::ALL
+                .iter()
+                .filter(|&&a| self.entity_holds(a, row, c1, c2, c3))
+                .count()
     }
 }
 
@@ -446,7 +578,11 @@ fn is_subset(a: &[u8], b: &[u8]) -> bool {
 
 /// `A ∪ B` (v > 0) or `A \ B` (v < 0), sorted.
 fn arithmetic_slots(a: &[u8], b: &[u8], v: i32) -> Vec<u8> {
-    let mut out: Vec<u8> = if v > 0 { a.iter().chain(b).copied().collect() } else { a.iter().filter(|x| !b.contains(x)).copied().collect() };
+    let mut out: Vec<u8> = if v > 0 {
+        a.iter().chain(b).copied().collect()
+    } else {
+        a.iter().filter(|x| !b.contains(x)).copied().collect()
+    };
     out.sort_unstable();
     out.dedup();
     out

@@ -13,7 +13,12 @@ fn slot_json(slot: &[f64; 4]) -> String {
 
 fn layout_xml(p: &SymbolicProblem, comp: usize, layout: &Layout, sizes: &[f64]) -> String {
     let spec = &p.config.layouts[comp];
-    let positions = spec.slots.iter().map(slot_json).collect::<Vec<_>>().join(", ");
+    let positions = spec
+        .slots
+        .iter()
+        .map(slot_json)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut out = format!(
         "<Layout Number=\"{}\" Position=\"[{positions}]\" Uniformity=\"{}\" name=\"{}\">",
         layout.level(),
@@ -34,7 +39,11 @@ fn layout_xml(p: &SymbolicProblem, comp: usize, layout: &Layout, sizes: &[f64]) 
 fn panel_xml(p: &SymbolicProblem, panel: &Panel, sizes: &[f64]) -> String {
     let mut out = format!("<Panel><Struct name=\"{}\">", p.config.structure);
     for (comp, layout) in panel.iter().enumerate() {
-        out += &format!("<Component id=\"{comp}\" name=\"{}\">{}</Component>", p.config.layouts[comp].component, layout_xml(p, comp, layout, sizes));
+        out += &format!(
+            "<Component id=\"{comp}\" name=\"{}\">{}</Component>",
+            p.config.layouts[comp].component,
+            layout_xml(p, comp, layout, sizes)
+        );
     }
     out + "</Struct></Panel>"
 }
@@ -50,7 +59,11 @@ pub fn problem_xml(p: &SymbolicProblem, sizes: &[f64], mode: CandidateMode) -> S
         let (np_name, np_attr) = g.np.names();
         out += &format!("<Rule_Group id=\"{comp}\"><Rule attr=\"{np_attr}\" name=\"{np_name}\" />");
         for a in super::Attr::ALL {
-            out += &format!("<Rule attr=\"{}\" name=\"{}\" />", a.name(), g.entity(a).name());
+            out += &format!(
+                "<Rule attr=\"{}\" name=\"{}\" />",
+                a.name(),
+                g.entity(a).name()
+            );
         }
         out += "</Rule_Group>";
     }
@@ -63,7 +76,11 @@ pub fn problem_xml(p: &SymbolicProblem, sizes: &[f64], mode: CandidateMode) -> S
             } else {
                 out += &format!("<Candidate id=\"{i}\">");
                 for m in mods {
-                    out += &format!("<Attribute component_id=\"{}\" name=\"{}\" />", m.comp, m.attr.name());
+                    out += &format!(
+                        "<Attribute component_id=\"{}\" name=\"{}\" />",
+                        m.comp,
+                        m.attr.name()
+                    );
                 }
                 out += "</Candidate>";
             }
