@@ -45,3 +45,15 @@ notebooks-full: build
 
 clean-cache:
 	rm -rf "$(HOME)/.cache/avr-modularity/target" "$(HOME)/.cache/avr-modularity/evcxr-tmp"
+
+# Figures as a reader sees them: the executed notebooks' HTML (target/notebooks/*.html, from
+# run_notebooks.py --html) and report/index.html in headless Chromium (installed when missing);
+# screenshots and per-figure measurements go to target/browser-check/.
+.PHONY: test-browser
+test-browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	@files="$$(ls target/notebooks/*.html report/index.html 2>/dev/null)"; \
+	if [ -z "$$files" ]; then \
+	  echo "test-browser: nothing to check: no target/notebooks/*.html or report/index.html"; exit 1; \
+	fi; \
+	python3 scripts/browser_check.py $$files --out target/browser-check

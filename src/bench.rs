@@ -6,6 +6,9 @@
 
 use serde::Serialize;
 
+use tch::Tensor;
+
+use crate::optim::{AdamW, TrainStep};
 use crate::Result;
 
 /// Per-step wall times of a benchmark, in seconds.
@@ -56,5 +59,43 @@ impl StepTimes {
     /// Problems per second over all timed steps together.
     pub fn problems_per_s_mean(&self) -> f64 {
         (self.batch * self.seconds.len()) as f64 / self.seconds.iter().sum::<f64>()
+    }
+}
+
+/// A [`TrainStep`] whose loss comes from a function, timed step by step: the benches run the
+/// very loop the trainers run ([`crate::optim::optimise`]) and time each iteration.
+pub struct Timed<F> {
+    batch: usize,
+    warmup: usize,
+    loss: F,
+    started: Option<std::time::Instant>,
+    seconds: Vec<f64>,
+}
+
+impl<F: FnMut(usize) -> Result<Tensor>> Timed<F> {
+    /// Times every step after `warmup` untimed ones; `batch` problems per step.
+    pub fn new(batch: usize, warmup: usize, loss: F) -> Self {
+        Timed { batch, warmup, loss, started: None, seconds: Vec::new() }
+    }
+
+    /// The per-step times measured so far.
+    pub fn times(&self) -> StepTimes {
+        StepTimes { batch: self.batch, seconds: self.seconds.clone() }
+    }
+}
+
+impl<F: FnMut(usize) -> Result<Tensor>> TrainStep for Timed<F> {
+    fn loss(&mut self, step: usize) -> Result<Tensor> {
+        self.started = Some(std::time::Instant::now());
+        (self.loss)(step)
+    }
+
+    fn after_update(&mut self, step: usize, _loss: f64, _opt: &AdamW) -> Result<()> {
+        let first = *self.started.get_or_insert_with(std::time::Instant::now);
+        // Steps are numbered from 1; the first `warmup` are not timed.
+        if step > self.warmup {
+            self.seconds.push(first.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 }

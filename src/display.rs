@@ -14,6 +14,9 @@ use crate::checkpoint::write_atomic;
 use crate::{Error, Result};
 
 /// An SVG figure drawn with plotters.
+///
+/// Every figure scales down to the width of the page or notebook cell showing it: its root
+/// element has a `viewBox` and `style="max-width:100%;height:auto"` (added by [`Figure::new`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
     /// The complete `<svg …>…</svg>` document.
@@ -22,30 +25,46 @@ pub struct Figure {
     pub title: String,
 }
 
+/// CSS that lets an SVG shrink to its container, keeping its aspect ratio (through `viewBox`).
+const RESPONSIVE: &str = "max-width:100%;height:auto";
+/// Markers around each part of a [`Figure::side_by_side`] document.
+const PART_BEGIN: &str = "<!--avr-part-->";
+const PART_END: &str = "<!--/avr-part-->";
+
 impl Figure {
-    /// Wraps an SVG document.
+    /// Wraps an SVG document, giving its root a `viewBox` (from `width`/`height` when it has
+    /// none) and the responsive style, so that it never overflows the cell showing it.
     pub fn new(title: impl Into<String>, svg: String) -> Self {
         Figure {
-            svg,
+            svg: responsive(svg),
             title: title.into(),
         }
     }
 
-    /// Several figures in a row, as one SVG document (evcxr shows one block per MIME type per
-    /// cell, so a cell with several plots needs them combined).
+    /// Several figures next to each other. The SVG document (for [`Figure::save_svg`] and
+    /// `image/svg+xml`) holds them in one row and scales down as a whole; in HTML
+    /// ([`Figure::to_html`], and the notebook display) they are separate SVGs in a wrapping
+    /// flex row, each at most as wide as the cell, so nothing is cut off. Side-by-side figures
+    /// given here are flattened into their parts.
     pub fn side_by_side(title: impl Into<String>, figures: &[Figure]) -> Self {
+        let parts: Vec<Part> = figures.iter().flat_map(|f| parts(&f.svg)).collect();
         let (mut width, mut height, mut body) = (0.0f64, 0.0f64, String::new());
-        for f in figures {
-            let (w, h) = svg_size(&f.svg);
-            body.push_str(&format!(
-                "<g transform=\"translate({width},0)\">{}</g>",
-                strip_svg_root(&f.svg)
-            ));
-            width += w;
-            height = height.max(h);
+        for p in &parts {
+            let _ = write!(
+                body,
+                "{PART_BEGIN}<svg x=\"{width}\" y=\"0\" width=\"{}\" height=\"{}\" viewBox=\"{}\">{}</svg>{PART_END}",
+                p.width, p.height, p.view_box, p.content
+            );
+            width += p.width;
+            height = height.max(p.height);
         }
         let svg = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\">{body}</svg>");
         Figure::new(title, svg)
+    }
+
+    /// Whether this figure was made by [`Figure::side_by_side`].
+    fn is_composite(&self) -> bool {
+        self.svg.contains(PART_BEGIN)
     }
 
     /// Writes the SVG document (atomically).
@@ -53,13 +72,39 @@ impl Figure {
         write_atomic(path.as_ref(), self.svg.as_bytes())
     }
 
-    /// The figure as a self-contained HTML fragment (for reports).
+    /// The figure as a self-contained HTML fragment (for reports and notebooks): a `<figure>`
+    /// no wider than its container; the parts of a side-by-side figure wrap onto new rows.
     pub fn to_html(&self) -> String {
-        format!("<figure>{}</figure>", self.svg)
+        if !self.is_composite() {
+            return format!(
+                "<figure class=\"avr-figure\" style=\"margin:0.5em 0;max-width:100%\">{}</figure>",
+                self.svg
+            );
+        }
+        let mut html = String::from(
+            "<figure class=\"avr-figure avr-side-by-side\" style=\"margin:0.5em 0;max-width:100%;display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start\">",
+        );
+        for p in parts(&self.svg) {
+            let _ = write!(
+                html,
+                "<svg width=\"{}\" height=\"{}\" viewBox=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" style=\"{RESPONSIVE};min-width:0;flex:0 1 auto\">{}</svg>",
+                p.width, p.height, p.view_box, p.content
+            );
+        }
+        html.push_str("</figure>");
+        html
     }
 
-    /// Inline display in evcxr (`image/svg+xml`).
+    /// Inline display in evcxr (`image/svg+xml`). A side-by-side figure also gives `text/html`
+    /// (its parts in a wrapping row, each shrinking to the cell), which HTML front ends
+    /// (JupyterLab, nbconvert, VS Code) prefer; the SVG stays as the fallback for the others.
     pub fn evcxr_display(&self) {
+        if self.is_composite() {
+            println!(
+                "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+                self.to_html()
+            );
+        }
         println!(
             "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
             self.svg
@@ -67,23 +112,98 @@ impl Figure {
     }
 }
 
+/// One figure of a side-by-side document: its size, `viewBox` and content.
+#[derive(Debug, Clone, PartialEq)]
+struct Part {
+    width: f64,
+    height: f64,
+    view_box: String,
+    content: String,
+}
+
+/// The root `<svg …>` start tag of a document (empty when there is none).
+fn root_tag(svg: &str) -> &str {
+    let Some(start) = svg.find("<svg") else {
+        return "";
+    };
+    let end = svg[start..].find('>').map_or(svg.len(), |i| start + i + 1);
+    &svg[start..end]
+}
+
+/// The value of attribute `name` in a start tag.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    tag.find(&key)
+        .and_then(|i| tag[i + key.len()..].split('"').next())
+}
+
 /// Width and height attributes of an `<svg>` root (0 when absent).
 fn svg_size(svg: &str) -> (f64, f64) {
-    let attr = |name: &str| -> f64 {
-        let key = format!("{name}=\"");
-        svg.find(&key)
-            .and_then(|i| svg[i + key.len()..].split('"').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (attr("width"), attr("height"))
+    let tag = root_tag(svg);
+    let num = |name| attr(tag, name).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (num("width"), num("height"))
+}
+
+/// The parts of a document: those of a side-by-side figure, or the document itself.
+fn parts(svg: &str) -> Vec<Part> {
+    if !svg.contains(PART_BEGIN) {
+        let (width, height) = svg_size(svg);
+        let view_box = attr(root_tag(svg), "viewBox")
+            .map_or_else(|| format!("0 0 {width} {height}"), str::to_string);
+        return vec![Part {
+            width,
+            height,
+            view_box,
+            content: strip_svg_root(svg).to_string(),
+        }];
+    }
+    svg.split(PART_BEGIN)
+        .skip(1)
+        .filter_map(|chunk| chunk.split(PART_END).next())
+        .flat_map(parts)
+        .collect()
+}
+
+/// `svg` with a `viewBox` and the responsive style on its root element (unchanged if present).
+fn responsive(mut svg: String) -> String {
+    let tag = root_tag(&svg).to_string();
+    if tag.is_empty() {
+        return svg;
+    }
+    let start = svg.find("<svg").unwrap_or(0);
+    let mut extra = String::new();
+    if attr(&tag, "viewBox").is_none() {
+        let (w, h) = svg_size(&svg);
+        if w > 0.0 && h > 0.0 {
+            let _ = write!(extra, " viewBox=\"0 0 {w} {h}\"");
+        }
+    }
+    match attr(&tag, "style") {
+        Some(style) if style.contains("max-width") => {}
+        Some(style) => {
+            let old = format!(" style=\"{style}\"");
+            let new = format!(" style=\"{RESPONSIVE};{style}\"");
+            let fixed = tag.replacen(&old, &new, 1);
+            svg.replace_range(start..start + tag.len(), &fixed);
+        }
+        None => {
+            let _ = write!(extra, " style=\"{RESPONSIVE}\"");
+        }
+    }
+    if !extra.is_empty() {
+        let tag = root_tag(&svg);
+        let close = if tag.ends_with("/>") { 2 } else { 1 };
+        svg.insert_str(start + tag.len() - close, &extra);
+    }
+    svg
 }
 
 /// The content of an SVG document without its `<svg …>` root element.
-fn strip_svg_root(svg: &str) -> &str {
-    let start = svg.find('>').map_or(0, |i| i + 1);
+pub(crate) fn strip_svg_root(svg: &str) -> &str {
+    let start = svg.find("<svg").unwrap_or(0);
+    let start = svg[start..].find('>').map_or(0, |i| start + i + 1);
     let end = svg.rfind("</svg>").unwrap_or(svg.len());
-    &svg[start..end]
+    &svg[start.min(end)..end]
 }
 
 /// A polars DataFrame with an HTML rendering.
@@ -184,10 +304,49 @@ mod tests {
             "{}",
             both.svg
         );
-        assert!(both
-            .svg
-            .contains("<g transform=\"translate(100,0)\"><circle/></g>"));
-        assert_eq!(both.svg.matches("<svg").count(), 1);
+        assert!(
+            both.svg
+                .contains("<svg x=\"100\" y=\"0\" width=\"30\" height=\"80\" viewBox=\"0 0 30 80\"><circle/></svg>"),
+            "{}",
+            both.svg
+        );
+        assert!(root_tag(&both.svg).contains("viewBox=\"0 0 130 80\""));
+        assert!(root_tag(&both.svg).contains("style=\"max-width:100%;height:auto\""));
+        // In HTML: two separate, shrinkable SVGs in a wrapping flex row.
+        let html = both.to_html();
+        assert!(html.contains("display:flex;flex-wrap:wrap"), "{html}");
+        assert_eq!(html.matches("<svg").count(), 2, "{html}");
+        assert_eq!(html.matches("max-width:100%;height:auto").count(), 2);
+        // Nesting flattens: three parts, not a part holding two.
+        let c = Figure::new("c", "<svg width=\"10\" height=\"10\"><path/></svg>".into());
+        let all = Figure::side_by_side("abc", &[both, c]);
+        assert_eq!(all.to_html().matches("<svg").count(), 3);
+        assert!(all.svg.starts_with("<svg width=\"140\" height=\"80\""));
+    }
+
+    #[test]
+    fn every_figure_gets_a_view_box_and_scales_down() {
+        let f = Figure::new(
+            "f",
+            "<svg xmlns=\"x\" width=\"760\" height=\"70\"><rect/></svg>".into(),
+        );
+        assert_eq!(
+            root_tag(&f.svg),
+            "<svg xmlns=\"x\" width=\"760\" height=\"70\" viewBox=\"0 0 760 70\" style=\"max-width:100%;height:auto\">"
+        );
+        // Idempotent, and an existing style is kept.
+        assert_eq!(Figure::new("f", f.svg.clone()).svg, f.svg);
+        let g = Figure::new(
+            "g",
+            "<svg width=\"5\" height=\"5\" viewBox=\"0 0 5 5\" style=\"color:red\"/>".into(),
+        );
+        assert_eq!(
+            g.svg,
+            "<svg width=\"5\" height=\"5\" viewBox=\"0 0 5 5\" style=\"max-width:100%;height:auto;color:red\"/>"
+        );
+        assert!(f.to_html().starts_with(
+            "<figure class=\"avr-figure\" style=\"margin:0.5em 0;max-width:100%\"><svg"
+        ));
     }
 
     #[test]

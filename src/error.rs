@@ -28,6 +28,16 @@ pub enum Error {
     #[error("plot: {0}")]
     Plot(String),
 
+    // --- training ------------------------------------------------------------------------
+    /// The loss became NaN or infinite; the last milestone and resumable state are kept.
+    #[error("loss became {loss} at step {step}; stopped (the last good checkpoint and resumable state are kept)")]
+    Diverged {
+        /// The step whose loss was not finite.
+        step: usize,
+        /// The loss value.
+        loss: f64,
+    },
+
     // --- configuration --------------------------------------------------------------------
     /// A setting or argument is out of range or inconsistent.
     #[error("invalid setting: {0}")]

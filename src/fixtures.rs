@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::data::Shape;
+
 /// `$AVR_FIXTURES`, else the first `shared/fixtures` beside the crate or one of its ancestors,
 /// else `/work/shared/fixtures`. `None` when none of them exists.
 pub fn fixtures_dir() -> Option<PathBuf> {
@@ -26,17 +28,14 @@ pub fn require_fixtures() -> crate::Result<PathBuf> {
     })
 }
 
-/// The study's shape tasks, in the order of its sharing-matrix figures.
-pub const STUDY_SHAPES: [&str; 5] = ["circles", "triangles", "pentagon", "hexagon", "squares"];
-
 /// The study's masks of one level (`SCL_50`, `SCL_70`, `SCL_90`), one per shape in
-/// [`STUDY_SHAPES`] order (the first file of each shape folder, as the study's analysis took).
+/// [`Shape::ALL`] order (the first file of each shape folder, as the study's analysis took).
 pub fn study_masks(level: &str) -> crate::Result<Vec<crate::masking::Mask>> {
     let root = require_fixtures()?.join("seed/binary_masks").join(level);
-    STUDY_SHAPES
+    Shape::ALL
         .iter()
         .map(|shape| {
-            let dir = root.join(shape);
+            let dir = root.join(shape.study_folder());
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| crate::Error::io(&dir, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -49,4 +48,9 @@ pub fn study_masks(level: &str) -> crate::Result<Vec<crate::masking::Mask>> {
             crate::masking::Mask::load_study(first)
         })
         .collect()
+}
+
+/// The study's checkpoint, `seed/checkpoint/SCL_pretrain_80.ckpt`.
+pub fn study_checkpoint_path() -> crate::Result<PathBuf> {
+    Ok(require_fixtures()?.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
 }

@@ -9,15 +9,35 @@
 //! [`checkpoint`] for files on disk and [`display`] for inline notebook output.
 //! Notebooks start with `use avr_modularity::prelude::*;`.
 
+/// Generates `with_<field>(self, value) -> Self` setters for config structs (burn's `Config`
+/// derive habit): `with_setters!(Cfg { with_lr => lr: f64 })` gives `cfg.with_lr(1e-2)`.
+macro_rules! with_setters {
+    ($ty:ident { $($setter:ident => $field:ident : $fty:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("This config with `", stringify!($field), "` set to `value`.")]
+                #[must_use]
+                pub fn $setter(self, value: $fty) -> Self {
+                    $ty { $field: value, ..self }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use with_setters;
+
 pub mod analysis;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod display;
 pub mod error;
+pub mod files;
 pub mod fixtures;
 pub mod masking;
 pub mod model;
+pub mod notebook;
+pub mod optim;
 pub mod plot;
 pub mod prelude;
 pub mod report;

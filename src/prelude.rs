@@ -1,38 +1,42 @@
-//! Everything a notebook needs: `use avr_modularity::prelude::*;`.
+//! The notebook surface: `use avr_modularity::prelude::*;`. About 25 names, by stage; every
+//! internal type stays reachable by its path (`avr_modularity::data::loader::Loader`, …).
 
-pub use crate::analysis::development::Development;
-pub use crate::analysis::graph::analyse;
-pub use crate::analysis::masks::{mask_stats, stats_table, MaskStats, Overlap, SharingMatrix};
-pub use crate::analysis::{
-    graph_modularity, sharing_matrix, ModularityConfig, ModularityReport, WeightGraph,
-};
-pub use crate::data::dataset::BatchOptions;
-pub use crate::data::generate::{
-    generate_dataset, generate_problem, CandidateMode, ConfigSpec, GeneratedProblem,
-    GeneratorConfig, Preset,
-};
-pub use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
-pub use crate::data::{AvrDataset, AvrProblem, Split};
+// --- set-up and display ------------------------------------------------------------------
+/// The run: seed, device, size and paths ([`Study::setup`]).
+pub use crate::notebook::Study;
+/// Inline SVG figures and HTML tables.
 pub use crate::display::{Figure, Table};
-pub use crate::fixtures::{fixtures_dir, require_fixtures, study_masks, STUDY_SHAPES};
-pub use crate::masking::engine::MaskSidecar;
-pub use crate::masking::engine::{
-    alpha_sweep, train_mask, AlphaSweep, MaskFilter, MaskRun, MaskTrainConfig,
-};
-pub use crate::masking::toy::{run_toy, ToyConfig, ToyReport, ToyTask};
-pub use crate::masking::Mask;
-pub use crate::model::{BnMode, Params, SclModel};
-pub use crate::model::{OfficialSclConfig, SclVariant, SeedSclConfig};
-pub use crate::plot::sharing_heatmap;
-pub use crate::plot::{line_plot, Line};
-pub use crate::plot::{
-    log_bar_chart, mask_probability_histogram, spatial_distribution, weight_usage,
-};
-pub use crate::plot::{problem_figure, save_problem_png};
-pub use crate::session::{default_device, setup, RunSize, Session};
-pub use crate::train::eval::{evaluate, EvalOptions, EvalReport};
-pub use crate::train::trainer::load_checkpoint;
-pub use crate::train::{train, TrainConfig, TrainRun};
+/// The library's error and result.
 pub use crate::{Error, Result};
-pub use polars::prelude::{df, DataFrame, NamedFrom, Series};
-pub use tch::{Device, Kind, Tensor};
+
+// --- data --------------------------------------------------------------------------------
+/// Problem folders, one problem, splits and the five shape tasks.
+pub use crate::data::{AvrDataset, AvrProblem, Shape, Split};
+/// Generating I-RAVEN problems.
+pub use crate::data::generate::{generate_dataset, GeneratorConfig};
+
+// --- model and checkpoints ----------------------------------------------------------------
+/// SCL and its architectures (`SclVariant::official(80)`).
+pub use crate::model::{SclModel, SclVariant};
+/// A trained model from disk, ours or the study's, with its input spec and accuracy.
+pub use crate::checkpoint::Checkpoint;
+
+// --- training ----------------------------------------------------------------------------
+/// Training SCL and evaluating accuracy.
+pub use crate::notebook::train_scl;
+pub use crate::train::eval::{evaluate, EvalOptions};
+pub use crate::train::{TrainConfig, TrainRun};
+
+// --- masks -------------------------------------------------------------------------------
+/// Binary weight masks and their training.
+pub use crate::masking::engine::{alpha_sweep, MaskRun, MaskTrainConfig};
+pub use crate::masking::set::{train_mask_for_shape, train_masks, MaskSet, TaskSets};
+pub use crate::masking::Mask;
+
+// --- analysis and plots ------------------------------------------------------------------
+/// Module measures: statistics, sharing, development, graph modularity.
+pub use crate::analysis::development::Development;
+pub use crate::analysis::masks::{mask_stats, Overlap};
+pub use crate::analysis::{graph_modularity, ModularityConfig, WeightGraph};
+/// Figures.
+pub use crate::plot::{line_plot, plot_sharing_matrix, problem_figure, weight_usage, Line};

@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use crate::analysis::development::Development;
-use crate::analysis::graph::{analyse, ModularityConfig};
+use crate::analysis::graph::{graph_modularity, ModularityConfig};
 use crate::analysis::masks::Overlap;
 use crate::display::{escape_html, Table};
 use crate::plot::sharing_heatmap;
-use crate::train::trainer::load_checkpoint;
+use crate::analysis::graph::WeightGraph;
+use crate::checkpoint::Checkpoint;
 use crate::Result;
 use polars::prelude::*;
 
@@ -50,15 +51,27 @@ pub fn write_report(
     }
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
     let mut rows: Vec<(String, Option<f64>, f64, Option<f64>, Option<f64>)> = Vec::new();
+    let mut unreadable = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
         let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else {
             continue;
         };
-        let Some(Ok((model, _))) = rec.base_checkpoint_path().map(|p| load_checkpoint(&p)) else {
-            continue;
+        // A mask whose base checkpoint cannot be read is named in the report, never dropped.
+        let model = match rec.base_checkpoint_path() {
+            Some(path) => match Checkpoint::load(&path) {
+                Ok(c) => c.model,
+                Err(e) => {
+                    unreadable.push(format!("{ckpt}: {e}"));
+                    continue;
+                }
+            },
+            None => {
+                unreadable.push(format!("{ckpt}: base checkpoint '{}' not found", rec.sidecar.base_checkpoint));
+                continue;
+            }
         };
-        let report = analyse(
-            &model.vision_graph()?,
+        let report = graph_modularity(
+            &WeightGraph::from_scl(&model)?,
             &ModularityConfig {
                 k: 4,
                 shuffles,
@@ -83,6 +96,9 @@ pub fn write_report(
     body += &Table::new(df)
         .with_caption(format!("Newman Q (k = 4) with {shuffles} layer shuffles"))
         .to_html()?;
+    for line in &unreadable {
+        body += &format!("<p class=\"warn\">⚠ no graph modularity for {}</p>", escape_html(line));
+    }
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>avr-modularity report</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}.warn{{color:#b00}}figure{{margin:1em 0}}</style></head><body><h1>avr-modularity — pipeline report</h1>{body}</body></html>"
     );

@@ -114,3 +114,45 @@ impl Session {
         );
     }
 }
+
+static PROGRESS_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends progress lines to stderr instead of stdout. The CLI does this so that `--json` output
+/// on stdout stays clean; notebooks keep stdout, because Jupyter paints stderr as red blocks.
+pub fn progress_to_stderr(on: bool) {
+    PROGRESS_TO_STDERR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One progress line, replacing the previous one in place (carriage return); [`progress_done`]
+/// ends it. Set `AVR_PROGRESS=lines` for one line per update (log files).
+pub fn progress(line: &str) {
+    use std::io::Write as _;
+    let as_lines = std::env::var("AVR_PROGRESS").is_ok_and(|v| v == "lines");
+    let text = match as_lines {
+        true => format!("{line}\n"),
+        false => format!("\r{line:<110}"),
+    };
+    if PROGRESS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    }
+}
+
+/// Ends the current progress line.
+pub fn progress_done() {
+    if std::env::var("AVR_PROGRESS").is_ok_and(|v| v == "lines") {
+        return;
+    }
+    progress_newline();
+}
+
+fn progress_newline() {
+    use std::io::Write as _;
+    if PROGRESS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(b"\n");
+    } else {
+        let _ = std::io::stdout().write_all(b"\n");
+    }
+}

@@ -1,7 +1,7 @@
 //! Known answers for graph modularity (`graph-modularity.md` §5.5).
 
 use avr_modularity::analysis::graph::{
-    analyse, modularity, ncut, planted_mlp, ModularityConfig, WeightGraph,
+    graph_modularity, modularity, ncut, planted_mlp, ModularityConfig, WeightGraph,
 };
 use tch::Tensor;
 
@@ -13,7 +13,7 @@ fn planted() -> Vec<Tensor> {
 #[test]
 fn planted_partition_gives_the_analytic_q_and_ncut_and_recovers_groups() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
-    let report = analyse(
+    let report = graph_modularity(
         &graph,
         &ModularityConfig {
             k: 4,
@@ -49,7 +49,7 @@ fn two_disconnected_copies_give_q_one_half_at_k_2() {
         0,
     );
     let graph = WeightGraph::from_mlp(&[block.shallow_clone(), block]).unwrap();
-    let report = analyse(
+    let report = graph_modularity(
         &graph,
         &ModularityConfig {
             k: 2,
@@ -79,7 +79,7 @@ fn singletons_give_minus_sum_of_squared_degree_shares() {
 #[test]
 fn planted_structure_beats_the_shuffle_null_model() {
     let graph = WeightGraph::from_mlp(&planted()).unwrap();
-    let report = analyse(
+    let report = graph_modularity(
         &graph,
         &ModularityConfig {
             k: 4,
@@ -107,8 +107,8 @@ fn same_seed_same_clusters() {
         ..Default::default()
     };
     assert_eq!(
-        analyse(&graph, &cfg).unwrap().clusters,
-        analyse(&graph, &cfg).unwrap().clusters
+        graph_modularity(&graph, &cfg).unwrap().clusters,
+        graph_modularity(&graph, &cfg).unwrap().clusters
     );
 }
 

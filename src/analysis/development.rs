@@ -3,17 +3,15 @@
 //! from a position in a list, the study's mislabelling bug), with a warning when masks being
 //! compared were trained with different α.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use super::masks::{mask_stats, sharing_matrix, Overlap, SharingMatrix};
 use crate::checkpoint::read_sidecar;
-use crate::display::{Figure, Table};
+use crate::display::Table;
 use crate::masking::engine::MaskSidecar;
 use crate::masking::Mask;
-use crate::plot::{line_plot, Line};
 use crate::{Error, Result};
 
 /// One trained mask with what its sidecar says about it.
@@ -197,53 +195,6 @@ impl Development {
             ),
         ])?;
         Ok(Table::new(df).with_caption("masks by measured checkpoint accuracy"))
-    }
-
-    fn metric_plot(
-        &self,
-        title: &str,
-        y_label: &str,
-        metric: impl Fn(&MaskRecord) -> f64,
-    ) -> Result<Figure> {
-        let mut by_task: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for r in &self.records {
-            if let Some(acc) = r.sidecar.base_accuracy {
-                by_task
-                    .entry(r.mask.name.clone())
-                    .or_default()
-                    .push((100.0 * acc, metric(r)));
-            }
-        }
-        let lines: Vec<Line> = by_task
-            .into_iter()
-            .map(|(task, pts)| {
-                Line::new(
-                    task,
-                    &pts.iter().map(|p| p.0).collect::<Vec<_>>(),
-                    &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
-                )
-            })
-            .collect();
-        line_plot(
-            title,
-            "checkpoint validation accuracy (measured, %)",
-            y_label,
-            &lines,
-        )
-    }
-
-    /// Kept weights (%) per task against the checkpoint's measured accuracy.
-    pub fn sparsity_plot(&self) -> Result<Figure> {
-        self.metric_plot("module size over training", "kept weights (%)", |r| {
-            100.0 * mask_stats(&r.mask).kept_fraction
-        })
-    }
-
-    /// Dispersity per task against the checkpoint's measured accuracy.
-    pub fn dispersity_plot(&self) -> Result<Figure> {
-        self.metric_plot("module dispersity over training", "dispersity", |r| {
-            mask_stats(&r.mask).dispersity
-        })
     }
 
     /// The sharing matrix of the masks trained on `checkpoint`, and its accuracy.

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::model::{SclModel, SclVariant};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -26,6 +27,35 @@ pub struct WeightGraph {
 }
 
 impl WeightGraph {
+    /// The channel graph of an SCL's vision conv stack, BatchNorm folded (what `avr modularity
+    /// --ckpt` measures).
+    pub fn from_scl(model: &SclModel) -> Result<Self> {
+        let p = |name: String| model.params.get(&name).map(|t| t.shallow_clone());
+        let layers = match &model.variant {
+            SclVariant::Seed(cfg) => {
+                let convs = cfg.conv_channels.len() - 1;
+                (0..convs)
+                    .map(|i| {
+                        let bn = format!("vision.net.{}", 2 * i + 1);
+                        let folded = match i + 1 < convs {
+                            true => Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?)),
+                            false => None,
+                        };
+                        Ok((p(format!("vision.net.{}.weight", 2 * i))?, folded))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            SclVariant::Official(cfg) => (0..cfg.channels.len())
+                .map(|i| {
+                    let bn = format!("visual.bn.{i}");
+                    let folded = Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?));
+                    Ok((p(format!("visual.conv.{i}.weight"))?, folded))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        WeightGraph::from_convs(&layers)
+    }
+
     /// Builds the chain graph from non-negative blocks `(n_l, n_{l+1})`.
     pub fn from_blocks(blocks: Vec<Tensor>) -> Result<Self> {
         if blocks.is_empty() {
@@ -379,7 +409,7 @@ pub fn ncut(adjacency: &Tensor, labels: &[usize]) -> f64 {
 
 /// Clusters `graph`, scores the partition and, with `shuffles > 0`, compares Q with the
 /// layer-shuffle null model (`p = (1 + #{Q_s ≥ Q}) / (n + 1)`, z with the population sd).
-pub fn analyse(graph: &WeightGraph, cfg: &ModularityConfig) -> Result<ModularityReport> {
+pub fn graph_modularity(graph: &WeightGraph, cfg: &ModularityConfig) -> Result<ModularityReport> {
     let root = Rng::new(cfg.seed);
     let mut rng = root.fork("kmeans");
     let clusters = spectral_clustering(&graph.adjacency, cfg.k, cfg.restarts, &mut rng)?;

@@ -212,57 +212,7 @@ pub fn stats_table(stats: &[MaskStats]) -> Result<Table> {
     Ok(Table::new(DataFrame::new_infer_height(columns)?))
 }
 
-/// How two masks' overlap is normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overlap {
-    /// `|A ∧ B| / min(|A|, |B|)` — the study's sharing metric.
-    IoMin,
-    /// `|A ∧ B| / |A ∨ B|`.
-    IoU,
-}
-
-impl Overlap {
-    pub fn parse(s: &str) -> Option<Overlap> {
-        match s.to_ascii_lowercase().as_str() {
-            "iomin" => Some(Overlap::IoMin),
-            "iou" => Some(Overlap::IoU),
-            _ => None,
-        }
-    }
-
-    fn of(self, both: i64, a: i64, b: i64) -> f64 {
-        let denominator = match self {
-            Overlap::IoMin => a.min(b),
-            Overlap::IoU => a + b - both,
-        };
-        if denominator == 0 {
-            0.0
-        } else {
-            both as f64 / denominator as f64
-        }
-    }
-}
-
-/// Overlap per tensor and globally between two binary masks, in [0, 1].
-pub fn overlap(a: &Params, b: &Params, metric: Overlap) -> Result<(f64, Vec<(String, f64)>)> {
-    let (mut both_all, mut a_all, mut b_all) = (0, 0, 0);
-    let mut per_tensor = Vec::new();
-    for (name, ta) in a.iter() {
-        let tb = b.get(name)?;
-        let (ta, tb) = (ta.gt(0.0), tb.gt(0.0));
-        let both = ta.logical_and(&tb).sum(Kind::Int64).int64_value(&[]);
-        let (na, nb) = (
-            ta.sum(Kind::Int64).int64_value(&[]),
-            tb.sum(Kind::Int64).int64_value(&[]),
-        );
-        per_tensor.push((name.to_string(), metric.of(both, na, nb)));
-        both_all += both;
-        a_all += na;
-        b_all += nb;
-    }
-    Ok((metric.of(both_all, a_all, b_all), per_tensor))
-}
+pub use crate::masking::overlap::{overlap, Overlap};
 
 /// Pairwise overlaps of N masks, in percent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,5 +311,27 @@ impl SharingMatrix {
                 String::new()
             }
         )))
+    }
+}
+
+impl crate::masking::set::MaskSet {
+    /// Kept fraction, sparsity, dispersity and per-sub-network shares of every mask.
+    pub fn stats(&self) -> Result<Table> {
+        let stats: Vec<MaskStats> = self.runs.iter().map(|r| mask_stats(&r.mask)).collect();
+        Ok(stats_table(&stats)?.with_caption(format!("modules on {}", self.checkpoint)))
+    }
+
+    /// Pairwise overlap of the masks after the study's preprocessing (the weights kept by
+    /// every mask removed first).
+    pub fn sharing(&self, metric: Overlap) -> Result<SharingMatrix> {
+        sharing_matrix(&self.masks(), metric, true)
+    }
+
+    /// Inline display: the statistics table.
+    pub fn evcxr_display(&self) {
+        match self.stats() {
+            Ok(t) => t.evcxr_display(),
+            Err(e) => println!("{e}"),
+        }
     }
 }

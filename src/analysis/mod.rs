@@ -4,5 +4,5 @@ pub mod development;
 pub mod graph;
 pub mod masks;
 
-pub use graph::{analyse as graph_modularity, ModularityConfig, ModularityReport, WeightGraph};
+pub use graph::{graph_modularity, ModularityConfig, ModularityReport, WeightGraph};
 pub use masks::{mask_stats, sharing_matrix, MaskStats, Overlap, SharingMatrix};

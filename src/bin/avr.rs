@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use avr_modularity::analysis::graph::{analyse, ModularityConfig, WeightGraph};
+use avr_modularity::analysis::graph::{graph_modularity, ModularityConfig, WeightGraph};
 use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, Overlap};
 use avr_modularity::checkpoint::looks_like_pickle;
 use avr_modularity::data::dataset::BatchOptions;
@@ -872,7 +872,7 @@ fn run(cli: Cli) -> Result<()> {
                 4, width, k, 1.0, 0.1,
             ))?;
             let start = std::time::Instant::now();
-            let report = analyse(
+            let report = graph_modularity(
                 &graph,
                 &ModularityConfig {
                     k,
@@ -908,7 +908,7 @@ fn run(cli: Cli) -> Result<()> {
                     ))
                 }
             };
-            let report = analyse(
+            let report = graph_modularity(
                 &graph,
                 &ModularityConfig {
                     k,

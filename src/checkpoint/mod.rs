@@ -1,38 +1,18 @@
-//! Files on disk: atomic writes, the study's pickled checkpoint and masks, and (with the SCL
-//! issue) our own safetensors checkpoints with JSON sidecars.
+//! Files on disk: the study's pickled checkpoint and masks, our safetensors checkpoints with
+//! JSON sidecars, and [`Checkpoint`], which reads both.
 
+pub mod ours;
 pub mod pickle;
 pub mod study;
 
+pub use ours::{save_checkpoint, Checkpoint, CheckpointKind, CheckpointSidecar};
 pub use study::{looks_like_pickle, StudyCheckpoint, StudyMask, StudySclKwargs};
 
-use std::io::Write as _;
 use std::path::Path;
 
-use crate::{Error, Result};
+pub use crate::files::write_atomic;
 
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename, so a
-/// killed process never leaves a half-written file under the final name.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
+use crate::{Error, Result};
 
 /// Writes named tensors as `.safetensors` atomically (moved to CPU, detached).
 pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> Result<()> {

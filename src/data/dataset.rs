@@ -145,6 +145,12 @@ impl AvrDataset {
         }
     }
 
+    /// Only the files of one split.
+    pub fn split(&self, split: Split) -> AvrDataset {
+        self.select(&[split], None)
+    }
+
+    /// Number of problems.
     pub fn len(&self) -> usize {
         self.files.len()
     }

@@ -4,6 +4,8 @@ pub mod dataset;
 pub mod generate;
 pub mod loader;
 pub mod npz;
+pub mod shape;
 
 pub use dataset::{AvrDataset, Batch, Split};
+pub use shape::Shape;
 pub use npz::{inspect, AvrProblem, NpzSummary, CONFIGURATIONS};

@@ -19,14 +19,15 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::Mask;
-use crate::data::dataset::BatchOptions;
+use crate::checkpoint::Checkpoint;
+use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
-use crate::data::AvrDataset;
-use crate::display::{Figure, Table};
+use crate::data::{AvrDataset, Shape};
+use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
-use crate::plot::{line_plot, Line};
-use crate::train::eval::{evaluate, EvalOptions};
-use crate::train::trainer::{clip_grad_norm, zero_grads, AdamW};
+use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
+use crate::session::{progress, progress_done, RunSize};
+use crate::train::eval::{evaluate_with, EvalOptions};
 use crate::{Error, Result};
 
 /// Which tensors get a mask.
@@ -59,6 +60,7 @@ pub struct MaskTrainConfig {
     pub logit_init: f64,
     /// Clip the logits' gradient norm (default none, like the study).
     pub clip_grad_norm: Option<f64>,
+    /// Which tensors get a mask (default all trainable ones, like the study).
     pub filter: MaskFilter,
     /// Evaluate the deterministic mask every N steps (default 100) and at the end.
     pub eval_every: usize,
@@ -66,7 +68,6 @@ pub struct MaskTrainConfig {
     pub eval_problems: usize,
     /// Seed of the data order and of the mask samples (default 0).
     pub seed: u64,
-    pub batch: BatchOptions,
 }
 
 impl Default for MaskTrainConfig {
@@ -84,10 +85,46 @@ impl Default for MaskTrainConfig {
             eval_every: 100,
             eval_problems: 200,
             seed: 0,
-            batch: BatchOptions::default(),
         }
     }
 }
+
+impl MaskTrainConfig {
+    /// Six steps of 8 problems at a high learning rate from logit 0.5: the fixture sets of CI.
+    pub fn smoke() -> Self {
+        MaskTrainConfig { steps: 6, batch_size: 8, lr: 0.2, logit_init: 0.5, eval_every: 3, eval_problems: 16, ..Default::default() }
+    }
+
+    /// The study run: 3,000 steps of 32, evaluation on 400 problems every 250 steps.
+    pub fn study() -> Self {
+        MaskTrainConfig { steps: 3000, eval_every: 250, eval_problems: 400, ..Default::default() }
+    }
+
+    /// [`Self::smoke`] or [`Self::study`] for the run size.
+    pub fn for_size(size: RunSize) -> Self {
+        size.pick(Self::smoke(), Self::study())
+    }
+
+    /// The optimiser of the logits: Adam at `lr`, no decay.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig { clip_grad_norm: self.clip_grad_norm, ..AdamConfig::adam(self.lr) }
+    }
+}
+
+crate::with_setters!(MaskTrainConfig {
+    with_alpha => alpha: f64,
+    with_tau => tau: f64,
+    with_samples => samples: usize,
+    with_batch_size => batch_size: usize,
+    with_steps => steps: usize,
+    with_lr => lr: f64,
+    with_logit_init => logit_init: f64,
+    with_clip_grad_norm => clip_grad_norm: Option<f64>,
+    with_filter => filter: MaskFilter,
+    with_eval_every => eval_every: usize,
+    with_eval_problems => eval_problems: usize,
+    with_seed => seed: u64,
+});
 
 /// Fresh logits (all `init`) for the tensors of `model` that `filter` selects, skipping `fixed`.
 pub fn init_logits(
@@ -287,130 +324,113 @@ pub struct MaskMetricRow {
 /// The JSON sidecar of a saved mask.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MaskSidecar {
+    /// The mask's name (`squares`, `SCL_90/pentagons`).
     pub name: String,
+    /// The shape task, when the mask is for one.
+    #[serde(default)]
+    pub shape: Option<Shape>,
+    /// The settings it was trained with.
     pub config: MaskTrainConfig,
-    /// The checkpoint the mask was trained on, and a hash of its weights.
+    /// The checkpoint the mask was trained on (a path `avr report` opens).
     pub base_checkpoint: String,
+    /// FNV-1a hash of the base checkpoint's weights ([`params_hash`]).
     pub base_hash: String,
     /// Measured validation accuracy of the base checkpoint, when known.
     pub base_accuracy: Option<f64>,
+    /// The task dataset folder.
     pub task_dataset: String,
+    /// The control dataset folder (`originals`), if any.
     pub control_dataset: Option<String>,
+    /// Optimiser steps done.
     pub steps_done: usize,
+    /// Deterministic-mask accuracy on the held-out task problems at the end.
     pub final_task_accuracy: Option<f64>,
+    /// Deterministic-mask accuracy on the control problems at the end.
     pub final_control_accuracy: Option<f64>,
+    /// Inverted-mask accuracy on the task at the end.
     pub final_inverted_task_accuracy: Option<f64>,
+    /// Inverted-mask accuracy on the control at the end.
     pub final_inverted_control_accuracy: Option<f64>,
+    /// Kept fraction (`l > 0`).
     pub kept_fraction: f64,
+    /// Crate version that wrote the file.
     pub code_version: String,
 }
 
-/// A finished mask-training run.
+/// Where a mask came from: the base checkpoint and the datasets — recorded by the trainer, so
+/// saving needs no arguments but a folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskProvenance {
+    /// The base checkpoint's path.
+    pub base_checkpoint: String,
+    /// Hash of the base weights.
+    pub base_hash: String,
+    /// The base checkpoint's measured validation accuracy, when known.
+    pub base_accuracy: Option<f64>,
+    /// The task dataset folder.
+    pub task_dataset: String,
+    /// The control dataset folder.
+    pub control_dataset: Option<String>,
+    /// The shape task, when it is one.
+    pub shape: Option<Shape>,
+}
+
+/// A finished mask-training run (its inline display, the training curves, is drawn by
+/// [`crate::plot`]).
 #[derive(Debug, Clone)]
 pub struct MaskRun {
+    /// The trained mask.
     pub mask: Mask,
+    /// One row per step.
     pub metrics: Vec<MaskMetricRow>,
+    /// The settings it was trained with.
     pub config: MaskTrainConfig,
+    /// Base checkpoint and datasets.
+    pub provenance: MaskProvenance,
 }
 
 impl MaskRun {
     /// The log as a table (one row per step; accuracies only at evaluation steps).
     pub fn metrics_table(&self) -> Result<Table> {
-        let col =
-            |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
+        let col = |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
         let df = DataFrame::new_infer_height(vec![
-            Column::new(
-                "step".into(),
-                self.metrics
-                    .iter()
-                    .map(|r| r.step as u64)
-                    .collect::<Vec<_>>(),
-            ),
+            Column::new("step".into(), self.metrics.iter().map(|r| r.step as u64).collect::<Vec<_>>()),
             Column::new("loss".into(), col(|r| Some(r.loss))),
             Column::new("cross_entropy".into(), col(|r| Some(r.cross_entropy))),
             Column::new("sample_kept".into(), col(|r| Some(r.sample_kept))),
             Column::new("train_accuracy".into(), col(|r| Some(r.train_accuracy))),
             Column::new("task_accuracy".into(), col(|r| r.task_accuracy)),
             Column::new("control_accuracy".into(), col(|r| r.control_accuracy)),
-            Column::new(
-                "inverted_task_accuracy".into(),
-                col(|r| r.inverted_task_accuracy),
-            ),
-            Column::new(
-                "inverted_control_accuracy".into(),
-                col(|r| r.inverted_control_accuracy),
-            ),
+            Column::new("inverted_task_accuracy".into(), col(|r| r.inverted_task_accuracy)),
+            Column::new("inverted_control_accuracy".into(), col(|r| r.inverted_control_accuracy)),
             Column::new("kept_fraction".into(), col(|r| r.kept_fraction)),
         ])?;
         Ok(Table::new(df).with_caption(format!("mask training: {}", self.mask.name)))
     }
 
-    /// Task, control and inverted-mask accuracy (deterministic mask) over training, and the
-    /// kept fraction.
-    pub fn curves(&self) -> Result<Figure> {
-        let evals: Vec<&MaskMetricRow> = self
-            .metrics
-            .iter()
-            .filter(|r| r.task_accuracy.is_some())
-            .collect();
-        let xs: Vec<f64> = evals.iter().map(|r| r.step as f64).collect();
-        let series = |name: &str, f: fn(&MaskMetricRow) -> Option<f64>| {
-            let pts: Vec<(f64, f64)> = evals
-                .iter()
-                .zip(&xs)
-                .filter_map(|(r, &x)| f(r).map(|y| (x, 100.0 * y)))
-                .collect();
-            Line::new(
-                name,
-                &pts.iter().map(|p| p.0).collect::<Vec<_>>(),
-                &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
-            )
-        };
-        line_plot(
-            &format!("mask training — {}", self.mask.name),
-            "step",
-            "% (accuracy with l > 0; kept weights)",
-            &[
-                series("task", |r| r.task_accuracy),
-                series("control (originals)", |r| r.control_accuracy),
-                series("inverted, task", |r| r.inverted_task_accuracy),
-                series("inverted, control", |r| r.inverted_control_accuracy),
-                series("kept weights", |r| r.kept_fraction),
-            ],
-        )
-    }
-
-    pub fn evcxr_display(&self) {
-        match self.curves() {
-            Ok(f) => f.evcxr_display(),
-            Err(e) => println!("{e}"),
-        }
-    }
-
-    fn last(&self, f: fn(&MaskMetricRow) -> Option<f64>) -> Option<f64> {
+    /// The last recorded value of a metric.
+    pub fn last(&self, f: fn(&MaskMetricRow) -> Option<f64>) -> Option<f64> {
         self.metrics.iter().rev().find_map(f)
     }
 
-    /// Saves `<path>` (`.safetensors` logits) and its `.json` sidecar, both atomically.
-    pub fn save(
-        &self,
-        path: &Path,
-        base_checkpoint: &str,
-        base: &SclModel,
-        base_accuracy: Option<f64>,
-        task: &str,
-        control: Option<&str>,
-    ) -> Result<PathBuf> {
-        crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
+    /// The file stem the mask is saved under: its name with path separators and spaces made safe.
+    pub fn file_stem(&self) -> String {
+        self.mask.name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    }
+
+    /// The sidecar this run saves.
+    pub fn sidecar(&self) -> MaskSidecar {
         let (kept, total) = self.mask.kept();
-        let sidecar = MaskSidecar {
+        let p = &self.provenance;
+        MaskSidecar {
             name: self.mask.name.clone(),
+            shape: p.shape,
             config: self.config.clone(),
-            base_checkpoint: base_checkpoint.to_string(),
-            base_hash: params_hash(&base.params),
-            base_accuracy,
-            task_dataset: task.to_string(),
-            control_dataset: control.map(str::to_string),
+            base_checkpoint: p.base_checkpoint.clone(),
+            base_hash: p.base_hash.clone(),
+            base_accuracy: p.base_accuracy,
+            task_dataset: p.task_dataset.clone(),
+            control_dataset: p.control_dataset.clone(),
             steps_done: self.metrics.len(),
             final_task_accuracy: self.last(|r| r.task_accuracy),
             final_control_accuracy: self.last(|r| r.control_accuracy),
@@ -418,8 +438,19 @@ impl MaskRun {
             final_inverted_control_accuracy: self.last(|r| r.inverted_control_accuracy),
             kept_fraction: kept as f64 / total.max(1) as f64,
             code_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
+        }
+    }
+
+    /// Saves `<dir>/<file_stem>.safetensors` (logits) and its `.json` sidecar, both atomically;
+    /// returns the weights' path.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
+        self.save_as(&dir.as_ref().join(format!("{}.safetensors", self.file_stem())))
+    }
+
+    /// Saves the logits at `path` and the sidecar beside it.
+    pub fn save_as(&self, path: &Path) -> Result<PathBuf> {
+        crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
+        let json = serde_json::to_vec_pretty(&self.sidecar()).map_err(|e| Error::Config(e.to_string()))?;
         crate::checkpoint::write_atomic(&path.with_extension("json"), &json)?;
         Ok(path.to_path_buf())
     }
@@ -457,124 +488,75 @@ fn first_n(data: &AvrDataset, n: usize) -> AvrDataset {
     d
 }
 
-/// Trains a mask on `task` (e.g. the `squares` dataset), evaluating the deterministic mask and
-/// its inverse on `task_val` and, when given, `control` (the `originals`).
-pub fn train_mask(
-    model: &SclModel,
-    name: &str,
-    task: &AvrDataset,
-    task_val: &AvrDataset,
-    control: Option<&AvrDataset>,
-    cfg: &MaskTrainConfig,
-) -> Result<MaskRun> {
-    train_mask_with_fixed(model, name, task, task_val, control, cfg, None)
+/// What a mask is trained for: a task's fitting and held-out problems, and the control set.
+#[derive(Debug, Clone)]
+pub struct MaskTask<'a> {
+    /// The mask's name.
+    pub name: String,
+    /// The shape, when the task is one.
+    pub shape: Option<Shape>,
+    /// Problems the mask is fitted on.
+    pub fit: &'a AvrDataset,
+    /// Held-out task problems (task and inverted-task accuracy).
+    pub held_out: &'a AvrDataset,
+    /// Control problems (the `originals`), if any.
+    pub control: Option<&'a AvrDataset>,
 }
 
-/// [`train_mask`] with some tensors held by a fixed ("temporary") mask that is not trained.
-pub fn train_mask_with_fixed(
-    model: &SclModel,
-    name: &str,
-    task: &AvrDataset,
-    task_val: &AvrDataset,
-    control: Option<&AvrDataset>,
-    cfg: &MaskTrainConfig,
-    fixed: Option<&Mask>,
-) -> Result<MaskRun> {
-    let k = cfg.samples.max(1);
-    if cfg.batch_size % k != 0 {
-        return Err(Error::Config(format!(
-            "mask batch {} must be divisible by the {k} mask samples",
-            cfg.batch_size
-        )));
-    }
-    if task.is_empty() || task_val.is_empty() {
-        return Err(Error::Config(format!("mask '{name}': empty task dataset")));
-    }
-    tch::manual_seed(cfg.seed as i64);
-    let device = model
-        .params
-        .iter()
-        .next()
-        .map(|(_, t)| t.device())
-        .unwrap_or(tch::Device::Cpu);
-    let base = match fixed {
-        Some(m) => m.apply(&model.params, false)?,
-        None => model.params.clone(),
-    };
-    let logits = FlatLogits::new(&init_logits(model, cfg.filter, cfg.logit_init, fixed));
-    let leaves = [logits.flat.shallow_clone()];
-    let specs = model.param_specs();
-    let mut opt = AdamW::new(&leaves);
-    let mut order = EpochOrder::new(cfg.seed, task.len(), true);
-    let loader = Loader::from_order(
-        task,
-        &mut order,
-        cfg.steps,
-        &LoaderConfig {
-            batch_size: cfg.batch_size,
-            seed: cfg.seed,
-            options: cfg.batch,
-            ..Default::default()
-        },
-        device,
-    );
-    let eval_opts = EvalOptions {
-        batch_size: 32,
-        batch: cfg.batch,
-        invert_mask: false,
-        device,
-    };
-    let (task_val, control) = (
-        first_n(task_val, cfg.eval_problems),
-        control.map(|c| first_n(c, cfg.eval_problems)),
-    );
-    let mut run = MaskRun {
-        mask: Mask::new(name, logits.to_params(), Some(cfg.alpha)),
-        metrics: Vec::new(),
-        config: cfg.clone(),
-    };
-    for (step, batch) in (1..=cfg.steps).zip(loader) {
-        let batch = batch?;
+/// Trains a mask for `task` on the frozen `ckpt`, evaluating the deterministic mask and its
+/// inverse on the held-out task problems and, when given, the control set.
+pub fn train_mask(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig) -> Result<MaskRun> {
+    train_mask_with_fixed(ckpt, task, cfg, None)
+}
+
+/// Mask training as a [`TrainStep`]: K-batched Gumbel samples, evaluation every few steps.
+struct MaskTraining<'a> {
+    model: &'a SclModel,
+    specs: Vec<crate::model::ParamSpec>,
+    base: Params,
+    logits: FlatLogits,
+    loader: Loader,
+    k: i64,
+    cfg: &'a MaskTrainConfig,
+    name: &'a str,
+    task_val: AvrDataset,
+    control: Option<AvrDataset>,
+    metrics: Vec<MaskMetricRow>,
+    /// This step's cross-entropy, outputs, targets and 0/1 draw, for the log row.
+    last: Option<(f64, Tensor, Tensor, Tensor)>,
+}
+
+impl TrainStep for MaskTraining<'_> {
+    fn loss(&mut self, step: usize) -> Result<Tensor> {
+        let batch: Batch = self.loader.next().ok_or_else(|| Error::Config(format!("mask '{}': data ran out at step {step}", self.name)))??;
         let b = batch.targets.size()[0];
         // Drop a ragged tail so the K chunks are equal.
-        let usable = b - b % k as i64;
+        let usable = b - b % self.k;
         if usable == 0 {
-            return Err(Error::Config(format!("mask '{name}': a batch of {b} problems cannot feed {k} mask samples (the task set has {} problems)", task.len())));
-        }
-        let (x, y) = (
-            batch.images.narrow(0, 0, usable),
-            batch.targets.narrow(0, 0, usable),
-        );
-        zero_grads(&leaves);
-        let (params, draw) = logits.sample(&specs, &base, k as i64, cfg.tau)?;
-        let out = model.logits_with(&params, &x, BnMode::Eval)?;
-        let ce = out.cross_entropy_for_logits(&y);
-        let reg = logits.sum() * cfg.alpha;
-        let loss = &ce + &reg;
-        let (loss_v, ce_v) = (loss.double_value(&[]), ce.double_value(&[]));
-        if !loss_v.is_finite() {
             return Err(Error::Config(format!(
-                "mask '{name}': loss became {loss_v} at step {step}"
+                "mask '{}': a batch of {b} problems cannot feed {} mask samples",
+                self.name, self.k
             )));
         }
-        loss.backward();
-        if let Some(c) = cfg.clip_grad_norm {
-            clip_grad_norm(&leaves, c);
-        }
-        opt.step_with(&leaves, cfg.lr, 0.0, (0.9, 0.999), 1e-8);
+        let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
+        let (params, draw) = self.logits.sample(&self.specs, &self.base, self.k, self.cfg.tau)?;
+        let out = self.model.logits_with(&params, &x, BnMode::Eval)?;
+        let ce = out.cross_entropy_for_logits(&y);
+        let loss = &ce + self.logits.sum() * self.cfg.alpha;
+        self.last = Some((ce.double_value(&[]), out, y, draw));
+        Ok(loss)
+    }
+
+    fn after_update(&mut self, step: usize, loss: f64, _opt: &AdamW) -> Result<()> {
+        let (ce, out, y, draw) = self.last.take().ok_or_else(|| Error::Config("mask step without a loss".into()))?;
         let (train_accuracy, sample_kept) = tch::no_grad(|| {
-            let acc = out
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[]);
+            let acc = out.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
             (acc, draw.mean(Kind::Float).double_value(&[]))
         });
         let mut row = MaskMetricRow {
             step,
-            loss: loss_v,
-            cross_entropy: ce_v,
+            loss,
+            cross_entropy: ce,
             sample_kept,
             train_accuracy,
             task_accuracy: None,
@@ -583,40 +565,96 @@ pub fn train_mask_with_fixed(
             inverted_control_accuracy: None,
             kept_fraction: None,
         };
-        if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            let mask = Mask::new(name, logits.to_params(), Some(cfg.alpha));
-            let acc = |data: &AvrDataset, invert: bool| {
-                evaluate(
-                    model,
-                    Some(&mask),
-                    data,
-                    &EvalOptions {
-                        invert_mask: invert,
-                        ..eval_opts
-                    },
-                )
-                .map(|r| r.accuracy)
-            };
-            row.task_accuracy = Some(acc(&task_val, false)?);
-            row.inverted_task_accuracy = Some(acc(&task_val, true)?);
-            if let Some(c) = &control {
-                row.control_accuracy = Some(acc(c, false)?);
-                row.inverted_control_accuracy = Some(acc(c, true)?);
-            }
-            let (kept, total) = mask.kept();
-            row.kept_fraction = Some(kept as f64 / total.max(1) as f64);
-            eprintln!(
-                "[mask {name}] step {step:>5} loss {loss_v:.4} task {:.3} control {} inverted task {:.3} kept {:.2} %",
+        if step % self.cfg.eval_every.max(1) == 0 || step == self.cfg.steps {
+            self.evaluate_into(&mut row)?;
+            progress(&format!(
+                "[mask {}] step {step:>5}/{} loss {loss:.4} task {:.3} control {} inverted task {:.3} kept {:.2} %",
+                self.name,
+                self.cfg.steps,
                 row.task_accuracy.unwrap_or(0.0),
                 row.control_accuracy.map(|v| format!("{v:.3}")).unwrap_or("-".into()),
                 row.inverted_task_accuracy.unwrap_or(0.0),
                 100.0 * row.kept_fraction.unwrap_or(0.0)
-            );
+            ));
         }
-        run.metrics.push(row);
+        self.metrics.push(row);
+        Ok(())
     }
-    run.mask = Mask::new(name, logits.to_params(), Some(cfg.alpha));
-    Ok(run)
+}
+
+impl MaskTraining<'_> {
+    /// The deterministic mask (`l > 0`) and its inverse on the held-out task and control sets.
+    fn evaluate_into(&self, row: &mut MaskMetricRow) -> Result<()> {
+        let mask = Mask::new(self.name, self.logits.to_params(), Some(self.cfg.alpha));
+        let opts = EvalOptions { batch_size: 32, device: self.model.device() };
+        let acc = |data: &AvrDataset, invert: bool| -> Result<f64> {
+            let params = mask.apply(&self.base, invert)?;
+            Ok(evaluate_with(self.model, &params, data, &opts)?.accuracy)
+        };
+        row.task_accuracy = Some(acc(&self.task_val, false)?);
+        row.inverted_task_accuracy = Some(acc(&self.task_val, true)?);
+        if let Some(c) = &self.control {
+            row.control_accuracy = Some(acc(c, false)?);
+            row.inverted_control_accuracy = Some(acc(c, true)?);
+        }
+        let (kept, total) = mask.kept();
+        row.kept_fraction = Some(kept as f64 / total.max(1) as f64);
+        Ok(())
+    }
+}
+
+/// [`train_mask`] with some tensors held by a fixed ("temporary") mask that is not trained.
+pub fn train_mask_with_fixed(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig, fixed: Option<&Mask>) -> Result<MaskRun> {
+    let (model, name) = (&ckpt.model, task.name.as_str());
+    let k = cfg.samples.max(1);
+    if cfg.batch_size % k != 0 {
+        return Err(Error::Config(format!("mask batch {} must be divisible by the {k} mask samples", cfg.batch_size)));
+    }
+    if task.fit.is_empty() || task.held_out.is_empty() {
+        return Err(Error::Config(format!("mask '{name}': empty task dataset")));
+    }
+    tch::manual_seed(cfg.seed as i64);
+    let device = model.device();
+    let base = match fixed {
+        Some(m) => m.apply(&model.params, false)?,
+        None => model.params.clone(),
+    };
+    let logits = FlatLogits::new(&init_logits(model, cfg.filter, cfg.logit_init, fixed));
+    let leaves = [logits.flat.shallow_clone()];
+    let mut opt = AdamW::new(&leaves);
+    let mut order = EpochOrder::new(cfg.seed, task.fit.len(), true);
+    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: model.batch_options(), ..Default::default() };
+    let loader = Loader::from_order(task.fit, &mut order, cfg.steps, &loader_cfg, device);
+    let mut training = MaskTraining {
+        model,
+        specs: model.param_specs(),
+        base,
+        logits,
+        loader,
+        k: k as i64,
+        cfg,
+        name,
+        task_val: first_n(task.held_out, cfg.eval_problems),
+        control: task.control.map(|c| first_n(c, cfg.eval_problems)),
+        metrics: Vec::new(),
+        last: None,
+    };
+    optimise(&mut training, &leaves, &mut opt, &cfg.adam(), 1..=cfg.steps)?;
+    progress_done();
+    let provenance = MaskProvenance {
+        base_checkpoint: ckpt.path_string(),
+        base_hash: params_hash(&model.params),
+        base_accuracy: ckpt.val_accuracy(),
+        task_dataset: task.fit.root.display().to_string(),
+        control_dataset: task.control.map(|c| c.root.display().to_string()),
+        shape: task.shape,
+    };
+    Ok(MaskRun {
+        mask: Mask::new(name, training.logits.to_params(), Some(cfg.alpha)),
+        metrics: training.metrics,
+        config: cfg.clone(),
+        provenance,
+    })
 }
 
 /// How the K mask samples of a step are evaluated.
@@ -629,21 +667,10 @@ pub enum SampleBatching {
     Separate,
 }
 
-/// `steps` mask-training steps (frozen weights, K samples, eval BN) on random panels, timed one
-/// by one after two warm-up steps — `avr bench mask`.
-pub fn bench_mask_steps(
-    model: &SclModel,
-    batch: usize,
-    samples: usize,
-    steps: usize,
-    batching: SampleBatching,
-) -> Result<crate::bench::StepTimes> {
-    let device = model
-        .params
-        .iter()
-        .next()
-        .map(|(_, t)| t.device())
-        .unwrap_or(tch::Device::Cpu);
+/// `steps` mask-training steps (frozen weights, K samples, eval BN) on random panels, each
+/// timed after two warm-up steps — `avr bench mask`; the same loop as [`train_mask`].
+pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<crate::bench::StepTimes> {
+    let device = model.device();
     let s = model.image_size();
     let logits = FlatLogits::new(&init_logits(model, MaskFilter::All, 2.5, None));
     let leaves = [logits.flat.shallow_clone()];
@@ -652,39 +679,35 @@ pub fn bench_mask_steps(
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let k = samples.max(1) as i64;
-    let one_step = || -> Result<()> {
-        zero_grads(&leaves);
+    let loss = |_step: usize| -> Result<Tensor> {
         let reg = logits.sum() * 1e-6;
         let ce = match batching {
             SampleBatching::Batched => {
                 let (params, _) = logits.sample(&specs, &model.params, k, 1.0)?;
-                model
-                    .logits_with(&params, &x, BnMode::Eval)?
-                    .cross_entropy_for_logits(&y)
+                model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y)
             }
             SampleBatching::Separate => {
                 let chunk = batch as i64 / k;
                 let mut total = Tensor::zeros([], (Kind::Float, device));
                 for c in 0..k {
                     let params = logits.sample_one(&specs, &model.params, 1.0)?;
-                    let out =
-                        model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
-                    total +=
-                        out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
+                    let out = model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
+                    total += out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
                 }
                 total
             }
         };
-        (ce + reg).backward();
-        opt.step_with(&leaves, 1e-2, 0.0, (0.9, 0.999), 1e-8);
-        Ok(())
+        Ok(ce + reg)
     };
-    crate::bench::StepTimes::measure(batch, 2, steps, one_step)
+    let mut task = crate::bench::Timed::new(batch, 2, loss);
+    optimise(&mut task, &leaves, &mut opt, &AdamConfig::adam(1e-2), 1..=steps.max(1) + 2)?;
+    Ok(task.times())
 }
 
 /// The α sweep: one mask per α, and the selection rule made explicit.
 #[derive(Debug, Clone)]
 pub struct AlphaSweep {
+    /// One run per α, in the order given.
     pub runs: Vec<MaskRun>,
     /// Allowed drop of task accuracy from the smallest-α run (default 0.05).
     pub tolerance: f64,
@@ -694,57 +717,26 @@ pub struct AlphaSweep {
 }
 
 impl AlphaSweep {
+    /// The chosen α (a sweep always holds at least one run: [`alpha_sweep`] refuses an empty list).
     pub fn chosen_alpha(&self) -> f64 {
-        self.runs[self.chosen].config.alpha
+        self.runs.get(self.chosen).map_or(f64::NAN, |r| r.config.alpha)
+    }
+
+    /// The chosen run.
+    pub fn chosen_run(&self) -> Option<&MaskRun> {
+        self.runs.get(self.chosen)
     }
 
     /// α, kept %, task / control / inverted accuracies of every run, and which was chosen.
     pub fn table(&self) -> Result<Table> {
-        let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| {
-            r.metrics.iter().rev().find_map(f).map(|v| 100.0 * v)
-        };
+        let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.last(f).map(|v| 100.0 * v);
         let df = DataFrame::new_infer_height(vec![
-            Column::new(
-                "alpha".into(),
-                self.runs
-                    .iter()
-                    .map(|r| format!("{:e}", r.config.alpha))
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "kept_%".into(),
-                self.runs
-                    .iter()
-                    .map(|r| last(r, |m| m.kept_fraction))
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "task_acc_%".into(),
-                self.runs
-                    .iter()
-                    .map(|r| last(r, |m| m.task_accuracy))
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "control_acc_%".into(),
-                self.runs
-                    .iter()
-                    .map(|r| last(r, |m| m.control_accuracy))
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "inverted_task_acc_%".into(),
-                self.runs
-                    .iter()
-                    .map(|r| last(r, |m| m.inverted_task_accuracy))
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "chosen".into(),
-                (0..self.runs.len())
-                    .map(|i| i == self.chosen)
-                    .collect::<Vec<_>>(),
-            ),
+            Column::new("alpha".into(), self.runs.iter().map(|r| format!("{:e}", r.config.alpha)).collect::<Vec<_>>()),
+            Column::new("kept_%".into(), self.runs.iter().map(|r| last(r, |m| m.kept_fraction)).collect::<Vec<_>>()),
+            Column::new("task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.task_accuracy)).collect::<Vec<_>>()),
+            Column::new("control_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.control_accuracy)).collect::<Vec<_>>()),
+            Column::new("inverted_task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.inverted_task_accuracy)).collect::<Vec<_>>()),
+            Column::new("chosen".into(), (0..self.runs.len()).map(|i| i == self.chosen).collect::<Vec<_>>()),
         ])?;
         Ok(Table::new(df).with_caption(format!(
             "α sweep: the largest α within {:.0} points of the smallest α's task accuracy",
@@ -752,9 +744,10 @@ impl AlphaSweep {
         )))
     }
 
+    /// Inline display: the sweep table.
     pub fn evcxr_display(&self) {
-        match self.table().and_then(|t| t.to_html()) {
-            Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),
+        match self.table() {
+            Ok(t) => t.evcxr_display(),
             Err(e) => println!("{e}"),
         }
     }
@@ -762,66 +755,29 @@ impl AlphaSweep {
 
 /// Index of the largest α whose task accuracy is within `tolerance` of the smallest α's.
 pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usize {
-    let Some(reference) = alphas_and_accuracies
-        .iter()
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|r| r.1)
-    else {
+    let Some(reference) = alphas_and_accuracies.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|r| r.1) else {
         return 0;
     };
     (0..alphas_and_accuracies.len())
         .filter(|&i| alphas_and_accuracies[i].1 >= reference - tolerance)
-        .max_by(|&a, &b| {
-            alphas_and_accuracies[a]
-                .0
-                .total_cmp(&alphas_and_accuracies[b].0)
-        })
+        .max_by(|&a, &b| alphas_and_accuracies[a].0.total_cmp(&alphas_and_accuracies[b].0))
         .unwrap_or(0)
 }
 
-/// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`].
-pub fn alpha_sweep(
-    model: &SclModel,
-    name: &str,
-    task: &AvrDataset,
-    task_val: &AvrDataset,
-    control: Option<&AvrDataset>,
-    cfg: &MaskTrainConfig,
-    alphas: &[f64],
-    tolerance: f64,
-) -> Result<AlphaSweep> {
+/// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`] with a
+/// tolerance of 5 points. An empty list of α is an error.
+pub fn alpha_sweep(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig, alphas: &[f64]) -> Result<AlphaSweep> {
+    if alphas.is_empty() {
+        return Err(Error::Config(format!("α sweep for '{}': the list of α values is empty", task.name)));
+    }
     let runs = alphas
         .iter()
         .map(|&alpha| {
-            train_mask(
-                model,
-                &format!("{name} α={alpha:e}"),
-                task,
-                task_val,
-                control,
-                &MaskTrainConfig {
-                    alpha,
-                    ..cfg.clone()
-                },
-            )
+            let named = MaskTask { name: format!("{} α={alpha:e}", task.name), ..task.clone() };
+            train_mask(ckpt, &named, &cfg.clone().with_alpha(alpha))
         })
         .collect::<Result<Vec<_>>>()?;
-    let scores: Vec<(f64, f64)> = runs
-        .iter()
-        .map(|r| {
-            (
-                r.config.alpha,
-                r.metrics
-                    .iter()
-                    .rev()
-                    .find_map(|m| m.task_accuracy)
-                    .unwrap_or(0.0),
-            )
-        })
-        .collect();
-    Ok(AlphaSweep {
-        chosen: select_alpha(&scores, tolerance),
-        runs,
-        tolerance,
-    })
+    let scores: Vec<(f64, f64)> = runs.iter().map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0))).collect();
+    let tolerance = 0.05;
+    Ok(AlphaSweep { chosen: select_alpha(&scores, tolerance), runs, tolerance })
 }

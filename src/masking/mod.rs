@@ -9,6 +9,8 @@ use std::path::Path;
 use tch::Kind;
 
 pub mod engine;
+pub mod overlap;
+pub mod set;
 pub mod toy;
 
 use crate::checkpoint::StudyMask;
@@ -35,8 +37,8 @@ impl Mask {
         }
     }
 
-    /// Reads one of the study's pickled mask files; `name` defaults to `<level>/<shape>` taken
-    /// from the two parent folders.
+    /// Reads one of the study's pickled mask files; `name` is `<level>/<shape>` taken from the
+    /// two parent folders, the shape in our spelling (`SCL_90/pentagons`).
     pub fn load_study(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let study = StudyMask::load(path)?;
@@ -47,7 +49,12 @@ impl Mask {
         };
         let shape_dir = path.parent().unwrap_or(Path::new(""));
         let level_dir = shape_dir.parent().unwrap_or(Path::new(""));
-        let name = format!("{}/{}", parent(level_dir), parent(shape_dir));
+        // One spelling everywhere: the study's `pentagon` folder names the `pentagons` mask.
+        let task = match parent(shape_dir).parse::<crate::data::Shape>() {
+            Ok(shape) => shape.to_string(),
+            Err(_) => parent(shape_dir),
+        };
+        let name = format!("{}/{}", parent(level_dir), task);
         Ok(Mask::new(name, study.logits, Some(study.alpha)))
     }
 

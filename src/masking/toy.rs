@@ -12,12 +12,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::engine::FlatLogits;
 use super::Mask;
-use crate::analysis::masks::{overlap, Overlap};
+use super::overlap::{overlap, Overlap};
 use crate::display::Table;
 use crate::model::layers::linear;
 use crate::model::{ParamSpec, Params};
 use crate::rng::Rng;
-use crate::train::trainer::{clip_grad_norm, zero_grads, AdamW};
+use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
 use crate::Result;
 
 /// Which toy task.
@@ -218,6 +218,50 @@ pub fn toy_accuracy(
     Ok(loss_and_accuracy(&logits, &y).1.double_value(&[]))
 }
 
+/// Pre-training as a [`TrainStep`]: half a batch of each part per step.
+struct ToyPretraining<'a> {
+    cfg: &'a ToyConfig,
+    params: &'a Params,
+    rng: Rng,
+    device: Device,
+}
+
+impl TrainStep for ToyPretraining<'_> {
+    fn loss(&mut self, _step: usize) -> Result<Tensor> {
+        let mut total = Tensor::zeros([], (Kind::Float, self.device));
+        for part in 0..2 {
+            let (x, y) = batch(self.cfg, part, self.cfg.batch_size / 2, &mut self.rng, self.device);
+            total += loss_and_accuracy(&forward(self.cfg, self.params, &x, part)?, &y).0;
+        }
+        Ok(total)
+    }
+}
+
+/// Toy mask training as a [`TrainStep`]: one K-batched pass per part, each chunk with its own
+/// mask sample, plus α·Σ logits.
+struct ToyMasking<'a> {
+    model: &'a ToyModel,
+    parts: &'a [Part],
+    logits: &'a FlatLogits,
+    specs: &'a [ParamSpec],
+    alpha: f64,
+    rng: Rng,
+    device: Device,
+}
+
+impl TrainStep for ToyMasking<'_> {
+    fn loss(&mut self, _step: usize) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let mut total = Tensor::zeros([], (Kind::Float, self.device));
+        for &part in self.parts {
+            let (x, y) = batch(cfg, part, cfg.batch_size / self.parts.len(), &mut self.rng, self.device);
+            let (p, _) = self.logits.sample(self.specs, &self.model.params, cfg.samples as i64, 1.0)?;
+            total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / self.parts.len() as f64;
+        }
+        Ok(total + self.logits.sum() * self.alpha)
+    }
+}
+
 /// Trains the FNN on every part (both ops / both pairs), Adam, clip 1.0.
 pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
     tch::manual_seed(cfg.seed as i64);
@@ -233,18 +277,9 @@ pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
     }
     let leaves: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(&leaves);
-    let mut rng = Rng::new(cfg.seed).fork("pretrain");
-    for _ in 0..cfg.train_steps {
-        zero_grads(&leaves);
-        let mut total = Tensor::zeros([], (Kind::Float, device));
-        for part in 0..2 {
-            let (x, y) = batch(cfg, part, cfg.batch_size / 2, &mut rng, device);
-            total += loss_and_accuracy(&forward(cfg, &params, &x, part)?, &y).0;
-        }
-        total.backward();
-        clip_grad_norm(&leaves, 1.0);
-        opt.step_with(&leaves, cfg.train_lr, 0.0, (0.9, 0.999), 1e-8);
-    }
+    let mut task = ToyPretraining { cfg, params: &params, rng: Rng::new(cfg.seed).fork("pretrain"), device };
+    let adam = AdamConfig { clip_grad_norm: Some(1.0), ..AdamConfig::adam(cfg.train_lr) };
+    optimise(&mut task, &leaves, &mut opt, &adam, 1..=cfg.train_steps)?;
     let mut frozen = Params::new();
     for (n, t) in params.iter() {
         frozen.insert(n, t.detach());
@@ -276,23 +311,18 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
     let logits = FlatLogits::new(&initial);
     let leaves = [logits.flat.shallow_clone()];
     let mut opt = AdamW::new(&leaves);
-    let mut rng = Rng::new(cfg.seed).fork(&format!("mask/{name}"));
     let alpha = cfg.beta / cfg.batch_size as f64;
-    let k = cfg.samples as i64;
-    for _ in 0..cfg.mask_steps {
-        zero_grads(&leaves);
-        let mut total = Tensor::zeros([], (Kind::Float, device));
-        for &part in parts {
-            // One K-batched pass per part, each chunk with its own mask sample.
-            let (x, y) = batch(cfg, part, cfg.batch_size / parts.len(), &mut rng, device);
-            let (p, _) = logits.sample(&specs, &model.params, k, 1.0)?;
-            total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / parts.len() as f64;
-        }
-        let reg = logits.sum() * alpha;
-        (total + reg).backward();
-        clip_grad_norm(&leaves, 1.0);
-        opt.step_with(&leaves, cfg.mask_lr, 0.0, (0.9, 0.999), 1e-8);
-    }
+    let mut task = ToyMasking {
+        model,
+        parts,
+        logits: &logits,
+        specs: &specs,
+        alpha,
+        rng: Rng::new(cfg.seed).fork(&format!("mask/{name}")),
+        device,
+    };
+    let adam = AdamConfig { clip_grad_norm: Some(1.0), ..AdamConfig::adam(cfg.mask_lr) };
+    optimise(&mut task, &leaves, &mut opt, &adam, 1..=cfg.mask_steps)?;
     Ok(Mask::new(name, logits.to_params(), Some(alpha)))
 }
 

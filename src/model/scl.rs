@@ -5,11 +5,13 @@ use tch::{Device, Tensor};
 use super::scl_official::{self, OfficialSclConfig};
 use super::scl_seed::{self, SeedSclConfig};
 use super::{check_params, BnMode, Params};
-use crate::checkpoint::StudyCheckpoint;
-use crate::{Error, Result};
+use crate::data::dataset::BatchOptions;
+use crate::Result;
 
-/// Which SCL architecture.
-#[derive(Debug, Clone, PartialEq)]
+/// Which SCL architecture, with its full configuration (saved beside our checkpoints, so a
+/// non-default architecture rebuilds itself).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "variant", content = "config", rename_all = "snake_case")]
 pub enum SclVariant {
     /// lucidrains' SCL as used by the study (loads its checkpoint).
     Seed(SeedSclConfig),
@@ -17,41 +19,65 @@ pub enum SclVariant {
     Official(OfficialSclConfig),
 }
 
+impl SclVariant {
+    /// The official SCL (dhh1995/SCL) at `image_size` px panels (80 is the study run's size).
+    pub fn official(image_size: i64) -> Self {
+        SclVariant::Official(OfficialSclConfig { image_size, ..Default::default() })
+    }
+
+    /// The study's (lucidrains) SCL at `image_size` px panels (its checkpoint: 160).
+    pub fn seed(image_size: i64) -> Self {
+        SclVariant::Seed(SeedSclConfig { image_size, ..Default::default() })
+    }
+}
+
 /// An SCL model: architecture + named parameters (weights and BN buffers).
 #[derive(Debug, Clone)]
 pub struct SclModel {
+    /// The architecture.
     pub variant: SclVariant,
+    /// Weights and BatchNorm buffers by PyTorch state-dict key, in architecture order.
     pub params: Params,
+    /// Feed panels transposed, as the study's loader did (its checkpoint needs it).
+    pub transpose_panels: bool,
 }
 
 impl SclModel {
-    /// Imports the study's pickled checkpoint into the `seed` variant, checking every key.
-    pub fn from_study_checkpoint(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let ckpt = StudyCheckpoint::load(path.as_ref())?;
-        let k = &ckpt.kwargs;
-        if k.attr_net_hidden_dims.len() != 1 {
-            return Err(Error::bad_file(
-                path.as_ref(),
-                "only one attribute-net hidden layer is supported",
-            ));
+    /// A model from its architecture and parameters, checking every tensor's name and shape
+    /// against the architecture (`source` names the file in errors). Panels are fed as stored.
+    pub fn from_params(variant: SclVariant, params: Params, source: &str) -> Result<Self> {
+        let model = SclModel { variant, params: Params::new(), transpose_panels: false };
+        let specs = model.param_specs();
+        check_params(&params, &specs, source)?;
+        let mut ordered = Params::new();
+        for s in &specs {
+            ordered.insert(&s.name, params.get(&s.name)?.shallow_clone());
         }
-        let cfg = SeedSclConfig {
-            image_size: k.image_size,
-            conv_channels: k.conv_channels.clone(),
-            conv_output_dim: k.conv_output_dim,
-            attr_heads: k.attr_heads,
-            attr_hidden: k.attr_net_hidden_dims[0],
-            rel_net_hidden_dims: k.rel_net_hidden_dims.clone(),
-        };
-        check_params(
-            &ckpt.params,
-            &cfg.param_specs(),
-            &path.as_ref().display().to_string(),
-        )?;
-        Ok(SclModel {
-            variant: SclVariant::Seed(cfg),
-            params: ckpt.params,
-        })
+        Ok(SclModel { params: ordered, ..model })
+    }
+
+    /// The same model, fed panels transposed (rows ↔ columns) — what the study's loader did,
+    /// so its checkpoint and masks need it.
+    pub fn with_transposed_panels(self, transpose: bool) -> Self {
+        SclModel { transpose_panels: transpose, ..self }
+    }
+
+    /// How problems become this model's input: its panel side and orientation. The model owns
+    /// its preprocessing, so no caller sets [`BatchOptions`] by hand.
+    pub fn batch_options(&self) -> BatchOptions {
+        BatchOptions {
+            transpose_panels: self.transpose_panels,
+            resize: Some(self.image_size()),
+            ..Default::default()
+        }
+    }
+
+    /// `seed` or `official`.
+    pub fn variant_name(&self) -> &'static str {
+        match &self.variant {
+            SclVariant::Seed(_) => "seed",
+            SclVariant::Official(_) => "official",
+        }
     }
 
     /// Panel side the model expects.
@@ -62,7 +88,11 @@ impl SclModel {
         }
     }
 
-    /// Logits `(B, 8)` with `params` (the model's own, or masked ones).
+    /// Logits with `params` (the model's own, or masked or K-batched ones).
+    ///
+    /// # Shapes
+    /// - `x`: `(B, 16, S, S)` panels in [0, 1] (8 context + 8 candidates, `S` = [`Self::image_size`])
+    /// - returns: `(B, 8)`, one score per candidate
     pub fn logits_with(&self, params: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
         match &self.variant {
             SclVariant::Seed(cfg) => scl_seed::forward(cfg, params, x, bn),
@@ -70,7 +100,10 @@ impl SclModel {
         }
     }
 
-    /// Logits `(B, 8)` with the model's own parameters.
+    /// Logits with the model's own parameters.
+    ///
+    /// # Shapes
+    /// - `x`: `(B, 16, S, S)`; returns `(B, 8)`
     pub fn logits(&self, x: &Tensor, bn: BnMode) -> Result<Tensor> {
         self.logits_with(&self.params, x, bn)
     }
@@ -88,6 +121,7 @@ impl SclModel {
         let model = SclModel {
             variant,
             params: Params::new(),
+            transpose_panels: false,
         };
         let params = super::init_params(&model.param_specs(), seed, device);
         SclModel { params, ..model }
@@ -102,53 +136,9 @@ impl SclModel {
             .sum()
     }
 
-    /// The channel graph of the vision conv stack, BatchNorm folded (for graph modularity).
-    pub fn vision_graph(&self) -> Result<crate::analysis::WeightGraph> {
-        match &self.variant {
-            SclVariant::Seed(cfg) => {
-                let convs = cfg.conv_channels.len() - 1;
-                let layers = (0..convs)
-                    .map(|i| {
-                        let w = self
-                            .params
-                            .get(&format!("vision.net.{}.weight", 2 * i))?
-                            .shallow_clone();
-                        let bn = if i + 1 < convs {
-                            let bn = format!("vision.net.{}", 2 * i + 1);
-                            Some((
-                                self.params.get(&format!("{bn}.weight"))?.shallow_clone(),
-                                self.params
-                                    .get(&format!("{bn}.running_var"))?
-                                    .shallow_clone(),
-                            ))
-                        } else {
-                            None
-                        };
-                        Ok((w, bn))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                crate::analysis::WeightGraph::from_convs(&layers)
-            }
-            SclVariant::Official(cfg) => {
-                let layers = (0..cfg.channels.len())
-                    .map(|i| {
-                        let bn = format!("visual.bn.{i}");
-                        Ok((
-                            self.params
-                                .get(&format!("visual.conv.{i}.weight"))?
-                                .shallow_clone(),
-                            Some((
-                                self.params.get(&format!("{bn}.weight"))?.shallow_clone(),
-                                self.params
-                                    .get(&format!("{bn}.running_var"))?
-                                    .shallow_clone(),
-                            )),
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                crate::analysis::WeightGraph::from_convs(&layers)
-            }
-        }
+    /// The device of the parameters (CPU for a model without any).
+    pub fn device(&self) -> Device {
+        self.params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu)
     }
 
     /// A copy on `device`.
@@ -156,6 +146,7 @@ impl SclModel {
         SclModel {
             variant: self.variant.clone(),
             params: self.params.to_device(device),
+            transpose_panels: self.transpose_panels,
         }
     }
 }

@@ -2,15 +2,19 @@
 //! distribution", coloured by sub-network) and the histogram of mask probabilities σ(l).
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::lines::plot_err;
+use super::style::{append_to_svg, text_width, Legend, Mark};
 use super::{Figure, Style};
 use crate::analysis::masks::{subnetwork, MaskStats};
 use crate::masking::Mask;
 use crate::{Error, Result};
 
 /// Bars `values` (zeros are skipped: they have no place on a log axis) labelled `labels`,
-/// coloured by `groups` (same group, same colour, with a legend).
+/// coloured by `groups` (same group, same colour). Each label is centred under its bar, turned
+/// upright when the labels are wider than the bars; the legend sits in a band below the chart,
+/// never over the bars.
 pub fn log_bar_chart(
     title: &str,
     y_label: &str,
@@ -25,7 +29,7 @@ pub fn log_bar_chart(
     }
     let style = Style::default();
     let n = values.len();
-    let positive = values.iter().copied().filter(|v| *v > 0.0);
+    let positive = values.iter().copied().filter(|v| *v > 0.0 && v.is_finite());
     let lo = positive.clone().fold(f64::INFINITY, f64::min).min(1.0) / 2.0;
     let hi = positive.fold(0.0, f64::max).max(lo * 4.0) * 2.0;
     let mut distinct: Vec<&str> = Vec::new();
@@ -34,66 +38,89 @@ pub fn log_bar_chart(
             distinct.push(g);
         }
     }
+    let legend = Legend {
+        entries: distinct
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(k, g)| (g.to_string(), Style::color(k)))
+            .collect(),
+        mark: Mark::Box,
+        font_size: style.label_size,
+    };
+    let (margin, y_area) = (12u32, 64u32);
+    let tick_size = style.label_size.min(11);
+    let width = style.width.max(14 * n as u32 + 100);
+    let slot = f64::from(width - 2 * margin - y_area) / n.max(1) as f64;
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, tick_size))
+        .max()
+        .unwrap_or(0);
+    let upright = f64::from(widest) > slot - 4.0;
+    let x_area = if upright { widest as u32 + 16 } else { 30 };
+    let band = legend.height(width);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(
-            &mut svg,
-            (style.width.max(14 * n as u32 + 100), style.height),
-        )
-        .into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (width, style.height + band)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (top, _) = root.split_vertically(style.height);
+        let mut chart = ChartBuilder::on(&top)
             .caption(title, ("sans-serif", style.title_size))
-            .margin(12)
-            .x_label_area_size(50)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+            .margin(margin)
+            .x_label_area_size(x_area)
+            .y_label_area_size(y_area)
+            .build_cartesian_2d(0f64..n.max(1) as f64, (lo..hi).log_scale())
             .map_err(plot_err)?;
-        let label_at = |x: &SegmentValue<usize>| match x {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label_at)
+            .x_labels(0)
             .y_desc(y_label)
-            .label_style(("sans-serif", style.label_size.min(11)))
+            .label_style(("sans-serif", tick_size))
             .draw()
             .map_err(plot_err)?;
         for (k, group) in distinct.iter().enumerate() {
             let color = Style::color(k);
             chart
                 .draw_series(
-                    Histogram::vertical(&chart)
-                        .style(color.filled())
-                        .margin(2)
-                        .baseline(lo)
-                        .data(
-                            values
-                                .iter()
-                                .zip(groups)
-                                .enumerate()
-                                .filter(|(_, (v, g))| **v > 0.0 && g.as_str() == *group)
-                                .map(|(i, (v, _))| (i, *v)),
-                        ),
+                    values
+                        .iter()
+                        .zip(groups)
+                        .enumerate()
+                        .filter(|(_, (v, g))| **v > 0.0 && v.is_finite() && g.as_str() == *group)
+                        .map(|(i, (v, _))| {
+                            Rectangle::new(
+                                [(i as f64 + 0.1, lo), (i as f64 + 0.9, *v)],
+                                color.filled(),
+                            )
+                        }),
                 )
-                .map_err(plot_err)?
-                .label(*group)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
+                .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", style.label_size))
-            .draw()
+        // Tick and label at the centre of each bar's slot.
+        let bottom = chart.plotting_area().get_pixel_range().1.end;
+        let font = TextStyle::from(("sans-serif", tick_size).into_font());
+        let font = if upright {
+            font.transform(FontTransform::Rotate270)
+                .pos(Pos::new(HPos::Right, VPos::Center))
+        } else {
+            font.pos(Pos::new(HPos::Center, VPos::Top))
+        };
+        for (i, label) in labels.iter().enumerate() {
+            let x = chart.backend_coord(&(i as f64 + 0.5, lo)).0;
+            root.draw(&PathElement::new(
+                vec![(x, bottom), (x, bottom + 4)],
+                BLACK.stroke_width(1),
+            ))
             .map_err(plot_err)?;
+            root.draw(&Text::new(label.clone(), (x, bottom + 6), font.clone()))
+                .map_err(plot_err)?;
+        }
         root.present().map_err(plot_err)?;
     }
+    append_to_svg(&mut svg, &legend.svg(width, style.height));
     Ok(Figure::new(title, svg))
 }
 

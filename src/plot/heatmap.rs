@@ -1,27 +1,33 @@
 //! Sharing-matrix heatmap: annotated cells, a colour bar, the checkpoint accuracy in the title.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::colors::colormaps::ViridisRGB;
 
 use super::lines::plot_err;
+use super::style::text_width;
 use super::{Figure, Style};
 use crate::analysis::SharingMatrix;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Colour of a percentage (0–100) on the shared scale.
 fn colour(v: f64) -> RGBColor {
     ViridisRGB::get_color_normalized(v.clamp(0.0, 100.0), 0.0, 100.0)
 }
 
-/// Heatmap of `matrix` (values in percent, scale fixed to 0–100 so figures compare).
-/// `accuracy` (in percent) is the checkpoint's *measured* accuracy, shown in the title.
-pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<Figure> {
-    let style = Style::default();
-    let n = matrix.names.len();
-    let title = match accuracy {
+/// The title: the checkpoint accuracy (a fraction in [0, 1], printed in percent) and the metric.
+fn title(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<String> {
+    let metric = format!("{:?}", matrix.metric);
+    Ok(match accuracy {
+        Some(a) if !(0.0..=1.0).contains(&a) => {
+            return Err(Error::Config(format!(
+                "sharing heatmap: accuracy {a} is not a fraction in [0, 1] \
+                 (pass the measured accuracy as a fraction, e.g. 0.448 for 44.8 %)"
+            )))
+        }
         Some(a) => format!(
-            "Model accuracy: {a:.1} % — {:?}{}",
-            matrix.metric,
+            "Model accuracy: {:.1} % — {metric}{}",
+            100.0 * a,
             if matrix.preprocessed {
                 " (preprocessed)"
             } else {
@@ -29,77 +35,114 @@ pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<
             }
         ),
         None => format!(
-            "Sharing ({:?}{})",
-            matrix.metric,
+            "Sharing ({metric}{})",
             if matrix.preprocessed {
                 ", preprocessed"
             } else {
                 ""
             }
         ),
-    };
-    let short: Vec<String> = matrix
-        .names
+    })
+}
+
+/// Axis labels from `names`: the part after the last `/` (`SCL_90/circles` → `circles`) when
+/// those are distinct, the full names otherwise, so that no two rows read alike.
+fn axis_labels(names: &[String]) -> Vec<String> {
+    let short: Vec<String> = names
         .iter()
         .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
         .collect();
+    let distinct = short
+        .iter()
+        .enumerate()
+        .all(|(i, s)| !short[..i].contains(s));
+    if distinct {
+        short
+    } else {
+        names.to_vec()
+    }
+}
+
+/// Heatmap of `matrix` (values in percent, scale fixed to 0–100 so figures compare), row 0 at
+/// the top. Every row and column is labelled once, centred on its cells, from `matrix.names`.
+/// `accuracy` is the checkpoint's *measured* accuracy as a fraction in [0, 1] (as stored in
+/// mask sidecars, `base_accuracy`); the title prints it in percent (0.448 → "44.8 %").
+pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<Figure> {
+    let style = Style::default();
+    let n = matrix.names.len();
+    if matrix.matrix.len() != n || matrix.matrix.iter().any(|row| row.len() != n) {
+        return Err(Error::Config(format!(
+            "sharing heatmap: {n} names but a {}-row matrix (rows of lengths {:?})",
+            matrix.matrix.len(),
+            matrix.matrix.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    let title = title(matrix, accuracy)?;
+    let labels = axis_labels(&matrix.names);
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, style.label_size))
+        .max()
+        .unwrap_or(0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (style.width, style.width * 3 / 4))
             .into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let (main, bar) = root.split_horizontally(style.width - 90);
-        let mut chart = ChartBuilder::on(&main)
+        let extent = n.max(1) as f64;
+        let chart = ChartBuilder::on(&main)
             .caption(&title, ("sans-serif", style.title_size))
             .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0..n, 0..n)
+            .x_label_area_size(30)
+            .y_label_area_size((widest + 16).clamp(40, 200) as u32)
+            .build_cartesian_2d(0f64..extent, 0f64..extent)
             .map_err(plot_err)?;
-        let label = |i: &usize| short.get(*i).cloned().unwrap_or_default();
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(n)
-            .y_labels(n)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|i: &usize| {
-                short
-                    .get(n.saturating_sub(1 + *i))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .label_style(("sans-serif", style.label_size))
-            .draw()
+        // Cell (i, j) spans x ∈ [j, j+1] and y ∈ [n-1-i, n-i]: row 0 at the top, like seaborn.
+        let centre =
+            |i: usize, j: usize| chart.backend_coord(&(j as f64 + 0.5, (n - i) as f64 - 0.5));
+        let cells = (0..n).flat_map(|i| (0..n).map(move |j| (i, j)));
+        for (i, j) in cells.clone() {
+            let corner = chart.backend_coord(&(j as f64, (n - i) as f64));
+            let opposite = chart.backend_coord(&(j as f64 + 1.0, (n - 1 - i) as f64));
+            root.draw(&Rectangle::new(
+                [corner, opposite],
+                colour(matrix.matrix[i][j]).filled(),
+            ))
             .map_err(plot_err)?;
-        // Row 0 at the top, like seaborn.
-        chart
-            .draw_series(
-                (0..n)
-                    .flat_map(|i| (0..n).map(move |j| (i, j)))
-                    .map(|(i, j)| {
-                        Rectangle::new(
-                            [(j, n - 1 - i), (j + 1, n - i)],
-                            colour(matrix.matrix[i][j]).filled(),
-                        )
-                    }),
-            )
+        }
+        for (i, j) in cells {
+            let v = matrix.matrix[i][j];
+            let ink = if v > 60.0 { BLACK } else { WHITE };
+            root.draw(&Text::new(
+                format!("{v:.1}"),
+                centre(i, j),
+                ("sans-serif", style.label_size)
+                    .into_font()
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            ))
             .map_err(plot_err)?;
-        chart
-            .draw_series(
-                (0..n)
-                    .flat_map(|i| (0..n).map(move |j| (i, j)))
-                    .map(|(i, j)| {
-                        let v = matrix.matrix[i][j];
-                        let ink = if v > 60.0 { BLACK } else { WHITE };
-                        Text::new(
-                            format!("{v:.1}"),
-                            (j, n - i),
-                            ("sans-serif", style.label_size).into_font().color(&ink),
-                        )
-                    }),
-            )
+        }
+        let (xs, ys) = chart.plotting_area().get_pixel_range();
+        let font = TextStyle::from(("sans-serif", style.label_size).into_font());
+        for (k, label) in labels.iter().enumerate() {
+            // Column k under the grid, row k left of it, each at its cells' centre.
+            let (cx, _) = centre(0, k);
+            root.draw(&Text::new(
+                label.clone(),
+                (cx, ys.end + 8),
+                font.clone().pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
             .map_err(plot_err)?;
+            let (_, cy) = centre(k, 0);
+            root.draw(&Text::new(
+                label.clone(),
+                (xs.start - 8, cy),
+                font.clone().pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
+            .map_err(plot_err)?;
+        }
         let mut scale = ChartBuilder::on(&bar)
             .margin_top(50)
             .margin_bottom(50)
@@ -140,7 +183,7 @@ mod tests {
             preprocessed: true,
             shared_by_all: 7,
         };
-        let fig = sharing_heatmap(&m, Some(87.5)).unwrap();
+        let fig = sharing_heatmap(&m, Some(0.875)).unwrap();
         let texts: Vec<&str> = fig.svg.lines().map(str::trim).collect();
         for t in [
             "Model accuracy: 87.5 % — IoMin (preprocessed)",

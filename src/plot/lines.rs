@@ -3,6 +3,7 @@
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::style::{append_to_svg, Legend, Mark};
 use super::{Figure, Style};
 use crate::{Error, Result};
 
@@ -40,17 +41,30 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo - pad)..(hi + pad)
 }
 
-/// Draws `series` as lines with markers, a legend, axis labels and a title.
+/// Draws `series` as lines with markers, axis labels and a title; the legend (when any series
+/// is named) sits in a band below the chart, never over the data.
 pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> Result<Figure> {
     let style = Style::default();
     let x_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let y_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let legend = Legend {
+        entries: series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.name.is_empty())
+            .map(|(i, s)| (s.name.clone(), Style::color(i)))
+            .collect(),
+        mark: Mark::Line,
+        font_size: style.label_size,
+    };
+    let band = legend.height(style.width);
     let mut svg = String::new();
     {
-        let root =
-            SVGBackend::with_string(&mut svg, (style.width, style.height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (style.width, style.height + band))
+            .into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (top, _) = root.split_vertically(style.height);
+        let mut chart = ChartBuilder::on(&top)
             .caption(title, ("sans-serif", style.title_size))
             .margin(12)
             .x_label_area_size(40)
@@ -71,26 +85,14 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> 
                     s.points.iter().copied(),
                     color.stroke_width(2),
                 ))
-                .map_err(plot_err)?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .map_err(plot_err)?;
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(plot_err)?;
         }
-        if series.iter().any(|s| !s.name.is_empty()) {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", style.label_size))
-                .draw()
-                .map_err(plot_err)?;
-        }
         root.present().map_err(plot_err)?;
     }
+    append_to_svg(&mut svg, &legend.svg(style.width, style.height));
     Ok(Figure::new(title, svg))
 }
 

@@ -1,12 +1,15 @@
 //! Plots drawn with plotters into SVG strings and returned as [`Figure`]s, all styled alike.
 
 pub mod bars;
+pub mod curves;
+pub mod development;
 pub mod heatmap;
 pub mod lines;
 pub mod problem;
 mod style;
 pub mod usage;
 
+pub use curves::{plot_sharing_matrix, training_curves};
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
 pub use heatmap::sharing_heatmap;
 pub use lines::{line_plot, Line};

@@ -59,15 +59,31 @@ pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) ->
         }
     }
     let title = format!("weight usage of {tensor}: {} vs {}", a.name, b.name);
-    let legend: String = [("only ".to_string() + &a.name, RED), ("only ".to_string() + &b.name, GREEN), ("both".to_string(), BLUE), ("control only".to_string(), GREY), ("unused".to_string(), BLACK)]
-        .iter()
-        .enumerate()
-        .map(|(i, (label, c))| format!(r#"<rect x="{}" y="{}" width="12" height="12" fill="rgb({},{},{})"/><text x="{}" y="{}" font-family="sans-serif" font-size="12">{}</text>"#, 10 + 150 * i, h + 48, c[0], c[1], c[2], 26 + 150 * i, h + 58, escape_html(label)))
-        .collect();
+    let entries = [
+        ("only ".to_string() + &a.name, RED),
+        ("only ".to_string() + &b.name, GREEN),
+        ("both".to_string(), BLUE),
+        ("control only".to_string(), GREY),
+        ("unused".to_string(), BLACK),
+    ];
+    // Entries side by side below the image, each as wide as its label needs.
+    let (mut legend, mut x) = (String::new(), 10usize);
+    for (label, c) in &entries {
+        legend += &format!(
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="rgb({},{},{})"/><text x="{}" y="{}" font-family="sans-serif" font-size="12">{}</text>"#,
+            h + 48,
+            c[0],
+            c[1],
+            c[2],
+            x + 16,
+            h + 58,
+            escape_html(label)
+        );
+        x += 16 + (label.chars().count() as f64 * 12.0 * 0.62).ceil() as usize + 20;
+    }
+    let (width, height) = (w.max(760).max(x), h + 70);
     let svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-family="sans-serif" font-size="15">{}</text><image x="0" y="30" width="{w}" height="{h}" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>{legend}</svg>"#,
-        w.max(760),
-        h + 70,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-family="sans-serif" font-size="15">{}</text><image x="0" y="30" width="{w}" height="{h}" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>{legend}</svg>"#,
         escape_html(&title),
         base64(&png_rgb(w, h, &px))
     );

@@ -6,11 +6,9 @@ use polars::prelude::*;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::dataset::BatchOptions;
 use crate::data::AvrDataset;
 use crate::display::Table;
-use crate::masking::Mask;
-use crate::model::{BnMode, SclModel};
+use crate::model::{BnMode, Params, SclModel};
 use crate::Result;
 
 /// Evaluation result. Ties between candidates go to the first maximal index, like
@@ -19,13 +17,38 @@ use crate::Result;
 pub struct EvalReport {
     /// Fraction correct in [0, 1].
     pub accuracy: f64,
+    /// Problems evaluated.
     pub n: usize,
+    /// Problems solved.
     pub correct: usize,
     /// `configuration → (correct, n)`.
     pub per_configuration: BTreeMap<String, (usize, usize)>,
 }
 
+/// The Wilson score interval (95 %) of `correct` out of `n`: `(low, high)` as fractions.
+pub fn wilson_interval(correct: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (z, n_f) = (1.959964, n as f64);
+    let p = correct as f64 / n_f;
+    let centre = (p + z * z / (2.0 * n_f)) / (1.0 + z * z / n_f);
+    let half = z / (1.0 + z * z / n_f) * (p * (1.0 - p) / n_f + z * z / (4.0 * n_f * n_f)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 impl EvalReport {
+    /// 95 % Wilson interval of the accuracy.
+    pub fn interval(&self) -> (f64, f64) {
+        wilson_interval(self.correct, self.n)
+    }
+
+    /// `44.8 % [41.0, 48.7] (n = 500)`.
+    pub fn summary(&self) -> String {
+        let (lo, hi) = self.interval();
+        format!("{:.1} % [{:.1}, {:.1}] (n = {})", 100.0 * self.accuracy, 100.0 * lo, 100.0 * hi, self.n)
+    }
+
     /// One row per configuration plus `all`.
     pub fn table(&self) -> Result<Table> {
         let mut names: Vec<String> = self.per_configuration.keys().cloned().collect();
@@ -55,12 +78,7 @@ impl EvalReport {
             .collect();
         let df =
             df!("configuration" => names, "correct" => correct, "n" => n, "accuracy_%" => acc)?;
-        Ok(Table::new(df).with_caption(format!(
-            "accuracy {:.2} % ({}/{})",
-            100.0 * self.accuracy,
-            self.correct,
-            self.n
-        )))
+        Ok(Table::new(df).with_caption(format!("accuracy {} — 95 % Wilson interval", self.summary())))
     }
 
     pub fn evcxr_display(&self) {
@@ -74,46 +92,34 @@ impl EvalReport {
 /// Options for [`evaluate`].
 #[derive(Debug, Clone, Copy)]
 pub struct EvalOptions {
+    /// Problems per forward pass (default 32).
     pub batch_size: usize,
-    pub batch: BatchOptions,
-    /// Use `1 − mask` instead of the mask.
-    pub invert_mask: bool,
+    /// Where to run (default CUDA when available).
     pub device: Device,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions {
-            batch_size: 32,
-            batch: BatchOptions::default(),
-            invert_mask: false,
-            device: Device::cuda_if_available(),
-        }
+        EvalOptions { batch_size: 32, device: Device::cuda_if_available() }
     }
 }
 
-/// Accuracy of `model` (eval-mode BatchNorm) on every problem of `data`, under `mask` if given.
-pub fn evaluate(
-    model: &SclModel,
-    mask: Option<&Mask>,
-    data: &AvrDataset,
-    opts: &EvalOptions,
-) -> Result<EvalReport> {
-    let model = model.to_device(opts.device);
-    let params = match mask {
-        Some(m) => m.apply(&model.params, opts.invert_mask)?,
-        None => model.params.clone(),
-    };
+/// Accuracy of `model` (eval-mode BatchNorm) on every problem of `data`.
+pub fn evaluate(model: &SclModel, data: &AvrDataset, opts: &EvalOptions) -> Result<EvalReport> {
+    evaluate_with(model, &model.params, data, opts)
+}
+
+/// Accuracy of `model`'s architecture with `params` instead of its own — e.g. masked
+/// parameters (`Mask::apply`): the caller applies the mask. Panels are prepared the model's way.
+pub fn evaluate_with(model: &SclModel, params: &Params, data: &AvrDataset, opts: &EvalOptions) -> Result<EvalReport> {
+    let params = params.to_device(opts.device);
     let mut per_configuration: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let indices: Vec<usize> = (0..data.len()).collect();
     let _guard = tch::no_grad_guard();
     for chunk in indices.chunks(opts.batch_size.max(1)) {
-        let batch = data.batch(chunk, opts.batch, opts.device)?;
+        let batch = data.batch(chunk, model.batch_options(), opts.device)?;
         let logits = model.logits_with(&params, &batch.images, BnMode::Eval)?;
-        let hits = first_argmax(&logits)
-            .eq_tensor(&batch.targets)
-            .to_kind(Kind::Int64)
-            .to_device(Device::Cpu);
+        let hits = first_argmax(&logits).eq_tensor(&batch.targets).to_kind(Kind::Int64).to_device(Device::Cpu);
         for (i, config) in batch.configurations.iter().enumerate() {
             let entry = per_configuration.entry(config.clone()).or_default();
             entry.0 += hits.int64_value(&[i as i64]) as usize;
@@ -122,16 +128,7 @@ pub fn evaluate(
     }
     let correct = per_configuration.values().map(|v| v.0).sum();
     let n = per_configuration.values().map(|v| v.1).sum();
-    Ok(EvalReport {
-        accuracy: if n > 0 {
-            correct as f64 / n as f64
-        } else {
-            0.0
-        },
-        n,
-        correct,
-        per_configuration,
-    })
+    Ok(EvalReport { accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 }, n, correct, per_configuration })
 }
 
 /// Index of the first maximum along the last axis (what `torch.argmax` documents).
@@ -143,4 +140,19 @@ pub fn first_argmax(logits: &Tensor) -> Tensor {
     index
         .where_self(&logits.eq_tensor(&max), &Tensor::full_like(&index, n))
         .amin([-1], false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wilson_interval;
+
+    #[test]
+    fn wilson_interval_matches_the_textbook_values() {
+        // 18 of 24: p = 0.75, Wilson 95 % [0.5506, 0.8800] (Newcombe 1998's formula).
+        let (lo, hi) = wilson_interval(18, 24);
+        assert!((lo - 0.5506).abs() < 1e-3 && (hi - 0.8800).abs() < 1e-3, "{lo} {hi}");
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+        let (lo, hi) = wilson_interval(0, 10);
+        assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{hi}");
+    }
 }

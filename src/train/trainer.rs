@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::eval::{evaluate, EvalOptions};
-use crate::checkpoint::write_atomic;
-use crate::data::dataset::BatchOptions;
+use crate::checkpoint::{write_atomic, CheckpointSidecar};
+use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
-use crate::plot::{line_plot, Line};
+use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
+use crate::session::{progress, progress_done, RunSize};
 use crate::{Error, Result};
 
 /// Training settings; defaults are the official SCL README's optimiser on a CPU-sized batch.
@@ -44,8 +45,6 @@ pub struct TrainConfig {
     pub milestones: Vec<f64>,
     /// Seed for data order (init is seeded when the model is built) (default 0).
     pub seed: u64,
-    /// How problems become tensors (transpose, resize).
-    pub batch: BatchOptions,
     /// Write the resumable state (`<out>/last.safetensors` + `last.json`: weights, Adam moments,
     /// step, log) every this many steps (default 50; needs an output folder).
     pub state_every: usize,
@@ -66,42 +65,65 @@ impl Default for TrainConfig {
             clip_grad_norm: None,
             milestones: vec![0.5, 0.6, 0.7, 0.8, 0.9],
             seed: 0,
-            batch: BatchOptions::default(),
             state_every: 50,
             resume: false,
         }
     }
 }
 
-/// Loss, and train / validation accuracy, against step (two figures side by side).
-pub fn training_curves(metrics: &[MetricRow]) -> Result<crate::display::Figure> {
-    let steps: Vec<f64> = metrics.iter().map(|r| r.step as f64).collect();
-    let loss: Vec<f64> = metrics.iter().map(|r| r.train_loss).collect();
-    let train_acc: Vec<f64> = metrics.iter().map(|r| r.train_accuracy).collect();
-    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics
-        .iter()
-        .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v)))
-        .unzip();
-    let loss_fig = line_plot(
-        "Training loss",
-        "step",
-        "cross-entropy",
-        &[Line::new("train", &steps, &loss)],
-    )?;
-    let acc_fig = line_plot(
-        "Accuracy",
-        "step",
-        "accuracy",
-        &[
-            Line::new("train (batch)", &steps, &train_acc),
-            Line::new("validation", &val_steps, &val_acc),
-        ],
-    )?;
-    Ok(crate::display::Figure::side_by_side(
-        "Training curves",
-        &[loss_fig, acc_fig],
-    ))
+impl TrainConfig {
+    /// A few steps on a tiny set: what CI's notebooks run (`AVR_SMOKE=1`).
+    pub fn smoke() -> Self {
+        TrainConfig {
+            steps: 40,
+            batch_size: 16,
+            val_every: 10,
+            milestones: vec![0.0, 0.3],
+            ..Default::default()
+        }
+    }
+
+    /// The study run: the study's learning rate 1e-3 (5e-3 made validation accuracy swing on
+    /// small sets), 20,000 steps of 32, validation every 500, milestones 30–90 %.
+    pub fn study() -> Self {
+        TrainConfig {
+            lr: 1e-3,
+            steps: 20_000,
+            val_every: 500,
+            milestones: vec![0.3, 0.5, 0.7, 0.8, 0.9],
+            ..Default::default()
+        }
+    }
+
+    /// [`Self::smoke`] or [`Self::study`] for the run size.
+    pub fn for_size(size: RunSize) -> Self {
+        size.pick(Self::smoke(), Self::study())
+    }
+
+    /// The optimiser settings of this config.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            betas: self.betas,
+            eps: self.eps,
+            clip_grad_norm: self.clip_grad_norm,
+        }
+    }
 }
+
+crate::with_setters!(TrainConfig {
+    with_lr => lr: f64,
+    with_weight_decay => weight_decay: f64,
+    with_batch_size => batch_size: usize,
+    with_steps => steps: usize,
+    with_val_every => val_every: usize,
+    with_clip_grad_norm => clip_grad_norm: Option<f64>,
+    with_milestones => milestones: Vec<f64>,
+    with_seed => seed: u64,
+    with_state_every => state_every: usize,
+    with_resume => resume: bool,
+});
 
 /// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
 pub fn write_metrics_csv(path: &Path, metrics: &[MetricRow]) -> Result<()> {
@@ -155,13 +177,6 @@ struct TrainState {
     milestones: Vec<Milestone>,
 }
 
-fn variant_name(model: &SclModel) -> &'static str {
-    match &model.variant {
-        crate::model::SclVariant::Seed(_) => "seed",
-        crate::model::SclVariant::Official(_) => "official",
-    }
-}
-
 /// Writes `dir/last.safetensors` (weights and Adam moments) and `dir/last.json`, both atomically.
 fn save_state(
     dir: &Path,
@@ -184,7 +199,7 @@ fn save_state(
     let state = TrainState {
         step,
         adam_step: opt.step,
-        variant: variant_name(model).into(),
+        variant: model.variant_name().into(),
         image_size: model.image_size(),
         config: cfg.clone(),
         metrics: run.metrics.clone(),
@@ -208,14 +223,14 @@ fn load_state(
     let state: TrainState =
         serde_json::from_slice(&std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?)
             .map_err(|e| Error::bad_file(&json_path, e.to_string()))?;
-    if state.variant != variant_name(model) || state.image_size != model.image_size() {
+    if state.variant != model.variant_name() || state.image_size != model.image_size() {
         return Err(Error::bad_file(
             &json_path,
             format!(
                 "state of a {} model at {} px cannot resume a {} model at {} px",
                 state.variant,
                 state.image_size,
-                variant_name(model),
+                model.variant_name(),
                 model.image_size()
             ),
         ));
@@ -239,9 +254,13 @@ fn load_state(
 /// One row of the training log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricRow {
+    /// Optimiser step (from 1).
     pub step: usize,
+    /// Epoch of the step's first problem (from 0).
     pub epoch: usize,
+    /// Cross-entropy of the step's batch.
     pub train_loss: f64,
+    /// Accuracy on the step's batch (BatchNorm in train mode).
     pub train_accuracy: f64,
     /// Only on validation steps.
     pub val_accuracy: Option<f64>,
@@ -250,17 +269,25 @@ pub struct MetricRow {
 /// A milestone checkpoint that was written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Milestone {
+    /// The level (fraction) that was reached.
     pub level: f64,
+    /// The validation accuracy measured at that step (names the file).
     pub measured_val_accuracy: f64,
+    /// The step.
     pub step: usize,
+    /// The checkpoint written, when training had an output folder.
     pub path: Option<PathBuf>,
 }
 
-/// What a training run produced.
+/// What a training run produced (its inline display, the training curves, is drawn by
+/// [`crate::plot`]).
 #[derive(Debug)]
 pub struct TrainRun {
+    /// The trained model.
     pub model: SclModel,
+    /// One row per step.
     pub metrics: Vec<MetricRow>,
+    /// Milestone checkpoints written, in the order they were reached.
     pub milestones: Vec<Milestone>,
 }
 
@@ -277,150 +304,132 @@ impl TrainRun {
         )?;
         Ok(Table::new(df))
     }
-
-    /// Training curves: loss (left) is on its own scale, so two figures side by side in one
-    /// HTML block: loss vs step, and train / validation accuracy vs step.
-    pub fn curves(&self) -> Result<crate::display::Figure> {
-        training_curves(&self.metrics)
-    }
-
-    /// Inline display: the training curves.
-    pub fn evcxr_display(&self) {
-        match self.curves() {
-            Ok(f) => f.evcxr_display(),
-            Err(e) => println!("{self:?} (curves unavailable: {e})"),
-        }
-    }
 }
 
-/// Adam moments per trainable tensor.
-/// Adam with decoupled weight decay (AdamW); plain Adam when the decay is 0.
-pub(crate) struct AdamW {
-    pub(crate) moments: Vec<(Tensor, Tensor)>,
-    pub(crate) step: i32,
-}
-
-impl AdamW {
-    pub(crate) fn new(params: &[Tensor]) -> Self {
-        AdamW {
-            moments: params
-                .iter()
-                .map(|p| (p.zeros_like(), p.zeros_like()))
-                .collect(),
-            step: 0,
-        }
-    }
-
-    fn update(&mut self, params: &[Tensor], cfg: &TrainConfig) {
-        self.step_with(params, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps);
-    }
-
-    /// One update of `params` from their gradients.
-    pub(crate) fn step_with(
-        &mut self,
-        params: &[Tensor],
-        lr: f64,
-        weight_decay: f64,
-        betas: (f64, f64),
-        eps: f64,
-    ) {
-        let _guard = tch::no_grad_guard();
-        self.step += 1;
-        let (b1, b2) = betas;
-        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
-        for (p, (m, v)) in params.iter().zip(&mut self.moments) {
-            let g = p.grad();
-            if !g.defined() {
-                continue;
-            }
-            let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-            let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
-            let mut p = p.shallow_clone();
-            if weight_decay > 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
-            }
-            let step = (&*m / c1) / ((&*v / c2).sqrt() + eps) * lr;
-            let _ = p.g_sub_(&step);
-        }
-    }
-}
-
-/// Training throughput: `steps` AdamW steps on random panels, timed one by one after two warm-up
-/// steps (what `avr bench train` reports).
+/// Training throughput: `steps` AdamW steps on random panels, each timed, after two warm-up
+/// steps (what `avr bench train` reports) — through the same loop as [`train`].
 pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate::bench::StepTimes> {
-    let device = model
-        .params
-        .iter()
-        .next()
-        .map(|(_, t)| t.device())
-        .unwrap_or(tch::Device::Cpu);
+    let device = model.device();
     let s = model.image_size();
     let cfg = TrainConfig::default();
-    let trainable: Vec<String> = model
-        .param_specs()
-        .into_iter()
-        .filter(|p| p.trainable)
-        .map(|p| p.name)
-        .collect();
-    let weights: Vec<Tensor> = trainable
-        .iter()
-        .map(|n| model.params.get(n).map(|t| t.set_requires_grad(true)))
-        .collect::<Result<_>>()?;
+    let weights = trainable_leaves(&model)?;
     let mut opt = AdamW::new(&weights);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
-    let one_step = || -> Result<()> {
-        zero_grads(&weights);
-        model
-            .logits(&x, BnMode::Train)?
-            .cross_entropy_for_logits(&y)
-            .backward();
-        opt.update(&weights, &cfg);
-        Ok(())
-    };
-    crate::bench::StepTimes::measure(batch, 2, steps, one_step)
+    let mut task = crate::bench::Timed::new(batch, 2, |_| model.logits(&x, BnMode::Train).map(|l| l.cross_entropy_for_logits(&y)));
+    optimise(&mut task, &weights, &mut opt, &cfg.adam(), 1..=steps.max(1) + 2)?;
+    Ok(task.times())
 }
 
-/// Trains `model` on `train`, validating on `val`; milestone checkpoints go to `out_dir` when given.
-pub fn train(
-    model: SclModel,
-    train: &AvrDataset,
-    val: &AvrDataset,
-    cfg: &TrainConfig,
-    out_dir: Option<&Path>,
-) -> Result<TrainRun> {
-    if train.is_empty() || val.is_empty() {
-        return Err(Error::Config(
-            "training needs non-empty train and validation sets".into(),
-        ));
-    }
-    let device = model
-        .params
-        .iter()
-        .next()
-        .map(|(_, t)| t.device())
-        .unwrap_or(tch::Device::Cpu);
-    let trainable: Vec<String> = model
+/// The trainable tensors of `model`, marked as requiring gradients (same storage).
+fn trainable_leaves(model: &SclModel) -> Result<Vec<Tensor>> {
+    model
         .param_specs()
         .into_iter()
         .filter(|s| s.trainable)
-        .map(|s| s.name)
-        .collect();
-    let weights: Vec<Tensor> = trainable
-        .iter()
-        .map(|n| model.params.get(n).map(|t| t.set_requires_grad(true)))
-        .collect::<Result<_>>()?;
+        .map(|s| model.params.get(&s.name).map(|t| t.set_requires_grad(true)))
+        .collect()
+}
+
+/// SCL training as a [`TrainStep`]: batches from the loader, validation, milestones and the
+/// resumable state after each update.
+struct SclTraining<'a> {
+    model: &'a SclModel,
+    names: Vec<String>,
+    loader: Loader,
+    val: &'a AvrDataset,
+    cfg: &'a TrainConfig,
+    out_dir: Option<&'a Path>,
+    run: TrainRun,
+    train_len: usize,
+    start: usize,
+    clock: std::time::Instant,
+    /// This step's logits and targets, kept for the batch accuracy.
+    last: Option<(Tensor, Tensor)>,
+}
+
+impl TrainStep for SclTraining<'_> {
+    fn loss(&mut self, step: usize) -> Result<Tensor> {
+        let batch: Batch = self.loader.next().ok_or_else(|| {
+            Error::Config(format!("training data ran out before step {step}"))
+        })??;
+        let logits = self.model.logits(&batch.images, BnMode::Train)?;
+        let loss = logits.cross_entropy_for_logits(&batch.targets);
+        self.last = Some((logits, batch.targets));
+        Ok(loss)
+    }
+
+    fn after_update(&mut self, step: usize, loss: f64, opt: &AdamW) -> Result<()> {
+        let cfg = self.cfg;
+        let accuracy = match self.last.take() {
+            Some((logits, targets)) => tch::no_grad(|| batch_accuracy(&logits, &targets)),
+            None => f64::NAN,
+        };
+        let batch_size = cfg.batch_size.min(self.train_len).max(1);
+        // Epoch of this batch's first problem, from its position in the planned stream.
+        let epoch = (step - 1) * batch_size / self.train_len;
+        let mut row = MetricRow { step, epoch, train_loss: loss, train_accuracy: accuracy, val_accuracy: None };
+        if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
+            let val_accuracy = self.validate_and_checkpoint(step)?;
+            row.val_accuracy = Some(val_accuracy);
+            let per_step = self.clock.elapsed().as_secs_f64() / (step - self.start) as f64;
+            progress(&format!(
+                "step {step:>6}/{} epoch {epoch:>3} loss {loss:.4} train {accuracy:.3} val {val_accuracy:.3} · ETA {:.0} s",
+                cfg.steps,
+                per_step * (cfg.steps - step) as f64
+            ));
+        }
+        self.run.metrics.push(row);
+        if let Some(dir) = self.out_dir {
+            if step % cfg.state_every.max(1) == 0 || step == cfg.steps {
+                save_state(dir, self.model, opt, &self.names, step, &self.run, cfg)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SclTraining<'_> {
+    /// Validation accuracy at `step`; writes a milestone checkpoint for every level first reached.
+    fn validate_and_checkpoint(&mut self, step: usize) -> Result<f64> {
+        let opts = EvalOptions { batch_size: self.cfg.batch_size.max(1), device: self.model.device() };
+        let accuracy = evaluate(self.model, self.val, &opts)?.accuracy;
+        for &level in &self.cfg.milestones {
+            if accuracy >= level && !self.run.milestones.iter().any(|m| m.level == level) {
+                let path = match self.out_dir {
+                    Some(dir) => Some(save_milestone(self.model, dir, accuracy, self.val.len(), step, self.cfg)?),
+                    None => None,
+                };
+                self.run.milestones.push(Milestone { level, measured_val_accuracy: accuracy, step, path });
+            }
+        }
+        Ok(accuracy)
+    }
+}
+
+/// Fraction of rows whose first maximal logit is the target.
+fn batch_accuracy(logits: &Tensor, targets: &Tensor) -> f64 {
+    logits.argmax(-1, false).eq_tensor(targets).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+}
+
+/// Trains `model` on `train`, validating on `val`; milestone checkpoints, `metrics.csv`-ready
+/// logs and the resumable state go to `out_dir` when given. Panels are prepared the model's way
+/// ([`SclModel::batch_options`]).
+pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
+    if train.is_empty() || val.is_empty() {
+        return Err(Error::Config("training needs non-empty train and validation sets".into()));
+    }
+    let device = model.device();
+    let names: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
+    let weights = trainable_leaves(&model)?;
     let mut opt = AdamW::new(&weights);
-    let mut run = TrainRun {
-        model: model.clone(),
-        metrics: Vec::new(),
-        milestones: Vec::new(),
-    };
     let mut model = model;
+    let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
     let start = match out_dir {
         Some(dir) if cfg.resume && dir.join("last.json").exists() => {
-            let step = load_state(dir, &mut model, &mut opt, &trainable, &mut run)?;
-            eprintln!("resuming {} from step {step}", dir.display());
+            let step = load_state(dir, &mut model, &mut opt, &names, &mut run)?;
+            progress(&format!("resuming {} from step {step}", dir.display()));
+            progress_done();
             step
         }
         _ => 0,
@@ -429,86 +438,24 @@ pub fn train(
     let mut order = EpochOrder::new(cfg.seed, train.len(), true);
     let batch_size = cfg.batch_size.min(train.len()).max(1);
     (0..start).for_each(|_| drop(order.next_batch(batch_size)));
-    let loader_cfg = LoaderConfig {
-        batch_size: cfg.batch_size,
-        seed: cfg.seed,
-        options: cfg.batch,
-        ..Default::default()
+    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: model.batch_options(), ..Default::default() };
+    let loader = Loader::from_order(train, &mut order, cfg.steps.saturating_sub(start), &loader_cfg, device);
+    let mut task = SclTraining {
+        model: &model,
+        names,
+        loader,
+        val,
+        cfg,
+        out_dir,
+        run,
+        train_len: train.len(),
+        start,
+        clock: std::time::Instant::now(),
+        last: None,
     };
-    let loader = Loader::from_order(
-        train,
-        &mut order,
-        cfg.steps.saturating_sub(start),
-        &loader_cfg,
-        device,
-    );
-    let eval_opts = EvalOptions {
-        batch_size: cfg.batch_size.max(1),
-        batch: cfg.batch,
-        invert_mask: false,
-        device,
-    };
-    let clock = std::time::Instant::now();
-    for (step, batch) in (start + 1..=cfg.steps).zip(loader) {
-        let batch = batch?;
-        // Epoch of this batch's first problem, from its position in the planned stream.
-        let epoch = (step - 1) * batch_size / train.len();
-        zero_grads(&weights);
-        let logits = model.logits(&batch.images, BnMode::Train)?;
-        let loss = logits.cross_entropy_for_logits(&batch.targets);
-        let loss_value = loss.double_value(&[]);
-        if !loss_value.is_finite() {
-            return Err(Error::Config(format!("loss became {loss_value} at step {step}; stopped — the last good milestone checkpoint and resumable state are kept")));
-        }
-        loss.backward();
-        if let Some(max_norm) = cfg.clip_grad_norm {
-            clip_grad_norm(&weights, max_norm);
-        }
-        opt.update(&weights, cfg);
-        let accuracy = tch::no_grad(|| {
-            logits
-                .argmax(-1, false)
-                .eq_tensor(&batch.targets)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[])
-        });
-        let mut row = MetricRow {
-            step,
-            epoch,
-            train_loss: loss_value,
-            train_accuracy: accuracy,
-            val_accuracy: None,
-        };
-        if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
-            let report = evaluate(&model, None, val, &eval_opts)?;
-            row.val_accuracy = Some(report.accuracy);
-            let per_step = clock.elapsed().as_secs_f64() / (step - start) as f64;
-            eprintln!("step {step:>6}/{} epoch {epoch:>3} loss {loss_value:.4} train {:.3} val {:.3} · ETA {:.0} s", cfg.steps, accuracy, report.accuracy, per_step * (cfg.steps - step) as f64);
-            for &level in &cfg.milestones {
-                if report.accuracy >= level && !run.milestones.iter().any(|m| m.level == level) {
-                    let path = match out_dir {
-                        Some(dir) => {
-                            Some(save_checkpoint(&model, dir, report.accuracy, step, cfg)?)
-                        }
-                        None => None,
-                    };
-                    run.milestones.push(Milestone {
-                        level,
-                        measured_val_accuracy: report.accuracy,
-                        step,
-                        path,
-                    });
-                }
-            }
-        }
-        run.metrics.push(row);
-        if let Some(dir) = out_dir {
-            if step % cfg.state_every.max(1) == 0 || step == cfg.steps {
-                save_state(dir, &model, &opt, &trainable, step, &run, cfg)?;
-            }
-        }
-    }
+    optimise(&mut task, &weights, &mut opt, &cfg.adam(), start + 1..=cfg.steps)?;
+    progress_done();
+    let mut run = task.run;
     for w in &weights {
         let _ = w.shallow_clone().set_requires_grad(false);
     }
@@ -516,100 +463,21 @@ pub fn train(
     Ok(run)
 }
 
-/// Zeroes the gradients of `leaves` (the study forgot this step).
-pub(crate) fn zero_grads(leaves: &[Tensor]) {
-    for l in leaves {
-        let mut g = l.grad();
-        if g.defined() {
-            let _ = g.zero_();
-        }
-    }
-}
-
-pub(crate) fn clip_grad_norm(weights: &[Tensor], max_norm: f64) {
-    let _guard = tch::no_grad_guard();
-    let total: f64 = weights
-        .iter()
-        .map(|w| w.grad())
-        .filter(|g| g.defined())
-        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-        .sum::<f64>()
-        .sqrt();
-    if total > max_norm {
-        for w in weights {
-            let mut g = w.grad();
-            if g.defined() {
-                let _ = g.g_mul_scalar_(max_norm / (total + 1e-6));
-            }
-        }
-    }
-}
-
-/// The JSON sidecar written next to every checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointSidecar {
-    pub variant: String,
-    pub image_size: i64,
-    pub step: usize,
-    pub measured_val_accuracy: f64,
-    pub train_config: TrainConfig,
-    pub code_version: String,
-}
-
-/// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json`, both atomically; the name comes
-/// from the measured accuracy.
-pub fn save_checkpoint(
-    model: &SclModel,
-    dir: &Path,
-    accuracy: f64,
-    step: usize,
-    cfg: &TrainConfig,
-) -> Result<PathBuf> {
-    let variant = variant_name(model);
-    let stem = format!("scl_{variant}_val{:.1}", 100.0 * accuracy);
-    let weights = dir.join(format!("{stem}.safetensors"));
-    crate::checkpoint::write_safetensors_atomic(&weights, &model.params)?;
+/// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json` (the full architecture, the
+/// config, step and measured accuracy with its n), both atomically; the name comes from the
+/// measured accuracy.
+pub fn save_milestone(model: &SclModel, dir: &Path, accuracy: f64, val_problems: usize, step: usize, cfg: &TrainConfig) -> Result<PathBuf> {
     let sidecar = CheckpointSidecar {
-        variant: variant.into(),
+        variant: model.variant_name().into(),
         image_size: model.image_size(),
+        model: Some(model.variant.clone()),
+        transpose_panels: model.transpose_panels,
         step,
         measured_val_accuracy: accuracy,
-        train_config: cfg.clone(),
+        val_problems,
+        train_config: serde_json::to_value(cfg).map_err(|e| Error::Config(e.to_string()))?,
         code_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
-    write_atomic(&dir.join(format!("{stem}.json")), &json)?;
-    Ok(weights)
-}
-
-/// Loads one of our checkpoints (`.safetensors` + `.json` sidecar): the architecture comes from
-/// the sidecar, and every tensor is checked against it (names, shapes).
-pub fn load_checkpoint(path: &Path) -> Result<(SclModel, CheckpointSidecar)> {
-    let sidecar: CheckpointSidecar = crate::checkpoint::read_sidecar(path)?;
-    let variant = match sidecar.variant.as_str() {
-        "official" => crate::model::SclVariant::Official(crate::model::OfficialSclConfig {
-            image_size: sidecar.image_size,
-            ..Default::default()
-        }),
-        "seed" => crate::model::SclVariant::Seed(crate::model::SeedSclConfig {
-            image_size: sidecar.image_size,
-            ..Default::default()
-        }),
-        other => {
-            return Err(Error::bad_file(
-                path.with_extension("json"),
-                format!("unknown variant '{other}'"),
-            ))
-        }
-    };
-    let mut model = SclModel::init(variant, 0, tch::Device::Cpu);
-    let params = crate::checkpoint::read_safetensors(path)?;
-    let specs = model.param_specs();
-    crate::model::check_params(&params, &specs, &path.display().to_string())?;
-    let mut ordered = crate::model::Params::new();
-    for s in &specs {
-        ordered.insert(&s.name, params.get(&s.name)?.shallow_clone());
-    }
-    model.params = ordered;
-    Ok((model, sidecar))
+    let stem = format!("scl_{}_val{:.1}", model.variant_name(), 100.0 * accuracy);
+    crate::checkpoint::save_checkpoint(model, dir, &stem, &sidecar)
 }

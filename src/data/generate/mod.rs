@@ -44,7 +44,8 @@ pub struct Preset {
 }
 
 impl Preset {
-    /// Names accepted by [`Preset::named`].
+    /// Names accepted by [`Preset::named`] (the shapes also in the study's spelling, e.g.
+    /// `pentagon`; see [`crate::data::Shape`]).
     pub const NAMES: [&'static str; 9] = [
         "originals",
         "circles",
@@ -65,14 +66,13 @@ impl Preset {
             sizes: SIZE_VALUES.to_vec(),
             colors: Range::new(0, 9),
         };
-        let shape = |t: i32| Range::new(t, t);
+        if let Ok(shape) = name.parse::<crate::data::Shape>() {
+            p.name = shape.name().to_string();
+            p.types = Range::new(shape.type_level(), shape.type_level());
+            return Ok(p);
+        }
         match name {
             "originals" => {}
-            "triangles" => p.types = shape(1),
-            "squares" => p.types = shape(2),
-            "pentagons" => p.types = shape(3),
-            "hexagons" => p.types = shape(4),
-            "circles" => p.types = shape(5),
             "lights" => p.colors = Range::new(0, 0),
             "dark" => p.colors = Range::new(9, 9),
             "big" => p.sizes = vec![0.75, 0.80, 0.85, 0.90],

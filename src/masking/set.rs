@@ -1,0 +1,124 @@
+//! Masks for every shape on one checkpoint: [`TaskSets`] (the shape datasets and the control),
+//! [`train_mask_for_shape`], [`train_masks`] and the resulting [`MaskSet`].
+
+use std::path::{Path, PathBuf};
+
+use super::engine::{train_mask, MaskRun, MaskTask, MaskTrainConfig};
+use super::Mask;
+use crate::checkpoint::Checkpoint;
+use crate::data::{AvrDataset, Shape, Split};
+use crate::{Error, Result};
+
+/// The shape datasets of a tasks folder (`<dir>/<shape>/`, our spelling or the study's) and the
+/// control set `<dir>/originals/`, split into fitting and held-out problems.
+#[derive(Debug, Clone)]
+pub struct TaskSets {
+    /// The folder holding one sub-folder per shape and `originals/`.
+    pub dir: PathBuf,
+    /// `(shape, fitting problems, held-out problems)`, in the order asked for.
+    pub shapes: Vec<(Shape, AvrDataset, AvrDataset)>,
+    /// Held-out problems of `originals` (control accuracy), when the folder has them.
+    pub control: Option<AvrDataset>,
+    /// Whether fitting and held-out problems are the same (tiny fixture sets): accuracies are
+    /// then training accuracies, and tables say so.
+    pub held_out_is_fit: bool,
+}
+
+impl TaskSets {
+    /// Opens `shapes` under `dir`: the train split fits, validation + test are held out.
+    pub fn open(dir: impl AsRef<Path>, shapes: &[Shape]) -> Result<TaskSets> {
+        Self::open_with_splits(dir, shapes, &[Split::Train], &[Split::Val, Split::Test])
+    }
+
+    /// Opens `shapes` under `dir` with every split used both to fit and to evaluate — only for
+    /// sets too small to split (the study's 24-problem fixture sets).
+    pub fn open_unsplit(dir: impl AsRef<Path>, shapes: &[Shape]) -> Result<TaskSets> {
+        let mut sets = Self::open_with_splits(dir, shapes, &Split::ALL, &Split::ALL)?;
+        sets.held_out_is_fit = true;
+        Ok(sets)
+    }
+
+    /// Opens `shapes` under `dir`, fitting on `fit` splits and evaluating on `held_out` splits.
+    pub fn open_with_splits(dir: impl AsRef<Path>, shapes: &[Shape], fit: &[Split], held_out: &[Split]) -> Result<TaskSets> {
+        let dir = dir.as_ref().to_path_buf();
+        if shapes.is_empty() {
+            return Err(Error::Config(format!("{}: no shapes asked for", dir.display())));
+        }
+        let shapes = shapes
+            .iter()
+            .map(|&shape| {
+                let all = AvrDataset::open(shape.dir_in(&dir))?;
+                let (f, h) = (all.select(fit, None), all.select(held_out, None));
+                if f.is_empty() || h.is_empty() {
+                    return Err(Error::bad_file(&all.root, format!("{shape}: no problems in the fitting or held-out splits")));
+                }
+                Ok((shape, f, h))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let originals = dir.join("originals");
+        let control = match originals.is_dir() {
+            true => Some(AvrDataset::open(&originals)?.select(held_out, None)),
+            false => None,
+        };
+        Ok(TaskSets { dir, shapes, control, held_out_is_fit: false })
+    }
+
+    /// The shapes, in order.
+    pub fn shape_list(&self) -> Vec<Shape> {
+        self.shapes.iter().map(|s| s.0).collect()
+    }
+
+    /// The mask task of `shape` (named after it).
+    pub fn task(&self, shape: Shape) -> Result<MaskTask<'_>> {
+        let (_, fit, held_out) = self
+            .shapes
+            .iter()
+            .find(|s| s.0 == shape)
+            .ok_or_else(|| Error::Config(format!("{}: {shape} was not opened (have {:?})", self.dir.display(), self.shape_list())))?;
+        Ok(MaskTask { name: shape.to_string(), shape: Some(shape), fit, held_out, control: self.control.as_ref() })
+    }
+}
+
+/// Trains the mask of one shape on the frozen checkpoint.
+pub fn train_mask_for_shape(ckpt: &Checkpoint, shape: Shape, tasks: &TaskSets, cfg: &MaskTrainConfig) -> Result<MaskRun> {
+    train_mask(ckpt, &tasks.task(shape)?, cfg)
+}
+
+/// Trains one mask per shape of `tasks`, all with `cfg`.
+pub fn train_masks(ckpt: &Checkpoint, tasks: &TaskSets, cfg: &MaskTrainConfig) -> Result<MaskSet> {
+    let runs = tasks
+        .shape_list()
+        .into_iter()
+        .map(|shape| train_mask_for_shape(ckpt, shape, tasks, cfg))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MaskSet { checkpoint: ckpt.name(), base_accuracy: ckpt.val_accuracy(), runs })
+}
+
+/// Masks trained on one checkpoint, one per task. Its statistics and sharing come from
+/// [`crate::analysis`], its figures from [`crate::plot`].
+#[derive(Debug, Clone)]
+pub struct MaskSet {
+    /// The base checkpoint's name.
+    pub checkpoint: String,
+    /// Its measured validation accuracy, when known (fraction).
+    pub base_accuracy: Option<f64>,
+    /// One run per task.
+    pub runs: Vec<MaskRun>,
+}
+
+impl MaskSet {
+    /// The masks, in task order.
+    pub fn masks(&self) -> Vec<Mask> {
+        self.runs.iter().map(|r| r.mask.clone()).collect()
+    }
+
+    /// The run of `shape`.
+    pub fn get(&self, shape: Shape) -> Option<&MaskRun> {
+        self.runs.iter().find(|r| r.provenance.shape == Some(shape))
+    }
+
+    /// Saves every mask into `dir` (logits + sidecar naming the base checkpoint); returns the paths.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        self.runs.iter().map(|r| r.save(dir.as_ref())).collect()
+    }
+}

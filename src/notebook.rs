@@ -1,0 +1,173 @@
+//! The notebook surface: [`Study`] (seed, device, run size and paths, read once from `AVR_*`
+//! variables) and the one-call helpers a notebook cell uses.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `AVR_SMOKE` | tiny run (CI) when set and not `0` | full size |
+//! | `AVR_DATA` | a dataset folder to train on | generated under `target/` (smoke) or `datasets/train_SCL` |
+//! | `AVR_TASKS` | folder with `originals/` and one folder per shape | the study's fixture sets |
+//! | `AVR_CKPT` | the checkpoint masks are trained on | the study's `SCL_pretrain_80.ckpt` |
+//! | `AVR_OUT` | where `out_dir(name)` puts outputs | the crate folder |
+
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::checkpoint::Checkpoint;
+use crate::data::generate::{generate_dataset, GeneratorConfig};
+use crate::data::{AvrDataset, Shape, Split};
+use crate::masking::engine::MaskTrainConfig;
+use crate::masking::set::TaskSets;
+use crate::model::SclModel;
+use crate::session::{self, RunSize, Session};
+use crate::train::{train, TrainConfig, TrainRun};
+use crate::{Error, Result};
+
+/// What a notebook needs to know about its run, read once.
+#[derive(Debug, Clone)]
+pub struct Study {
+    /// The one seed: data, shuffling, init and mask sampling derive from it.
+    pub seed: u64,
+    /// Smoke (CI) or full size.
+    pub size: RunSize,
+    /// CUDA when available, else CPU.
+    pub device: Device,
+    /// The session's settings (threads, version).
+    pub session: Session,
+    /// Dataset folder for training SCL (`AVR_DATA`).
+    pub data_dir: PathBuf,
+    /// Whether `data_dir` was given (then it is never generated into).
+    pub data_given: bool,
+    /// Folder with `originals/` and one folder per shape (`AVR_TASKS`).
+    pub tasks_dir: PathBuf,
+    /// The checkpoint masks are trained on (`AVR_CKPT`).
+    pub checkpoint: PathBuf,
+    /// Root of `out_dir` (`AVR_OUT`).
+    pub out_root: PathBuf,
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+impl Study {
+    /// Seeds everything, picks the device and reads the run size and paths.
+    pub fn setup(seed: u64) -> Result<Study> {
+        let session = session::setup(seed);
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let size = session.run_size;
+        let fixtures = crate::fixtures::fixtures_dir();
+        let data = env_path("AVR_DATA");
+        let default_data = root.join(size.pick("target/notebook-train-data", "datasets/train_SCL"));
+        let tasks_dir = match (env_path("AVR_TASKS"), &fixtures) {
+            (Some(dir), _) => dir,
+            (None, Some(f)) => f.join("seed/datasets"),
+            (None, None) => root.join("datasets/tasks"),
+        };
+        let checkpoint = match (env_path("AVR_CKPT"), &fixtures) {
+            (Some(path), _) => path,
+            (None, Some(f)) => f.join("seed/checkpoint/SCL_pretrain_80.ckpt"),
+            (None, None) => root.join("model_ckpts/SCL_pretrain_80.ckpt"),
+        };
+        Ok(Study {
+            seed,
+            size,
+            device: session::default_device(),
+            data_given: data.is_some(),
+            data_dir: data.unwrap_or(default_data),
+            tasks_dir,
+            checkpoint,
+            out_root: env_path("AVR_OUT").unwrap_or(root),
+            session,
+        })
+    }
+
+    /// `smoke` in a smoke run, else `full`.
+    pub fn pick<T>(&self, smoke: T, full: T) -> T {
+        self.size.pick(smoke, full)
+    }
+
+    /// `<out_root>/<name>` (e.g. `binary_masks/notebook`).
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        self.out_root.join(name)
+    }
+
+    /// The training dataset: `AVR_DATA` as given, else generated (once; existing files are
+    /// kept) — smoke: two configurations × 40 problems, full: all seven × 1,000.
+    pub fn training_data(&self) -> Result<AvrDataset> {
+        if !self.data_given {
+            let mut cfg = GeneratorConfig { per_config: self.pick(40, 1000), seed: self.seed, ..Default::default() };
+            if self.size == RunSize::Smoke {
+                cfg.configs = vec!["center_single".into(), "distribute_four".into()];
+            }
+            generate_dataset(&cfg, &self.data_dir, false)?;
+        }
+        AvrDataset::open(&self.data_dir)
+    }
+
+    /// The shapes of this run: the three the fixtures hold (smoke), or all five.
+    pub fn shapes(&self) -> Vec<Shape> {
+        self.pick(vec![Shape::Squares, Shape::Pentagons, Shape::Triangles], Shape::ALL.to_vec())
+    }
+
+    /// The shape datasets and control of `tasks_dir`. Smoke runs fit and evaluate on every
+    /// problem (the fixture sets hold 24); full runs hold validation + test out.
+    pub fn tasks(&self) -> Result<TaskSets> {
+        match self.size {
+            RunSize::Smoke => TaskSets::open_unsplit(&self.tasks_dir, &self.shapes()),
+            RunSize::Full => TaskSets::open(&self.tasks_dir, &self.shapes()),
+        }
+    }
+
+    /// The checkpoint masks are trained on, on this study's device.
+    pub fn load_checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = Checkpoint::load(&self.checkpoint)?;
+        ckpt.model = ckpt.model.to_device(self.device);
+        Ok(ckpt)
+    }
+
+    /// SCL training settings for this run size ([`TrainConfig::for_size`]), seeded.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig::for_size(self.size).with_seed(self.seed)
+    }
+
+    /// Mask settings for this run size ([`MaskTrainConfig::for_size`]), seeded.
+    pub fn mask_config(&self) -> MaskTrainConfig {
+        MaskTrainConfig::for_size(self.size).with_seed(self.seed)
+    }
+
+    /// Rows of the inline table.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("seed", self.seed.to_string()),
+            ("run size", format!("{:?}", self.size).to_lowercase()),
+            ("device", self.session.device.clone()),
+            ("threads", self.session.threads.to_string()),
+            ("training data", self.data_dir.display().to_string()),
+            ("shape tasks", self.tasks_dir.display().to_string()),
+            ("checkpoint", self.checkpoint.display().to_string()),
+            ("outputs", self.out_root.display().to_string()),
+            ("version", self.session.crate_version.clone()),
+        ]
+    }
+
+    /// Inline display in evcxr: a small two-column table.
+    pub fn evcxr_display(&self) {
+        let rows: String = self
+            .summary()
+            .iter()
+            .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{k}</th><td><code>{}</code></td></tr>", crate::display::escape_html(v)))
+            .collect();
+        println!("EVCXR_BEGIN_CONTENT text/html\n<table>{rows}</table>\nEVCXR_END_CONTENT");
+    }
+}
+
+/// Trains `model` on the train split of `data`, validating on its validation split; milestone
+/// checkpoints and the resumable state go to `out` when given.
+pub fn train_scl(model: SclModel, data: &AvrDataset, cfg: &TrainConfig, out: Option<&Path>) -> Result<TrainRun> {
+    let (fit, val) = (data.split(Split::Train), data.split(Split::Val));
+    if fit.is_empty() || val.is_empty() {
+        return Err(Error::bad_file(&data.root, "training needs problems in both the train and the val split"));
+    }
+    train(model, &fit, &val, cfg, out)
+}

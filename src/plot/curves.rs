@@ -1,0 +1,90 @@
+//! Training curves of SCL and mask runs, and the inline displays of those runs.
+
+use super::{line_plot, Line};
+use crate::display::Figure;
+use crate::masking::engine::{MaskMetricRow, MaskRun};
+use crate::train::trainer::{MetricRow, TrainRun};
+use crate::Result;
+
+/// Loss, and train / validation accuracy, against step (two figures side by side: the loss is
+/// on its own scale).
+pub fn training_curves(metrics: &[MetricRow]) -> Result<Figure> {
+    let steps: Vec<f64> = metrics.iter().map(|r| r.step as f64).collect();
+    let loss: Vec<f64> = metrics.iter().map(|r| r.train_loss).collect();
+    let train_acc: Vec<f64> = metrics.iter().map(|r| r.train_accuracy).collect();
+    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics
+        .iter()
+        .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v)))
+        .unzip();
+    let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
+    let acc_fig = line_plot(
+        "Accuracy",
+        "step",
+        "accuracy",
+        &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)],
+    )?;
+    Ok(Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+}
+
+impl TrainRun {
+    /// Loss vs step, and train / validation accuracy vs step.
+    pub fn curves(&self) -> Result<Figure> {
+        training_curves(&self.metrics)
+    }
+
+    /// Inline display: the training curves.
+    pub fn evcxr_display(&self) {
+        match self.curves() {
+            Ok(f) => f.evcxr_display(),
+            Err(e) => println!("{self:?} (curves unavailable: {e})"),
+        }
+    }
+}
+
+impl MaskRun {
+    /// Task, control and inverted-mask accuracy (deterministic mask) over training, and the
+    /// kept fraction, in %.
+    pub fn curves(&self) -> Result<Figure> {
+        let evals: Vec<&MaskMetricRow> = self.metrics.iter().filter(|r| r.task_accuracy.is_some()).collect();
+        let series = |name: &str, f: fn(&MaskMetricRow) -> Option<f64>| {
+            let (xs, ys): (Vec<f64>, Vec<f64>) =
+                evals.iter().filter_map(|r| f(r).map(|y| (r.step as f64, 100.0 * y))).unzip();
+            Line::new(name, &xs, &ys)
+        };
+        line_plot(
+            &format!("mask training — {}", self.mask.name),
+            "step",
+            "% (accuracy with l > 0; kept weights)",
+            &[
+                series("task", |r| r.task_accuracy),
+                series("control (originals)", |r| r.control_accuracy),
+                series("inverted, task", |r| r.inverted_task_accuracy),
+                series("inverted, control", |r| r.inverted_control_accuracy),
+                series("kept weights", |r| r.kept_fraction),
+            ],
+        )
+    }
+
+    /// Inline display: the training curves.
+    pub fn evcxr_display(&self) {
+        match self.curves() {
+            Ok(f) => f.evcxr_display(),
+            Err(e) => println!("{e}"),
+        }
+    }
+}
+
+impl crate::masking::set::MaskSet {
+    /// Every mask's training curves, side by side.
+    pub fn curves(&self) -> Result<Figure> {
+        let figures = self.runs.iter().map(MaskRun::curves).collect::<Result<Vec<_>>>()?;
+        Ok(Figure::side_by_side(format!("mask training on {}", self.checkpoint), &figures))
+    }
+}
+
+/// The sharing heatmap of a mask set (IoMin after the study's preprocessing), titled with the
+/// base checkpoint's measured accuracy.
+pub fn plot_sharing_matrix(masks: &crate::masking::set::MaskSet) -> Result<Figure> {
+    let matrix = masks.sharing(crate::masking::overlap::Overlap::IoMin)?;
+    super::sharing_heatmap(&matrix, masks.base_accuracy)
+}
