@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test test-rust test-runner test-notebooks demo bench lab notebooks-full clean-cache
+.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache
 
 setup:
 	@bash scripts/setup.sh
@@ -15,10 +15,18 @@ setup:
 build: setup
 	$(ENV) cargo build --all-targets
 
-test: build
+test: build lint
 	$(ENV) cargo test --all-targets
 	$(ENV) bash tests/notebook_runner.sh
-	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --out target/notebooks $(NOTEBOOKS)
+	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --html --out target/notebooks $(NOTEBOOKS)
+	$(MAKE) test-browser
+
+# Habits: formatting, clippy with warnings as errors (missing docs included), notebook cells
+# within 8 lines x 100 columns.
+lint: build
+	$(ENV) cargo fmt --check
+	$(ENV) cargo clippy --all-targets -- -D warnings
+	$(ENV) python scripts/notebook_lint.py $(NOTEBOOKS)
 
 # The main job on a small built-in default: generate data → train SCL with milestones → masks for
 # the 5 shapes at each milestone → analysis → report/index.html (scripts/demo_pipeline.sh);
@@ -28,6 +36,7 @@ demo: build
 	$(ENV) bash scripts/demo_pipeline.sh
 	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --html --out report/notebooks $(NOTEBOOKS)
 	$(ENV) bash scripts/demo_cli.sh report
+	$(MAKE) test-browser
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
 
 # Training and mask-training throughput, ours and the naive PyTorch port side by side in one run

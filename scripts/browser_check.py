@@ -9,7 +9,8 @@ a script injected into a temporary copy of the page measures, after load, its bo
 against its notebook cell (or the page) and the viewport, and whether it paints anything (an
 inline SVG needs child elements with a non-empty box; an image needs a decoded, non-blank
 bitmap). The results come back as JSON in <pre id="avr-browser-check"> of the DOM that
-`chromium --dump-dom` prints. A screenshot of each page is written to DIR/<name>.png.
+`chromium --dump-dom` prints. A screenshot of each page is written to DIR/<path>.png (the file's path with '/' as '_'),
+its measurements to DIR/<path>.json.
 
 Prints one summary line per file; exits 1 naming file and figure for every figure that paints
 nothing or whose right edge overflows its cell or the viewport, 2 when Chromium is missing.
@@ -190,11 +191,13 @@ def problems(result):
 
 def check_file(path, out_dir):
     """Returns (figures checked, [(figure, message)]), or raises RuntimeError."""
-    name = os.path.splitext(os.path.basename(path))[0]
+    base = os.path.splitext(os.path.basename(path))[0]
+    # Output names from the path, so that report/index.html and x/index.html do not collide.
+    name = os.path.splitext(os.path.normpath(path))[0].replace(os.sep, "_").lstrip("._") or base
     with open(path, encoding="utf-8", errors="replace") as f:
         page = f.read()
     # The copy sits next to the original so that relative links (images, styles) resolve.
-    fd, probe_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".browser-check.html", dir=os.path.dirname(os.path.abspath(path)))
+    fd, probe_path = tempfile.mkstemp(prefix=f".{base}.", suffix=".browser-check.html", dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(with_probe(page))

@@ -16,6 +16,7 @@ use crate::Result;
 pub struct StepTimes {
     /// Problems per step.
     pub batch: usize,
+    /// Wall time of each timed step.
     pub seconds: Vec<f64>,
 }
 
@@ -75,12 +76,21 @@ pub struct Timed<F> {
 impl<F: FnMut(usize) -> Result<Tensor>> Timed<F> {
     /// Times every step after `warmup` untimed ones; `batch` problems per step.
     pub fn new(batch: usize, warmup: usize, loss: F) -> Self {
-        Timed { batch, warmup, loss, started: None, seconds: Vec::new() }
+        Timed {
+            batch,
+            warmup,
+            loss,
+            started: None,
+            seconds: Vec::new(),
+        }
     }
 
     /// The per-step times measured so far.
     pub fn times(&self) -> StepTimes {
-        StepTimes { batch: self.batch, seconds: self.seconds.clone() }
+        StepTimes {
+            batch: self.batch,
+            seconds: self.seconds.clone(),
+        }
     }
 }
 

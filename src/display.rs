@@ -10,7 +10,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::{Error, Result};
 
 /// An SVG figure drawn with plotters.
@@ -209,6 +209,7 @@ pub(crate) fn strip_svg_root(svg: &str) -> &str {
 /// A polars DataFrame with an HTML rendering.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// The data shown.
     pub df: DataFrame,
     /// Optional caption shown above the table.
     pub caption: Option<String>,

@@ -10,12 +10,19 @@ pub enum Error {
     /// Reading or writing a file failed at the OS level.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
     /// A file exists but its content is not what it claims to be.
     #[error("{path}: {message}")]
-    BadFile { path: PathBuf, message: String },
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 
     // --- tensors and plots ----------------------------------------------------------------
     /// An error raised by libtorch.

@@ -9,6 +9,8 @@
 //! [`checkpoint`] for files on disk and [`display`] for inline notebook output.
 //! Notebooks start with `use avr_modularity::prelude::*;`.
 
+#![warn(missing_docs)]
+
 /// Generates `with_<field>(self, value) -> Self` setters for config structs (burn's `Config`
 /// derive habit): `with_setters!(Cfg { with_lr => lr: f64 })` gives `cfg.with_lr(1e-2)`.
 macro_rules! with_setters {

@@ -47,7 +47,9 @@ pub struct Study {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 impl Study {
@@ -96,7 +98,11 @@ impl Study {
     /// kept) — smoke: two configurations × 40 problems, full: all seven × 1,000.
     pub fn training_data(&self) -> Result<AvrDataset> {
         if !self.data_given {
-            let mut cfg = GeneratorConfig { per_config: self.pick(40, 1000), seed: self.seed, ..Default::default() };
+            let mut cfg = GeneratorConfig {
+                per_config: self.pick(40, 1000),
+                seed: self.seed,
+                ..Default::default()
+            };
             if self.size == RunSize::Smoke {
                 cfg.configs = vec!["center_single".into(), "distribute_four".into()];
             }
@@ -107,7 +113,10 @@ impl Study {
 
     /// The shapes of this run: the three the fixtures hold (smoke), or all five.
     pub fn shapes(&self) -> Vec<Shape> {
-        self.pick(vec![Shape::Squares, Shape::Pentagons, Shape::Triangles], Shape::ALL.to_vec())
+        self.pick(
+            vec![Shape::Squares, Shape::Pentagons, Shape::Triangles],
+            Shape::ALL.to_vec(),
+        )
     }
 
     /// The shape datasets and control of `tasks_dir`. Smoke runs fit and evaluate on every
@@ -156,7 +165,12 @@ impl Study {
         let rows: String = self
             .summary()
             .iter()
-            .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{k}</th><td><code>{}</code></td></tr>", crate::display::escape_html(v)))
+            .map(|(k, v)| {
+                format!(
+                    "<tr><th style=\"text-align:left\">{k}</th><td><code>{}</code></td></tr>",
+                    crate::display::escape_html(v)
+                )
+            })
             .collect();
         println!("EVCXR_BEGIN_CONTENT text/html\n<table>{rows}</table>\nEVCXR_END_CONTENT");
     }
@@ -164,10 +178,18 @@ impl Study {
 
 /// Trains `model` on the train split of `data`, validating on its validation split; milestone
 /// checkpoints and the resumable state go to `out` when given.
-pub fn train_scl(model: SclModel, data: &AvrDataset, cfg: &TrainConfig, out: Option<&Path>) -> Result<TrainRun> {
+pub fn train_scl(
+    model: SclModel,
+    data: &AvrDataset,
+    cfg: &TrainConfig,
+    out: Option<&Path>,
+) -> Result<TrainRun> {
     let (fit, val) = (data.split(Split::Train), data.split(Split::Val));
     if fit.is_empty() || val.is_empty() {
-        return Err(Error::bad_file(&data.root, "training needs problems in both the train and the val split"));
+        return Err(Error::bad_file(
+            &data.root,
+            "training needs problems in both the train and the val split",
+        ));
     }
     train(model, &fit, &val, cfg, out)
 }

@@ -29,14 +29,23 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, weight_decay: 0.0, betas: (0.9, 0.999), eps: 1e-8, clip_grad_norm: None }
+        AdamConfig {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            clip_grad_norm: None,
+        }
     }
 }
 
 impl AdamConfig {
     /// Plain Adam at `lr` (no decay, no clipping).
     pub fn adam(lr: f64) -> Self {
-        AdamConfig { lr, ..Default::default() }
+        AdamConfig {
+            lr,
+            ..Default::default()
+        }
     }
 }
 
@@ -51,7 +60,13 @@ pub struct AdamW {
 impl AdamW {
     /// Zero moments for `leaves`.
     pub fn new(leaves: &[Tensor]) -> Self {
-        AdamW { moments: leaves.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect(), step: 0 }
+        AdamW {
+            moments: leaves
+                .iter()
+                .map(|p| (p.zeros_like(), p.zeros_like()))
+                .collect(),
+            step: 0,
+        }
     }
 
     /// One update of `leaves` from their gradients (leaves without a gradient are skipped).
@@ -162,9 +177,18 @@ mod tests {
     #[test]
     fn optimise_minimises_a_quadratic_with_adam() {
         let x = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        let mut task = Quadratic { x: x.shallow_clone() };
+        let mut task = Quadratic {
+            x: x.shallow_clone(),
+        };
         let mut opt = AdamW::new(&[x.shallow_clone()]);
-        optimise(&mut task, &[x.shallow_clone()], &mut opt, &AdamConfig::adam(0.1), 1..=500).unwrap();
+        optimise(
+            &mut task,
+            &[x.shallow_clone()],
+            &mut opt,
+            &AdamConfig::adam(0.1),
+            1..=500,
+        )
+        .unwrap();
         let got: Vec<f64> = Vec::try_from(x.detach().to_kind(Kind::Double)).unwrap();
         assert!(got.iter().all(|v| (v - 3.0).abs() < 1e-2), "{got:?}");
         assert_eq!(opt.step, 500);

@@ -2,24 +2,24 @@
 //! internal type stays reachable by its path (`avr_modularity::data::loader::Loader`, …).
 
 // --- set-up and display ------------------------------------------------------------------
-/// The run: seed, device, size and paths ([`Study::setup`]).
-pub use crate::notebook::Study;
 /// Inline SVG figures and HTML tables.
 pub use crate::display::{Figure, Table};
+/// The run: seed, device, size and paths ([`Study::setup`]).
+pub use crate::notebook::Study;
 /// The library's error and result.
 pub use crate::{Error, Result};
 
 // --- data --------------------------------------------------------------------------------
-/// Problem folders, one problem, splits and the five shape tasks.
-pub use crate::data::{AvrDataset, AvrProblem, Shape, Split};
 /// Generating I-RAVEN problems.
 pub use crate::data::generate::{generate_dataset, GeneratorConfig};
+/// Problem folders, one problem, splits and the five shape tasks.
+pub use crate::data::{AvrDataset, AvrProblem, Shape, Split};
 
 // --- model and checkpoints ----------------------------------------------------------------
-/// SCL and its architectures (`SclVariant::official(80)`).
-pub use crate::model::{SclModel, SclVariant};
 /// A trained model from disk, ours or the study's, with its input spec and accuracy.
 pub use crate::checkpoint::Checkpoint;
+/// SCL and its architectures (`SclVariant::official(80)`).
+pub use crate::model::{SclModel, SclVariant};
 
 // --- training ----------------------------------------------------------------------------
 /// Training SCL and evaluating accuracy.

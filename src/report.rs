@@ -4,14 +4,17 @@
 use std::path::Path;
 
 use crate::analysis::development::Development;
+use crate::analysis::graph::WeightGraph;
 use crate::analysis::graph::{graph_modularity, ModularityConfig};
 use crate::analysis::masks::Overlap;
+use crate::checkpoint::Checkpoint;
 use crate::display::{escape_html, Table};
 use crate::plot::sharing_heatmap;
-use crate::analysis::graph::WeightGraph;
-use crate::checkpoint::Checkpoint;
 use crate::Result;
 use polars::prelude::*;
+
+/// One row of the graph-modularity table: checkpoint, its accuracy (%), Q, z and p.
+type ModularityRow = (String, Option<f64>, f64, Option<f64>, Option<f64>);
 
 /// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),
 /// plus free-form `sections` (title, HTML) such as training curves, settings and timings.
@@ -50,7 +53,7 @@ pub fn write_report(
         body += &sharing_heatmap(&m, acc)?.to_html();
     }
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
-    let mut rows: Vec<(String, Option<f64>, f64, Option<f64>, Option<f64>)> = Vec::new();
+    let mut rows: Vec<ModularityRow> = Vec::new();
     let mut unreadable = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
         let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else {
@@ -66,7 +69,10 @@ pub fn write_report(
                 }
             },
             None => {
-                unreadable.push(format!("{ckpt}: base checkpoint '{}' not found", rec.sidecar.base_checkpoint));
+                unreadable.push(format!(
+                    "{ckpt}: base checkpoint '{}' not found",
+                    rec.sidecar.base_checkpoint
+                ));
                 continue;
             }
         };
@@ -97,7 +103,10 @@ pub fn write_report(
         .with_caption(format!("Newman Q (k = 4) with {shuffles} layer shuffles"))
         .to_html()?;
     for line in &unreadable {
-        body += &format!("<p class=\"warn\">⚠ no graph modularity for {}</p>", escape_html(line));
+        body += &format!(
+            "<p class=\"warn\">⚠ no graph modularity for {}</p>",
+            escape_html(line)
+        );
     }
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>avr-modularity report</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}.warn{{color:#b00}}figure{{margin:1em 0}}</style></head><body><h1>avr-modularity — pipeline report</h1>{body}</body></html>"

@@ -9,6 +9,7 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// The stream for `seed`; equal seeds give equal streams on every platform.
     pub fn new(seed: u64) -> Self {
         Rng {
             state: seed ^ 0x9E37_79B9_7F4A_7C15,
@@ -27,6 +28,8 @@ impl Rng {
         r
     }
 
+    /// The next 64 uniformly distributed bits (one SplitMix64 step); every other draw is
+    /// built on it.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -37,10 +37,15 @@ impl RunSize {
 /// What [`setup`] configured; shown in notebooks and stored in sidecars.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
+    /// The one seed.
     pub seed: u64,
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// libtorch's intra-op threads.
     pub threads: i32,
+    /// Smoke (CI) or full size.
     pub run_size: RunSize,
+    /// This crate's version.
     pub crate_version: String,
 }
 
@@ -115,7 +120,8 @@ impl Session {
     }
 }
 
-static PROGRESS_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PROGRESS_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Sends progress lines to stderr instead of stdout. The CLI does this so that `--json` output
 /// on stdout stays clean; notebooks keep stdout, because Jupyter paints stderr as red blocks.

@@ -333,7 +333,8 @@ fn heatmap_keeps_labels_distinct_and_rejects_a_ragged_matrix() {
     assert!(sharing_heatmap(&ragged, None).is_err());
 }
 
-/// Asserts the legend frame covers no bar, and returns (bars, frame).
+/// Asserts the legend frame covers no bar, nor any of the plot above the bars' baseline
+/// (the columns the bars stand in, up to the top of the figure), and returns (bars, frame).
 fn bars_clear_of_legend(fig: &Figure) -> (Vec<Bbox>, Bbox) {
     let els = elements(&fig.svg);
     let palette = palette_hex();
@@ -355,6 +356,15 @@ fn bars_clear_of_legend(fig: &Figure) -> (Vec<Bbox>, Bbox) {
             fig.title
         );
     }
+    let plot = bars.iter().fold(
+        (f64::INFINITY, 0.0, f64::NEG_INFINITY, f64::NEG_INFINITY),
+        |p, b| (p.0.min(b.0), 0.0, p.2.max(b.2), p.3.max(b.3)),
+    );
+    assert!(
+        !overlaps(plot, frame),
+        "{}: legend {frame:?} lies over the plot {plot:?}",
+        fig.title
+    );
     let root = &els[0];
     let (w, h) = (root.num("width").unwrap(), root.num("height").unwrap());
     assert!(
@@ -568,4 +578,41 @@ fn side_by_side_fits_the_cell_in_html_and_scales_as_svg() {
     let single = heatmaps[0].to_html();
     assert_eq!(single.matches("<svg").count(), 1);
     assert!(single.contains("max-width:100%"));
+}
+
+#[test]
+fn wide_figures_stay_within_a_notebook_cell() {
+    // Notebooks show single figures as images, which CSS cannot shrink: no figure is drawn
+    // wider than 840 px (nbconvert's output area at a 1000 px window is about 880 px wide).
+    let n = 150;
+    let labels: Vec<String> = (0..n)
+        .map(|i| format!("{:.3}", i as f64 / n as f64))
+        .collect();
+    let values: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+    let groups: Vec<String> = (0..n)
+        .map(|i| if i < n / 2 { "removed" } else { "kept" }.to_string())
+        .collect();
+    let bars = log_bar_chart("many bins", "scalars", &labels, &values, &groups).unwrap();
+    assert_scalable(&bars);
+    let width = elements(&bars.svg)[0].num("width").unwrap();
+    assert!(width <= 840.0, "bar chart {width} px wide");
+    let (drawn, _) = bars_clear_of_legend(&bars);
+    assert_eq!(drawn.len(), n);
+    // Upright labels would collide at this density: every k-th is written, none twice, and
+    // written labels are at least a line's height apart.
+    let els = elements(&bars.svg);
+    let xs: Vec<f64> = labels
+        .iter()
+        .flat_map(|l| texts(&els, l))
+        .map(|t| t.num("x").unwrap())
+        .collect();
+    assert!(xs.len() > 10 && xs.len() < n, "{} labels written", xs.len());
+    assert!(xs.windows(2).all(|w| w[1] - w[0] >= 11.0), "{xs:?}");
+    let values: Vec<f32> = (0..64 * 1152).map(|i| (i % 7) as f32 - 3.0).collect();
+    let a = mask("a", &values);
+    let b = mask("b", &values.iter().map(|v| -v).collect::<Vec<_>>());
+    let usage = weight_usage(&a, &b, None, "w").unwrap();
+    assert_scalable(&usage);
+    let width = elements(&usage.svg)[0].num("width").unwrap();
+    assert!(width <= 840.0, "usage image {width} px wide");
 }

@@ -1,8 +1,8 @@
 //! The masking engine: K-batched layers equal K separate masked passes, Gumbel-sigmoid sampling
 //! statistics and straight-through gradients, and mask training on the study's checkpoint.
 
-use avr_modularity::data::dataset::BatchOptions;
-use avr_modularity::data::{AvrDataset, Split};
+use avr_modularity::checkpoint::Checkpoint;
+use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::fixtures::require_fixtures;
 use avr_modularity::masking::engine::*;
 use avr_modularity::masking::Mask;
@@ -138,34 +138,28 @@ fn weights_only_filter_leaves_biases_and_norms_unmasked() {
 #[test]
 fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     let fixtures = require_fixtures().unwrap();
-    let model =
-        SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
-            .unwrap();
+    let ckpt = Checkpoint::load(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
+    let model = &ckpt.model;
     let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
     let originals = AvrDataset::open(fixtures.join("seed/datasets/originals")).unwrap();
-    let cfg = MaskTrainConfig {
-        steps: 6,
-        batch_size: 4,
-        samples: 2,
-        alpha: 1e-2,
-        lr: 0.5,
-        eval_every: 3,
-        eval_problems: 8,
-        batch: BatchOptions {
-            transpose_panels: true,
-            ..Default::default()
-        },
-        ..Default::default()
+    let cfg = MaskTrainConfig::default()
+        .with_steps(6)
+        .with_batch_size(4)
+        .with_samples(2)
+        .with_alpha(1e-2)
+        .with_lr(0.5)
+        .with_eval_every(3)
+        .with_eval_problems(8);
+    let (fit, held_out) = (squares.split(Split::Train), squares.split(Split::Test));
+    let control = originals.split(Split::Test);
+    let task = MaskTask {
+        name: "squares".into(),
+        shape: Some(Shape::Squares),
+        fit: &fit,
+        held_out: &held_out,
+        control: Some(&control),
     };
-    let run = train_mask(
-        &model,
-        "squares",
-        &squares.select(&[Split::Train], None),
-        &squares.select(&[Split::Test], None),
-        Some(&originals.select(&[Split::Test], None)),
-        &cfg,
-    )
-    .unwrap();
+    let run = train_mask(&ckpt, &task, &cfg).unwrap();
     assert_eq!(run.metrics.len(), 6);
     let evals: Vec<&MaskMetricRow> = run
         .metrics
@@ -183,39 +177,45 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     assert!(run.metrics_table().unwrap().df.height() == 6);
     assert!(run.curves().unwrap().svg.contains("mask training"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("squares.safetensors");
-    run.save(
-        &path,
-        "SCL_pretrain_80.ckpt",
-        &model,
-        None,
-        "squares",
-        Some("originals"),
-    )
-    .unwrap();
+    let path = run.save(dir.path()).unwrap();
+    assert_eq!(path, dir.path().join("squares.safetensors"));
     let back = Mask::load(&path).unwrap();
     assert_eq!(back.kept(), run.mask.kept());
     assert_eq!(back.alpha, Some(1e-2));
     let sidecar: MaskSidecar = avr_modularity::checkpoint::read_sidecar(&path).unwrap();
     assert_eq!(sidecar.steps_done, 6);
     assert_eq!(sidecar.base_hash, params_hash(&model.params));
+    // The run recorded its own provenance: the real base checkpoint, task and control sets.
+    assert_eq!(sidecar.base_checkpoint, ckpt.path_string());
+    assert_eq!(sidecar.shape, Some(Shape::Squares));
+    assert!(
+        sidecar.task_dataset.ends_with("squares"),
+        "{}",
+        sidecar.task_dataset
+    );
+    assert!(sidecar.control_dataset.unwrap().ends_with("originals"));
     assert!((sidecar.kept_fraction - kept).abs() < 1e-12);
 }
 
 #[test]
 fn mask_batch_must_split_into_k_chunks() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::init(official(80), 0, Device::Cpu);
+    let ckpt = Checkpoint::load(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
     let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
-    let cfg = MaskTrainConfig {
-        batch_size: 6,
-        samples: 4,
-        ..Default::default()
+    let cfg = MaskTrainConfig::default()
+        .with_batch_size(6)
+        .with_samples(4);
+    let task = MaskTask {
+        name: "x".into(),
+        shape: None,
+        fit: &squares,
+        held_out: &squares,
+        control: None,
     };
-    let err = train_mask(&model, "x", &squares, &squares, None, &cfg)
-        .unwrap_err()
-        .to_string();
+    let err = train_mask(&ckpt, &task, &cfg).unwrap_err().to_string();
     assert!(err.contains("divisible"), "{err}");
+    let err = alpha_sweep(&ckpt, &task, &MaskTrainConfig::default(), &[]).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! Known answers from the study's real files: its checkpoint in our `seed` SCL must give exactly
 //! what PyTorch computes on the fixture datasets (issue: SCL, "Measured, not assumed").
 
-use avr_modularity::checkpoint::{looks_like_pickle, StudyCheckpoint};
-use avr_modularity::data::dataset::BatchOptions;
-use avr_modularity::data::{AvrDataset, Split};
+use avr_modularity::checkpoint::{looks_like_pickle, Checkpoint, StudyCheckpoint};
+use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::fixtures::require_fixtures;
-use avr_modularity::model::{scl_seed, BnMode, SclModel, SclVariant};
+use avr_modularity::model::{scl_seed, BnMode, SclVariant};
 use avr_modularity::train::eval::{evaluate, EvalOptions};
 use tch::Device;
 
@@ -15,12 +14,8 @@ fn checkpoint_path() -> std::path::PathBuf {
         .join("seed/checkpoint/SCL_pretrain_80.ckpt")
 }
 
-fn transposed() -> EvalOptions {
+fn on_cpu() -> EvalOptions {
     EvalOptions {
-        batch: BatchOptions {
-            transpose_panels: true,
-            ..Default::default()
-        },
         device: Device::Cpu,
         ..Default::default()
     }
@@ -42,7 +37,7 @@ fn study_checkpoint_has_the_documented_kwargs_keys_and_epoch() {
 
 #[test]
 fn seed_variant_has_199838_trainable_parameters_with_study_names() {
-    let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
+    let model = Checkpoint::load(checkpoint_path()).unwrap().model;
     assert_eq!(model.num_trainable(), 199_838);
     let SclVariant::Seed(cfg) = &model.variant else {
         panic!("seed variant expected")
@@ -60,7 +55,7 @@ fn seed_variant_has_199838_trainable_parameters_with_study_names() {
 #[test]
 fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
+    let model = Checkpoint::load(checkpoint_path()).unwrap().model;
     let data = AvrDataset::open(fixtures.join("seed/datasets/originals")).unwrap();
     let index = data
         .files
@@ -68,7 +63,7 @@ fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
         .position(|f| f.path.ends_with("test/center_single/RAVEN_0_train.npz"))
         .unwrap();
     let batch = data
-        .batch(&[index], transposed().batch, Device::Cpu)
+        .batch(&[index], model.batch_options(), Device::Cpu)
         .unwrap();
     let logits = tch::no_grad(|| model.logits(&batch.images, BnMode::Eval).unwrap());
     let got: Vec<f64> = (0..8).map(|i| logits.double_value(&[0, i])).collect();
@@ -83,13 +78,13 @@ fn study_logits_on_one_fixture_match_pytorch_to_1e_3() {
 #[test]
 fn sixteen_encode_path_equals_the_studys_72_encode_path() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
+    let model = Checkpoint::load(checkpoint_path()).unwrap().model;
     let SclVariant::Seed(cfg) = &model.variant else {
         panic!("seed variant expected")
     };
     let data = AvrDataset::open(fixtures.join("iraven")).unwrap();
     let batch = data
-        .batch(&[0, 7, 20], transposed().batch, Device::Cpu)
+        .batch(&[0, 7, 20], model.batch_options(), Device::Cpu)
         .unwrap();
     let (fast, slow) = tch::no_grad(|| {
         (
@@ -104,17 +99,21 @@ fn sixteen_encode_path_equals_the_studys_72_encode_path() {
 #[test]
 fn study_checkpoint_accuracy_on_fixture_datasets_equals_pytorch() {
     let fixtures = require_fixtures().unwrap();
-    let model = SclModel::from_study_checkpoint(checkpoint_path()).unwrap();
+    let model = Checkpoint::load(checkpoint_path()).unwrap().model;
     for (name, correct, n) in [
         ("originals", 21, 24),
         ("squares", 21, 24),
-        ("pentagon", 22, 24),
+        ("pentagons", 22, 24),
         ("triangles", 62, 70),
     ] {
-        let data = AvrDataset::open(fixtures.join("seed/datasets").join(name))
+        let shape_dir = match name.parse::<Shape>() {
+            Ok(shape) => shape.dir_in(&fixtures.join("seed/datasets")),
+            Err(_) => fixtures.join("seed/datasets").join(name),
+        };
+        let data = AvrDataset::open(shape_dir)
             .unwrap()
             .select(&Split::ALL, None);
-        let report = evaluate(&model, None, &data, &transposed()).unwrap();
+        let report = evaluate(&model, &data, &on_cpu()).unwrap();
         assert_eq!((report.correct, report.n), (correct, n), "{name}");
     }
 }
@@ -124,11 +123,25 @@ fn a_non_pickle_checkpoint_is_refused_with_the_file_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bogus.ckpt");
     std::fs::write(&path, b"PK\x03\x04 not a pickle").unwrap();
-    let err = SclModel::from_study_checkpoint(&path)
-        .unwrap_err()
-        .to_string();
+    let err = StudyCheckpoint::load(&path).unwrap_err().to_string();
     assert!(
         err.contains("bogus.ckpt") && err.contains("not a Python pickle"),
         "{err}"
     );
+    // Through the one loader it is neither a pickle nor safetensors: the error names the file.
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(err.contains("bogus.ckpt"), "{err}");
+}
+
+#[test]
+fn the_study_checkpoint_carries_its_input_spec() {
+    let ckpt = Checkpoint::load(checkpoint_path()).unwrap();
+    let input = ckpt.model.batch_options();
+    assert!(
+        input.transpose_panels,
+        "the study's loader transposed panels"
+    );
+    assert_eq!(input.resize, Some(160));
+    assert_eq!(ckpt.name(), "SCL_pretrain_80");
+    assert_eq!(ckpt.val_accuracy(), None);
 }

@@ -4,20 +4,21 @@
 use std::path::PathBuf;
 
 use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, tensor_dispersity, Overlap};
-use avr_modularity::data::dataset::BatchOptions;
-use avr_modularity::data::{AvrDataset, Split};
+use avr_modularity::checkpoint::Checkpoint;
+use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::fixtures::require_fixtures;
 use avr_modularity::masking::Mask;
-use avr_modularity::model::SclModel;
-use avr_modularity::train::eval::{evaluate, EvalOptions};
+use avr_modularity::train::eval::{evaluate_with, EvalOptions};
 use tch::{Device, Tensor};
 
+/// The first mask file of `shape` (any spelling) in the study's `level` folder.
 fn mask_file(level: &str, shape: &str) -> PathBuf {
+    let folder = shape.parse::<Shape>().unwrap().study_folder();
     let dir = require_fixtures()
         .unwrap()
         .join("seed/binary_masks")
         .join(level)
-        .join(shape);
+        .join(folder);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -36,8 +37,8 @@ fn scl90_kept_fractions_match_the_study() {
         ("circles", 0.241606),
         ("triangles", 0.110595),
         ("squares", 0.346250),
-        ("pentagon", 0.321320),
-        ("hexagon", 0.089798),
+        ("pentagons", 0.321320),
+        ("hexagons", 0.089798),
     ] {
         let m = scl90(shape);
         assert_eq!(m.name, format!("SCL_90/{shape}"));
@@ -61,14 +62,10 @@ fn mask_metadata_is_read_from_inside_the_file() {
 #[test]
 fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
     let fixtures = require_fixtures().unwrap();
-    let model =
-        SclModel::from_study_checkpoint(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
-            .unwrap();
+    let model = Checkpoint::load(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
+        .unwrap()
+        .model;
     let opts = EvalOptions {
-        batch: BatchOptions {
-            transpose_panels: true,
-            ..Default::default()
-        },
         device: Device::Cpu,
         ..Default::default()
     };
@@ -80,25 +77,18 @@ fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
     let originals = data("originals");
     for (shape, task, (tc, tn), (oc, on)) in [
         ("squares", "squares", (18, 24), (8, 24)),
-        ("pentagon", "pentagon", (19, 24), (14, 24)),
+        ("pentagons", "pentagon", (19, 24), (14, 24)),
         ("triangles", "triangles", (55, 70), (9, 24)),
     ] {
         let mask = scl90(shape);
-        let t = evaluate(&model, Some(&mask), &data(task), &opts).unwrap();
-        let o = evaluate(&model, Some(&mask), &originals, &opts).unwrap();
+        let masked = mask.apply(&model.params, false).unwrap();
+        let t = evaluate_with(&model, &masked, &data(task), &opts).unwrap();
+        let o = evaluate_with(&model, &masked, &originals, &opts).unwrap();
         assert_eq!((t.correct, t.n), (tc, tn), "{shape} task accuracy");
         assert_eq!((o.correct, o.n), (oc, on), "{shape} originals accuracy");
         // Inverted masks leave the model near chance (ties are common, so only loosely).
-        let inverted = evaluate(
-            &model,
-            Some(&mask),
-            &data(task),
-            &EvalOptions {
-                invert_mask: true,
-                ..opts
-            },
-        )
-        .unwrap();
+        let inverse = mask.apply(&model.params, true).unwrap();
+        let inverted = evaluate_with(&model, &inverse, &data(task), &opts).unwrap();
         assert!(
             inverted.accuracy < 0.5,
             "{shape}: inverted mask still at {:.2}",
@@ -114,15 +104,15 @@ fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
     assert_eq!(m.shared_by_all, 11_812);
     let want = [
         ("circles", "triangles", 69.08),
-        ("circles", "pentagon", 75.83),
-        ("circles", "hexagon", 81.67),
+        ("circles", "pentagons", 75.83),
+        ("circles", "hexagons", 81.67),
         ("circles", "squares", 76.82),
-        ("triangles", "pentagon", 78.37),
-        ("triangles", "hexagon", 21.08),
+        ("triangles", "pentagons", 78.37),
+        ("triangles", "hexagons", 21.08),
         ("triangles", "squares", 82.97),
-        ("pentagon", "hexagon", 84.05),
-        ("pentagon", "squares", 74.97),
-        ("hexagon", "squares", 81.97),
+        ("pentagons", "hexagons", 84.05),
+        ("pentagons", "squares", 74.97),
+        ("hexagons", "squares", 81.97),
     ];
     for (a, b, v) in want {
         let got = m

@@ -1,7 +1,7 @@
 //! Training: the official SCL over-fits a small set of real I-RAVEN problems, milestones are
 //! named from measured accuracy, and the same seed gives the same loss curve.
 
-use avr_modularity::data::dataset::BatchOptions;
+use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::AvrDataset;
 use avr_modularity::fixtures::require_fixtures;
 use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant};
@@ -15,10 +15,6 @@ fn setup() -> (AvrDataset, TrainConfig) {
         batch_size: 16,
         val_every: 10,
         lr: 3e-3,
-        batch: BatchOptions {
-            resize: Some(40),
-            ..Default::default()
-        },
         milestones: vec![0.3, 0.99],
         ..Default::default()
     };
@@ -197,8 +193,10 @@ fn our_checkpoints_load_back_and_other_sizes_are_refused() {
     };
     let run = train(small_official(), &data, &data, &cfg, Some(dir.path())).unwrap();
     let path = run.milestones[0].path.clone().unwrap();
-    let (model, sidecar) = avr_modularity::train::trainer::load_checkpoint(&path).unwrap();
+    let ckpt = Checkpoint::load(&path).unwrap();
+    let (model, sidecar) = (&ckpt.model, ckpt.sidecar.clone().unwrap());
     assert_eq!(sidecar.image_size, 40);
+    assert_eq!(sidecar.val_problems, data.len());
     for (name, t) in model.params.iter() {
         assert!(
             t.equal(run.model.params.get(name).unwrap()),
@@ -208,11 +206,9 @@ fn our_checkpoints_load_back_and_other_sizes_are_refused() {
     // A sidecar claiming another size does not match the stored tensors: refused, naming them.
     let mut side: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
-    side["image_size"] = 160.into();
+    side["model"]["config"]["image_size"] = 160.into();
     std::fs::write(path.with_extension("json"), side.to_string()).unwrap();
-    let err = avr_modularity::train::trainer::load_checkpoint(&path)
-        .unwrap_err()
-        .to_string();
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
     assert!(
         err.contains("visual.spatial.weight") && err.contains("shape"),
         "{err}"
@@ -243,5 +239,48 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints() {
     assert!(
         !kept.is_empty(),
         "the milestone checkpoint written before the divergence is kept"
+    );
+}
+
+/// The sidecar holds the whole architecture: a non-default SCL (other channel widths and
+/// experts) rebuilds itself from its checkpoint alone.
+#[test]
+fn a_non_default_architecture_rebuilds_from_its_checkpoint() {
+    let (data, cfg) = setup();
+    let variant = SclVariant::Official(OfficialSclConfig {
+        image_size: 40,
+        channels: vec![8, 8, 16, 16],
+        experts: 3,
+        ..Default::default()
+    });
+    let model = SclModel::init(variant.clone(), 3, Device::Cpu);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg
+        .with_steps(2)
+        .with_val_every(2)
+        .with_milestones(vec![0.0]);
+    let run = train(model, &data, &data, &cfg, Some(dir.path())).unwrap();
+    let ckpt = Checkpoint::load(run.milestones[0].path.as_ref().unwrap()).unwrap();
+    assert_eq!(ckpt.model.variant, variant);
+    assert_eq!(ckpt.model.num_trainable(), run.model.num_trainable());
+    for (name, t) in ckpt.model.params.iter() {
+        assert!(t.equal(run.model.params.get(name).unwrap()), "{name}");
+    }
+}
+
+#[test]
+fn presets_differ_by_run_size_and_setters_change_one_field() {
+    use avr_modularity::session::RunSize;
+    assert_eq!(TrainConfig::for_size(RunSize::Smoke), TrainConfig::smoke());
+    assert_eq!(TrainConfig::for_size(RunSize::Full), TrainConfig::study());
+    assert!(TrainConfig::smoke().steps < TrainConfig::study().steps);
+    let cfg = TrainConfig::study().with_lr(0.5);
+    assert_eq!(cfg.lr, 0.5);
+    assert_eq!(
+        TrainConfig {
+            lr: TrainConfig::study().lr,
+            ..cfg
+        },
+        TrainConfig::study()
     );
 }

@@ -17,8 +17,11 @@ use crate::{Error, Result};
 /// One trained mask with what its sidecar says about it.
 #[derive(Debug, Clone)]
 pub struct MaskRecord {
+    /// The mask's `.safetensors` file (its sidecar is the same path with `.json`).
     pub path: PathBuf,
+    /// The mask's logits, loaded from `path`.
     pub mask: Mask,
+    /// The sidecar's training record: base checkpoint, its accuracy, α, final accuracies.
     pub sidecar: MaskSidecar,
 }
 
@@ -55,6 +58,7 @@ impl MaskRecord {
 /// All masks under a folder, with the checkpoint accuracies they belong to.
 #[derive(Debug, Clone)]
 pub struct Development {
+    /// The masks, in order of measured checkpoint accuracy (unknown first), then task name.
     pub records: Vec<MaskRecord>,
 }
 
@@ -218,6 +222,7 @@ impl Development {
         Ok((sharing_matrix(&masks, metric, preprocess)?, acc))
     }
 
+    /// Inline display in evcxr (`text/html`): the [`table`](Self::table) of masks.
     pub fn evcxr_display(&self) {
         match self.table().and_then(|t| t.to_html()) {
             Ok(html) => println!("EVCXR_BEGIN_CONTENT text/html\n{html}\nEVCXR_END_CONTENT"),

@@ -38,7 +38,9 @@ impl WeightGraph {
                     .map(|i| {
                         let bn = format!("vision.net.{}", 2 * i + 1);
                         let folded = match i + 1 < convs {
-                            true => Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?)),
+                            true => {
+                                Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?))
+                            }
                             false => None,
                         };
                         Ok((p(format!("vision.net.{}.weight", 2 * i))?, folded))
@@ -48,7 +50,8 @@ impl WeightGraph {
             SclVariant::Official(cfg) => (0..cfg.channels.len())
                 .map(|i| {
                     let bn = format!("visual.bn.{i}");
-                    let folded = Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?));
+                    let folded =
+                        Some((p(format!("{bn}.weight"))?, p(format!("{bn}.running_var"))?));
                     Ok((p(format!("visual.conv.{i}.weight"))?, folded))
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -118,7 +121,7 @@ impl WeightGraph {
                     let scale = (gamma.to_kind(Kind::Double)
                         / (var.to_kind(Kind::Double) + 1e-5).sqrt())
                     .abs();
-                    block = block * scale.unsqueeze(1);
+                    block *= scale.unsqueeze(1);
                 }
                 block.tr()
             })
@@ -126,6 +129,7 @@ impl WeightGraph {
         Self::from_blocks(blocks)
     }
 
+    /// Total number of nodes `N` (units or channels over all layers, input layer included).
     pub fn num_nodes(&self) -> usize {
         self.layer_sizes.iter().sum()
     }
@@ -166,7 +170,7 @@ pub fn planted_mlp(layers: usize, width: usize, groups: usize, a: f32, b: f32) -
     (0..layers).map(|_| w.shallow_clone()).collect()
 }
 
-/// Settings of [`analyse`] with documented defaults.
+/// Settings of [`graph_modularity`] with documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModularityConfig {
     /// Number of clusters (default 8, toumei's).
@@ -193,25 +197,38 @@ impl Default for ModularityConfig {
     }
 }
 
-/// Result of [`analyse`]; `--json` prints it.
+/// Result of [`graph_modularity`]; `--json` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModularityReport {
+    /// Newman's weighted modularity `Q_γ` of the spectral partition (higher = more modular).
     pub q: f64,
+    /// Normalised cut of the same partition (lower = cleaner split).
     pub ncut: f64,
     /// Cluster label of every node, layer-major.
     pub clusters: Vec<usize>,
+    /// Number of clusters asked for ([`ModularityConfig::k`]).
     pub k: usize,
+    /// Resolution γ the modularity was scored with.
     pub gamma: f64,
+    /// Number of nodes in the graph (the sum of `layer_sizes`).
     pub nodes: usize,
+    /// Nodes per layer, input layer first.
     pub layer_sizes: Vec<usize>,
+    /// Mean `Q_γ` of the layer-shuffled networks; `None` without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q_null_mean: Option<f64>,
+    /// Population standard deviation of the shuffled networks' `Q_γ`; `None` without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q_null_std: Option<f64>,
+    /// z-score `(Q − mean) / std` against the null model (`+∞` when the std is 0); `None`
+    /// without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub z: Option<f64>,
+    /// Right-tail p-value `(1 + #{Q_s ≥ Q}) / (n + 1)` against the null model; `None` without
+    /// shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p: Option<f64>,
+    /// Number of shuffled networks in the null model (0 = none).
     pub shuffles: usize,
 }
 

@@ -66,19 +66,28 @@ pub fn tensor_dispersity(binary: &Tensor) -> f64 {
 /// One tensor's share of a mask.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TensorStat {
+    /// The parameter's name (e.g. `vision.net.0.weight`).
     pub name: String,
+    /// The study's short plot label ([`study_labels`]: `V1`, `A2`, `FFR1`, …).
     pub label: String,
+    /// Scalars the mask keeps in this tensor (entries `> 0`).
     pub kept: i64,
+    /// Scalars in the tensor.
     pub numel: i64,
+    /// The tensor's dispersity ([`tensor_dispersity`]; 0 when nothing is kept).
     pub dispersity: f64,
 }
 
 /// Size and spread of one mask.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MaskStats {
+    /// The mask's name (e.g. `SCL_90/squares`).
     pub name: String,
+    /// Scalars kept over all masked tensors.
     pub kept: i64,
+    /// Scalars in all masked tensors.
     pub total: i64,
+    /// `kept / total`, in `[0, 1]` (0 for an empty mask).
     pub kept_fraction: f64,
     /// Percent of zeros (the study's "sparsity").
     pub sparsity: f64,
@@ -86,6 +95,7 @@ pub struct MaskStats {
     pub dispersity: f64,
     /// Sum of the per-tensor dispersities (the study's older "Dispersal").
     pub dispersity_sum: f64,
+    /// One entry per masked tensor, in the mask's parameter order.
     pub per_tensor: Vec<TensorStat>,
 }
 
@@ -161,6 +171,8 @@ impl MaskStats {
         )))
     }
 
+    /// Inline display in evcxr: the per-tensor [`table`](Self::table) (the debug form if it
+    /// cannot be built).
     pub fn evcxr_display(&self) {
         match self.table() {
             Ok(t) => t.evcxr_display(),
@@ -217,9 +229,11 @@ pub use crate::masking::overlap::{overlap, Overlap};
 /// Pairwise overlaps of N masks, in percent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SharingMatrix {
+    /// The masks' names, in row (and column) order.
     pub names: Vec<String>,
     /// `matrix[i][j]` in percent; symmetric.
     pub matrix: Vec<Vec<f64>>,
+    /// How each pair's overlap was normalised (IoMin, the study's, or IoU).
     pub metric: Overlap,
     /// Whether the scalars kept by every mask were removed first (the study's preprocessing).
     pub preprocessed: bool,
@@ -277,6 +291,8 @@ pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Resu
 }
 
 impl SharingMatrix {
+    /// Inline display in evcxr: the matrix as a [`table`](Self::table) (the debug form if it
+    /// cannot be built).
     pub fn evcxr_display(&self) {
         match self.table() {
             Ok(t) => t.evcxr_display(),

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{looks_like_pickle, read_safetensors, write_atomic, write_safetensors_atomic, StudyCheckpoint};
+use super::{
+    looks_like_pickle, read_safetensors, write_atomic, write_safetensors_atomic, StudyCheckpoint,
+};
 use crate::model::{SclModel, SclVariant, SeedSclConfig};
 use crate::{Error, Result};
 
@@ -87,19 +89,32 @@ impl Checkpoint {
         }
         if looks_like_pickle(path) {
             let model = study_model(path)?;
-            return Ok(Checkpoint { model, path: path.to_path_buf(), kind: CheckpointKind::Study, sidecar: None });
+            return Ok(Checkpoint {
+                model,
+                path: path.to_path_buf(),
+                kind: CheckpointKind::Study,
+                sidecar: None,
+            });
         }
         let params = read_safetensors(path)?;
         let sidecar: CheckpointSidecar = super::read_sidecar(path)?;
         let variant = sidecar.architecture(path)?;
         let model = SclModel::from_params(variant, params, &path.display().to_string())?
             .with_transposed_panels(sidecar.transpose_panels);
-        Ok(Checkpoint { model, path: path.to_path_buf(), kind: CheckpointKind::Ours, sidecar: Some(sidecar) })
+        Ok(Checkpoint {
+            model,
+            path: path.to_path_buf(),
+            kind: CheckpointKind::Ours,
+            sidecar: Some(sidecar),
+        })
     }
 
     /// The file stem (`scl_official_val59.0`, `SCL_pretrain_80`).
     pub fn name(&self) -> String {
-        self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// The validation accuracy measured when it was saved (ours only).
@@ -115,17 +130,36 @@ impl Checkpoint {
     /// A summary table row set: name, kind, architecture, input, accuracy, parameters.
     pub fn summary(&self) -> Vec<(String, String)> {
         let accuracy = match (&self.sidecar, self.val_accuracy()) {
-            (Some(s), Some(a)) if s.val_problems > 0 => format!("{:.1} % (n = {})", 100.0 * a, s.val_problems),
+            (Some(s), Some(a)) if s.val_problems > 0 => {
+                format!("{:.1} % (n = {})", 100.0 * a, s.val_problems)
+            }
             (_, Some(a)) => format!("{:.1} %", 100.0 * a),
             _ => "not measured".into(),
         };
         vec![
             ("checkpoint".into(), self.name()),
             ("kind".into(), format!("{:?}", self.kind).to_lowercase()),
-            ("architecture".into(), format!("{} SCL", self.model.variant_name())),
-            ("input".into(), format!("{} px, panels {}", self.model.image_size(), if self.model.transpose_panels { "transposed" } else { "as stored" })),
+            (
+                "architecture".into(),
+                format!("{} SCL", self.model.variant_name()),
+            ),
+            (
+                "input".into(),
+                format!(
+                    "{} px, panels {}",
+                    self.model.image_size(),
+                    if self.model.transpose_panels {
+                        "transposed"
+                    } else {
+                        "as stored"
+                    }
+                ),
+            ),
             ("validation accuracy".into(), accuracy),
-            ("trainable parameters".into(), self.model.num_trainable().to_string()),
+            (
+                "trainable parameters".into(),
+                self.model.num_trainable().to_string(),
+            ),
             ("path".into(), self.path_string()),
         ]
     }
@@ -135,7 +169,13 @@ impl Checkpoint {
         let rows: String = self
             .summary()
             .iter()
-            .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{}</th><td>{}</td></tr>", k, crate::display::escape_html(v)))
+            .map(|(k, v)| {
+                format!(
+                    "<tr><th style=\"text-align:left\">{}</th><td>{}</td></tr>",
+                    k,
+                    crate::display::escape_html(v)
+                )
+            })
             .collect();
         println!("EVCXR_BEGIN_CONTENT text/html\n<table>{rows}</table>\nEVCXR_END_CONTENT");
     }
@@ -146,7 +186,10 @@ fn study_model(path: &Path) -> Result<SclModel> {
     let ckpt = StudyCheckpoint::load(path)?;
     let k = &ckpt.kwargs;
     if k.attr_net_hidden_dims.len() != 1 {
-        return Err(Error::bad_file(path, "only one attribute-net hidden layer is supported"));
+        return Err(Error::bad_file(
+            path,
+            "only one attribute-net hidden layer is supported",
+        ));
     }
     let cfg = SeedSclConfig {
         image_size: k.image_size,
@@ -156,11 +199,21 @@ fn study_model(path: &Path) -> Result<SclModel> {
         attr_hidden: k.attr_net_hidden_dims[0],
         rel_net_hidden_dims: k.rel_net_hidden_dims.clone(),
     };
-    Ok(SclModel::from_params(SclVariant::Seed(cfg), ckpt.params, &path.display().to_string())?.with_transposed_panels(true))
+    Ok(SclModel::from_params(
+        SclVariant::Seed(cfg),
+        ckpt.params,
+        &path.display().to_string(),
+    )?
+    .with_transposed_panels(true))
 }
 
 /// Writes `<dir>/<stem>.safetensors` and its sidecar, both atomically; returns the weights' path.
-pub fn save_checkpoint(model: &SclModel, dir: &Path, stem: &str, sidecar: &CheckpointSidecar) -> Result<PathBuf> {
+pub fn save_checkpoint(
+    model: &SclModel,
+    dir: &Path,
+    stem: &str,
+    sidecar: &CheckpointSidecar,
+) -> Result<PathBuf> {
     let weights = dir.join(format!("{stem}.safetensors"));
     write_safetensors_atomic(&weights, &model.params)?;
     let json = serde_json::to_vec_pretty(sidecar).map_err(|e| Error::Config(e.to_string()))?;

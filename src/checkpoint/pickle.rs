@@ -13,18 +13,24 @@ use std::rc::Rc;
 /// Element type of a torch storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
+    /// `torch.FloatStorage`: `f32`, 4 bytes per element.
     Float,
+    /// `torch.LongStorage`: `i64`, 8 bytes per element.
     Long,
 }
 
 /// A torch tensor as the pickle describes it: storage data plus size/stride/offset.
 #[derive(Debug, Clone)]
 pub struct RawTensor {
+    /// Element type of the storage.
     pub kind: StorageKind,
     /// Little-endian element bytes of the whole storage.
     pub data: Rc<Vec<u8>>,
+    /// Storage offset of the first element, in elements (not bytes).
     pub offset: usize,
+    /// The view's shape.
     pub size: Vec<i64>,
+    /// The view's strides, in elements, one per dimension of `size`.
     pub stride: Vec<i64>,
 }
 
@@ -32,32 +38,51 @@ pub struct RawTensor {
 /// opcodes mutate them), so they sit behind `Rc<RefCell<…>>`.
 #[derive(Debug, Clone)]
 pub enum Value {
+    /// Python `None`.
     None,
+    /// Python `True` / `False`.
     Bool(bool),
+    /// A Python `int` (every integer these files hold fits in 64 bits).
     Int(i64),
+    /// A Python `float`.
     Float(f64),
+    /// A Python `str` (UTF-8).
     Str(String),
+    /// A Python `bytes` object (e.g. an embedded legacy `torch.save` stream).
     Bytes(Rc<Vec<u8>>),
+    /// A Python `tuple` (immutable, so shared without a `RefCell`).
     Tuple(Rc<Vec<Value>>),
+    /// A Python `list`, shared and mutable (`APPEND`/`APPENDS` grow it in place).
     List(Rc<RefCell<Vec<Value>>>),
     /// Dict entries in insertion order; keys need not be hashable here (the Adam state keys
     /// are Parameter objects).
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    /// A global reference (`GLOBAL` / `STACK_GLOBAL`), e.g. `collections.OrderedDict`; only
+    /// a few may be called (see `reduce`).
     Global {
+        /// The module, e.g. `torch._utils`.
         module: String,
+        /// The name inside the module, e.g. `_rebuild_tensor_v2`.
         name: String,
     },
+    /// A torch storage read from a legacy `torch.save` stream (`_load_from_bytes`).
     Storage {
+        /// Element type of the storage.
         kind: StorageKind,
+        /// Little-endian element bytes of the whole storage.
         data: Rc<Vec<u8>>,
     },
+    /// A tensor (or `Parameter`) rebuilt by `_rebuild_tensor_v2` over a storage.
     Tensor(Rc<RawTensor>),
     /// Any other object (e.g. the pickled Adam optimiser): kept opaque.
     Object {
+        /// The object's class as `module.name` (`?` when it was not a global).
         class: String,
     },
     /// `BINPERSID`'s persistent id (only inside legacy storage streams).
     PersistentId(Rc<Value>),
+    /// The `MARK` sentinel that `TUPLE`, `APPENDS` and `SETITEMS` pop back to; never part of a
+    /// finished value.
     Mark,
 }
 
@@ -90,6 +115,7 @@ impl Value {
         }
     }
 
+    /// The value as a float: a `Float`, or an `Int` converted; `None` for anything else.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Float(f) => Some(*f),
@@ -98,6 +124,7 @@ impl Value {
         }
     }
 
+    /// The value of an `Int` (no conversion from `Float` or `Bool`).
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -105,6 +132,7 @@ impl Value {
         }
     }
 
+    /// The text of a `Str`.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -123,7 +151,9 @@ impl Value {
 /// What went wrong while unpickling, with the byte offset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PickleError {
+    /// Byte offset into the pickle being read where the error was found.
     pub offset: usize,
+    /// What was wrong (e.g. the unsupported opcode or the refused global).
     pub message: String,
 }
 

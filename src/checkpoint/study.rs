@@ -16,35 +16,53 @@ use crate::{Error, Result};
 /// Constructor arguments stored in the study checkpoint (`'kwargs'`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudySclKwargs {
+    /// Panel side in pixels (160 in the study's checkpoint).
     pub image_size: i64,
+    /// Panels per set the relation net sees: 8 context + 1 candidate (9).
     pub set_size: i64,
+    /// Conv channels including the input channel (`[1, 16, 16, 32, 32, 32]`).
     pub conv_channels: Vec<i64>,
+    /// Width of the panel embedding (80).
     pub conv_output_dim: i64,
+    /// Attribute groups the embedding is split into for the attribute MLP (10).
     pub attr_heads: i64,
+    /// Hidden widths of the attribute MLP (`[128]`).
     pub attr_net_hidden_dims: Vec<i64>,
+    /// Attributes the relation MLP is shared over (80, one per embedding feature).
     pub rel_heads: i64,
+    /// Relation MLP widths after the `set_size` inputs (`[64, 32, 5]`).
     pub rel_net_hidden_dims: Vec<i64>,
 }
 
 /// The study's SCL checkpoint: weights + BN statistics (no `num_batches_tracked`).
 #[derive(Debug)]
 pub struct StudyCheckpoint {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// The SCL constructor arguments (`'kwargs'`).
     pub kwargs: StudySclKwargs,
     /// State-dict entries without the `scl.` prefix, in the file's order.
     pub params: Params,
+    /// Training epoch at save time (`'Epoch'`; −1 when it is not an int).
     pub epoch: i64,
+    /// The wandb run id (`'Run ID'`; empty when it is not a string).
     pub run_id: String,
 }
 
 /// One of the study's mask files: real-valued logits per parameter.
 #[derive(Debug)]
 pub struct StudyMask {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// L1 coefficient α of the mask-training run.
     pub alpha: f64,
+    /// Gumbel-sigmoid temperature τ (1 in every study file).
     pub tau: f64,
+    /// Optimiser steps done when the file was saved.
     pub global_step: i64,
+    /// 0-based epoch index at save time (may disagree with the file name).
     pub train_epoch: i64,
+    /// The wandb run id (empty when it is not a string).
     pub run_id: String,
     /// Logits keyed by parameter name (no prefix), in the file's order.
     pub logits: Params,
@@ -52,12 +70,21 @@ pub struct StudyMask {
 
 /// Whether a file starts like a pickle of protocol ≥ 2 (how `--ckpt` tells study files apart).
 pub fn looks_like_pickle(path: &Path) -> bool {
-    let mut head = [0u8; 2];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head[0] == 0x80
-        && (2..=5).contains(&head[1])
+    let mut head = [0u8; 9];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
+    head_is_pickle(&head[..n])
+}
+
+/// The PROTO opcode (`0x80`, protocol 2–5) — but not a safetensors file, whose little-endian
+/// header length can begin with the same two bytes (a 640–1535-byte header) and whose JSON
+/// header opens at byte 8 with `{`.
+fn head_is_pickle(head: &[u8]) -> bool {
+    let proto = head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]);
+    let safetensors = head.len() >= 9 && head[8] == b'{' && head[2..8].iter().all(|&b| b == 0);
+    proto && !safetensors
 }
 
 fn read_pickle(path: &Path) -> Result<Value> {
@@ -221,5 +248,20 @@ impl StudyMask {
                 "logit_tensors_dict",
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::head_is_pickle;
+
+    #[test]
+    fn a_safetensors_header_of_1408_bytes_is_not_a_pickle() {
+        // 1408 = 0x0580: the header length's first two bytes read like PROTO 5.
+        let safetensors = [0x80, 0x05, 0, 0, 0, 0, 0, 0, b'{'];
+        assert!(!head_is_pickle(&safetensors));
+        // A real protocol-4 pickle: PROTO 4, FRAME, 8-byte length.
+        assert!(head_is_pickle(&[0x80, 0x04, 0x95, 0x2a, 0x01, 0, 0, 0, 0]));
+        assert!(!head_is_pickle(&[0x80]));
     }
 }

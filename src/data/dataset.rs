@@ -16,14 +16,19 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Training problems (generators: indices 0–5 of every 10).
     Train,
+    /// Validation problems (generators: indices 6–7 of every 10).
     Val,
+    /// Test problems (generators: indices 8–9 of every 10).
     Test,
 }
 
 impl Split {
+    /// Every split, in the order train, val, test.
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The split named `train`, `val` or `test` (exact, lower case); `None` otherwise.
     pub fn parse(s: &str) -> Option<Split> {
         match s {
             "train" => Some(Split::Train),
@@ -33,6 +38,7 @@ impl Split {
         }
     }
 
+    /// The lower-case name used in folder and file names (`train`, `val`, `test`).
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -54,14 +60,18 @@ impl Split {
 /// One problem file in a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProblemFile {
+    /// The `RAVEN_<k>_<suffix>.npz` file.
     pub path: PathBuf,
+    /// The configuration folder it sits in (one of [`CONFIGURATIONS`], e.g. `center_single`).
     pub configuration: String,
+    /// Its split: from the `<split>/` folder in the study's layout, else from the file name.
     pub split: Split,
 }
 
 /// A scanned folder of problem files (nothing is loaded until a batch asks for it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AvrDataset {
+    /// The folder that was scanned.
     pub root: PathBuf,
     /// Files sorted by path, so order never depends on the filesystem (a study bug).
     pub files: Vec<ProblemFile>,
@@ -93,9 +103,14 @@ impl Default for BatchOptions {
 /// A batch: panels `(B, 16, H, W)`, targets `(B,)` i64, and where each problem came from.
 #[derive(Debug)]
 pub struct Batch {
+    /// Panels `(B, 16, H, W)`: 8 context panels then 8 candidates; f32 in [0, 1] or u8 (see
+    /// [`BatchOptions`]), `H = W` the file's side or the resized one.
     pub images: Tensor,
+    /// Index of the correct candidate, `(B,)` i64 in `0..8`.
     pub targets: Tensor,
+    /// Configuration folder of each problem, in batch order.
     pub configurations: Vec<String>,
+    /// File of each problem, in batch order.
     pub paths: Vec<PathBuf>,
 }
 
@@ -155,6 +170,7 @@ impl AvrDataset {
         self.files.len()
     }
 
+    /// Whether the dataset holds no problems (possible after [`select`](Self::select)).
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }

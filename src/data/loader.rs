@@ -16,7 +16,9 @@ use crate::Result;
 /// Where a run is in its data stream: enough to resume the exact same order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderState {
+    /// Epoch number, from 0; it picks the epoch's permutation.
     pub epoch: usize,
+    /// Position of the next index within the epoch's permutation (`0..=len`).
     pub cursor: usize,
 }
 
@@ -31,6 +33,8 @@ pub struct EpochOrder {
 }
 
 impl EpochOrder {
+    /// The order of `len` problems from the start (epoch 0, cursor 0); `shuffle` false keeps
+    /// `0..len` every epoch.
     pub fn new(seed: u64, len: usize, shuffle: bool) -> Self {
         Self::resume(
             seed,
@@ -63,6 +67,7 @@ impl EpochOrder {
         }
     }
 
+    /// Where the order is now: save it to resume with [`EpochOrder::resume`].
     pub fn state(&self) -> OrderState {
         self.state
     }
@@ -101,6 +106,7 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Batches each worker may hold ready (default 2).
     pub depth: usize,
+    /// How problems become tensors (default [`BatchOptions::default`]).
     pub options: BatchOptions,
 }
 
@@ -178,10 +184,12 @@ impl Loader {
         Self::new(dataset, plan, cfg, device)
     }
 
+    /// Number of batches in the plan (all of them, including those already yielded).
     pub fn len(&self) -> usize {
         self.total
     }
 
+    /// Whether the plan holds no batches.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }

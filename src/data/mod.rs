@@ -7,5 +7,5 @@ pub mod npz;
 pub mod shape;
 
 pub use dataset::{AvrDataset, Batch, Split};
-pub use shape::Shape;
 pub use npz::{inspect, AvrProblem, NpzSummary, CONFIGURATIONS};
+pub use shape::Shape;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::{Error, Result};
 
 /// Side of a panel in the original files.
@@ -43,8 +43,11 @@ pub struct AvrProblem {
 /// Parsed NPY array: dtype descriptor, shape, raw C-order data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
+    /// numpy dtype string, e.g. `|u1`, `<i8`, `|S12`.
     pub descr: String,
+    /// Array shape (empty for a scalar).
     pub shape: Vec<usize>,
+    /// The elements' bytes in C order, as stored (byte order as `descr` says).
     pub data: Vec<u8>,
 }
 
@@ -156,7 +159,7 @@ pub fn crc32(data: &[u8]) -> u32 {
     static TABLES: std::sync::OnceLock<[[u32; 256]; 8]> = std::sync::OnceLock::new();
     let t = TABLES.get_or_init(|| {
         let mut t = [[0u32; 256]; 8];
-        for i in 0..256 {
+        for (i, slot) in t[0].iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
                 c = if c & 1 != 0 {
@@ -165,7 +168,7 @@ pub fn crc32(data: &[u8]) -> u32 {
                     c >> 1
                 };
             }
-            t[0][i] = c;
+            *slot = c;
         }
         for i in 0..256 {
             for k in 1..8 {
@@ -626,12 +629,19 @@ pub fn configuration_of(structure: &[String]) -> Option<&'static str> {
 /// What `avr inspect --json` prints for one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct NpzSummary {
+    /// The file inspected.
     pub path: PathBuf,
+    /// Member names without `.npy`, in archive order.
     pub keys: Vec<String>,
+    /// numpy dtype string of each member, parallel to `keys`.
     pub dtypes: Vec<String>,
+    /// Shape of each member, parallel to `keys`.
     pub shapes: Vec<Vec<usize>>,
+    /// Index 0..7 of the correct candidate.
     pub target: i64,
+    /// The generator's heuristic solver's answer.
     pub predict: i64,
+    /// Configuration folder name read from `structure`, when it is one of the 7.
     pub configuration: Option<String>,
 }
 

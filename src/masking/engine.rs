@@ -92,12 +92,25 @@ impl Default for MaskTrainConfig {
 impl MaskTrainConfig {
     /// Six steps of 8 problems at a high learning rate from logit 0.5: the fixture sets of CI.
     pub fn smoke() -> Self {
-        MaskTrainConfig { steps: 6, batch_size: 8, lr: 0.2, logit_init: 0.5, eval_every: 3, eval_problems: 16, ..Default::default() }
+        MaskTrainConfig {
+            steps: 6,
+            batch_size: 8,
+            lr: 0.2,
+            logit_init: 0.5,
+            eval_every: 3,
+            eval_problems: 16,
+            ..Default::default()
+        }
     }
 
     /// The study run: 3,000 steps of 32, evaluation on 400 problems every 250 steps.
     pub fn study() -> Self {
-        MaskTrainConfig { steps: 3000, eval_every: 250, eval_problems: 400, ..Default::default() }
+        MaskTrainConfig {
+            steps: 3000,
+            eval_every: 250,
+            eval_problems: 400,
+            ..Default::default()
+        }
     }
 
     /// [`Self::smoke`] or [`Self::study`] for the run size.
@@ -107,7 +120,10 @@ impl MaskTrainConfig {
 
     /// The optimiser of the logits: Adam at `lr`, no decay.
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig { clip_grad_norm: self.clip_grad_norm, ..AdamConfig::adam(self.lr) }
+        AdamConfig {
+            clip_grad_norm: self.clip_grad_norm,
+            ..AdamConfig::adam(self.lr)
+        }
     }
 }
 
@@ -307,17 +323,25 @@ impl FlatLogits {
 /// One row of the mask-training log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MaskMetricRow {
+    /// Optimiser step (from 1).
     pub step: usize,
+    /// Cross-entropy + α·Σ logits.
     pub loss: f64,
+    /// Cross-entropy alone.
     pub cross_entropy: f64,
     /// Kept fraction of this step's samples.
     pub sample_kept: f64,
+    /// Accuracy of this step's sampled masks on its batch.
     pub train_accuracy: f64,
-    /// Deterministic-mask (`l > 0`) accuracies, at evaluation steps.
+    /// Deterministic-mask (`l > 0`) accuracy on held-out task problems, at evaluation steps.
     pub task_accuracy: Option<f64>,
+    /// Deterministic-mask accuracy on the control problems, at evaluation steps.
     pub control_accuracy: Option<f64>,
+    /// Inverted-mask accuracy on held-out task problems, at evaluation steps.
     pub inverted_task_accuracy: Option<f64>,
+    /// Inverted-mask accuracy on the control problems, at evaluation steps.
     pub inverted_control_accuracy: Option<f64>,
+    /// Kept fraction of the deterministic mask, at evaluation steps.
     pub kept_fraction: Option<f64>,
 }
 
@@ -392,17 +416,30 @@ pub struct MaskRun {
 impl MaskRun {
     /// The log as a table (one row per step; accuracies only at evaluation steps).
     pub fn metrics_table(&self) -> Result<Table> {
-        let col = |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
+        let col =
+            |f: fn(&MaskMetricRow) -> Option<f64>| self.metrics.iter().map(f).collect::<Vec<_>>();
         let df = DataFrame::new_infer_height(vec![
-            Column::new("step".into(), self.metrics.iter().map(|r| r.step as u64).collect::<Vec<_>>()),
+            Column::new(
+                "step".into(),
+                self.metrics
+                    .iter()
+                    .map(|r| r.step as u64)
+                    .collect::<Vec<_>>(),
+            ),
             Column::new("loss".into(), col(|r| Some(r.loss))),
             Column::new("cross_entropy".into(), col(|r| Some(r.cross_entropy))),
             Column::new("sample_kept".into(), col(|r| Some(r.sample_kept))),
             Column::new("train_accuracy".into(), col(|r| Some(r.train_accuracy))),
             Column::new("task_accuracy".into(), col(|r| r.task_accuracy)),
             Column::new("control_accuracy".into(), col(|r| r.control_accuracy)),
-            Column::new("inverted_task_accuracy".into(), col(|r| r.inverted_task_accuracy)),
-            Column::new("inverted_control_accuracy".into(), col(|r| r.inverted_control_accuracy)),
+            Column::new(
+                "inverted_task_accuracy".into(),
+                col(|r| r.inverted_task_accuracy),
+            ),
+            Column::new(
+                "inverted_control_accuracy".into(),
+                col(|r| r.inverted_control_accuracy),
+            ),
             Column::new("kept_fraction".into(), col(|r| r.kept_fraction)),
         ])?;
         Ok(Table::new(df).with_caption(format!("mask training: {}", self.mask.name)))
@@ -415,7 +452,17 @@ impl MaskRun {
 
     /// The file stem the mask is saved under: its name with path separators and spaces made safe.
     pub fn file_stem(&self) -> String {
-        self.mask.name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+        self.mask
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 
     /// The sidecar this run saves.
@@ -444,13 +491,17 @@ impl MaskRun {
     /// Saves `<dir>/<file_stem>.safetensors` (logits) and its `.json` sidecar, both atomically;
     /// returns the weights' path.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
-        self.save_as(&dir.as_ref().join(format!("{}.safetensors", self.file_stem())))
+        self.save_as(
+            &dir.as_ref()
+                .join(format!("{}.safetensors", self.file_stem())),
+        )
     }
 
     /// Saves the logits at `path` and the sidecar beside it.
     pub fn save_as(&self, path: &Path) -> Result<PathBuf> {
         crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
-        let json = serde_json::to_vec_pretty(&self.sidecar()).map_err(|e| Error::Config(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&self.sidecar()).map_err(|e| Error::Config(e.to_string()))?;
         crate::checkpoint::write_atomic(&path.with_extension("json"), &json)?;
         Ok(path.to_path_buf())
     }
@@ -505,7 +556,11 @@ pub struct MaskTask<'a> {
 
 /// Trains a mask for `task` on the frozen `ckpt`, evaluating the deterministic mask and its
 /// inverse on the held-out task problems and, when given, the control set.
-pub fn train_mask(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig) -> Result<MaskRun> {
+pub fn train_mask(
+    ckpt: &Checkpoint,
+    task: &MaskTask<'_>,
+    cfg: &MaskTrainConfig,
+) -> Result<MaskRun> {
     train_mask_with_fixed(ckpt, task, cfg, None)
 }
 
@@ -528,7 +583,9 @@ struct MaskTraining<'a> {
 
 impl TrainStep for MaskTraining<'_> {
     fn loss(&mut self, step: usize) -> Result<Tensor> {
-        let batch: Batch = self.loader.next().ok_or_else(|| Error::Config(format!("mask '{}': data ran out at step {step}", self.name)))??;
+        let batch: Batch = self.loader.next().ok_or_else(|| {
+            Error::Config(format!("mask '{}': data ran out at step {step}", self.name))
+        })??;
         let b = batch.targets.size()[0];
         // Drop a ragged tail so the K chunks are equal.
         let usable = b - b % self.k;
@@ -538,8 +595,13 @@ impl TrainStep for MaskTraining<'_> {
                 self.name, self.k
             )));
         }
-        let (x, y) = (batch.images.narrow(0, 0, usable), batch.targets.narrow(0, 0, usable));
-        let (params, draw) = self.logits.sample(&self.specs, &self.base, self.k, self.cfg.tau)?;
+        let (x, y) = (
+            batch.images.narrow(0, 0, usable),
+            batch.targets.narrow(0, 0, usable),
+        );
+        let (params, draw) = self
+            .logits
+            .sample(&self.specs, &self.base, self.k, self.cfg.tau)?;
         let out = self.model.logits_with(&params, &x, BnMode::Eval)?;
         let ce = out.cross_entropy_for_logits(&y);
         let loss = &ce + self.logits.sum() * self.cfg.alpha;
@@ -548,9 +610,17 @@ impl TrainStep for MaskTraining<'_> {
     }
 
     fn after_update(&mut self, step: usize, loss: f64, _opt: &AdamW) -> Result<()> {
-        let (ce, out, y, draw) = self.last.take().ok_or_else(|| Error::Config("mask step without a loss".into()))?;
+        let (ce, out, y, draw) = self
+            .last
+            .take()
+            .ok_or_else(|| Error::Config("mask step without a loss".into()))?;
         let (train_accuracy, sample_kept) = tch::no_grad(|| {
-            let acc = out.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let acc = out
+                .argmax(-1, false)
+                .eq_tensor(&y)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
             (acc, draw.mean(Kind::Float).double_value(&[]))
         });
         let mut row = MaskMetricRow {
@@ -586,7 +656,10 @@ impl MaskTraining<'_> {
     /// The deterministic mask (`l > 0`) and its inverse on the held-out task and control sets.
     fn evaluate_into(&self, row: &mut MaskMetricRow) -> Result<()> {
         let mask = Mask::new(self.name, self.logits.to_params(), Some(self.cfg.alpha));
-        let opts = EvalOptions { batch_size: 32, device: self.model.device() };
+        let opts = EvalOptions {
+            batch_size: 32,
+            device: self.model.device(),
+        };
         let acc = |data: &AvrDataset, invert: bool| -> Result<f64> {
             let params = mask.apply(&self.base, invert)?;
             Ok(evaluate_with(self.model, &params, data, &opts)?.accuracy)
@@ -604,11 +677,19 @@ impl MaskTraining<'_> {
 }
 
 /// [`train_mask`] with some tensors held by a fixed ("temporary") mask that is not trained.
-pub fn train_mask_with_fixed(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig, fixed: Option<&Mask>) -> Result<MaskRun> {
+pub fn train_mask_with_fixed(
+    ckpt: &Checkpoint,
+    task: &MaskTask<'_>,
+    cfg: &MaskTrainConfig,
+    fixed: Option<&Mask>,
+) -> Result<MaskRun> {
     let (model, name) = (&ckpt.model, task.name.as_str());
     let k = cfg.samples.max(1);
     if cfg.batch_size % k != 0 {
-        return Err(Error::Config(format!("mask batch {} must be divisible by the {k} mask samples", cfg.batch_size)));
+        return Err(Error::Config(format!(
+            "mask batch {} must be divisible by the {k} mask samples",
+            cfg.batch_size
+        )));
     }
     if task.fit.is_empty() || task.held_out.is_empty() {
         return Err(Error::Config(format!("mask '{name}': empty task dataset")));
@@ -623,7 +704,12 @@ pub fn train_mask_with_fixed(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskT
     let leaves = [logits.flat.shallow_clone()];
     let mut opt = AdamW::new(&leaves);
     let mut order = EpochOrder::new(cfg.seed, task.fit.len(), true);
-    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: model.batch_options(), ..Default::default() };
+    let loader_cfg = LoaderConfig {
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        options: model.batch_options(),
+        ..Default::default()
+    };
     let loader = Loader::from_order(task.fit, &mut order, cfg.steps, &loader_cfg, device);
     let mut training = MaskTraining {
         model,
@@ -669,7 +755,13 @@ pub enum SampleBatching {
 
 /// `steps` mask-training steps (frozen weights, K samples, eval BN) on random panels, each
 /// timed after two warm-up steps — `avr bench mask`; the same loop as [`train_mask`].
-pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: usize, batching: SampleBatching) -> Result<crate::bench::StepTimes> {
+pub fn bench_mask_steps(
+    model: &SclModel,
+    batch: usize,
+    samples: usize,
+    steps: usize,
+    batching: SampleBatching,
+) -> Result<crate::bench::StepTimes> {
     let device = model.device();
     let s = model.image_size();
     let logits = FlatLogits::new(&init_logits(model, MaskFilter::All, 2.5, None));
@@ -684,15 +776,19 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
         let ce = match batching {
             SampleBatching::Batched => {
                 let (params, _) = logits.sample(&specs, &model.params, k, 1.0)?;
-                model.logits_with(&params, &x, BnMode::Eval)?.cross_entropy_for_logits(&y)
+                model
+                    .logits_with(&params, &x, BnMode::Eval)?
+                    .cross_entropy_for_logits(&y)
             }
             SampleBatching::Separate => {
                 let chunk = batch as i64 / k;
                 let mut total = Tensor::zeros([], (Kind::Float, device));
                 for c in 0..k {
                     let params = logits.sample_one(&specs, &model.params, 1.0)?;
-                    let out = model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
-                    total += out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
+                    let out =
+                        model.logits_with(&params, &x.narrow(0, c * chunk, chunk), BnMode::Eval)?;
+                    total +=
+                        out.cross_entropy_for_logits(&y.narrow(0, c * chunk, chunk)) / k as f64;
                 }
                 total
             }
@@ -700,7 +796,13 @@ pub fn bench_mask_steps(model: &SclModel, batch: usize, samples: usize, steps: u
         Ok(ce + reg)
     };
     let mut task = crate::bench::Timed::new(batch, 2, loss);
-    optimise(&mut task, &leaves, &mut opt, &AdamConfig::adam(1e-2), 1..=steps.max(1) + 2)?;
+    optimise(
+        &mut task,
+        &leaves,
+        &mut opt,
+        &AdamConfig::adam(1e-2),
+        1..=steps.max(1) + 2,
+    )?;
     Ok(task.times())
 }
 
@@ -719,7 +821,9 @@ pub struct AlphaSweep {
 impl AlphaSweep {
     /// The chosen α (a sweep always holds at least one run: [`alpha_sweep`] refuses an empty list).
     pub fn chosen_alpha(&self) -> f64 {
-        self.runs.get(self.chosen).map_or(f64::NAN, |r| r.config.alpha)
+        self.runs
+            .get(self.chosen)
+            .map_or(f64::NAN, |r| r.config.alpha)
     }
 
     /// The chosen run.
@@ -731,12 +835,47 @@ impl AlphaSweep {
     pub fn table(&self) -> Result<Table> {
         let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.last(f).map(|v| 100.0 * v);
         let df = DataFrame::new_infer_height(vec![
-            Column::new("alpha".into(), self.runs.iter().map(|r| format!("{:e}", r.config.alpha)).collect::<Vec<_>>()),
-            Column::new("kept_%".into(), self.runs.iter().map(|r| last(r, |m| m.kept_fraction)).collect::<Vec<_>>()),
-            Column::new("task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.task_accuracy)).collect::<Vec<_>>()),
-            Column::new("control_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.control_accuracy)).collect::<Vec<_>>()),
-            Column::new("inverted_task_acc_%".into(), self.runs.iter().map(|r| last(r, |m| m.inverted_task_accuracy)).collect::<Vec<_>>()),
-            Column::new("chosen".into(), (0..self.runs.len()).map(|i| i == self.chosen).collect::<Vec<_>>()),
+            Column::new(
+                "alpha".into(),
+                self.runs
+                    .iter()
+                    .map(|r| format!("{:e}", r.config.alpha))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "kept_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.kept_fraction))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "control_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.control_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "inverted_task_acc_%".into(),
+                self.runs
+                    .iter()
+                    .map(|r| last(r, |m| m.inverted_task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "chosen".into(),
+                (0..self.runs.len())
+                    .map(|i| i == self.chosen)
+                    .collect::<Vec<_>>(),
+            ),
         ])?;
         Ok(Table::new(df).with_caption(format!(
             "α sweep: the largest α within {:.0} points of the smallest α's task accuracy",
@@ -755,29 +894,55 @@ impl AlphaSweep {
 
 /// Index of the largest α whose task accuracy is within `tolerance` of the smallest α's.
 pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usize {
-    let Some(reference) = alphas_and_accuracies.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|r| r.1) else {
+    let Some(reference) = alphas_and_accuracies
+        .iter()
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|r| r.1)
+    else {
         return 0;
     };
     (0..alphas_and_accuracies.len())
         .filter(|&i| alphas_and_accuracies[i].1 >= reference - tolerance)
-        .max_by(|&a, &b| alphas_and_accuracies[a].0.total_cmp(&alphas_and_accuracies[b].0))
+        .max_by(|&a, &b| {
+            alphas_and_accuracies[a]
+                .0
+                .total_cmp(&alphas_and_accuracies[b].0)
+        })
         .unwrap_or(0)
 }
 
 /// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`] with a
 /// tolerance of 5 points. An empty list of α is an error.
-pub fn alpha_sweep(ckpt: &Checkpoint, task: &MaskTask<'_>, cfg: &MaskTrainConfig, alphas: &[f64]) -> Result<AlphaSweep> {
+pub fn alpha_sweep(
+    ckpt: &Checkpoint,
+    task: &MaskTask<'_>,
+    cfg: &MaskTrainConfig,
+    alphas: &[f64],
+) -> Result<AlphaSweep> {
     if alphas.is_empty() {
-        return Err(Error::Config(format!("α sweep for '{}': the list of α values is empty", task.name)));
+        return Err(Error::Config(format!(
+            "α sweep for '{}': the list of α values is empty",
+            task.name
+        )));
     }
     let runs = alphas
         .iter()
         .map(|&alpha| {
-            let named = MaskTask { name: format!("{} α={alpha:e}", task.name), ..task.clone() };
+            let named = MaskTask {
+                name: format!("{} α={alpha:e}", task.name),
+                ..task.clone()
+            };
             train_mask(ckpt, &named, &cfg.clone().with_alpha(alpha))
         })
         .collect::<Result<Vec<_>>>()?;
-    let scores: Vec<(f64, f64)> = runs.iter().map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0))).collect();
+    let scores: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0)))
+        .collect();
     let tolerance = 0.05;
-    Ok(AlphaSweep { chosen: select_alpha(&scores, tolerance), runs, tolerance })
+    Ok(AlphaSweep {
+        chosen: select_alpha(&scores, tolerance),
+        runs,
+        tolerance,
+    })
 }

@@ -22,6 +22,7 @@ use crate::Result;
 pub struct Mask {
     /// A short name for tables and plots (e.g. `SCL_90/squares`).
     pub name: String,
+    /// One logit per masked scalar, by parameter name.
     pub logits: Params,
     /// The L1 coefficient α the mask was trained with, when known.
     pub alpha: Option<f64>,
@@ -120,9 +121,10 @@ pub fn shared_by_all(binaries: &[Params]) -> Result<Params> {
     let mut out = Params::new();
     if let Some(first) = binaries.first() {
         for (name, t) in first.iter() {
-            let mut acc = t.shallow_clone();
+            // A copy: the in-place product must not write into the first mask's tensor.
+            let mut acc = t.copy();
             for other in &binaries[1..] {
-                acc = acc * other.get(name)?;
+                acc *= other.get(name)?;
             }
             out.insert(name, acc);
         }

@@ -39,10 +39,18 @@ impl TaskSets {
     }
 
     /// Opens `shapes` under `dir`, fitting on `fit` splits and evaluating on `held_out` splits.
-    pub fn open_with_splits(dir: impl AsRef<Path>, shapes: &[Shape], fit: &[Split], held_out: &[Split]) -> Result<TaskSets> {
+    pub fn open_with_splits(
+        dir: impl AsRef<Path>,
+        shapes: &[Shape],
+        fit: &[Split],
+        held_out: &[Split],
+    ) -> Result<TaskSets> {
         let dir = dir.as_ref().to_path_buf();
         if shapes.is_empty() {
-            return Err(Error::Config(format!("{}: no shapes asked for", dir.display())));
+            return Err(Error::Config(format!(
+                "{}: no shapes asked for",
+                dir.display()
+            )));
         }
         let shapes = shapes
             .iter()
@@ -50,7 +58,10 @@ impl TaskSets {
                 let all = AvrDataset::open(shape.dir_in(&dir))?;
                 let (f, h) = (all.select(fit, None), all.select(held_out, None));
                 if f.is_empty() || h.is_empty() {
-                    return Err(Error::bad_file(&all.root, format!("{shape}: no problems in the fitting or held-out splits")));
+                    return Err(Error::bad_file(
+                        &all.root,
+                        format!("{shape}: no problems in the fitting or held-out splits"),
+                    ));
                 }
                 Ok((shape, f, h))
             })
@@ -60,7 +71,12 @@ impl TaskSets {
             true => Some(AvrDataset::open(&originals)?.select(held_out, None)),
             false => None,
         };
-        Ok(TaskSets { dir, shapes, control, held_out_is_fit: false })
+        Ok(TaskSets {
+            dir,
+            shapes,
+            control,
+            held_out_is_fit: false,
+        })
     }
 
     /// The shapes, in order.
@@ -70,17 +86,30 @@ impl TaskSets {
 
     /// The mask task of `shape` (named after it).
     pub fn task(&self, shape: Shape) -> Result<MaskTask<'_>> {
-        let (_, fit, held_out) = self
-            .shapes
-            .iter()
-            .find(|s| s.0 == shape)
-            .ok_or_else(|| Error::Config(format!("{}: {shape} was not opened (have {:?})", self.dir.display(), self.shape_list())))?;
-        Ok(MaskTask { name: shape.to_string(), shape: Some(shape), fit, held_out, control: self.control.as_ref() })
+        let (_, fit, held_out) = self.shapes.iter().find(|s| s.0 == shape).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: {shape} was not opened (have {:?})",
+                self.dir.display(),
+                self.shape_list()
+            ))
+        })?;
+        Ok(MaskTask {
+            name: shape.to_string(),
+            shape: Some(shape),
+            fit,
+            held_out,
+            control: self.control.as_ref(),
+        })
     }
 }
 
 /// Trains the mask of one shape on the frozen checkpoint.
-pub fn train_mask_for_shape(ckpt: &Checkpoint, shape: Shape, tasks: &TaskSets, cfg: &MaskTrainConfig) -> Result<MaskRun> {
+pub fn train_mask_for_shape(
+    ckpt: &Checkpoint,
+    shape: Shape,
+    tasks: &TaskSets,
+    cfg: &MaskTrainConfig,
+) -> Result<MaskRun> {
     train_mask(ckpt, &tasks.task(shape)?, cfg)
 }
 
@@ -91,7 +120,11 @@ pub fn train_masks(ckpt: &Checkpoint, tasks: &TaskSets, cfg: &MaskTrainConfig) -
         .into_iter()
         .map(|shape| train_mask_for_shape(ckpt, shape, tasks, cfg))
         .collect::<Result<Vec<_>>>()?;
-    Ok(MaskSet { checkpoint: ckpt.name(), base_accuracy: ckpt.val_accuracy(), runs })
+    Ok(MaskSet {
+        checkpoint: ckpt.name(),
+        base_accuracy: ckpt.val_accuracy(),
+        runs,
+    })
 }
 
 /// Masks trained on one checkpoint, one per task. Its statistics and sharing come from

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::engine::FlatLogits;
-use super::Mask;
 use super::overlap::{overlap, Overlap};
+use super::Mask;
 use crate::display::Table;
 use crate::model::layers::linear;
 use crate::model::{ParamSpec, Params};
-use crate::rng::Rng;
 use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
+use crate::rng::Rng;
 use crate::Result;
 
 /// Which toy task.
@@ -34,19 +34,29 @@ pub enum ToyTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ToyConfig {
+    /// Which task (default [`ToyTask::AddMul`]).
     pub task: ToyTask,
     /// Digits per number (2 in the paper; 1 makes a fast test).
     pub digits: usize,
+    /// Hidden layer widths of the ReLU FNN (default `[400, 400, 200]`).
     pub hidden: Vec<i64>,
+    /// Problems per step, split evenly over the parts trained on (default 128).
     pub batch_size: usize,
+    /// Pre-training steps (Adam, clip 1.0; default 20 000).
     pub train_steps: usize,
+    /// Pre-training learning rate (default 1e-3).
     pub train_lr: f64,
+    /// Mask-training steps per mask (default 5 000).
     pub mask_steps: usize,
+    /// Mask-training learning rate on the logits (default 1e-2).
     pub mask_lr: f64,
     /// β of the paper; the per-logit coefficient is α = β / batch.
     pub beta: f64,
+    /// Mask samples K drawn per step, each on its own chunk of the batch (default 4).
     pub samples: usize,
+    /// Initial value of every mask logit (default 2, i.e. σ(2) ≈ 0.88 kept at the start).
     pub logit_init: f64,
+    /// Seed of initialisation, batches and mask noise (evaluation uses `seed + 1`; default 0).
     pub seed: u64,
 }
 
@@ -195,7 +205,9 @@ fn loss_and_accuracy(logits: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
 /// The pre-trained toy network.
 #[derive(Debug)]
 pub struct ToyModel {
+    /// The settings it was trained with (the mask training reuses them).
     pub cfg: ToyConfig,
+    /// Frozen (detached) `layers.<i>.weight` `[out, in]` and `layers.<i>.bias` `[out]`.
     pub params: Params,
 }
 
@@ -230,7 +242,13 @@ impl TrainStep for ToyPretraining<'_> {
     fn loss(&mut self, _step: usize) -> Result<Tensor> {
         let mut total = Tensor::zeros([], (Kind::Float, self.device));
         for part in 0..2 {
-            let (x, y) = batch(self.cfg, part, self.cfg.batch_size / 2, &mut self.rng, self.device);
+            let (x, y) = batch(
+                self.cfg,
+                part,
+                self.cfg.batch_size / 2,
+                &mut self.rng,
+                self.device,
+            );
             total += loss_and_accuracy(&forward(self.cfg, self.params, &x, part)?, &y).0;
         }
         Ok(total)
@@ -254,9 +272,18 @@ impl TrainStep for ToyMasking<'_> {
         let cfg = &self.model.cfg;
         let mut total = Tensor::zeros([], (Kind::Float, self.device));
         for &part in self.parts {
-            let (x, y) = batch(cfg, part, cfg.batch_size / self.parts.len(), &mut self.rng, self.device);
-            let (p, _) = self.logits.sample(self.specs, &self.model.params, cfg.samples as i64, 1.0)?;
-            total += loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / self.parts.len() as f64;
+            let (x, y) = batch(
+                cfg,
+                part,
+                cfg.batch_size / self.parts.len(),
+                &mut self.rng,
+                self.device,
+            );
+            let (p, _) =
+                self.logits
+                    .sample(self.specs, &self.model.params, cfg.samples as i64, 1.0)?;
+            total +=
+                loss_and_accuracy(&forward(cfg, &p, &x, part)?, &y).0 / self.parts.len() as f64;
         }
         Ok(total + self.logits.sum() * self.alpha)
     }
@@ -277,8 +304,16 @@ pub fn pretrain(cfg: &ToyConfig, device: Device) -> Result<ToyModel> {
     }
     let leaves: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(&leaves);
-    let mut task = ToyPretraining { cfg, params: &params, rng: Rng::new(cfg.seed).fork("pretrain"), device };
-    let adam = AdamConfig { clip_grad_norm: Some(1.0), ..AdamConfig::adam(cfg.train_lr) };
+    let mut task = ToyPretraining {
+        cfg,
+        params: &params,
+        rng: Rng::new(cfg.seed).fork("pretrain"),
+        device,
+    };
+    let adam = AdamConfig {
+        clip_grad_norm: Some(1.0),
+        ..AdamConfig::adam(cfg.train_lr)
+    };
     optimise(&mut task, &leaves, &mut opt, &adam, 1..=cfg.train_steps)?;
     let mut frozen = Params::new();
     for (n, t) in params.iter() {
@@ -321,7 +356,10 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
         rng: Rng::new(cfg.seed).fork(&format!("mask/{name}")),
         device,
     };
-    let adam = AdamConfig { clip_grad_norm: Some(1.0), ..AdamConfig::adam(cfg.mask_lr) };
+    let adam = AdamConfig {
+        clip_grad_norm: Some(1.0),
+        ..AdamConfig::adam(cfg.mask_lr)
+    };
     optimise(&mut task, &leaves, &mut opt, &adam, 1..=cfg.mask_steps)?;
     Ok(Mask::new(name, logits.to_params(), Some(alpha)))
 }
@@ -329,6 +367,7 @@ pub fn train_toy_mask(model: &ToyModel, name: &str, parts: &[Part]) -> Result<Ma
 /// The full experiment's numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToyReport {
+    /// The task the experiment ran.
     pub task: ToyTask,
     /// Part names (`+`, `×` or `pair 1`, `pair 2`).
     pub parts: [String; 2],
@@ -350,9 +389,13 @@ pub struct ToyReport {
 /// masked"); accuracies `(part 0, part 1)`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HalfMaskReport {
+    /// The tensors of the first half (sorted names); the rest form the late half.
     pub early_tensors: Vec<String>,
+    /// Accuracies with the control mask on every masked tensor.
     pub full_mask: (f64, f64),
+    /// Accuracies with the control mask on the early half only (the rest unmasked).
     pub early_masked: (f64, f64),
+    /// Accuracies with the control mask on the late half only (the early half unmasked).
     pub late_masked: (f64, f64),
 }
 
@@ -392,6 +435,7 @@ pub fn half_mask_test(model: &ToyModel, control: &Mask, n_eval: usize) -> Result
 }
 
 impl ToyReport {
+    /// The accuracies as a table: one row per setting, accuracy in % on each part.
     pub fn accuracy_table(&self) -> Result<Table> {
         let df = DataFrame::new_infer_height(vec![
             Column::new(
@@ -422,6 +466,7 @@ impl ToyReport {
         )))
     }
 
+    /// Per-layer IoU and IoMin between the part-0 and part-1 masks, as a table.
     pub fn layer_table(&self) -> Result<Table> {
         let df = DataFrame::new_infer_height(vec![
             Column::new(
@@ -471,6 +516,7 @@ impl ToyReport {
         )))
     }
 
+    /// Inline display in evcxr (`text/html`): the accuracy, layer and half-mask tables.
     pub fn evcxr_display(&self) {
         for t in [
             self.accuracy_table(),

@@ -10,7 +10,10 @@ use crate::Result;
 /// running statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BnMode {
+    /// Batch statistics; the running mean and variance are updated (momentum 0.1). Needs plain
+    /// (not K-batched) BatchNorm weights.
     Train,
+    /// The stored running statistics; BatchNorm is then folded into the preceding convolution.
     Eval,
 }
 
@@ -50,6 +53,11 @@ fn per_sample(v: &Tensor, dims: usize, axis: usize) -> Tensor {
 /// each, see [`conv_s2_bn`]) run as fast as or faster than one grouped convolution over the
 /// chunks stacked along channels, and need no transposes (BENCHMARKS.md). `probe` is a weight that is K-batched iff masks are sampled;
 /// `specs` gives every tensor's unbatched rank.
+///
+/// # Shapes
+/// - `x`: `(K·n, …)` when `probe` has `plain_dims + 1` axes (K samples), else any shape, passed
+///   to `stage` whole;
+/// - output: `stage`'s output on each `(n, …)` chunk, concatenated along axis 0 (`(K·n, …')`).
 pub fn chunked_by_sample(
     p: &Params,
     specs: &[super::ParamSpec],
@@ -74,6 +82,12 @@ pub fn chunked_by_sample(
 }
 
 /// `x @ W^T + b` with `prefix.weight`, `prefix.bias` (K-batched via `bmm`).
+///
+/// # Shapes
+/// - `prefix.weight`: `[d_out, d_in]`, or `(K, d_out, d_in)` K-batched;
+/// - `prefix.bias`: `[d_out]`, or `(K, d_out)` K-batched;
+/// - `x`: `(N, …, d_in)`, with `N = K·n` when K-batched (chunk k uses sample k);
+/// - output: `(N, …, d_out)`.
 pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     linear_then(p, prefix, x, false)
 }
@@ -85,6 +99,9 @@ pub fn linear(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
 /// zeroed buffer and two extra full-size copies in the backward — for the relation experts'
 /// 64-wide hidden layer, 26 MB each per step). A linear layer's backward needs its input, not
 /// its output, so the ReLU may overwrite the product.
+///
+/// # Shapes
+/// As [`linear`]: `x` `(N, …, d_in)` → `(N, …, d_out)`, `N = K·n` with K-batched weights.
 pub fn linear_relu(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     linear_then(p, prefix, x, true)
 }
@@ -111,6 +128,12 @@ fn linear_then(p: &Params, prefix: &str, x: &Tensor, relu: bool) -> Result<Tenso
 /// convolve each chunk with its own kernel. (A grouped convolution over the chunks stacked along
 /// channels is the textbook trick, but on CPU its transposes cost more than they save: measured
 /// 34 vs 53 problems/s for seed SCL at 160 px, see BENCHMARKS.md.)
+///
+/// # Shapes
+/// - `prefix.weight`: `[C_out, C_in, 3, 3]`, or `(K, C_out, C_in, 3, 3)` K-batched;
+/// - `prefix.bias`: `[C_out]`, or `(K, C_out)` K-batched;
+/// - `x`: `(N, C_in, H, W)`, with `N = K·n` when K-batched;
+/// - output: `(N, C_out, ⌈H/2⌉, ⌈W/2⌉)`.
 pub fn conv_s2(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     conv_s2_with(
         p.get(&format!("{prefix}.weight"))?,
@@ -140,6 +163,11 @@ fn conv_s2_with(w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// `conv(x, W·s·input_scale) + (b − μ)·s + β` with `s = γ/√(σ² + ε)`. That is one pass over the
 /// activations instead of three (scale, conv, norm) in the forward and in the backward, exact up
 /// to float rounding; gradients still reach W, b, γ and β (and their masks) through the fold.
+///
+/// # Shapes
+/// - `x`: `(N, C_in, H, W)`, with `N = K·n` when the weights are K-batched (eval mode only);
+/// - `conv` parameters as in [`conv_s2`]; `bn` parameters `[C_out]` (or `(K, C_out)`);
+/// - output: `(N, C_out, ⌈H/2⌉, ⌈W/2⌉)`.
 pub fn conv_s2_bn(
     p: &Params,
     conv: &str,
@@ -180,6 +208,10 @@ pub fn conv_s2_bn(
 /// `x` `(N, C, H, W)` in channels-last memory order (NHWC strides, same logical shape): oneDNN's
 /// convolutions run about 1.5× faster on it here, and their outputs stay channels-last. A
 /// contiguous single-channel tensor already is NHWC in memory, so it only gets new strides.
+///
+/// # Shapes
+/// - `x`: `(N, C, H, W)`;
+/// - output: `(N, C, H, W)`, strides `(H·W·C, 1, W·C, C)`.
 pub fn channels_last(x: &Tensor) -> Tensor {
     let size = x.size();
     if size.len() == 4 && size[1] == 1 && x.is_contiguous() {
@@ -213,6 +245,11 @@ fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tens
 }
 
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
+///
+/// # Shapes
+/// - `prefix.weight`, `prefix.bias`: `[D]`, or `(K, D)` K-batched;
+/// - `x`: `(N, …, D)`, with `N = K·n` when K-batched;
+/// - output: `(N, …, D)`.
 pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let w = p.get(&format!("{prefix}.weight"))?;
     let b = p.get(&format!("{prefix}.bias"))?;
@@ -245,6 +282,12 @@ pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
 }
 
 /// lucidrains' `FeedForwardResidual`: `x + net.3(relu(net.1(net.0(x))))` (LayerNorm at `net.1`).
+///
+/// # Shapes
+/// - `net.0.weight`: `[D_h, D]`, `net.1`: `[D_h]`, `net.3.weight`: `[D, D_h]` (each with a
+///   leading K when K-batched);
+/// - `x`: `(N, …, D)`, with `N = K·n` when K-batched;
+/// - output: `(N, …, D)`.
 pub fn feed_forward_residual(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
     let h = linear(p, &format!("{prefix}.net.0"), x)?;
     let h = layer_norm(p, &format!("{prefix}.net.1"), &h)?.relu();
@@ -253,6 +296,11 @@ pub fn feed_forward_residual(p: &Params, prefix: &str, x: &Tensor) -> Result<Ten
 
 /// lucidrains' `MLP`: Linear layers at even indices `net.0, net.2, …`, ReLU between, none after
 /// the last.
+///
+/// # Shapes
+/// - `net.{2i}.weight`: `[d_{i+1}, d_i]` for `i` in `0..layers` (a leading K when K-batched);
+/// - `x`: `(N, …, d_0)`, with `N = K·n` when K-batched;
+/// - output: `(N, …, d_layers)`.
 pub fn mlp(p: &Params, prefix: &str, layers: usize, x: &Tensor) -> Result<Tensor> {
     let mut h = x.shallow_clone();
     for i in 0..layers {

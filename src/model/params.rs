@@ -32,6 +32,7 @@ impl Clone for Params {
 }
 
 impl Params {
+    /// An empty map.
     pub fn new() -> Self {
         Self::default()
     }
@@ -69,10 +70,12 @@ impl Params {
             .map(move |n| (n.as_str(), &self.tensors[n]))
     }
 
+    /// Number of tensors (not scalars; see [`Params::numel`]).
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether the map holds no tensor.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
@@ -127,7 +130,9 @@ impl Params {
 /// Expected name and shape of one parameter of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamSpec {
+    /// The state-dict key, e.g. `vision.net.0.weight`.
     pub name: String,
+    /// The unbatched shape, e.g. `[16, 1, 3, 3]` (a K-batched tensor adds a leading axis).
     pub shape: Vec<i64>,
     /// Trainable (weights, biases, norm affines) vs buffers (BN running statistics).
     pub trainable: bool,

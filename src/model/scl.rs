@@ -22,12 +22,18 @@ pub enum SclVariant {
 impl SclVariant {
     /// The official SCL (dhh1995/SCL) at `image_size` px panels (80 is the study run's size).
     pub fn official(image_size: i64) -> Self {
-        SclVariant::Official(OfficialSclConfig { image_size, ..Default::default() })
+        SclVariant::Official(OfficialSclConfig {
+            image_size,
+            ..Default::default()
+        })
     }
 
     /// The study's (lucidrains) SCL at `image_size` px panels (its checkpoint: 160).
     pub fn seed(image_size: i64) -> Self {
-        SclVariant::Seed(SeedSclConfig { image_size, ..Default::default() })
+        SclVariant::Seed(SeedSclConfig {
+            image_size,
+            ..Default::default()
+        })
     }
 }
 
@@ -46,20 +52,30 @@ impl SclModel {
     /// A model from its architecture and parameters, checking every tensor's name and shape
     /// against the architecture (`source` names the file in errors). Panels are fed as stored.
     pub fn from_params(variant: SclVariant, params: Params, source: &str) -> Result<Self> {
-        let model = SclModel { variant, params: Params::new(), transpose_panels: false };
+        let model = SclModel {
+            variant,
+            params: Params::new(),
+            transpose_panels: false,
+        };
         let specs = model.param_specs();
         check_params(&params, &specs, source)?;
         let mut ordered = Params::new();
         for s in &specs {
             ordered.insert(&s.name, params.get(&s.name)?.shallow_clone());
         }
-        Ok(SclModel { params: ordered, ..model })
+        Ok(SclModel {
+            params: ordered,
+            ..model
+        })
     }
 
     /// The same model, fed panels transposed (rows ↔ columns) — what the study's loader did,
     /// so its checkpoint and masks need it.
     pub fn with_transposed_panels(self, transpose: bool) -> Self {
-        SclModel { transpose_panels: transpose, ..self }
+        SclModel {
+            transpose_panels: transpose,
+            ..self
+        }
     }
 
     /// How problems become this model's input: its panel side and orientation. The model owns
@@ -138,7 +154,11 @@ impl SclModel {
 
     /// The device of the parameters (CPU for a model without any).
     pub fn device(&self) -> Device {
-        self.params.iter().next().map(|(_, t)| t.device()).unwrap_or(Device::Cpu)
+        self.params
+            .iter()
+            .next()
+            .map(|(_, t)| t.device())
+            .unwrap_or(Device::Cpu)
     }
 
     /// A copy on `device`.

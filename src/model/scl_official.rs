@@ -183,6 +183,12 @@ impl OfficialSclConfig {
 }
 
 /// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
+///
+/// # Shapes
+/// - `panels`: `(N, 1, S, S)` f32 in [0, 1], `S = cfg.image_size`; with K-batched weights
+///   `N = K·n`, chunk k (rows `k·n..(k+1)·n`) using sample k;
+/// - conv stack output: `(N, C, s, s)`, `C = channels.last()`, `s = conv_out_side()`;
+/// - output: `(N, features)`.
 pub fn encode_panels(
     cfg: &OfficialSclConfig,
     p: &Params,
@@ -229,6 +235,12 @@ pub fn encode_panels(
 }
 
 /// Logits `(B, 8)`; each of the 16 panels is encoded once.
+///
+/// # Shapes
+/// - `x`: `(B, 16, S, S)` f32 in [0, 1], `S = cfg.image_size` (8 context panels, then 8
+///   candidates); with K-batched weights `B = K·n`, problems `k·n..(k+1)·n` using sample k;
+/// - panel embeddings: `(B, 16, features)` ([`encode_panels`] on `(16·B, 1, S, S)`);
+/// - output: logits `(B, 8)`, one per candidate.
 pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let size = x.size();
     if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
@@ -304,6 +316,13 @@ fn stacked_experts(cfg: &OfficialSclConfig, p: &Params, batched: bool) -> Result
 }
 
 /// Logits `(B, 8)` from panel embeddings `(B, 16, features)`.
+///
+/// # Shapes
+/// - `emb`: `(B, 16, D)`, `D = features` (8 context, then 8 candidates);
+/// - candidate sets: `(B, 8, 9, D)`, viewed per attribute as `(B, 8, D, 9)`;
+/// - expert weights after the softmax: `(B, 8, D, experts)`, flattened to `(B, 8, D·experts)`
+///   for the scorer;
+/// - output: logits `(B, 8)`.
 pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Result<Tensor> {
     let b = emb.size()[0];
     let emb = res_block(p, "rel.res", emb)?;

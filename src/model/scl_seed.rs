@@ -152,6 +152,14 @@ impl SeedSclConfig {
 }
 
 /// Panel embeddings `(N, 80)` for panels `(N, 1, H, W)`: vision, attribute net, residual.
+///
+/// # Shapes
+/// - `panels`: `(N, 1, S, S)` f32 in [0, 1], `S = cfg.image_size`; with K-batched weights
+///   `N = K·n`, chunk k (rows `k·n..(k+1)·n`) using sample k;
+/// - conv stack output: `(N, C, s, s)`, `C = conv_channels.last()`, `s = S / 2^convs`,
+///   flattened to `(N, C·s·s)`;
+/// - attribute groups: `(N, attr_heads, conv_output_dim / attr_heads)`;
+/// - output: `(N, conv_output_dim)`.
 pub fn encode_panels(
     cfg: &SeedSclConfig,
     p: &Params,
@@ -214,6 +222,15 @@ fn check_input(cfg: &SeedSclConfig, x: &Tensor) -> Result<(i64, i64)> {
 }
 
 /// Logits `(B, 8)`: each of the 16 panels encoded once, then the 8 sets assembled.
+///
+/// # Shapes
+/// - `x`: `(B, 16, S, S)` f32 in [0, 1], `S = cfg.image_size` (8 context panels, then 8
+///   candidates); with K-batched weights `B = K·n`, problems `k·n..(k+1)·n` using sample k;
+/// - panel embeddings: `(B, 16, D)`, `D = conv_output_dim` ([`encode_panels`] on
+///   `(16·B, 1, S, S)`);
+/// - candidate sets: `(B, 8, 9, D)` (the 8 context panels plus one candidate each);
+/// - relation net output: `(B, 8, D, r)`, `r = rel_net_hidden_dims.last()`;
+/// - output: logits `(B, 8)`, one per candidate.
 pub fn forward(cfg: &SeedSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let (b, s) = check_input(cfg, x)?;
     let emb = encode_panels(cfg, p, &x.reshape([b * 16, 1, s, s]), bn)?.reshape([b, 16, -1]);
@@ -224,6 +241,11 @@ pub fn forward(cfg: &SeedSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Resul
 }
 
 /// Logits `(B, 8)` the study's way: 72 panel encodes per problem (8 sets of 9 panels).
+///
+/// # Shapes
+/// - `x`: `(B, 16, S, S)` as in [`forward`];
+/// - encoded panels: `(72·B, 1, S, S)` → embeddings `(B, 8, 9, D)`;
+/// - output: logits `(B, 8)`.
 pub fn forward_72(cfg: &SeedSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let (b, s) = check_input(cfg, x)?;
     let context = x

@@ -5,7 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::lines::plot_err;
-use super::style::{append_to_svg, text_width, Legend, Mark};
+use super::style::{append_to_svg, text_width, Legend, Mark, MAX_FIGURE_WIDTH};
 use super::{Figure, Style};
 use crate::analysis::masks::{subnetwork, MaskStats};
 use crate::masking::Mask;
@@ -13,8 +13,8 @@ use crate::{Error, Result};
 
 /// Bars `values` (zeros are skipped: they have no place on a log axis) labelled `labels`,
 /// coloured by `groups` (same group, same colour). Each label is centred under its bar, turned
-/// upright when the labels are wider than the bars; the legend sits in a band below the chart,
-/// never over the bars.
+/// upright when the labels are wider than the bars (and thinned to every k-th when even upright
+/// ones would collide); the legend sits in a band below the chart, never over the bars.
 pub fn log_bar_chart(
     title: &str,
     y_label: &str,
@@ -50,7 +50,8 @@ pub fn log_bar_chart(
     };
     let (margin, y_area) = (12u32, 64u32);
     let tick_size = style.label_size.min(11);
-    let width = style.width.max(14 * n as u32 + 100);
+    // 14 px a bar, at most MAX_FIGURE_WIDTH wide in all.
+    let width = style.width.max(14 * n as u32 + 100).min(MAX_FIGURE_WIDTH);
     let slot = f64::from(width - 2 * margin - y_area) / n.max(1) as f64;
     let widest = labels
         .iter()
@@ -58,6 +59,12 @@ pub fn log_bar_chart(
         .max()
         .unwrap_or(0);
     let upright = f64::from(widest) > slot - 4.0;
+    // Upright labels need a line's height each: with narrower bars only every k-th is written.
+    let every = if upright {
+        ((f64::from(tick_size) / 1.24 + 3.0) / slot).ceil().max(1.0) as usize
+    } else {
+        1
+    };
     let x_area = if upright { widest as u32 + 16 } else { 30 };
     let band = legend.height(width);
     let mut svg = String::new();
@@ -108,7 +115,7 @@ pub fn log_bar_chart(
         } else {
             font.pos(Pos::new(HPos::Center, VPos::Top))
         };
-        for (i, label) in labels.iter().enumerate() {
+        for (i, label) in labels.iter().enumerate().step_by(every) {
             let x = chart.backend_coord(&(i as f64 + 0.5, lo)).0;
             root.draw(&PathElement::new(
                 vec![(x, bottom), (x, bottom + 4)],

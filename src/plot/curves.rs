@@ -16,14 +16,25 @@ pub fn training_curves(metrics: &[MetricRow]) -> Result<Figure> {
         .iter()
         .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v)))
         .unzip();
-    let loss_fig = line_plot("Training loss", "step", "cross-entropy", &[Line::new("train", &steps, &loss)])?;
+    let loss_fig = line_plot(
+        "Training loss",
+        "step",
+        "cross-entropy",
+        &[Line::new("train", &steps, &loss)],
+    )?;
     let acc_fig = line_plot(
         "Accuracy",
         "step",
         "accuracy",
-        &[Line::new("train (batch)", &steps, &train_acc), Line::new("validation", &val_steps, &val_acc)],
+        &[
+            Line::new("train (batch)", &steps, &train_acc),
+            Line::new("validation", &val_steps, &val_acc),
+        ],
     )?;
-    Ok(Figure::side_by_side("Training curves", &[loss_fig, acc_fig]))
+    Ok(Figure::side_by_side(
+        "Training curves",
+        &[loss_fig, acc_fig],
+    ))
 }
 
 impl TrainRun {
@@ -45,10 +56,16 @@ impl MaskRun {
     /// Task, control and inverted-mask accuracy (deterministic mask) over training, and the
     /// kept fraction, in %.
     pub fn curves(&self) -> Result<Figure> {
-        let evals: Vec<&MaskMetricRow> = self.metrics.iter().filter(|r| r.task_accuracy.is_some()).collect();
+        let evals: Vec<&MaskMetricRow> = self
+            .metrics
+            .iter()
+            .filter(|r| r.task_accuracy.is_some())
+            .collect();
         let series = |name: &str, f: fn(&MaskMetricRow) -> Option<f64>| {
-            let (xs, ys): (Vec<f64>, Vec<f64>) =
-                evals.iter().filter_map(|r| f(r).map(|y| (r.step as f64, 100.0 * y))).unzip();
+            let (xs, ys): (Vec<f64>, Vec<f64>) = evals
+                .iter()
+                .filter_map(|r| f(r).map(|y| (r.step as f64, 100.0 * y)))
+                .unzip();
             Line::new(name, &xs, &ys)
         };
         line_plot(
@@ -77,8 +94,15 @@ impl MaskRun {
 impl crate::masking::set::MaskSet {
     /// Every mask's training curves, side by side.
     pub fn curves(&self) -> Result<Figure> {
-        let figures = self.runs.iter().map(MaskRun::curves).collect::<Result<Vec<_>>>()?;
-        Ok(Figure::side_by_side(format!("mask training on {}", self.checkpoint), &figures))
+        let figures = self
+            .runs
+            .iter()
+            .map(MaskRun::curves)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Figure::side_by_side(
+            format!("mask training on {}", self.checkpoint),
+            &figures,
+        ))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Sharing-matrix heatmap: annotated cells, a colour bar, the checkpoint accuracy in the title.
 
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::colors::colormaps::ViridisRGB;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::lines::plot_err;
 use super::style::text_width;

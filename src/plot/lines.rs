@@ -10,7 +10,9 @@ use crate::{Error, Result};
 /// One named line of `(x, y)` points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Line {
+    /// The legend entry (unnamed lines get none).
     pub name: String,
+    /// The points, drawn in order.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -119,6 +121,9 @@ mod tests {
                 "missing text element {text}"
             );
         }
-        assert_eq!(fig.svg.matches("<circle").count(), 6);
+        // 6 data markers, then the legend (one marker per series) after the chart.
+        let (chart, legend) = fig.svg.split_once("<g class=\"avr-legend\">").unwrap();
+        assert_eq!(chart.matches("<circle").count(), 6);
+        assert_eq!(legend.matches("<circle").count(), 2);
     }
 }

@@ -9,8 +9,8 @@ pub mod problem;
 mod style;
 pub mod usage;
 
-pub use curves::{plot_sharing_matrix, training_curves};
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
+pub use curves::{plot_sharing_matrix, training_curves};
 pub use heatmap::sharing_heatmap;
 pub use lines::{line_plot, Line};
 pub use problem::{problem_figure, save_problem_png};

@@ -46,6 +46,10 @@ impl Style {
     }
 }
 
+/// The widest a figure is drawn (pixels), so that it fits a notebook cell at its natural size
+/// even where the notebook shows it as an image that CSS cannot shrink.
+pub(crate) const MAX_FIGURE_WIDTH: u32 = 840;
+
 /// Estimated width in pixels of `text` drawn in sans-serif at plotters size `size` (plotters
 /// writes `font-size = size / 1.24`). Deliberately generous (0.62 em a character), so that
 /// space reserved from it is never too small in a browser.

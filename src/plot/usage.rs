@@ -5,6 +5,7 @@
 use tch::Kind;
 
 use super::problem::{base64, png_rgb};
+use super::style::MAX_FIGURE_WIDTH;
 use crate::display::{escape_html, Figure};
 use crate::masking::Mask;
 use crate::{Error, Result};
@@ -58,6 +59,20 @@ pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) ->
             }
         }
     }
+    // Shown at most MAX_FIGURE_WIDTH wide (the PNG keeps every weight; the viewer scales it), so
+    // that the figure fits a notebook cell even where it is shown as an image.
+    let (dw, dh) = if w > MAX_FIGURE_WIDTH as usize {
+        let dw = MAX_FIGURE_WIDTH as usize;
+        (dw, (h * dw).div_ceil(w).max(1))
+    } else {
+        (w, h)
+    };
+    // Crisp pixels when enlarging; when shrinking, smooth (no weight silently dropped).
+    let pixelated = if dw >= w {
+        r#" style="image-rendering:pixelated""#
+    } else {
+        ""
+    };
     let title = format!("weight usage of {tensor}: {} vs {}", a.name, b.name);
     let entries = [
         ("only ".to_string() + &a.name, RED),
@@ -71,19 +86,19 @@ pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) ->
     for (label, c) in &entries {
         legend += &format!(
             r#"<rect x="{x}" y="{}" width="12" height="12" fill="rgb({},{},{})"/><text x="{}" y="{}" font-family="sans-serif" font-size="12">{}</text>"#,
-            h + 48,
+            dh + 48,
             c[0],
             c[1],
             c[2],
             x + 16,
-            h + 58,
+            dh + 58,
             escape_html(label)
         );
         x += 16 + (label.chars().count() as f64 * 12.0 * 0.62).ceil() as usize + 20;
     }
-    let (width, height) = (w.max(760).max(x), h + 70);
+    let (width, height) = (dw.max(760).max(x), dh + 70);
     let svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-family="sans-serif" font-size="15">{}</text><image x="0" y="30" width="{w}" height="{h}" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>{legend}</svg>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-family="sans-serif" font-size="15">{}</text><image x="0" y="30" width="{dw}" height="{dh}" preserveAspectRatio="none"{pixelated} href="data:image/png;base64,{}"/>{legend}</svg>"#,
         escape_html(&title),
         base64(&png_rgb(w, h, &px))
     );

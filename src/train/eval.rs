@@ -46,7 +46,13 @@ impl EvalReport {
     /// `44.8 % [41.0, 48.7] (n = 500)`.
     pub fn summary(&self) -> String {
         let (lo, hi) = self.interval();
-        format!("{:.1} % [{:.1}, {:.1}] (n = {})", 100.0 * self.accuracy, 100.0 * lo, 100.0 * hi, self.n)
+        format!(
+            "{:.1} % [{:.1}, {:.1}] (n = {})",
+            100.0 * self.accuracy,
+            100.0 * lo,
+            100.0 * hi,
+            self.n
+        )
     }
 
     /// One row per configuration plus `all`.
@@ -78,9 +84,13 @@ impl EvalReport {
             .collect();
         let df =
             df!("configuration" => names, "correct" => correct, "n" => n, "accuracy_%" => acc)?;
-        Ok(Table::new(df).with_caption(format!("accuracy {} — 95 % Wilson interval", self.summary())))
+        Ok(Table::new(df).with_caption(format!(
+            "accuracy {} — 95 % Wilson interval",
+            self.summary()
+        )))
     }
 
+    /// Inline display: the per-configuration table.
     pub fn evcxr_display(&self) {
         match self.table() {
             Ok(t) => t.evcxr_display(),
@@ -100,7 +110,10 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { batch_size: 32, device: Device::cuda_if_available() }
+        EvalOptions {
+            batch_size: 32,
+            device: Device::cuda_if_available(),
+        }
     }
 }
 
@@ -111,7 +124,12 @@ pub fn evaluate(model: &SclModel, data: &AvrDataset, opts: &EvalOptions) -> Resu
 
 /// Accuracy of `model`'s architecture with `params` instead of its own — e.g. masked
 /// parameters (`Mask::apply`): the caller applies the mask. Panels are prepared the model's way.
-pub fn evaluate_with(model: &SclModel, params: &Params, data: &AvrDataset, opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate_with(
+    model: &SclModel,
+    params: &Params,
+    data: &AvrDataset,
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
     let params = params.to_device(opts.device);
     let mut per_configuration: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -119,7 +137,10 @@ pub fn evaluate_with(model: &SclModel, params: &Params, data: &AvrDataset, opts:
     for chunk in indices.chunks(opts.batch_size.max(1)) {
         let batch = data.batch(chunk, model.batch_options(), opts.device)?;
         let logits = model.logits_with(&params, &batch.images, BnMode::Eval)?;
-        let hits = first_argmax(&logits).eq_tensor(&batch.targets).to_kind(Kind::Int64).to_device(Device::Cpu);
+        let hits = first_argmax(&logits)
+            .eq_tensor(&batch.targets)
+            .to_kind(Kind::Int64)
+            .to_device(Device::Cpu);
         for (i, config) in batch.configurations.iter().enumerate() {
             let entry = per_configuration.entry(config.clone()).or_default();
             entry.0 += hits.int64_value(&[i as i64]) as usize;
@@ -128,7 +149,16 @@ pub fn evaluate_with(model: &SclModel, params: &Params, data: &AvrDataset, opts:
     }
     let correct = per_configuration.values().map(|v| v.0).sum();
     let n = per_configuration.values().map(|v| v.1).sum();
-    Ok(EvalReport { accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 }, n, correct, per_configuration })
+    Ok(EvalReport {
+        accuracy: if n > 0 {
+            correct as f64 / n as f64
+        } else {
+            0.0
+        },
+        n,
+        correct,
+        per_configuration,
+    })
 }
 
 /// Index of the first maximum along the last axis (what `torch.argmax` documents).
@@ -150,7 +180,10 @@ mod tests {
     fn wilson_interval_matches_the_textbook_values() {
         // 18 of 24: p = 0.75, Wilson 95 % [0.5506, 0.8800] (Newcombe 1998's formula).
         let (lo, hi) = wilson_interval(18, 24);
-        assert!((lo - 0.5506).abs() < 1e-3 && (hi - 0.8800).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.5506).abs() < 1e-3 && (hi - 0.8800).abs() < 1e-3,
+            "{lo} {hi}"
+        );
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
         let (lo, hi) = wilson_interval(0, 10);
         assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{hi}");

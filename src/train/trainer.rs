@@ -316,8 +316,18 @@ pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate:
     let mut opt = AdamW::new(&weights);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
-    let mut task = crate::bench::Timed::new(batch, 2, |_| model.logits(&x, BnMode::Train).map(|l| l.cross_entropy_for_logits(&y)));
-    optimise(&mut task, &weights, &mut opt, &cfg.adam(), 1..=steps.max(1) + 2)?;
+    let mut task = crate::bench::Timed::new(batch, 2, |_| {
+        model
+            .logits(&x, BnMode::Train)
+            .map(|l| l.cross_entropy_for_logits(&y))
+    });
+    optimise(
+        &mut task,
+        &weights,
+        &mut opt,
+        &cfg.adam(),
+        1..=steps.max(1) + 2,
+    )?;
     Ok(task.times())
 }
 
@@ -350,9 +360,10 @@ struct SclTraining<'a> {
 
 impl TrainStep for SclTraining<'_> {
     fn loss(&mut self, step: usize) -> Result<Tensor> {
-        let batch: Batch = self.loader.next().ok_or_else(|| {
-            Error::Config(format!("training data ran out before step {step}"))
-        })??;
+        let batch: Batch = self
+            .loader
+            .next()
+            .ok_or_else(|| Error::Config(format!("training data ran out before step {step}")))??;
         let logits = self.model.logits(&batch.images, BnMode::Train)?;
         let loss = logits.cross_entropy_for_logits(&batch.targets);
         self.last = Some((logits, batch.targets));
@@ -368,7 +379,13 @@ impl TrainStep for SclTraining<'_> {
         let batch_size = cfg.batch_size.min(self.train_len).max(1);
         // Epoch of this batch's first problem, from its position in the planned stream.
         let epoch = (step - 1) * batch_size / self.train_len;
-        let mut row = MetricRow { step, epoch, train_loss: loss, train_accuracy: accuracy, val_accuracy: None };
+        let mut row = MetricRow {
+            step,
+            epoch,
+            train_loss: loss,
+            train_accuracy: accuracy,
+            val_accuracy: None,
+        };
         if step % cfg.val_every.max(1) == 0 || step == cfg.steps {
             let val_accuracy = self.validate_and_checkpoint(step)?;
             row.val_accuracy = Some(val_accuracy);
@@ -392,15 +409,30 @@ impl TrainStep for SclTraining<'_> {
 impl SclTraining<'_> {
     /// Validation accuracy at `step`; writes a milestone checkpoint for every level first reached.
     fn validate_and_checkpoint(&mut self, step: usize) -> Result<f64> {
-        let opts = EvalOptions { batch_size: self.cfg.batch_size.max(1), device: self.model.device() };
+        let opts = EvalOptions {
+            batch_size: self.cfg.batch_size.max(1),
+            device: self.model.device(),
+        };
         let accuracy = evaluate(self.model, self.val, &opts)?.accuracy;
         for &level in &self.cfg.milestones {
             if accuracy >= level && !self.run.milestones.iter().any(|m| m.level == level) {
                 let path = match self.out_dir {
-                    Some(dir) => Some(save_milestone(self.model, dir, accuracy, self.val.len(), step, self.cfg)?),
+                    Some(dir) => Some(save_milestone(
+                        self.model,
+                        dir,
+                        accuracy,
+                        self.val.len(),
+                        step,
+                        self.cfg,
+                    )?),
                     None => None,
                 };
-                self.run.milestones.push(Milestone { level, measured_val_accuracy: accuracy, step, path });
+                self.run.milestones.push(Milestone {
+                    level,
+                    measured_val_accuracy: accuracy,
+                    step,
+                    path,
+                });
             }
         }
         Ok(accuracy)
@@ -409,22 +441,44 @@ impl SclTraining<'_> {
 
 /// Fraction of rows whose first maximal logit is the target.
 fn batch_accuracy(logits: &Tensor, targets: &Tensor) -> f64 {
-    logits.argmax(-1, false).eq_tensor(targets).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+    logits
+        .argmax(-1, false)
+        .eq_tensor(targets)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[])
 }
 
 /// Trains `model` on `train`, validating on `val`; milestone checkpoints, `metrics.csv`-ready
 /// logs and the resumable state go to `out_dir` when given. Panels are prepared the model's way
 /// ([`SclModel::batch_options`]).
-pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainConfig, out_dir: Option<&Path>) -> Result<TrainRun> {
+pub fn train(
+    model: SclModel,
+    train: &AvrDataset,
+    val: &AvrDataset,
+    cfg: &TrainConfig,
+    out_dir: Option<&Path>,
+) -> Result<TrainRun> {
     if train.is_empty() || val.is_empty() {
-        return Err(Error::Config("training needs non-empty train and validation sets".into()));
+        return Err(Error::Config(
+            "training needs non-empty train and validation sets".into(),
+        ));
     }
     let device = model.device();
-    let names: Vec<String> = model.param_specs().into_iter().filter(|s| s.trainable).map(|s| s.name).collect();
+    let names: Vec<String> = model
+        .param_specs()
+        .into_iter()
+        .filter(|s| s.trainable)
+        .map(|s| s.name)
+        .collect();
     let weights = trainable_leaves(&model)?;
     let mut opt = AdamW::new(&weights);
     let mut model = model;
-    let mut run = TrainRun { model: model.clone(), metrics: Vec::new(), milestones: Vec::new() };
+    let mut run = TrainRun {
+        model: model.clone(),
+        metrics: Vec::new(),
+        milestones: Vec::new(),
+    };
     let start = match out_dir {
         Some(dir) if cfg.resume && dir.join("last.json").exists() => {
             let step = load_state(dir, &mut model, &mut opt, &names, &mut run)?;
@@ -438,8 +492,19 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
     let mut order = EpochOrder::new(cfg.seed, train.len(), true);
     let batch_size = cfg.batch_size.min(train.len()).max(1);
     (0..start).for_each(|_| drop(order.next_batch(batch_size)));
-    let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, seed: cfg.seed, options: model.batch_options(), ..Default::default() };
-    let loader = Loader::from_order(train, &mut order, cfg.steps.saturating_sub(start), &loader_cfg, device);
+    let loader_cfg = LoaderConfig {
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        options: model.batch_options(),
+        ..Default::default()
+    };
+    let loader = Loader::from_order(
+        train,
+        &mut order,
+        cfg.steps.saturating_sub(start),
+        &loader_cfg,
+        device,
+    );
     let mut task = SclTraining {
         model: &model,
         names,
@@ -453,7 +518,13 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
         clock: std::time::Instant::now(),
         last: None,
     };
-    optimise(&mut task, &weights, &mut opt, &cfg.adam(), start + 1..=cfg.steps)?;
+    optimise(
+        &mut task,
+        &weights,
+        &mut opt,
+        &cfg.adam(),
+        start + 1..=cfg.steps,
+    )?;
     progress_done();
     let mut run = task.run;
     for w in &weights {
@@ -466,7 +537,14 @@ pub fn train(model: SclModel, train: &AvrDataset, val: &AvrDataset, cfg: &TrainC
 /// Writes `<dir>/scl_<variant>_val<acc>.safetensors` + `.json` (the full architecture, the
 /// config, step and measured accuracy with its n), both atomically; the name comes from the
 /// measured accuracy.
-pub fn save_milestone(model: &SclModel, dir: &Path, accuracy: f64, val_problems: usize, step: usize, cfg: &TrainConfig) -> Result<PathBuf> {
+pub fn save_milestone(
+    model: &SclModel,
+    dir: &Path,
+    accuracy: f64,
+    val_problems: usize,
+    step: usize,
+    cfg: &TrainConfig,
+) -> Result<PathBuf> {
     let sidecar = CheckpointSidecar {
         variant: model.variant_name().into(),
         image_size: model.image_size(),

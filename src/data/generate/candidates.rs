@@ -19,12 +19,16 @@ pub enum CandidateMode {
 /// What a distractor changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModAttr {
+    /// How many entities the layout holds.
     Number,
+    /// Which slots the entities occupy (same number).
     Position,
+    /// One entity attribute (Type, Size or Color).
     Entity(Attr),
 }
 
 impl ModAttr {
+    /// The attribute's name as RAVEN spells it (`Number`, `Position`, `Type`, `Size`, `Color`).
     pub fn name(self) -> &'static str {
         match self {
             ModAttr::Number => "Number",
@@ -37,7 +41,9 @@ impl ModAttr {
 /// An attribute of one component that may differ between candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Modifiable {
+    /// Index of the component (layout) in the configuration.
     pub comp: usize,
+    /// The attribute that may change.
     pub attr: ModAttr,
     /// One new value for all entities (true) or one per entity.
     pub shared_value: bool,
@@ -159,7 +165,7 @@ fn sample_new_value(
                         .collect()
                 };
                 let slots_a = new_slot_set(c.n_slots, count, &[], rng)?;
-                let slots_b = new_slot_set(c.n_slots, count, &[slots_a.clone()], rng)?;
+                let slots_b = new_slot_set(c.n_slots, count, std::slice::from_ref(&slots_a), rng)?;
                 NewValue::Number {
                     select,
                     slots_a,

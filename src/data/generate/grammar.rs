@@ -42,23 +42,30 @@ pub const META_STRUCTURE_FORMAT: [&str; 21] = [
 /// An inclusive range of levels; empty when `min > max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Range {
+    /// Lowest allowed level (inclusive).
     pub min: i32,
+    /// Highest allowed level (inclusive).
     pub max: i32,
 }
 
 impl Range {
+    /// The levels `min..=max` (`const`, so the configuration tables can use it).
     pub const fn new(min: i32, max: i32) -> Self {
         Range { min, max }
     }
+    /// Whether no level is allowed (`min > max`).
     pub fn is_empty(self) -> bool {
         self.min > self.max
     }
+    /// Number of allowed levels (0 when empty).
     pub fn len(self) -> i32 {
         (self.max - self.min + 1).max(0)
     }
+    /// Whether level `v` is allowed.
     pub fn contains(self, v: i32) -> bool {
         (self.min..=self.max).contains(&v)
     }
+    /// The levels allowed by both ranges (possibly empty).
     pub fn intersect(self, other: Range) -> Range {
         Range::new(self.min.max(other.min), self.max.min(other.max))
     }
@@ -88,10 +95,12 @@ pub struct LayoutSpec {
     pub number: Range,
     /// Entity constraints before the preset's restrictions.
     pub size: Range,
+    /// Color levels allowed before the preset's restrictions (the `Out` frame: white only).
     pub color: Range,
 }
 
 impl LayoutSpec {
+    /// Number of slots, i.e. the most entities the layout can hold.
     pub fn n_slots(&self) -> usize {
         self.slots.len()
     }
@@ -104,6 +113,8 @@ pub struct ConfigSpec {
     pub folder: &'static str,
     /// Structure node (`Singleton`, `Left_Right`, `Up_Down`, `Out_In`).
     pub structure: &'static str,
+    /// Its components' layouts, in the originals' order (`Out` before `In`, `Left` before
+    /// `Right`, `Up` before `Down`).
     pub layouts: &'static [LayoutSpec],
 }
 
@@ -268,23 +279,33 @@ impl ConfigSpec {
 /// One shape in a slot; all attributes are levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Entity {
+    /// Index into the layout's [`LayoutSpec::slots`].
     pub slot: u8,
+    /// Type level: 1 triangle, 2 square, 3 pentagon, 4 hexagon, 5 circle ([`TYPE_NAMES`]).
     pub ty: i32,
+    /// Size level, an index into the preset's size values ([`SIZE_VALUES`], 0..5, by default).
     pub size: i32,
+    /// Color level 0 (white) … 9 (black), an index into [`COLOR_VALUES`].
     pub color: i32,
+    /// Angle level 0..7, an index into [`ANGLE_VALUES`].
     pub angle: i32,
 }
 
 /// The entity attributes that rules act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attr {
+    /// The shape ([`Entity::ty`]).
     Type,
+    /// The scale ([`Entity::size`]).
     Size,
+    /// The fill grey ([`Entity::color`]).
     Color,
 }
 
 impl Attr {
+    /// The three attributes in RAVEN's order: Type, Size, Color.
     pub const ALL: [Attr; 3] = [Attr::Type, Attr::Size, Attr::Color];
+    /// The attribute's name as RAVEN spells it (`Type`, `Size`, `Color`).
     pub fn name(self) -> &'static str {
         match self {
             Attr::Type => "Type",
@@ -295,6 +316,7 @@ impl Attr {
 }
 
 impl Entity {
+    /// The level of attribute `a`.
     pub fn get(&self, a: Attr) -> i32 {
         match a {
             Attr::Type => self.ty,
@@ -302,6 +324,7 @@ impl Entity {
             Attr::Color => self.color,
         }
     }
+    /// Sets attribute `a` to level `v` (not checked against any range).
     pub fn set(&mut self, a: Attr, v: i32) {
         match a {
             Attr::Type => self.ty = v,
@@ -314,13 +337,18 @@ impl Entity {
 /// Ranges of the layout and entity attributes of one component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ranges {
+    /// Number levels (count − 1).
     pub number: Range,
+    /// Type levels (1 triangle … 5 circle).
     pub ty: Range,
+    /// Size levels (indices into the preset's size values).
     pub size: Range,
+    /// Color levels (0 white … 9 black).
     pub color: Range,
 }
 
 impl Ranges {
+    /// The range of entity attribute `a`.
     pub fn attr(&self, a: Attr) -> Range {
         match a {
             Attr::Type => self.ty,
@@ -328,6 +356,7 @@ impl Ranges {
             Attr::Color => self.color,
         }
     }
+    /// The range of entity attribute `a`, to narrow it in place.
     pub fn attr_mut(&mut self, a: Attr) -> &mut Range {
         match a {
             Attr::Type => &mut self.ty,
@@ -335,6 +364,7 @@ impl Ranges {
             Attr::Color => &mut self.color,
         }
     }
+    /// Whether every range allows at least one level.
     pub fn is_valid(&self) -> bool {
         !(self.number.is_empty()
             || self.ty.is_empty()
@@ -364,6 +394,7 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Number of entities.
     pub fn count(&self) -> usize {
         self.entities.len()
     }

@@ -34,6 +34,7 @@ const MAX_ATTEMPTS: usize = 200;
 /// `circles`, `squares`, … sets had one shape type only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preset {
+    /// The preset's name (a shape in its canonical spelling, e.g. `pentagons`).
     pub name: String,
     /// Allowed Type levels (1 triangle, 2 square, 3 pentagon, 4 hexagon, 5 circle).
     pub types: Range,
@@ -109,7 +110,9 @@ impl Preset {
 /// One generated problem before rendering: what the rules, panels and candidates are.
 #[derive(Debug, Clone)]
 pub struct SymbolicProblem {
+    /// The configuration it was drawn for (e.g. `center_single`).
     pub config: &'static ConfigSpec,
+    /// The rules, one group per component (layout) of the configuration.
     pub rules: Vec<RuleGroup>,
     /// The 8 context panels, row-major.
     pub context: Vec<Panel>,
@@ -117,6 +120,7 @@ pub struct SymbolicProblem {
     pub candidates: Vec<Panel>,
     /// Per candidate, the attributes changed from the answer (empty for the answer).
     pub modified: Vec<Vec<Modifiable>>,
+    /// Index of the correct candidate in `candidates` (0..8).
     pub target: usize,
     /// The heuristic solver's choice.
     pub predict: usize,
@@ -124,6 +128,7 @@ pub struct SymbolicProblem {
     pub scores: Vec<usize>,
     /// Per context row (0, 1, 2 with the answer), how many rules hold, and how many there are.
     pub row_scores: [usize; 3],
+    /// Rules in the problem: 4 per component (Number/Position, Type, Size, Color).
     pub n_rules: usize,
     /// Retries used (0 when the first draw was accepted).
     pub retries: usize,
@@ -255,7 +260,9 @@ fn draw(
 /// A generated problem: its symbolic description and the file content.
 #[derive(Debug, Clone)]
 pub struct GeneratedProblem {
+    /// Rules, panels and candidates as attribute values.
     pub symbolic: SymbolicProblem,
+    /// The rendered problem, as written to `RAVEN_<k>_<split>.npz`.
     pub problem: AvrProblem,
 }
 
@@ -413,11 +420,15 @@ impl GeneratorConfig {
 /// What [`generate_dataset`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
+    /// The dataset folder written to.
     pub out: PathBuf,
+    /// Problem files written by this run.
     pub written: usize,
     /// Files already present (a resumed run skips them: they were written atomically).
     pub skipped: usize,
+    /// Wall-clock time of the run, in seconds.
     pub seconds: f64,
+    /// `(written + skipped) / seconds`: throughput over all problems handled.
     pub problems_per_s: f64,
 }
 
@@ -436,7 +447,7 @@ pub fn generate_dataset(
     let preset = Preset::named(&cfg.preset)?;
     let specs = cfg.specs()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    crate::checkpoint::write_atomic(
+    crate::files::write_atomic(
         &out.join("generator.json"),
         serde_json::to_string_pretty(cfg)
             .expect("serialisable")
@@ -467,7 +478,7 @@ pub fn generate_dataset(
                             let g = generate_problem(spec, preset, cfg.mode, cfg.seed, k)?;
                             if cfg.xml {
                                 let xml = xml::problem_xml(&g.symbolic, &preset.sizes, cfg.mode);
-                                crate::checkpoint::write_atomic(
+                                crate::files::write_atomic(
                                     &path.with_extension("xml"),
                                     xml.as_bytes(),
                                 )?;

@@ -61,6 +61,8 @@ fn cached_patch(slot: [f64; 4], e: &Entity, sizes: &[f64]) -> std::rc::Rc<Patch>
 }
 
 impl<'a> Renderer<'a> {
+    /// A renderer for panels of `config`, with `sizes` the preset's size value per level (the
+    /// scale of the slot radius).
     pub fn new(config: &'a ConfigSpec, sizes: &'a [f64]) -> Self {
         Renderer { config, sizes }
     }

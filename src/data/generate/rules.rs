@@ -7,21 +7,33 @@ use crate::rng::Rng;
 /// The Number/Position rule of a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NpRule {
+    /// Number and positions stay the same along a row.
     Constant,
+    /// The count changes by the step (±1 or ±2) from column to column.
     ProgressionNumber(i32),
+    /// Every entity moves by the step (±1 or ±2) slots, cyclically, from column to column.
     ProgressionPosition(i32),
+    /// Column 3's count is column 1's plus (`+1`) or minus (`−1`) column 2's.
     ArithmeticNumber(i32),
+    /// Column 3's slot set is the union (`+1`) or difference (`−1`) of columns 1 and 2.
     ArithmeticPosition(i32),
+    /// Three distinct counts, each row a rotation of the first row's.
     DistributeThreeNumber,
+    /// Three distinct slot sets of one size, each row a rotation of the first row's.
     DistributeThreePosition,
 }
 
 /// A rule on Type, Size or Color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityRule {
+    /// The level stays the same along a row.
     Constant,
+    /// The level changes by the step (±1 or ±2) from column to column.
     Progression(i32),
+    /// Column 3's level is column 1's plus (`+1`) or minus (`−1`) column 2's (Size adds or
+    /// subtracts one more, as the originals do); never on Type.
     Arithmetic(i32),
+    /// Three distinct levels, each row a rotation of the first row's.
     DistributeThree,
 }
 
@@ -86,6 +98,8 @@ impl NpRule {
 }
 
 impl EntityRule {
+    /// The rule's name as in the XML and `meta_matrix` (`Constant`, `Progression`,
+    /// `Arithmetic`, `Distribute_Three`).
     pub fn name(self) -> &'static str {
         match self {
             EntityRule::Constant => "Constant",
@@ -118,13 +132,18 @@ impl EntityRule {
 /// The 4 rules of one component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleGroup {
+    /// The Number/Position rule.
     pub np: NpRule,
+    /// The Type rule (never `Arithmetic`).
     pub ty: EntityRule,
+    /// The Size rule.
     pub size: EntityRule,
+    /// The Color rule.
     pub color: EntityRule,
 }
 
 impl RuleGroup {
+    /// The rule on entity attribute `a`.
     pub fn entity(&self, a: Attr) -> EntityRule {
         match a {
             Attr::Type => self.ty,
@@ -220,12 +239,15 @@ fn attr_index(a: Attr) -> usize {
 
 /// Context of one component while building rows.
 pub struct Component {
+    /// The component's four rules.
     pub rules: RuleGroup,
     /// The configuration's (preset-restricted) ranges before pruning.
     pub orig: Ranges,
     /// Ranges after the rules' pruning: what panels are sampled from.
     pub pruned: Ranges,
+    /// Slots of the component's layout: the most entities it can hold.
     pub n_slots: usize,
+    /// The Distribute_Three rows drawn at row 1, reused by rows 2 and 3.
     pub state: RuleState,
 }
 
@@ -375,7 +397,8 @@ impl Component {
             NpRule::DistributeThreePosition => {
                 if row == 0 {
                     let s0 = c1.slot_set();
-                    let s1 = new_slot_set(n, s0.len(), &[s0.clone()], rng).ok_or(Stuck)?;
+                    let s1 =
+                        new_slot_set(n, s0.len(), std::slice::from_ref(&s0), rng).ok_or(Stuck)?;
                     let s2 =
                         new_slot_set(n, s0.len(), &[s0.clone(), s1.clone()], rng).ok_or(Stuck)?;
                     self.state.d3_position = Some(d3_rows(s0, s1, s2, rng));
@@ -519,25 +542,20 @@ impl Component {
         c3: &Layout,
     ) -> bool {
         let rule = self.rules.entity(attr);
-        if rule == EntityRule::Constant {
-            if !c1.uniform {
-                if self.rules.np.regenerates()
-                    || c1.count() != c2.count()
-                    || c2.count() != c3.count()
-                {
-                    return true;
-                }
-                return c2
+        if rule == EntityRule::Constant && !c1.uniform {
+            if self.rules.np.regenerates() || c1.count() != c2.count() || c2.count() != c3.count() {
+                return true;
+            }
+            return c2
+                .entities
+                .iter()
+                .zip(&c3.entities)
+                .all(|(a, b)| a.get(attr) == b.get(attr))
+                && c1
                     .entities
                     .iter()
-                    .zip(&c3.entities)
-                    .all(|(a, b)| a.get(attr) == b.get(attr))
-                    && c1
-                        .entities
-                        .iter()
-                        .zip(&c2.entities)
-                        .all(|(a, b)| a.get(attr) == b.get(attr));
-            }
+                    .zip(&c2.entities)
+                    .all(|(a, b)| a.get(attr) == b.get(attr));
         }
         let (Some(l1), Some(l2), Some(l3)) = (c1.shared(attr), c2.shared(attr), c3.shared(attr))
         else {

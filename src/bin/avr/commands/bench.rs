@@ -1,0 +1,286 @@
+//! `avr bench generate|loader|train|mask|modularity`: the timings of BENCHMARKS.md.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use avr_modularity::analysis::graph::{
+    graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
+};
+use avr_modularity::data::dataset::BatchOptions;
+use avr_modularity::data::generate::{bench_generate, GeneratorConfig};
+use avr_modularity::data::loader::{bench_loader, LoaderConfig};
+use avr_modularity::data::AvrDataset;
+use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
+use avr_modularity::model::SclModel;
+use avr_modularity::train::trainer::bench_steps;
+use avr_modularity::{session, Result};
+
+use super::{print_json, value_name, Mode, Variant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Generates N problems per configuration in memory (render + .npz encoding) on all cores.
+    Generate(GenerateArgs),
+    /// Streams N problems from a dataset folder into shuffled (B,16,160,160) batches.
+    Loader(LoaderArgs),
+    /// Times N SCL training steps on random data after one warm-up step.
+    Train(TrainArgs),
+    /// Times N mask-training steps (frozen weights, K samples in one batched pass).
+    Mask(MaskArgs),
+    /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
+    Modularity(ModularityArgs),
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        BenchCommand::Generate(args) => generate(args),
+        BenchCommand::Loader(args) => loader(args),
+        BenchCommand::Train(args) => train(args),
+        BenchCommand::Mask(args) => mask(args),
+        BenchCommand::Modularity(args) => modularity(args),
+    }
+}
+
+/// The model and step settings shared by the timing benchmarks.
+#[derive(clap::Args)]
+struct BenchModel {
+    /// official or seed.
+    #[arg(long, value_enum, default_value = "official")]
+    variant: Variant,
+    #[arg(long, default_value_t = 80)]
+    size: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
+impl BenchModel {
+    /// A freshly initialised model (seed 0) on the session's device.
+    fn model(&self) -> SclModel {
+        SclModel::init(
+            self.variant.at_size(self.size),
+            0,
+            session::default_device(),
+        )
+    }
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long, default_value_t = 200)]
+    per_config: usize,
+    #[arg(long, value_enum, default_value = "iraven")]
+    mode: Mode,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let cfg = GeneratorConfig {
+        per_config: args.per_config,
+        mode: args.mode.into(),
+        threads: args.threads,
+        ..Default::default()
+    };
+    let problems_per_s = bench_generate(&cfg)?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let (mode, problems) = (value_name(&args.mode), 7 * args.per_config);
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "generate",
+            "problems_per_s": problems_per_s,
+            "problems": problems,
+            "mode": mode,
+            "threads": threads,
+        }));
+    }
+    println!(
+        "generate ({mode}, {problems} problems, {threads} threads): {problems_per_s:.0} problems/s"
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct LoaderArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Keep u8 pixels instead of converting to f32 in [0, 1].
+    #[arg(long)]
+    u8: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn loader(args: LoaderArgs) -> Result<()> {
+    session::setup(0);
+    let dataset = AvrDataset::open(&args.data)?;
+    let cfg = LoaderConfig {
+        batch_size: args.batch,
+        workers: args.workers,
+        options: BatchOptions {
+            to_unit_float: !args.u8,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let problems_per_s = bench_loader(&dataset, args.n, &cfg)?;
+    let (n, batch, workers) = (args.n, args.batch, args.workers);
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "loader",
+            "problems_per_s": problems_per_s,
+            "problems": n,
+            "batch": batch,
+            "workers": workers,
+            "dtype": if args.u8 { "u8" } else { "f32" },
+        }));
+    }
+    println!(
+        "loader ({n} problems, batch {batch}, {workers} workers): {problems_per_s:.0} problems/s"
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    model: BenchModel,
+    #[arg(long)]
+    json: bool,
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let s = session::setup(0);
+    let m = &args.model;
+    let times = bench_steps(m.model(), m.batch, m.steps)?;
+    let problems_per_s = times.problems_per_s();
+    let variant = value_name(&m.variant);
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "train",
+            "problems_per_s": problems_per_s,
+            "problems_per_s_mean": times.problems_per_s_mean(),
+            "variant": variant,
+            "size": m.size,
+            "batch": m.batch,
+            "steps": m.steps,
+            "threads": s.threads,
+            "device": s.device,
+        }));
+    }
+    println!(
+        "train {variant}@{}, batch {}: {problems_per_s:.2} problems/s",
+        m.size, m.batch
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct MaskArgs {
+    #[command(flatten)]
+    model: BenchModel,
+    #[arg(long, default_value_t = 4)]
+    samples: usize,
+    /// K separate passes (the study's way) instead of one K-batched pass.
+    #[arg(long)]
+    separate: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn mask(args: MaskArgs) -> Result<()> {
+    let s = session::setup(0);
+    let m = &args.model;
+    let batching = match args.separate {
+        true => SampleBatching::Separate,
+        false => SampleBatching::Batched,
+    };
+    let times = bench_mask_steps(&m.model(), m.batch, args.samples, m.steps, batching)?;
+    let problems_per_s = times.problems_per_s();
+    let variant = value_name(&m.variant);
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "mask",
+            "problems_per_s": problems_per_s,
+            "problems_per_s_mean": times.problems_per_s_mean(),
+            "variant": variant,
+            "size": m.size,
+            "batch": m.batch,
+            "samples": args.samples,
+            "steps": m.steps,
+            "batching": batching,
+            "threads": s.threads,
+            "device": s.device,
+        }));
+    }
+    println!(
+        "mask {variant}@{}, batch {}, K {}: {problems_per_s:.2} problems/s",
+        m.size, m.batch, args.samples
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct ModularityArgs {
+    #[arg(long, default_value_t = 2000)]
+    nodes: usize,
+    #[arg(long, default_value_t = 8)]
+    k: usize,
+    #[arg(long, default_value_t = 25)]
+    restarts: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn modularity(args: ModularityArgs) -> Result<()> {
+    session::setup(0);
+    let (k, restarts) = (args.k, args.restarts);
+    // 5 layers of width nodes/5, k planted groups.
+    let width = (args.nodes / 5).max(k);
+    let graph = WeightGraph::from_mlp(&planted_mlp(4, width, k, 1.0, 0.1))?;
+    let start = std::time::Instant::now();
+    let cfg = ModularityConfig {
+        k,
+        restarts,
+        ..Default::default()
+    };
+    let report = graph_modularity(&graph, &cfg)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "modularity",
+            "nodes": report.nodes,
+            "k": k,
+            "restarts": restarts,
+            "seconds": seconds,
+            "q": report.q,
+            "threads": tch::get_num_threads(),
+        }));
+    }
+    println!(
+        "modularity: {} nodes, k {k}, {restarts} k-means restarts: {seconds:.2} s (Q = {:.4})",
+        report.nodes, report.q
+    );
+    Ok(())
+}

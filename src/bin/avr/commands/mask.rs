@@ -1,0 +1,262 @@
+//! `avr mask train|stats|sharing`: binary weight masks.
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+
+use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, Overlap};
+use avr_modularity::checkpoint::Checkpoint;
+use avr_modularity::data::{AvrDataset, Shape, Split};
+use avr_modularity::masking::engine::{train_mask, MaskFilter, MaskTask, MaskTrainConfig};
+use avr_modularity::masking::Mask;
+use avr_modularity::plot::sharing_heatmap;
+use avr_modularity::{session, Result};
+
+use super::{print_json, print_json_pretty};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: MaskCommand,
+}
+
+#[derive(Subcommand)]
+enum MaskCommand {
+    /// Train a binary weight mask for a task dataset on a frozen checkpoint.
+    Train(TrainArgs),
+    /// Kept fraction, sparsity, dispersity and per-tensor kept counts of each mask.
+    Stats(StatsArgs),
+    /// Pairwise overlap of masks in percent.
+    Sharing(SharingArgs),
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        MaskCommand::Train(args) => train(args),
+        MaskCommand::Stats(args) => stats(args),
+        MaskCommand::Sharing(args) => sharing(args),
+    }
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// A checkpoint: ours or the study's pickled `.ckpt` (its panels are transposed automatically).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Task dataset folder (e.g. the `squares` preset); its train split trains the mask.
+    #[arg(long)]
+    task: PathBuf,
+    /// The shape the task is about (default: read from the task folder's name, if it names one).
+    #[arg(long, value_enum, ignore_case = true)]
+    shape: Option<ShapeArg>,
+    /// Control dataset folder (`originals`) for the control and inverted accuracies.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    #[arg(long, default_value_t = 2.1877616e-6)]
+    alpha: f64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 500)]
+    steps: usize,
+    #[arg(long, default_value_t = 4)]
+    samples: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-2)]
+    lr: f64,
+    #[arg(long, default_value_t = 2.5)]
+    logit_init: f64,
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Which tensors get a mask.
+    #[arg(long, value_enum, default_value = "all")]
+    filter: FilterArg,
+    /// Mask only weight matrices and kernels (not biases or norms): `--filter weights-only`.
+    #[arg(long, conflicts_with = "filter")]
+    weights_only: bool,
+    /// No-op, kept for old command lines: the checkpoint knows its panel orientation.
+    #[arg(long, hide = true)]
+    transpose_panels: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--filter`: mirrors [`MaskFilter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FilterArg {
+    // Every trainable tensor, biases and norm affines included (the study's choice).
+    All,
+    // Only weight matrices and kernels (tensors with ≥ 2 axes).
+    WeightsOnly,
+}
+
+impl From<FilterArg> for MaskFilter {
+    fn from(filter: FilterArg) -> Self {
+        match filter {
+            FilterArg::All => MaskFilter::All,
+            FilterArg::WeightsOnly => MaskFilter::WeightsOnly,
+        }
+    }
+}
+
+/// `--shape`: mirrors [`Shape`], in our plural and the study's singular spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ShapeArg {
+    #[value(alias = "circle")]
+    Circles,
+    #[value(alias = "triangle")]
+    Triangles,
+    #[value(alias = "square")]
+    Squares,
+    #[value(alias = "pentagon")]
+    Pentagons,
+    #[value(alias = "hexagon")]
+    Hexagons,
+}
+
+impl From<ShapeArg> for Shape {
+    fn from(shape: ShapeArg) -> Self {
+        match shape {
+            ShapeArg::Circles => Shape::Circles,
+            ShapeArg::Triangles => Shape::Triangles,
+            ShapeArg::Squares => Shape::Squares,
+            ShapeArg::Pentagons => Shape::Pentagons,
+            ShapeArg::Hexagons => Shape::Hexagons,
+        }
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    session::setup(args.seed);
+    let mut ckpt = Checkpoint::load(&args.ckpt)?;
+    ckpt.model = ckpt.model.to_device(session::default_device());
+    let task_set = AvrDataset::open(&args.task)?;
+    let fit = task_set.split(Split::Train);
+    let held_out = task_set.select(&[Split::Val, Split::Test], None);
+    let control = args
+        .control
+        .as_ref()
+        .map(AvrDataset::open)
+        .transpose()?
+        .map(|c| c.select(&[Split::Val, Split::Test], None));
+    let name = args
+        .task
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mask".into());
+    let filter = match args.weights_only {
+        true => MaskFilter::WeightsOnly,
+        false => args.filter.into(),
+    };
+    let cfg = MaskTrainConfig::default()
+        .with_alpha(args.alpha)
+        .with_steps(args.steps)
+        .with_samples(args.samples)
+        .with_batch_size(args.batch)
+        .with_lr(args.lr)
+        .with_logit_init(args.logit_init)
+        .with_eval_every(args.eval_every)
+        .with_seed(args.seed)
+        .with_filter(filter);
+    let task = MaskTask {
+        shape: args
+            .shape
+            .map(Shape::from)
+            .or_else(|| Shape::find_in(&name)),
+        name,
+        fit: &fit,
+        held_out: &held_out,
+        control: control.as_ref(),
+    };
+    let run = train_mask(&ckpt, &task, &cfg)?;
+    run.save_as(&args.out)?;
+    let sidecar = run.sidecar();
+    if args.json {
+        print_json(&sidecar)
+    } else {
+        print_json_pretty(&sidecar)
+    }
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    masks: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn stats(args: StatsArgs) -> Result<()> {
+    for path in &args.masks {
+        let stats = mask_stats(&Mask::load(path)?);
+        if args.json {
+            print_json(&stats)?;
+        } else {
+            println!(
+                "{:<24} kept {:>7}/{} ({:6.2} %)  sparsity {:6.2} %  dispersity {:.4}",
+                stats.name,
+                stats.kept,
+                stats.total,
+                100.0 * stats.kept_fraction,
+                stats.sparsity,
+                stats.dispersity
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct SharingArgs {
+    masks: Vec<PathBuf>,
+    /// iomin (the study's) or iou.
+    #[arg(long, value_enum, ignore_case = true, default_value = "iomin")]
+    metric: Metric,
+    /// Remove the weights kept by every mask first (the study's preprocessing).
+    #[arg(long)]
+    preprocess: bool,
+    #[arg(long)]
+    json: bool,
+    /// Also write the heatmap as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+/// `--metric`: mirrors [`Overlap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Metric {
+    // |A ∧ B| / min(|A|, |B|), the study's sharing metric.
+    #[value(name = "iomin")]
+    IoMin,
+    // |A ∧ B| / |A ∨ B|.
+    #[value(name = "iou")]
+    IoU,
+}
+
+impl From<Metric> for Overlap {
+    fn from(metric: Metric) -> Self {
+        match metric {
+            Metric::IoMin => Overlap::IoMin,
+            Metric::IoU => Overlap::IoU,
+        }
+    }
+}
+
+fn sharing(args: SharingArgs) -> Result<()> {
+    let masks = args
+        .masks
+        .iter()
+        .map(Mask::load)
+        .collect::<Result<Vec<_>>>()?;
+    let m = sharing_matrix(&masks, args.metric.into(), args.preprocess)?;
+    if let Some(svg) = &args.svg {
+        sharing_heatmap(&m, None)?.save_svg(svg)?;
+    }
+    if args.json {
+        print_json(&m)
+    } else {
+        println!("{}", m.table()?.df);
+        Ok(())
+    }
+}

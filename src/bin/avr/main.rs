@@ -1,0 +1,72 @@
+//! `avr` — the command-line face of avr-modularity: every pipeline step for headless and
+//! cluster runs. Logic lives in the library; this binary only parses arguments and prints.
+//! Each subcommand's arguments and its `run` live in `commands/<name>.rs`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+use avr_modularity::Result;
+use commands::{bench, eval, generate, info, inspect, mask, modularity, report, toy, train};
+
+#[derive(Parser)]
+#[command(
+    name = "avr",
+    version,
+    about = "Functional modularity of SCL on I-RAVEN"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the library version, libtorch device and thread settings.
+    Info(info::Args),
+    /// Generate an I-RAVEN (default) or RAVEN dataset: `OUT/<config>/RAVEN_<k>_<split>.npz`,
+    /// split by k mod 10 (0–5 train, 6–7 val, 8–9 test). Existing files are kept (resume).
+    Generate(generate::Args),
+    /// Keys, dtypes, shapes, target, predict and configuration of problem files.
+    Inspect(inspect::Args),
+    /// Accuracy of a checkpoint (optionally under a mask) on a dataset folder.
+    Eval(eval::Args),
+    /// Mask training, statistics and sharing.
+    Mask(mask::Args),
+    /// Train SCL on a dataset folder with milestone checkpoints.
+    Train(train::Args),
+    /// The masking method's validation tasks: add/mul (P_specialize) and double addition (P_reuse).
+    Toy(toy::Args),
+    /// Write the HTML report of a run: module tables and plots by measured checkpoint accuracy,
+    /// sharing matrices, graph modularity, plus any extra HTML sections.
+    Report(report::Args),
+    /// Benchmarks (figures go to BENCHMARKS.md).
+    Bench(bench::Args),
+    /// Graph modularity (spectral clustering, Newman Q, n-cut, shuffle null model).
+    Modularity(modularity::Args),
+}
+
+fn main() {
+    // Progress lines go to stderr so that `--json` output on stdout stays clean.
+    avr_modularity::session::progress_to_stderr(true);
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("avr: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Mask(args) => mask::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Toy(args) => toy::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Modularity(args) => modularity::run(args),
+    }
+}
