@@ -11,8 +11,8 @@ ckpt="$fx/seed/checkpoint/SCL_pretrain_80.ckpt"
 m="$fx/seed/binary_masks/SCL_90"
 masks=("$m"/circles/* "$m"/triangles/* "$m"/pentagon/* "$m"/hexagon/* "$m"/squares/*)
 {
-  echo "== study checkpoint on the fixture 'originals' set (panels transposed)"
-  "$avr" eval --ckpt "$ckpt" --data "$fx/seed/datasets/originals" --transpose-panels
+  echo "== study checkpoint on the fixture 'originals' set (the checkpoint feeds its panels transposed)"
+  "$avr" eval --ckpt "$ckpt" --data "$fx/seed/datasets/originals"
   echo; echo "== SCL_90 masks"
   "$avr" mask stats "${masks[@]}"
   echo; echo "== sharing matrix (IoMin %, preprocessed)"

@@ -3,7 +3,8 @@
 evcxr reports compile errors and crashed children as cell errors, but a panic (unless
 `preserve_vars_on_panic = false`) and a top-level `?` error only print to stderr and return
 "ok". So besides nbclient's CellExecutionError this runner scans every cell's stderr for
-`panicked at` and `EVCXR_ERROR`, every output for an `error` entry, and refuses code cells
+`panicked at` and `EVCXR_ERROR` (and refuses any other stderr output: Jupyter shows it as a red
+error block), every output for an `error` entry, and refuses code cells
 that use `?` at the top level (evcxr prints such an error and carries on; use `expect`).
 
 usage: run_notebooks.py [--out DIR] [--html] NOTEBOOK...
@@ -53,6 +54,10 @@ def problems_in(nb):
                 message = next((l.strip() for l in lines[n + 1 : n + 3] if l.strip()), "")
                 found.append((index, f"stderr: {line.strip()} {message}".strip()))
                 break
+        else:
+            # Jupyter paints stderr as a red error block: progress and notes belong on stdout.
+            if stderr.strip():
+                found.append((index, f"stderr output (shown as a red block): {lines[0].strip()[:120]}"))
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 found.append((index, f"error {out.get('ename')}: {out.get('evalue')}"))

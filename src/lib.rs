@@ -48,3 +48,10 @@ pub mod session;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// libtorch's Rust bindings at the version the library uses (`avr_modularity::tch::Tensor`):
+/// notebooks need no `:dep` of their own that could drift from it.
+pub use tch;
+
+/// The DataFrame library behind [`display::Table`] (`avr_modularity::polars::prelude::df`).
+pub use polars;

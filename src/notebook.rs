@@ -8,6 +8,7 @@
 //! | `AVR_TASKS` | folder with `originals/` and one folder per shape | the study's fixture sets |
 //! | `AVR_CKPT` | the checkpoint masks are trained on | the study's `SCL_pretrain_80.ckpt` |
 //! | `AVR_OUT` | where `out_dir(name)` puts outputs | the crate folder |
+//! | `AVR_MASKS` | a folder of trained masks to analyse | `out_dir(<the notebook's default>)` |
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use crate::data::generate::{generate_dataset, GeneratorConfig};
 use crate::data::{AvrDataset, Shape, Split};
 use crate::masking::engine::MaskTrainConfig;
 use crate::masking::set::TaskSets;
+use crate::masking::toy::ToyConfig;
 use crate::model::SclModel;
 use crate::session::{self, RunSize, Session};
 use crate::train::{train, TrainConfig, TrainRun};
@@ -44,6 +46,8 @@ pub struct Study {
     pub checkpoint: PathBuf,
     /// Root of `out_dir` (`AVR_OUT`).
     pub out_root: PathBuf,
+    /// A folder of trained masks to analyse (`AVR_MASKS`), when given.
+    pub masks: Option<PathBuf>,
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -80,6 +84,7 @@ impl Study {
             tasks_dir,
             checkpoint,
             out_root: env_path("AVR_OUT").unwrap_or(root),
+            masks: env_path("AVR_MASKS"),
             session,
         })
     }
@@ -87,6 +92,11 @@ impl Study {
     /// `smoke` in a smoke run, else `full`.
     pub fn pick<T>(&self, smoke: T, full: T) -> T {
         self.size.pick(smoke, full)
+    }
+
+    /// The masks to analyse: `AVR_MASKS` when set, else `out_dir(default)`.
+    pub fn masks_dir(&self, default: &str) -> PathBuf {
+        self.masks.clone().unwrap_or_else(|| self.out_dir(default))
     }
 
     /// `<out_root>/<name>` (e.g. `binary_masks/notebook`).
@@ -143,6 +153,12 @@ impl Study {
     /// Mask settings for this run size ([`MaskTrainConfig::for_size`]), seeded.
     pub fn mask_config(&self) -> MaskTrainConfig {
         MaskTrainConfig::for_size(self.size).with_seed(self.seed)
+    }
+
+    /// The masking method's toy tasks at this run size ([`ToyConfig::for_size`]); the seed is
+    /// the preset's (the smoke preset's seed 3 is the one whose verdicts are documented).
+    pub fn toy_config(&self) -> ToyConfig {
+        ToyConfig::for_size(self.size)
     }
 
     /// Rows of the inline table.

@@ -31,6 +31,7 @@ pub use crate::train::{TrainConfig, TrainRun};
 /// Binary weight masks and their training.
 pub use crate::masking::engine::{alpha_sweep, MaskRun, MaskTrainConfig};
 pub use crate::masking::set::{train_mask_for_shape, train_masks, MaskSet, TaskSets};
+pub use crate::masking::toy::{run_toy, ToyConfig, ToyTask};
 pub use crate::masking::Mask;
 
 // --- analysis and plots ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the headless runner fails when it should: every notebook under tests/notebooks that
 # contains a fault (panic, top-level `?` error, compile error, panic with evcxr's default
-# settings) must make scripts/run_notebooks.py exit 1 and name the fault; a clean one must pass.
+# settings, output on stderr that Jupyter paints red) must make scripts/run_notebooks.py exit 1 and name the fault; a clean one must pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -20,5 +20,6 @@ expect 1 tests/notebooks/panics.ipynb "deliberate panic"
 expect 1 tests/notebooks/question_mark.ipynb "top-level \`?\`"
 expect 1 tests/notebooks/compile_error.ipynb "mismatched types"
 expect 1 tests/notebooks/no_config/panics_default_settings.ipynb "panicked at"
+expect 1 tests/notebooks/stderr.ipynb "stderr output"
 expect 0 tests/notebooks/passes.ipynb "ok"
 exit $status

@@ -80,6 +80,46 @@ impl Default for ToyConfig {
 }
 
 impl ToyConfig {
+    /// One digit, a 128-128 FNN, 1,500 pre-training and mask steps, β = 1e-2, seed 3: the
+    /// minutes-long CI run whose verdicts still separate the operations.
+    pub fn smoke() -> Self {
+        ToyConfig {
+            digits: 1,
+            hidden: vec![128, 128],
+            train_steps: 1500,
+            mask_steps: 1500,
+            beta: 1e-2,
+            seed: 3,
+            ..Default::default()
+        }
+    }
+
+    /// The paper's size: two digits, 400-400-200, 20,000 pre-training and mask steps, β = 1e-3.
+    pub fn paper() -> Self {
+        ToyConfig {
+            mask_steps: 20_000,
+            beta: 1e-3,
+            ..Default::default()
+        }
+    }
+
+    /// [`Self::smoke`] or [`Self::paper`] for the run size.
+    pub fn for_size(size: crate::session::RunSize) -> Self {
+        size.pick(Self::smoke(), Self::paper())
+    }
+}
+
+crate::with_setters!(ToyConfig {
+    with_task => task: ToyTask,
+    with_digits => digits: usize,
+    with_hidden => hidden: Vec<i64>,
+    with_train_steps => train_steps: usize,
+    with_mask_steps => mask_steps: usize,
+    with_beta => beta: f64,
+    with_seed => seed: u64,
+});
+
+impl ToyConfig {
     fn modulus(&self) -> i64 {
         10i64.pow(self.digits as u32)
     }
