@@ -35,6 +35,16 @@ pub enum Error {
     #[error("plot: {0}")]
     Plot(String),
 
+    /// A mask does not belong to the model it is applied to (or to the masks it is compared
+    /// with): tensor names or shapes differ.
+    #[error("mask '{mask}' does not fit: {message}")]
+    MaskMismatch {
+        /// The mask's name.
+        mask: String,
+        /// The tensors whose names or shapes differ.
+        message: String,
+    },
+
     // --- training ------------------------------------------------------------------------
     /// The loss became NaN or infinite; the last milestone and resumable state are kept.
     #[error("loss became {loss} at step {step}; stopped (the last good checkpoint and resumable state are kept)")]

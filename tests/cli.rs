@@ -289,3 +289,74 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("squares") && html.contains("Newman Q"));
 }
+
+/// `--k 0` used to panic inside the clustering; now it is an error naming the range.
+#[test]
+fn modularity_with_zero_clusters_is_an_error_not_a_panic() {
+    let fx = require_fixtures().unwrap();
+    let ckpt = fx.join("seed/checkpoint/SCL_pretrain_80.ckpt");
+    let (ok, _, stderr) = avr(&["modularity", "--ckpt", ckpt.to_str().unwrap(), "--k", "0"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("avr: error:") && stderr.contains("k = 0"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The study's seed-variant mask on an official checkpoint is refused with the tensor names
+/// (it used to print accuracies and exit 0).
+#[test]
+fn eval_refuses_a_mask_of_another_model() {
+    let fx = require_fixtures().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = fx.join("seed/datasets/pentagon");
+    let (ok, _, stderr) = avr(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--size",
+        "40",
+        "--steps",
+        "1",
+        "--batch",
+        "4",
+        "--val-every",
+        "1",
+        "--milestones",
+        "0",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let ckpt = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy().contains("_val")
+                && p.extension().is_some_and(|x| x == "safetensors")
+        })
+        .expect("milestone checkpoint");
+    let level = fx.join("seed/binary_masks/SCL_90/squares");
+    let mask = std::fs::read_dir(level)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (ok, stdout, stderr) = avr(&[
+        "eval",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--mask",
+        mask.to_str().unwrap(),
+    ]);
+    assert!(!ok, "accepted a mask of another model: {stdout}");
+    assert!(
+        stderr.contains("does not fit") && stderr.contains("vision.net.0.weight"),
+        "{stderr}"
+    );
+}

@@ -315,3 +315,86 @@ fn flat_logits_sample_each_tensor_in_its_own_slice() {
         "the straight-through gradient reaches the logits"
     );
 }
+
+/// A mask of another model is refused with the names that differ (it used to be applied to
+/// nothing and print accuracies), and one of another panel size with the shapes (it used to
+/// panic inside libtorch's `w * b`).
+#[test]
+fn a_mask_of_another_model_is_refused_naming_the_tensors() {
+    let seed_mask = Mask::new(
+        "seed",
+        init_logits(
+            &SclModel::init(SclVariant::seed(160), 0, Device::Cpu),
+            MaskFilter::All,
+            1.0,
+            None,
+        ),
+        None,
+    );
+    let official = SclModel::init(official(80), 0, Device::Cpu);
+    let err = seed_mask
+        .apply(&official.params, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("vision.net.0.weight") && err.contains("not a tensor of the model"),
+        "{err}"
+    );
+
+    let at_80 = Mask::new(
+        "at80",
+        init_logits(&official, MaskFilter::All, 1.0, None),
+        None,
+    );
+    let at_160 = SclModel::init(official_at(160), 0, Device::Cpu);
+    let err = at_80.apply(&at_160.params, false).unwrap_err().to_string();
+    assert!(
+        err.contains("visual.spatial.weight") && err.contains("in the model"),
+        "{err}"
+    );
+
+    let err =
+        avr_modularity::masking::shared_by_all(&[seed_mask.binary(), at_80.binary()]).unwrap_err();
+    assert!(err.to_string().contains("differ"), "{err}");
+}
+
+fn official_at(size: i64) -> SclVariant {
+    official(size)
+}
+
+/// Safetensors keep no tensor order, but per-tensor labels (V1, V2, …) follow it: a saved mask
+/// reloads in the model's order, from its sidecar. A sidecar that exists but is broken is an
+/// error naming it (it used to be ignored).
+#[test]
+fn a_saved_mask_reloads_in_model_order_and_a_broken_sidecar_is_an_error() {
+    let fixtures = require_fixtures().unwrap();
+    let ckpt = Checkpoint::load(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
+    let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
+    let task = MaskTask {
+        name: "squares".into(),
+        shape: Some(Shape::Squares),
+        fit: &squares,
+        held_out: &squares,
+        control: None,
+    };
+    let cfg = MaskTrainConfig::default()
+        .with_steps(1)
+        .with_batch_size(4)
+        .with_samples(2)
+        .with_eval_problems(4);
+    let run = train_mask(&ckpt, &task, &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = run.save(dir.path()).unwrap();
+    let back = Mask::load(&path).unwrap();
+    assert_eq!(back.logits.names(), run.mask.logits.names());
+    assert_eq!(back.logits.names()[0], "vision.net.0.weight");
+    std::fs::write(path.with_extension("json"), "{ not json").unwrap();
+    let err = Mask::load(&path).unwrap_err().to_string();
+    assert!(err.contains("squares.json"), "{err}");
+    // Without a sidecar the order is numeric-aware by name: vision.net.2 before vision.net.10.
+    std::fs::remove_file(path.with_extension("json")).unwrap();
+    let bare = Mask::load(&path).unwrap();
+    let names = bare.logits.names();
+    let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(pos("vision.net.2.weight") < pos("vision.net.10.weight"));
+}

@@ -379,6 +379,12 @@ pub fn spectral_clustering(
     restarts: usize,
     rng: &mut Rng,
 ) -> Result<Vec<usize>> {
+    let nodes = adjacency.size().first().copied().unwrap_or(0) as usize;
+    if k == 0 || k > nodes {
+        return Err(Error::Config(format!(
+            "spectral clustering: k = {k} clusters, but it must lie between 1 and the graph's {nodes} nodes"
+        )));
+    }
     let y = spectral_embedding(adjacency, k)?;
     let dim = y.size()[1] as usize;
     let flat: Vec<f64> = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;

@@ -379,6 +379,9 @@ pub struct MaskSidecar {
     pub kept_fraction: f64,
     /// Crate version that wrote the file.
     pub code_version: String,
+    /// The masked tensors in the model's order (a safetensors file keeps no order).
+    #[serde(default)]
+    pub tensors: Vec<String>,
 }
 
 /// Where a mask came from: the base checkpoint and the datasets — recorded by the trainer, so
@@ -485,6 +488,7 @@ impl MaskRun {
             final_inverted_control_accuracy: self.last(|r| r.inverted_control_accuracy),
             kept_fraction: kept as f64 / total.max(1) as f64,
             code_version: env!("CARGO_PKG_VERSION").into(),
+            tensors: self.mask.logits.names().to_vec(),
         }
     }
 

@@ -71,10 +71,13 @@ impl Mask {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match crate::checkpoint::read_sidecar::<engine::MaskSidecar>(path) {
-            Ok(side) => Ok(Mask::new(side.name, logits, Some(side.config.alpha))),
-            Err(_) => Ok(Mask::new(stem, logits, None)),
+        // No sidecar: a bare logits file. A sidecar that is there but broken is an error.
+        if !path.with_extension("json").exists() {
+            return Ok(Mask::new(stem, in_model_order(logits, &[]), None));
         }
+        let side: engine::MaskSidecar = crate::checkpoint::read_sidecar(path)?;
+        let logits = in_model_order(logits, &side.tensors);
+        Ok(Mask::new(side.name, logits, Some(side.config.alpha)))
     }
 
     /// Deterministic 0/1 float masks (`l > 0`), by parameter name.
@@ -96,9 +99,46 @@ impl Mask {
         (kept, self.logits.numel())
     }
 
+    /// Refuses a mask that is not of `params`' model: every masked tensor must exist there with
+    /// the same shape. The error names the tensors that differ (the first few).
+    pub fn check_fits(&self, params: &Params) -> Result<()> {
+        let problems: Vec<String> = self
+            .logits
+            .iter()
+            .filter_map(|(name, l)| match params.get(name) {
+                Err(_) => Some(format!("`{name}` is not a tensor of the model")),
+                Ok(w) if w.size() != l.size() => Some(format!(
+                    "`{name}` is {:?} in the mask but {:?} in the model",
+                    l.size(),
+                    w.size()
+                )),
+                Ok(_) => None,
+            })
+            .collect();
+        match problems.len() {
+            0 => Ok(()),
+            n => Err(crate::Error::MaskMismatch {
+                mask: self.name.clone(),
+                message: format!(
+                    "{n} of its {} tensors differ from the model's: {}{}",
+                    self.logits.len(),
+                    problems
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    if n > 3 { "; …" } else { "" }
+                ),
+            }),
+        }
+    }
+
     /// `params` with every masked tensor multiplied by its binary mask (or `1 − mask` when
-    /// `invert`); tensors without a mask are shared unchanged.
+    /// `invert`); tensors without a mask are shared unchanged. A mask of another model (names
+    /// or shapes that differ) is refused ([`Mask::check_fits`]).
     pub fn apply(&self, params: &Params, invert: bool) -> Result<Params> {
+        self.check_fits(params)?;
         let binary = self.binary();
         let mut out = Params::new();
         for (name, w) in params.iter() {
@@ -116,8 +156,38 @@ impl Mask {
     }
 }
 
+/// `logits` in the order `order` gives (the model's, recorded in the sidecar), else by name
+/// with numbers compared as numbers (`vision.net.2` before `vision.net.10`): a safetensors file
+/// does not keep the order, and per-tensor labels (V1, V2, …) follow it.
+fn in_model_order(logits: Params, order: &[String]) -> Params {
+    let mut names: Vec<String> = logits.names().to_vec();
+    let known = order.len() == names.len() && order.iter().all(|n| logits.contains(n));
+    match known {
+        true => names = order.to_vec(),
+        false => names.sort_by_key(|n| natural_key(n)),
+    }
+    let mut out = Params::new();
+    for name in names {
+        if let Ok(t) = logits.get(&name) {
+            out.insert(name.clone(), t.shallow_clone());
+        }
+    }
+    out
+}
+
+/// Sort key that compares runs of digits as numbers.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    name.split('.')
+        .map(|part| match part.parse::<u64>() {
+            Ok(n) => (String::new(), n),
+            Err(_) => (part.to_string(), 0),
+        })
+        .collect()
+}
+
 /// Element-wise AND of several masks' binary forms (scalars kept by all).
 pub fn shared_by_all(binaries: &[Params]) -> Result<Params> {
+    same_layout(binaries)?;
     let mut out = Params::new();
     if let Some(first) = binaries.first() {
         for (name, t) in first.iter() {
@@ -130,4 +200,34 @@ pub fn shared_by_all(binaries: &[Params]) -> Result<Params> {
         }
     }
     Ok(out)
+}
+
+/// Refuses binary masks of different models: the same tensor names with the same shapes
+/// (in any order) — checked before any element-wise op, which would panic inside libtorch.
+pub fn same_layout(binaries: &[Params]) -> Result<()> {
+    let Some(first) = binaries.first() else {
+        return Ok(());
+    };
+    for (i, other) in binaries.iter().enumerate().skip(1) {
+        let mismatch = first
+            .iter()
+            .find_map(|(name, a)| match other.get(name) {
+                Err(_) => Some(format!("`{name}` is missing")),
+                Ok(b) if a.size() != b.size() => {
+                    Some(format!("`{name}` is {:?} vs {:?}", a.size(), b.size()))
+                }
+                Ok(_) => None,
+            })
+            .or_else(|| {
+                (first.len() != other.len())
+                    .then(|| format!("{} vs {} tensors", first.len(), other.len()))
+            });
+        if let Some(detail) = mismatch {
+            return Err(crate::Error::MaskMismatch {
+                mask: format!("#{i}"),
+                message: format!("its tensors differ from mask #0's: {detail}"),
+            });
+        }
+    }
+    Ok(())
 }
