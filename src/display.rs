@@ -277,6 +277,22 @@ impl Table {
     }
 }
 
+/// Prints `rows` as a two-column HTML table (name, value) for evcxr: the inline display of
+/// summaries such as `Study` and `Checkpoint`.
+pub fn display_key_values<K: AsRef<str>>(rows: &[(K, String)]) {
+    let body: String = rows
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><th style=\"text-align:left\">{}</th><td><code>{}</code></td></tr>",
+                escape_html(k.as_ref()),
+                escape_html(v)
+            )
+        })
+        .collect();
+    println!("EVCXR_BEGIN_CONTENT text/html\n<table>{body}</table>\nEVCXR_END_CONTENT");
+}
+
 /// Escapes text for HTML element content and attributes.
 pub fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")

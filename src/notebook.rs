@@ -178,17 +178,7 @@ impl Study {
 
     /// Inline display in evcxr: a small two-column table.
     pub fn evcxr_display(&self) {
-        let rows: String = self
-            .summary()
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "<tr><th style=\"text-align:left\">{k}</th><td><code>{}</code></td></tr>",
-                    crate::display::escape_html(v)
-                )
-            })
-            .collect();
-        println!("EVCXR_BEGIN_CONTENT text/html\n<table>{rows}</table>\nEVCXR_END_CONTENT");
+        crate::display::display_key_values(&self.summary());
     }
 }
 

@@ -166,18 +166,7 @@ impl Checkpoint {
 
     /// Inline display in evcxr: a two-column table.
     pub fn evcxr_display(&self) {
-        let rows: String = self
-            .summary()
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "<tr><th style=\"text-align:left\">{}</th><td>{}</td></tr>",
-                    k,
-                    crate::display::escape_html(v)
-                )
-            })
-            .collect();
-        println!("EVCXR_BEGIN_CONTENT text/html\n<table>{rows}</table>\nEVCXR_END_CONTENT");
+        crate::display::display_key_values(&self.summary());
     }
 }
 
