@@ -130,10 +130,11 @@ pub fn progress_to_stderr(on: bool) {
 }
 
 /// One progress line, replacing the previous one in place (carriage return); [`progress_done`]
-/// ends it. Set `AVR_PROGRESS=lines` for one line per update (log files).
+/// ends it. One line per update instead with `AVR_PROGRESS=lines`, and for the CLI when its
+/// stderr is a file.
 pub fn progress(line: &str) {
     use std::io::Write as _;
-    let as_lines = std::env::var("AVR_PROGRESS").is_ok_and(|v| v == "lines");
+    let as_lines = progress_as_lines();
     let text = match as_lines {
         true => format!("{line}\n"),
         false => format!("\r{line:<110}"),
@@ -148,10 +149,19 @@ pub fn progress(line: &str) {
 
 /// Ends the current progress line.
 pub fn progress_done() {
-    if std::env::var("AVR_PROGRESS").is_ok_and(|v| v == "lines") {
+    if progress_as_lines() {
         return;
     }
     progress_newline();
+}
+
+/// One line per update: asked for (`AVR_PROGRESS=lines`), or the CLI writing to a log file
+/// (stderr not a terminal), where carriage returns would run the updates together.
+fn progress_as_lines() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var("AVR_PROGRESS").is_ok_and(|v| v == "lines")
+        || (PROGRESS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+            && !std::io::stderr().is_terminal())
 }
 
 fn progress_newline() {
