@@ -133,26 +133,17 @@ pub fn progress_to_stderr(on: bool) {
 /// ends it. One line per update instead with `AVR_PROGRESS=lines`, and for the CLI when its
 /// stderr is a file.
 pub fn progress(line: &str) {
-    use std::io::Write as _;
-    let as_lines = progress_as_lines();
-    let text = match as_lines {
-        true => format!("{line}\n"),
-        false => format!("\r{line:<110}"),
-    };
-    if PROGRESS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-        let _ = std::io::stderr().write_all(text.as_bytes());
-    } else {
-        let mut out = std::io::stdout();
-        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    match progress_as_lines() {
+        true => write_progress(&format!("{line}\n")),
+        false => write_progress(&format!("\r{line:<110}")),
     }
 }
 
 /// Ends the current progress line.
 pub fn progress_done() {
-    if progress_as_lines() {
-        return;
+    if !progress_as_lines() {
+        write_progress("\n");
     }
-    progress_newline();
 }
 
 /// One line per update: asked for (`AVR_PROGRESS=lines`), or the CLI writing to a log file
@@ -164,11 +155,13 @@ fn progress_as_lines() -> bool {
             && !std::io::stderr().is_terminal())
 }
 
-fn progress_newline() {
+/// Writes progress text to its stream (stdout is flushed: it is line-buffered in evcxr).
+fn write_progress(text: &str) {
     use std::io::Write as _;
     if PROGRESS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-        let _ = std::io::stderr().write_all(b"\n");
+        let _ = std::io::stderr().write_all(text.as_bytes());
     } else {
-        let _ = std::io::stdout().write_all(b"\n");
+        let mut out = std::io::stdout();
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     }
 }

@@ -5,7 +5,17 @@ use std::process::Command;
 use avr_modularity::fixtures::require_fixtures;
 
 fn avr(args: &[&str]) -> (bool, String, String) {
+    run_avr(args, &[])
+}
+
+/// `avr` on one thread (bit-identical runs to compare).
+fn avr_env(args: &[&str]) -> (bool, String, String) {
+    run_avr(args, &[("AVR_THREADS", "1")])
+}
+
+fn run_avr(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_avr"))
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .expect("run avr");
@@ -114,19 +124,6 @@ fn inspect_bad_file_fails_naming_it() {
         stderr.contains("broken.npz") && stderr.contains("not a zip"),
         "{stderr}"
     );
-}
-
-fn avr_env(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_avr"))
-        .env("AVR_THREADS", "1")
-        .args(args)
-        .output()
-        .expect("run avr");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The pipeline through the CLI: generate, train (killed with SIGKILL and resumed: the same

@@ -4,17 +4,9 @@
 use avr_modularity::masking::toy::*;
 use tch::Device;
 
+/// The smoke preset (one digit, 128-128, 1,500 steps, β = 1e-2, seed 3) for `task`.
 fn small(task: ToyTask) -> ToyConfig {
-    ToyConfig {
-        task,
-        digits: 1,
-        hidden: vec![128, 128],
-        train_steps: 1500,
-        mask_steps: 1500,
-        beta: 1e-2,
-        seed: 3,
-        ..Default::default()
-    }
+    ToyConfig::smoke().with_task(task)
 }
 
 fn row<'a>(r: &'a ToyReport, setting: &str) -> &'a (String, f64, f64) {
