@@ -50,7 +50,10 @@ pub fn study_masks(level: &str) -> crate::Result<Vec<crate::masking::Mask>> {
         .collect()
 }
 
-/// The study's checkpoint, `seed/checkpoint/SCL_pretrain_80.ckpt`.
+/// Where the study's checkpoint lies inside the fixtures.
+pub const STUDY_CHECKPOINT: &str = "seed/checkpoint/SCL_pretrain_80.ckpt";
+
+/// The study's checkpoint, [`STUDY_CHECKPOINT`] under the fixtures.
 pub fn study_checkpoint_path() -> crate::Result<PathBuf> {
-    Ok(require_fixtures()?.join("seed/checkpoint/SCL_pretrain_80.ckpt"))
+    Ok(require_fixtures()?.join(STUDY_CHECKPOINT))
 }

@@ -72,7 +72,7 @@ impl Study {
         };
         let checkpoint = match (env_path("AVR_CKPT"), &fixtures) {
             (Some(path), _) => path,
-            (None, Some(f)) => f.join("seed/checkpoint/SCL_pretrain_80.ckpt"),
+            (None, Some(f)) => f.join(crate::fixtures::STUDY_CHECKPOINT),
             (None, None) => root.join("model_ckpts/SCL_pretrain_80.ckpt"),
         };
         Ok(Study {
