@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache
+.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache study
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,11 @@ demo: build
 	$(ENV) bash scripts/demo_cli.sh report
 	$(MAKE) test-browser
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
+
+# The study run at study scale (datasets/study/manifest.env; hours: run it niced in the
+# background, it resumes where it stopped). STAGE=data|train|test|all.
+study: build
+	$(ENV) bash scripts/study.sh $(or $(STAGE),all)
 
 # Training and mask-training throughput, ours and the naive PyTorch port side by side in one run
 # (the figures of BENCHMARKS.md). Installs the full torch wheel set into its own venv once.

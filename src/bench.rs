@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use tch::Tensor;
 
-use crate::optim::{AdamW, TrainStep};
+use crate::optim::{AdamW, Flow, TrainStep};
 use crate::Result;
 
 /// Per-step wall times of a benchmark, in seconds.
@@ -100,12 +100,12 @@ impl<F: FnMut(usize) -> Result<Tensor>> TrainStep for Timed<F> {
         (self.loss)(step)
     }
 
-    fn after_update(&mut self, step: usize, _loss: f64, _opt: &AdamW) -> Result<()> {
+    fn after_update(&mut self, step: usize, _loss: f64, _opt: &AdamW) -> Result<Flow> {
         let first = *self.started.get_or_insert_with(std::time::Instant::now);
         // Steps are numbered from 1; the first `warmup` are not timed.
         if step > self.warmup {
             self.seconds.push(first.elapsed().as_secs_f64());
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 }

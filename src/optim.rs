@@ -122,27 +122,39 @@ pub fn clip_grad_norm(leaves: &[Tensor], max_norm: f64) {
     }
 }
 
+/// Whether the loop goes on after a step: a task stops early by its own rule (a target
+/// accuracy, a converged mask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Take the next step.
+    Continue,
+    /// Stop after this step.
+    Stop,
+}
+
 /// What a trainer computes per step; [`optimise`] does the rest.
 pub trait TrainStep {
     /// This step's scalar loss (the forward pass), with the graph to the leaves.
     fn loss(&mut self, step: usize) -> Result<Tensor>;
 
     /// Called after the update of `step` with the loss value and the optimiser (whose moments
-    /// a resumable state saves): log, evaluate, checkpoint.
-    fn after_update(&mut self, _step: usize, _loss: f64, _opt: &AdamW) -> Result<()> {
-        Ok(())
+    /// a resumable state saves): log, evaluate, checkpoint, and say whether to go on.
+    fn after_update(&mut self, _step: usize, _loss: f64, _opt: &AdamW) -> Result<Flow> {
+        Ok(Flow::Continue)
     }
 }
 
 /// The one optimisation loop: for each step, zero the gradients of `leaves`, compute the loss,
-/// stop with [`Error::Diverged`] on a non-finite loss, backward, clip, update, report.
+/// stop with [`Error::Diverged`] on a non-finite loss, backward, clip, update, report. Returns
+/// the last step taken (earlier than the range's end when the task said [`Flow::Stop`]).
 pub fn optimise(
     task: &mut impl TrainStep,
     leaves: &[Tensor],
     opt: &mut AdamW,
     cfg: &AdamConfig,
     steps: RangeInclusive<usize>,
-) -> Result<()> {
+) -> Result<usize> {
+    let mut last = steps.start().saturating_sub(1);
     for step in steps {
         zero_grads(leaves);
         let loss = task.loss(step)?;
@@ -155,9 +167,12 @@ pub fn optimise(
             clip_grad_norm(leaves, max_norm);
         }
         opt.update(leaves, cfg);
-        task.after_update(step, value, opt)?;
+        last = step;
+        if task.after_update(step, value, opt)? == Flow::Stop {
+            break;
+        }
     }
-    Ok(())
+    Ok(last)
 }
 
 #[cfg(test)]

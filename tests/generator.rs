@@ -492,3 +492,61 @@ fn problem_figure_embeds_the_panels_and_frames_the_answer() {
     avr_modularity::plot::save_problem_png(&g.problem, dir.path().join("p.png")).unwrap();
     assert_eq!(std::fs::read(dir.path().join("p.png")).unwrap(), png);
 }
+
+#[test]
+fn a_dataset_generated_on_the_fly_gives_the_pixels_of_the_written_files() {
+    use avr_modularity::data::dataset::BatchOptions;
+    use avr_modularity::data::AvrDataset;
+    let (files, lazy) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg = GeneratorConfig {
+        configs: vec![
+            "center_single".into(),
+            "left_center_single_right_center_single".into(),
+        ],
+        per_config: 12,
+        seed: 9,
+        ..Default::default()
+    };
+    generate_dataset(&cfg, files.path(), false).unwrap();
+    cfg.on_the_fly = true;
+    let report = generate_dataset(&cfg, lazy.path(), false).unwrap();
+    assert_eq!(report.written, 0);
+    assert_eq!(
+        std::fs::read_dir(lazy.path()).unwrap().count(),
+        1,
+        "only generator.json"
+    );
+    let (on_disk, generated) = (
+        AvrDataset::open(files.path()).unwrap(),
+        AvrDataset::open(lazy.path()).unwrap(),
+    );
+    assert_eq!(generated.len(), 24);
+    let names = |d: &AvrDataset| -> Vec<_> {
+        d.files
+            .iter()
+            .map(|f| (f.path.file_name().unwrap().to_owned(), f.split))
+            .collect()
+    };
+    assert_eq!(names(&on_disk), names(&generated));
+    let opts = BatchOptions {
+        resize: Some(80),
+        ..Default::default()
+    };
+    let idx: Vec<usize> = (0..24).rev().step_by(3).collect();
+    let (a, b) = (
+        on_disk.batch(&idx, opts, tch::Device::Cpu).unwrap(),
+        generated.batch(&idx, opts, tch::Device::Cpu).unwrap(),
+    );
+    assert!(a.images.equal(&b.images), "same panels");
+    assert!(a.targets.equal(&b.targets), "same answers");
+    let test = generated.split(avr_modularity::data::Split::Test);
+    assert_eq!(
+        test.len(),
+        4,
+        "k mod 10 in 8..=9 for k < 12, per configuration"
+    );
+    assert!(
+        test.on_the_fly.is_some(),
+        "a split of a generated set is generated too"
+    );
+}

@@ -284,3 +284,40 @@ fn presets_differ_by_run_size_and_setters_change_one_field() {
         TrainConfig::study()
     );
 }
+
+/// A run stops at the first validation that reaches its target, writes its state there, and a
+/// resumed run takes no further step (the study run stops at 90 % or 60 epochs).
+#[test]
+fn a_run_stops_at_its_target_accuracy_and_stays_stopped_when_resumed() {
+    tch::set_num_threads(1);
+    let (data, cfg) = setup();
+    let cfg = TrainConfig {
+        steps: 9,
+        state_every: 100,
+        val_every: 3,
+        milestones: vec![],
+        stop_at_accuracy: Some(0.0),
+        ..cfg
+    };
+    let out = tempfile::tempdir().unwrap();
+    let run = train(small_official(), &data, &data, &cfg, Some(out.path())).unwrap();
+    assert_eq!(run.metrics.len(), 3, "stopped at the first validation");
+    let csv = avr_modularity::train::trainer::read_metrics_csv(&out.path().join("metrics.csv"));
+    assert_eq!(
+        csv.unwrap().len(),
+        3,
+        "the log on disk reaches the stopping step"
+    );
+    let again = train(
+        small_official(),
+        &data,
+        &data,
+        &cfg.with_resume(true),
+        Some(out.path()),
+    );
+    assert_eq!(
+        again.unwrap().metrics.len(),
+        3,
+        "a finished run takes no step"
+    );
+}

@@ -5,7 +5,7 @@ pub mod ours;
 pub mod pickle;
 pub mod study;
 
-pub use ours::{save_checkpoint, Checkpoint, CheckpointKind, CheckpointSidecar};
+pub use ours::{save_checkpoint, Checkpoint, CheckpointKind, CheckpointSidecar, RecordedAccuracy};
 pub use study::{looks_like_pickle, StudyCheckpoint, StudyMask, StudySclKwargs};
 
 use std::path::Path;

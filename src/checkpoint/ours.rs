@@ -37,6 +37,40 @@ pub struct CheckpointSidecar {
     pub train_config: serde_json::Value,
     /// Crate version that wrote the file.
     pub code_version: String,
+    /// Accuracies measured after training (`avr eval --record`), e.g. on the held-out test
+    /// split that no checkpoint selection touched; [`Checkpoint::test_accuracy`] reads it.
+    #[serde(default)]
+    pub evaluations: Vec<RecordedAccuracy>,
+}
+
+/// An accuracy measured on a named dataset, with its n and 95 % Wilson interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedAccuracy {
+    /// The dataset folder evaluated.
+    pub data: String,
+    /// The splits evaluated (`["test"]` for the held-out reading).
+    pub splits: Vec<String>,
+    /// Problems solved.
+    pub correct: usize,
+    /// Problems evaluated.
+    pub n: usize,
+    /// `correct / n`.
+    pub accuracy: f64,
+    /// 95 % Wilson interval of `accuracy`.
+    pub interval: (f64, f64),
+}
+
+impl RecordedAccuracy {
+    /// `44.8 % [41.0, 48.7] (n = 500)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.1} % [{:.1}, {:.1}] (n = {})",
+            100.0 * self.accuracy,
+            100.0 * self.interval.0,
+            100.0 * self.interval.1,
+            self.n
+        )
+    }
 }
 
 impl CheckpointSidecar {
@@ -122,6 +156,29 @@ impl Checkpoint {
         self.sidecar.as_ref().map(|s| s.measured_val_accuracy)
     }
 
+    /// The latest accuracy recorded on the test split alone (ours only).
+    pub fn test_accuracy(&self) -> Option<&RecordedAccuracy> {
+        let evaluations = &self.sidecar.as_ref()?.evaluations;
+        evaluations.iter().rev().find(|e| e.splits == ["test"])
+    }
+
+    /// Stores `accuracy` in the sidecar (replacing an earlier reading of the same data and
+    /// splits) and rewrites it atomically. The study's pickles have no sidecar: an error.
+    pub fn record(&mut self, accuracy: RecordedAccuracy) -> Result<()> {
+        let Some(sidecar) = self.sidecar.as_mut() else {
+            return Err(Error::bad_file(
+                &self.path,
+                "the study's checkpoints have no sidecar to record an accuracy in",
+            ));
+        };
+        sidecar
+            .evaluations
+            .retain(|e| (&e.data, &e.splits) != (&accuracy.data, &accuracy.splits));
+        sidecar.evaluations.push(accuracy);
+        let json = serde_json::to_vec_pretty(sidecar).map_err(|e| Error::Config(e.to_string()))?;
+        write_atomic(&self.path.with_extension("json"), &json)
+    }
+
     /// The path as a string, for sidecars that name their base checkpoint.
     pub fn path_string(&self) -> String {
         self.path.display().to_string()
@@ -156,6 +213,11 @@ impl Checkpoint {
                 ),
             ),
             ("validation accuracy".into(), accuracy),
+            (
+                "test accuracy".into(),
+                self.test_accuracy()
+                    .map_or("not measured".into(), RecordedAccuracy::summary),
+            ),
             (
                 "trainable parameters".into(),
                 self.model.num_trainable().to_string(),

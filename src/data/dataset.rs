@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::generate::{file_name, generate_problem, ConfigSpec, GeneratorConfig, Preset};
 use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
 use crate::{Error, Result};
 
@@ -60,12 +61,17 @@ impl Split {
 /// One problem file in a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProblemFile {
-    /// The `RAVEN_<k>_<suffix>.npz` file.
+    /// The `RAVEN_<k>_<suffix>.npz` file (for a dataset generated on the fly: where
+    /// `avr generate` would write it, named in errors).
     pub path: PathBuf,
     /// The configuration folder it sits in (one of [`CONFIGURATIONS`], e.g. `center_single`).
     pub configuration: String,
     /// Its split: from the `<split>/` folder in the study's layout, else from the file name.
     pub split: Split,
+    /// The problem's index `k` when it is generated on demand instead of read (see
+    /// [`AvrDataset::open`]).
+    #[serde(default)]
+    pub generated: Option<usize>,
 }
 
 /// A scanned folder of problem files (nothing is loaded until a batch asks for it).
@@ -75,6 +81,11 @@ pub struct AvrDataset {
     pub root: PathBuf,
     /// Files sorted by path, so order never depends on the filesystem (a study bug).
     pub files: Vec<ProblemFile>,
+    /// The generator settings when problems are generated on demand (`generator.json` with
+    /// `on_the_fly: true`): each problem is then rendered from the seed when a batch needs it,
+    /// pixel-identical to the file `avr generate` writes.
+    #[serde(default)]
+    pub on_the_fly: Option<GeneratorConfig>,
 }
 
 /// How problems become tensors.
@@ -119,11 +130,20 @@ fn split_from_file_name(name: &str) -> Option<Split> {
 }
 
 impl AvrDataset {
-    /// Scans `root` in either layout. Errors if nothing is found.
+    /// Scans `root` in either layout. Errors if nothing is found. A folder whose
+    /// `generator.json` says `"on_the_fly": true` (written by `avr generate --on-the-fly`) holds
+    /// no files: its problems are generated from the seed when batches need them.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         if !root.is_dir() {
             return Err(Error::bad_file(&root, "dataset folder does not exist"));
+        }
+        let manifest = root.join("generator.json");
+        if manifest.is_file() {
+            let cfg = GeneratorConfig::read(&manifest)?;
+            if cfg.on_the_fly {
+                return Self::generated(&root, cfg);
+            }
         }
         let mut files = Vec::new();
         for split in Split::ALL {
@@ -140,7 +160,54 @@ impl AvrDataset {
                 "no RAVEN_*.npz files in <config>/ or <split>/<config>/ folders",
             ));
         }
-        Ok(AvrDataset { root, files })
+        Ok(AvrDataset {
+            root,
+            files,
+            on_the_fly: None,
+        })
+    }
+
+    /// The problems `cfg` describes, generated on demand; `root` only names them.
+    pub fn generated(root: &Path, cfg: GeneratorConfig) -> Result<Self> {
+        Preset::named(&cfg.preset)?;
+        let mut files = Vec::new();
+        for spec in cfg.specs()? {
+            files.extend((0..cfg.per_config).map(|k| ProblemFile {
+                path: root.join(spec.folder).join(file_name(k)),
+                configuration: spec.folder.to_string(),
+                split: Split::of_index(k),
+                generated: Some(k),
+            }));
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        if files.is_empty() {
+            return Err(Error::bad_file(
+                root.join("generator.json"),
+                "generates no problems (per_config 0 or no configurations)",
+            ));
+        }
+        Ok(AvrDataset {
+            root: root.to_path_buf(),
+            files,
+            on_the_fly: Some(cfg),
+        })
+    }
+
+    /// The bytes of problem `i`: its file, or its panels rendered from the seed.
+    fn problem_bytes(&self, i: usize) -> Result<ProblemBytes> {
+        let file = &self.files[i];
+        match (&self.on_the_fly, file.generated) {
+            (Some(cfg), Some(k)) => {
+                let spec = ConfigSpec::by_name(&file.configuration)
+                    .ok_or_else(|| Error::bad_file(&file.path, "unknown configuration folder"))?;
+                let preset = Preset::named(&cfg.preset)?;
+                let p = generate_problem(spec, &preset, cfg.mode, cfg.seed, k)?.problem;
+                Ok(ProblemBytes::Rendered(p.image, p.side, p.target))
+            }
+            _ => std::fs::read(&file.path)
+                .map(ProblemBytes::File)
+                .map_err(|e| Error::io(&file.path, e)),
+        }
     }
 
     /// Only the files of the given splits (and, if given, configurations).
@@ -157,7 +224,21 @@ impl AvrDataset {
         AvrDataset {
             root: self.root.clone(),
             files,
+            on_the_fly: self.on_the_fly.clone(),
         }
+    }
+
+    /// At most `n` problems, evenly spread over the set (`0` or `n ≥ len` keeps all): a fixed,
+    /// seed-independent subset; files are sorted by path, so every configuration keeps its share.
+    pub fn spread(&self, n: usize) -> AvrDataset {
+        let mut d = self.clone();
+        if n > 0 && d.files.len() > n {
+            let step = d.files.len() as f64 / n as f64;
+            d.files = (0..n)
+                .map(|i| d.files[(i as f64 * step) as usize].clone())
+                .collect();
+        }
+        d
     }
 
     /// Only the files of one split.
@@ -177,16 +258,14 @@ impl AvrDataset {
 
     /// Loads problems `indices` as one batch on `device`.
     pub fn batch(&self, indices: &[usize], options: BatchOptions, device: Device) -> Result<Batch> {
-        let files: Vec<Vec<u8>> = indices
+        let files: Vec<ProblemBytes> = indices
             .iter()
-            .map(|&i| {
-                std::fs::read(&self.files[i].path).map_err(|e| Error::io(&self.files[i].path, e))
-            })
+            .map(|&i| self.problem_bytes(i))
             .collect::<Result<_>>()?;
         let parsed = files
             .iter()
             .zip(indices)
-            .map(|(bytes, &i)| image_and_target(&self.files[i].path, bytes))
+            .map(|(bytes, &i)| bytes.image_and_target(&self.files[i].path))
             .collect::<Result<Vec<_>>>()?;
         let side = parsed.first().map(|p| p.1).unwrap_or(160);
         if let Some(p) = parsed.iter().position(|p| p.1 != side) {
@@ -260,6 +339,21 @@ impl AvrDataset {
     }
 }
 
+/// A problem as read (a whole `.npz` file) or as rendered (panels, side, target).
+enum ProblemBytes {
+    File(Vec<u8>),
+    Rendered(Vec<u8>, usize, i64),
+}
+
+impl ProblemBytes {
+    fn image_and_target(&self, path: &Path) -> Result<(&[u8], usize, i64)> {
+        match self {
+            ProblemBytes::File(bytes) => image_and_target(path, bytes),
+            ProblemBytes::Rendered(pixels, side, target) => Ok((pixels, *side, *target)),
+        }
+    }
+}
+
 /// Mean of each `f × f` block of every panel in `pixels` (`16 × side²` u8), times `scale`·f².
 fn box_downsample(pixels: &[u8], side: usize, f: usize, scale: f32, dst: &mut [f32]) {
     let r = side / f;
@@ -303,6 +397,7 @@ fn scan_configs(dir: &Path, split: Option<Split>, out: &mut Vec<ProblemFile>) ->
                 path,
                 configuration: config.to_string(),
                 split,
+                generated: None,
             });
         }
     }

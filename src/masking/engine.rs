@@ -25,7 +25,7 @@ use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::{AvrDataset, Shape};
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
-use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
+use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
 use crate::session::{progress, progress_done, RunSize};
 use crate::train::eval::{evaluate_with, EvalOptions};
 use crate::{Error, Result};
@@ -531,18 +531,6 @@ pub fn params_hash(params: &Params) -> String {
     format!("{h:016x}")
 }
 
-fn first_n(data: &AvrDataset, n: usize) -> AvrDataset {
-    let mut d = data.clone();
-    if n > 0 && d.files.len() > n {
-        // A fixed, seed-independent spread over the set (files are sorted by path).
-        let step = d.files.len() as f64 / n as f64;
-        d.files = (0..n)
-            .map(|i| d.files[(i as f64 * step) as usize].clone())
-            .collect();
-    }
-    d
-}
-
 /// What a mask is trained for: a task's fitting and held-out problems, and the control set.
 #[derive(Debug, Clone)]
 pub struct MaskTask<'a> {
@@ -613,7 +601,7 @@ impl TrainStep for MaskTraining<'_> {
         Ok(loss)
     }
 
-    fn after_update(&mut self, step: usize, loss: f64, _opt: &AdamW) -> Result<()> {
+    fn after_update(&mut self, step: usize, loss: f64, _opt: &AdamW) -> Result<Flow> {
         let (ce, out, y, draw) = self
             .last
             .take()
@@ -652,7 +640,7 @@ impl TrainStep for MaskTraining<'_> {
             ));
         }
         self.metrics.push(row);
-        Ok(())
+        Ok(Flow::Continue)
     }
 }
 
@@ -724,8 +712,8 @@ pub fn train_mask_with_fixed(
         k: k as i64,
         cfg,
         name,
-        task_val: first_n(task.held_out, cfg.eval_problems),
-        control: task.control.map(|c| first_n(c, cfg.eval_problems)),
+        task_val: task.held_out.spread(cfg.eval_problems),
+        control: task.control.map(|c| c.spread(cfg.eval_problems)),
         metrics: Vec::new(),
         last: None,
     };

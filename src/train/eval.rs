@@ -6,6 +6,7 @@ use polars::prelude::*;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use crate::checkpoint::RecordedAccuracy;
 use crate::data::AvrDataset;
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
@@ -41,6 +42,19 @@ impl EvalReport {
     /// 95 % Wilson interval of the accuracy.
     pub fn interval(&self) -> (f64, f64) {
         wilson_interval(self.correct, self.n)
+    }
+
+    /// This reading as stored in a checkpoint's sidecar: `data` and `splits` name what was
+    /// evaluated.
+    pub fn recorded(&self, data: &str, splits: Vec<String>) -> RecordedAccuracy {
+        RecordedAccuracy {
+            data: data.into(),
+            splits,
+            correct: self.correct,
+            n: self.n,
+            accuracy: self.accuracy,
+            interval: self.interval(),
+        }
     }
 
     /// `44.8 % [41.0, 48.7] (n = 500)`.

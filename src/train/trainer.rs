@@ -16,7 +16,7 @@ use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
-use crate::optim::{optimise, AdamConfig, AdamW, TrainStep};
+use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
 use crate::session::{progress, progress_done, RunSize};
 use crate::{Error, Result};
 
@@ -50,6 +50,9 @@ pub struct TrainConfig {
     pub state_every: usize,
     /// Continue from `<out>/last.*` if present (default false).
     pub resume: bool,
+    /// Stop after the first validation at or above this accuracy (fraction) (default none:
+    /// run all `steps`). The study run stops at 0.9 or after 60 epochs, whichever comes first.
+    pub stop_at_accuracy: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +70,7 @@ impl Default for TrainConfig {
             seed: 0,
             state_every: 50,
             resume: false,
+            stop_at_accuracy: None,
         }
     }
 }
@@ -123,6 +127,7 @@ crate::with_setters!(TrainConfig {
     with_seed => seed: u64,
     with_state_every => state_every: usize,
     with_resume => resume: bool,
+    with_stop_at_accuracy => stop_at_accuracy: Option<f64>,
 });
 
 /// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
@@ -173,11 +178,14 @@ struct TrainState {
     variant: String,
     image_size: i64,
     config: TrainConfig,
+    /// Older states embedded the log; now it is `metrics.csv` beside them (rows up to `step`).
+    #[serde(default, skip_serializing)]
     metrics: Vec<MetricRow>,
     milestones: Vec<Milestone>,
 }
 
-/// Writes `dir/last.safetensors` (weights and Adam moments) and `dir/last.json`, both atomically.
+/// Writes `dir/last.safetensors` (weights and Adam moments), `dir/metrics.csv` (the log so far)
+/// and `dir/last.json`, each atomically, the JSON last: it names the step the others reached.
 fn save_state(
     dir: &Path,
     model: &SclModel,
@@ -196,13 +204,14 @@ fn save_state(
         tensors.insert(format!("adam.v.{name}"), v.shallow_clone());
     }
     crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
+    write_metrics_csv(&dir.join("metrics.csv"), &run.metrics)?;
     let state = TrainState {
         step,
         adam_step: opt.step,
         variant: model.variant_name().into(),
         image_size: model.image_size(),
         config: cfg.clone(),
-        metrics: run.metrics.clone(),
+        metrics: Vec::new(),
         milestones: run.milestones.clone(),
     };
     write_atomic(
@@ -246,7 +255,19 @@ fn load_state(
         v.copy_(tensors.get(&format!("adam.v.{name}"))?);
     }
     opt.step = state.adam_step;
-    run.metrics = state.metrics;
+    run.metrics = if state.metrics.is_empty() {
+        let mut rows = read_metrics_csv(&dir.join("metrics.csv"))?;
+        rows.retain(|r| r.step <= state.step);
+        rows
+    } else {
+        state.metrics
+    };
+    if run.metrics.last().map(|r| r.step) != Some(state.step) {
+        return Err(Error::bad_file(
+            dir.join("metrics.csv"),
+            format!("the log does not reach step {} of last.json", state.step),
+        ));
+    }
     run.milestones = state.milestones;
     Ok(state.step)
 }
@@ -370,7 +391,7 @@ impl TrainStep for SclTraining<'_> {
         Ok(loss)
     }
 
-    fn after_update(&mut self, step: usize, loss: f64, opt: &AdamW) -> Result<()> {
+    fn after_update(&mut self, step: usize, loss: f64, opt: &AdamW) -> Result<Flow> {
         let cfg = self.cfg;
         let accuracy = match self.last.take() {
             Some((logits, targets)) => tch::no_grad(|| batch_accuracy(&logits, &targets)),
@@ -396,13 +417,17 @@ impl TrainStep for SclTraining<'_> {
                 per_step * (cfg.steps - step) as f64
             ));
         }
+        let reached = row
+            .val_accuracy
+            .zip(cfg.stop_at_accuracy)
+            .is_some_and(|(v, t)| v >= t);
         self.run.metrics.push(row);
         if let Some(dir) = self.out_dir {
-            if step % cfg.state_every.max(1) == 0 || step == cfg.steps {
+            if step % cfg.state_every.max(1) == 0 || step == cfg.steps || reached {
                 save_state(dir, self.model, opt, &self.names, step, &self.run, cfg)?;
             }
         }
-        Ok(())
+        Ok(if reached { Flow::Stop } else { Flow::Continue })
     }
 }
 
@@ -488,6 +513,17 @@ pub fn train(
         }
         _ => 0,
     };
+    // A run that stopped at its target accuracy is finished: resuming it takes no step.
+    let reached = |r: &MetricRow| {
+        r.val_accuracy
+            .zip(cfg.stop_at_accuracy)
+            .is_some_and(|(v, t)| v >= t)
+    };
+    let end = if run.metrics.last().is_some_and(reached) {
+        start
+    } else {
+        cfg.steps
+    };
     // The data order is a pure function of (seed, step): replaying it restores it exactly.
     let mut order = EpochOrder::new(cfg.seed, train.len(), true);
     let batch_size = cfg.batch_size.min(train.len()).max(1);
@@ -501,7 +537,7 @@ pub fn train(
     let loader = Loader::from_order(
         train,
         &mut order,
-        cfg.steps.saturating_sub(start),
+        end.saturating_sub(start),
         &loader_cfg,
         device,
     );
@@ -518,13 +554,7 @@ pub fn train(
         clock: std::time::Instant::now(),
         last: None,
     };
-    optimise(
-        &mut task,
-        &weights,
-        &mut opt,
-        &cfg.adam(),
-        start + 1..=cfg.steps,
-    )?;
+    optimise(&mut task, &weights, &mut opt, &cfg.adam(), start + 1..=end)?;
     progress_done();
     let mut run = task.run;
     for w in &weights {
@@ -555,6 +585,7 @@ pub fn save_milestone(
         val_problems,
         train_config: serde_json::to_value(cfg).map_err(|e| Error::Config(e.to_string()))?,
         code_version: env!("CARGO_PKG_VERSION").into(),
+        evaluations: Vec::new(),
     };
     let stem = format!("scl_{}_val{:.1}", model.variant_name(), 100.0 * accuracy);
     crate::checkpoint::save_checkpoint(model, dir, &stem, &sidecar)

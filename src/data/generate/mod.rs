@@ -372,6 +372,10 @@ pub struct GeneratorConfig {
     pub threads: usize,
     /// Also write `RAVEN_<k>_<split>.xml` annotations (default false).
     pub xml: bool,
+    /// Write only `generator.json`: readers then generate each problem from the seed when a
+    /// batch needs it, pixel-identical to the written file (default false). 70,000 problems
+    /// cost no disk instead of 29 GB, for about 1.5 ms of one core per problem.
+    pub on_the_fly: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -387,12 +391,20 @@ impl Default for GeneratorConfig {
             seed: 0,
             threads: 0,
             xml: false,
+            on_the_fly: false,
         }
     }
 }
 
 impl GeneratorConfig {
-    fn specs(&self) -> Result<Vec<&'static ConfigSpec>> {
+    /// Reads a `generator.json`; errors name the file.
+    pub fn read(path: &Path) -> Result<GeneratorConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e.to_string()))
+    }
+
+    /// The configurations to generate; unknown names are an error.
+    pub(crate) fn specs(&self) -> Result<Vec<&'static ConfigSpec>> {
         self.configs
             .iter()
             .map(|c| {
@@ -457,6 +469,15 @@ pub fn generate_dataset(
         .iter()
         .flat_map(|&s| (0..cfg.per_config).map(move |k| (s, k)))
         .collect();
+    if cfg.on_the_fly {
+        return Ok(GenerateReport {
+            out: out.to_path_buf(),
+            written: 0,
+            skipped: 0,
+            seconds: 0.0,
+            problems_per_s: 0.0,
+        });
+    }
     for s in &specs {
         let dir = out.join(s.folder);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

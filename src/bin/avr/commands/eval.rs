@@ -34,6 +34,10 @@ pub struct Args {
     /// Use the inverted mask (1 − mask).
     #[arg(long)]
     invert_mask: bool,
+    /// Store the accuracy (n, 95 % interval) in the checkpoint's sidecar, e.g. the held-out
+    /// test reading the development plots use (`--split test --record`). Not with a mask.
+    #[arg(long, conflicts_with = "mask")]
+    record: bool,
     #[arg(long, default_value_t = 32)]
     batch: usize,
     #[arg(long)]
@@ -73,8 +77,9 @@ fn splits(args: &[SplitArg]) -> Vec<Split> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ckpt = Checkpoint::load(&args.ckpt)?;
-    let dataset = AvrDataset::open(&args.data)?.select(&splits(&args.split), None);
+    let mut ckpt = Checkpoint::load(&args.ckpt)?;
+    let chosen = splits(&args.split);
+    let dataset = AvrDataset::open(&args.data)?.select(&chosen, None);
     let opts = EvalOptions {
         batch_size: args.batch,
         device: session::default_device(),
@@ -86,6 +91,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => evaluate(&ckpt.model, &dataset, &opts)?,
     };
+    if args.record {
+        let names = chosen.iter().map(|s| s.name().to_string()).collect();
+        ckpt.record(report.recorded(&args.data.display().to_string(), names))?;
+    }
     if args.json {
         return print_json(&report);
     }
@@ -96,11 +105,10 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     println!(
-        "{:<40} {:>5}/{:<5} {:6.2} %",
+        "{:<40} {:>11} {}",
         "all",
-        report.correct,
-        report.n,
-        100.0 * report.accuracy
+        format!("{}/{}", report.correct, report.n),
+        report.summary()
     );
     Ok(())
 }

@@ -35,6 +35,10 @@ pub struct Args {
     /// Also write the XML annotation next to each file.
     #[arg(long)]
     xml: bool,
+    /// Write only OUT/generator.json: readers then generate each problem from the seed when it
+    /// is needed (no disk; the same pixels as the files).
+    #[arg(long, conflicts_with = "xml")]
+    on_the_fly: bool,
     #[arg(long)]
     json: bool,
 }
@@ -91,10 +95,18 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         threads: args.threads,
         xml: args.xml,
+        on_the_fly: args.on_the_fly,
     };
     let report = generate_dataset(&cfg, &args.out, !args.json)?;
     if args.json {
         print_json(&report)
+    } else if cfg.on_the_fly {
+        println!(
+            "{}: generator.json written; {} problems are generated when read",
+            report.out.display(),
+            cfg.per_config * cfg.configs.len()
+        );
+        Ok(())
     } else {
         println!(
             "{}: {} written, {} kept, {:.1} s ({:.0} problems/s)",

@@ -26,6 +26,12 @@ pub struct Args {
     batch: usize,
     #[arg(long, default_value_t = 5e-3)]
     lr: f64,
+    /// Decoupled weight decay (0 gives plain Adam, as the study trained).
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Clip the global gradient norm to this value (the study's best evidence: 0.5).
+    #[arg(long)]
+    clip_grad_norm: Option<f64>,
     #[arg(long, default_value_t = 100)]
     val_every: usize,
     /// Milestone levels in percent, comma separated.
@@ -33,6 +39,13 @@ pub struct Args {
     milestones: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Stop after the first validation at or above this accuracy, in percent.
+    #[arg(long, value_parser = trimmed::<f64>)]
+    stop_at: Option<f64>,
+    /// Validate on at most this many problems, evenly spread over the validation split
+    /// (0 = all).
+    #[arg(long, default_value_t = 0)]
+    val_problems: usize,
     /// Folder for milestone checkpoints, metrics.csv and the resumable state (last.*).
     #[arg(long, default_value = "model_ckpts")]
     out: PathBuf,
@@ -54,16 +67,20 @@ pub fn run(args: Args) -> Result<()> {
         session::default_device(),
     );
     let all = AvrDataset::open(&args.data)?;
-    let (train_set, val_set) = (all.split(Split::Train), all.split(Split::Val));
+    let train_set = all.split(Split::Train);
+    let val_set = all.split(Split::Val).spread(args.val_problems);
     let cfg = TrainConfig::default()
         .with_steps(args.steps)
         .with_batch_size(args.batch)
         .with_lr(args.lr)
+        .with_weight_decay(args.weight_decay)
+        .with_clip_grad_norm(args.clip_grad_norm)
         .with_val_every(args.val_every)
         .with_milestones(args.milestones.iter().map(|m| m / 100.0).collect())
         .with_seed(args.seed)
         .with_state_every(args.state_every)
-        .with_resume(args.resume);
+        .with_resume(args.resume)
+        .with_stop_at_accuracy(args.stop_at.map(|a| a / 100.0));
     let run = train(model, &train_set, &val_set, &cfg, Some(&args.out))?;
     let csv = args.out.join("metrics.csv");
     write_metrics_csv(&csv, &run.metrics)?;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The study run (`make study`): data → pre-training → test readings of the milestones → masks →
+# report, sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
+# is generated on the fly from the seed (only generator.json is written), training continues
+# from model_ckpts/study/last.* (weights, Adam moments, log; the data order is replayed from the
+# seed), a checkpoint with a test reading is not re-read, a finished mask is skipped.
+# Run it in the background at low priority:  nice -n 19 make study > study.log 2>&1 &
+# and commit model_ckpts/study/ now and then: another machine continues from the last commit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source datasets/study/manifest.env
+stage="${1:-all}"
+# A copy of the binary, so rebuilding the tree while the run goes on cannot change it.
+avr="$AVR_CACHE/study-bin/avr"
+mkdir -p "$(dirname "$avr")"
+cp "$CARGO_TARGET_DIR/debug/avr" "$avr.tmp" && mv "$avr.tmp" "$avr"
+data=datasets/study; ckpts=model_ckpts/study; masks=binary_masks/study
+say() { echo "[study $(date -u +%FT%TZ)] $*"; }
+
+data_stage() {
+  "$avr" generate --on-the-fly --out "$data/originals" --per-config "$PER_CONFIG" --seed "$SEED" --json
+  for s in $SHAPES; do
+    "$avr" generate --on-the-fly --out "$data/$s" --preset "$s" --per-config "$SHAPE_PER_CONFIG" --seed "$SEED" --json
+  done
+}
+
+train_stage() {
+  say "pre-training $VARIANT @$SIZE: $STEPS steps at most, stop at $STOP_AT %"
+  "$avr" train --data "$data/originals" --variant "$VARIANT" --size "$SIZE" --steps "$STEPS" \
+    --batch "$BATCH" --lr "$LR" --weight-decay "$WEIGHT_DECAY" --clip-grad-norm "$CLIP_GRAD_NORM" \
+    --val-every "$VAL_EVERY" --val-problems "$VAL_PROBLEMS" --milestones "$MILESTONES" \
+    --stop-at "$STOP_AT" --seed "$SEED" --out "$ckpts" --state-every "$STATE_EVERY" --resume --json
+}
+
+# Each milestone re-evaluated on the held-out test split, which no selection touched.
+test_stage() {
+  for ck in "$ckpts"/scl_*.safetensors; do
+    [ -e "$ck" ] || continue
+    if grep -q '"test"' "${ck%.safetensors}.json"; then continue; fi
+    say "test reading of $(basename "$ck")"
+    "$avr" eval --ckpt "$ck" --data "$data/originals" --split test --record --json > /dev/null
+  done
+}
+
+case "$stage" in
+  data) data_stage ;;
+  train) data_stage; train_stage ;;
+  test) test_stage ;;
+  all) data_stage; train_stage; test_stage ;;
+  *) echo "usage: scripts/study.sh [data|train|test|all]" >&2; exit 2 ;;
+esac
+say "done: $stage"
