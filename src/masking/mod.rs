@@ -8,6 +8,7 @@ use std::path::Path;
 
 use tch::Kind;
 
+pub mod bits;
 pub mod engine;
 pub mod overlap;
 pub mod set;

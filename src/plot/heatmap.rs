@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::lines::plot_err;
 use super::style::text_width;
 use super::{Figure, Style};
-use crate::analysis::SharingMatrix;
+use crate::analysis::{Overlap, SharingChance, SharingMatrix};
 use crate::{Error, Result};
 
 /// Colour of a percentage (0–100) on the shared scale.
@@ -16,8 +16,8 @@ fn colour(v: f64) -> RGBColor {
 }
 
 /// The title: the checkpoint accuracy (a fraction in [0, 1], printed in percent) and the metric.
-fn title(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<String> {
-    let metric = format!("{:?}", matrix.metric);
+fn title(metric: Overlap, preprocessed: bool, accuracy: Option<f64>) -> Result<String> {
+    let metric = format!("{metric:?}");
     Ok(match accuracy {
         Some(a) if !(0.0..=1.0).contains(&a) => {
             return Err(Error::Config(format!(
@@ -28,19 +28,11 @@ fn title(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<String> {
         Some(a) => format!(
             "Model accuracy: {:.1} % — {metric}{}",
             100.0 * a,
-            if matrix.preprocessed {
-                " (preprocessed)"
-            } else {
-                ""
-            }
+            if preprocessed { " (preprocessed)" } else { "" }
         ),
         None => format!(
             "Sharing ({metric}{})",
-            if matrix.preprocessed {
-                ", preprocessed"
-            } else {
-                ""
-            }
+            if preprocessed { ", preprocessed" } else { "" }
         ),
     })
 }
@@ -68,17 +60,52 @@ fn axis_labels(names: &[String]) -> Vec<String> {
 /// `accuracy` is the checkpoint's *measured* accuracy as a fraction in [0, 1] (as stored in
 /// mask sidecars, `base_accuracy`); the title prints it in percent (0.448 → "44.8 %").
 pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<Figure> {
+    let title = title(matrix.metric, matrix.preprocessed, accuracy)?;
+    heatmap(title, &matrix.names, &matrix.matrix, None)
+}
+
+/// Heatmap of a sharing matrix against chance: each cell shows the observed overlap (colour and
+/// first line) and beneath it the count-matched null's mean and the z score, so a value is read
+/// against its chance level, not against 0. The title names the binarisation and the draws.
+pub fn sharing_chance_heatmap(chance: &SharingChance, accuracy: Option<f64>) -> Result<Figure> {
+    let title = format!(
+        "{} — {}; beneath: chance, z ({} draws)",
+        title(chance.metric, chance.preprocessed, accuracy)?,
+        chance.binarisation(),
+        chance.draws
+    );
+    let n = chance.names.len();
+    let notes: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| match i == j {
+                    true => String::new(),
+                    false => format!("{:.1}, z {:.1}", chance.null_mean[i][j], chance.z[i][j]),
+                })
+                .collect()
+        })
+        .collect();
+    heatmap(title, &chance.names, &chance.matrix, Some(&notes))
+}
+
+/// The heatmap itself: `values` in percent on the fixed 0–100 scale, an optional second line of
+/// text per cell.
+fn heatmap(
+    title: String,
+    names: &[String],
+    values: &[Vec<f64>],
+    notes: Option<&[Vec<String>]>,
+) -> Result<Figure> {
     let style = Style::default();
-    let n = matrix.names.len();
-    if matrix.matrix.len() != n || matrix.matrix.iter().any(|row| row.len() != n) {
+    let n = names.len();
+    if values.len() != n || values.iter().any(|row| row.len() != n) {
         return Err(Error::Config(format!(
             "sharing heatmap: {n} names but a {}-row matrix (rows of lengths {:?})",
-            matrix.matrix.len(),
-            matrix.matrix.iter().map(Vec::len).collect::<Vec<_>>()
+            values.len(),
+            values.iter().map(Vec::len).collect::<Vec<_>>()
         )));
     }
-    let title = title(matrix, accuracy)?;
-    let labels = axis_labels(&matrix.names);
+    let labels = axis_labels(names);
     let widest = labels
         .iter()
         .map(|l| text_width(l, style.label_size))
@@ -107,22 +134,40 @@ pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<
             let opposite = chart.backend_coord(&(j as f64 + 1.0, (n - 1 - i) as f64));
             root.draw(&Rectangle::new(
                 [corner, opposite],
-                colour(matrix.matrix[i][j]).filled(),
+                colour(values[i][j]).filled(),
             ))
             .map_err(plot_err)?;
         }
         for (i, j) in cells {
-            let v = matrix.matrix[i][j];
+            let v = values[i][j];
             let ink = if v > 60.0 { BLACK } else { WHITE };
+            let note = notes.map(|n| n[i][j].as_str()).filter(|n| !n.is_empty());
+            let (x, y) = centre(i, j);
+            let lift = if note.is_some() {
+                style.label_size as i32 / 2 + 1
+            } else {
+                0
+            };
             root.draw(&Text::new(
                 format!("{v:.1}"),
-                centre(i, j),
+                (x, y - lift),
                 ("sans-serif", style.label_size)
                     .into_font()
                     .color(&ink)
                     .pos(Pos::new(HPos::Center, VPos::Center)),
             ))
             .map_err(plot_err)?;
+            if let Some(note) = note {
+                root.draw(&Text::new(
+                    note.to_string(),
+                    (x, y + lift + 1),
+                    ("sans-serif", style.label_size * 3 / 4)
+                        .into_font()
+                        .color(&ink)
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                ))
+                .map_err(plot_err)?;
+            }
         }
         let (xs, ys) = chart.plotting_area().get_pixel_range();
         let font = TextStyle::from(("sans-serif", style.label_size).into_font());
@@ -172,7 +217,6 @@ pub fn sharing_heatmap(matrix: &SharingMatrix, accuracy: Option<f64>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::Overlap;
 
     #[test]
     fn heatmap_svg_has_title_labels_annotations_and_colour_bar() {

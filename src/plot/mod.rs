@@ -11,7 +11,7 @@ pub mod usage;
 
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
 pub use curves::{plot_sharing_matrix, training_curves};
-pub use heatmap::sharing_heatmap;
+pub use heatmap::{sharing_chance_heatmap, sharing_heatmap};
 pub use lines::{line_plot, Line};
 pub use problem::{problem_figure, save_problem_png};
 pub use style::{Style, PALETTE};

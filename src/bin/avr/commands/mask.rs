@@ -4,12 +4,16 @@ use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 
-use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, Overlap};
+use avr_modularity::analysis::chance::{
+    dispersity_chance, sharing_chance, ChanceConfig, DispersityChance, SharingChance,
+};
+use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, MaskStats, Overlap};
 use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
+use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{train_mask, MaskFilter, MaskTask, MaskTrainConfig};
 use avr_modularity::masking::Mask;
-use avr_modularity::plot::sharing_heatmap;
+use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
 use avr_modularity::{session, Result};
 
 use super::{print_json, print_json_pretty};
@@ -183,28 +187,122 @@ fn train(args: TrainArgs) -> Result<()> {
 #[derive(clap::Args)]
 struct StatsArgs {
     masks: Vec<PathBuf>,
+    #[command(flatten)]
+    chance: ChanceArgs,
     #[arg(long)]
     json: bool,
 }
 
+/// The chance-level options shared by `stats` and `sharing`.
+#[derive(clap::Args)]
+struct ChanceArgs {
+    /// Draws of the count-matched null (kept weights shuffled within each tensor, per mask);
+    /// 0 skips it.
+    #[arg(long = "null", default_value_t = 1000)]
+    draws: usize,
+    /// Seed of the null draws and of the binarisation samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// threshold (`l > 0`) or sample (σ(l) per weight; the mean over --samples draws).
+    #[arg(long, value_enum, default_value = "threshold")]
+    binarize: BinarizeArg,
+    /// Samples averaged under `--binarize sample`.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+}
+
+impl ChanceArgs {
+    fn config(&self) -> ChanceConfig {
+        ChanceConfig::default()
+            .with_draws(self.draws)
+            .with_seed(self.seed)
+            .with_binarize(self.binarize.into())
+            .with_samples(self.samples)
+    }
+
+    /// Whether anything beyond the deterministic reading was asked for.
+    fn wanted(&self) -> bool {
+        self.draws > 0 || self.binarize == BinarizeArg::Sample
+    }
+}
+
+/// `--binarize`: mirrors [`Binarize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BinarizeArg {
+    Threshold,
+    Sample,
+}
+
+impl From<BinarizeArg> for Binarize {
+    fn from(b: BinarizeArg) -> Self {
+        match b {
+            BinarizeArg::Threshold => Binarize::Threshold,
+            BinarizeArg::Sample => Binarize::Sample,
+        }
+    }
+}
+
+/// One mask's statistics with its decisiveness and, when asked, its dispersity against chance.
+#[derive(serde::Serialize)]
+struct MaskReading {
+    #[serde(flatten)]
+    stats: MaskStats,
+    decisiveness: Decisiveness,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispersity_chance: Option<DispersityChance>,
+}
+
 fn stats(args: StatsArgs) -> Result<()> {
+    let cfg = args.chance.config();
     for path in &args.masks {
-        let stats = mask_stats(&Mask::load(path)?);
+        let mask = Mask::load(path)?;
+        let chance = match args.chance.wanted() {
+            true => dispersity_chance(std::slice::from_ref(&mask), &cfg)?.pop(),
+            false => None,
+        };
+        let reading = MaskReading {
+            stats: mask_stats(&mask),
+            decisiveness: mask.decisiveness()?,
+            dispersity_chance: chance,
+        };
         if args.json {
-            print_json(&stats)?;
+            print_json(&reading)?;
         } else {
-            println!(
-                "{:<24} kept {:>7}/{} ({:6.2} %)  sparsity {:6.2} %  dispersity {:.4}",
-                stats.name,
-                stats.kept,
-                stats.total,
-                100.0 * stats.kept_fraction,
-                stats.sparsity,
-                stats.dispersity
-            );
+            print_reading(&reading);
         }
     }
     Ok(())
+}
+
+fn print_reading(r: &MaskReading) {
+    let (s, d) = (&r.stats, &r.decisiveness);
+    println!(
+        "{:<24} kept {:>7}/{} ({:6.2} %)  sparsity {:6.2} %  dispersity {:.4}",
+        s.name,
+        s.kept,
+        s.total,
+        100.0 * s.kept_fraction,
+        s.sparsity,
+        s.dispersity
+    );
+    println!(
+        "{:<24} |l| < 2: {:.2} % of logits; one sample changes {:.1} % of the kept set ({})",
+        "",
+        100.0 * d.undecided_fraction,
+        100.0 * d.flips_per_kept,
+        if d.converged {
+            "converged"
+        } else {
+            "not converged"
+        }
+    );
+    if let Some(c) = &r.dispersity_chance {
+        let l = &c.dispersity;
+        println!(
+            "{:<24} dispersity {:.4} vs chance {:.4} ± {:.4}: z {:.2}, p {:.4} ({} draws)",
+            "", l.observed, l.null_mean, l.null_sd, l.z, l.p, c.draws
+        );
+    }
 }
 
 #[derive(clap::Args)]
@@ -216,9 +314,11 @@ struct SharingArgs {
     /// Remove the weights kept by every mask first (the study's preprocessing).
     #[arg(long)]
     preprocess: bool,
+    #[command(flatten)]
+    chance: ChanceArgs,
     #[arg(long)]
     json: bool,
-    /// Also write the heatmap as SVG.
+    /// Also write the heatmap as SVG (with the chance level beneath each cell).
     #[arg(long)]
     svg: Option<PathBuf>,
 }
@@ -249,6 +349,20 @@ fn sharing(args: SharingArgs) -> Result<()> {
         .iter()
         .map(Mask::load)
         .collect::<Result<Vec<_>>>()?;
+    if args.chance.wanted() {
+        let cfg = args.chance.config();
+        let m = sharing_chance(&masks, args.metric.into(), args.preprocess, &cfg)?;
+        if let Some(svg) = &args.svg {
+            sharing_chance_heatmap(&m, None)?.save_svg(svg)?;
+        }
+        return match args.json {
+            true => print_json(&m),
+            false => {
+                print_chance(&m);
+                Ok(())
+            }
+        };
+    }
     let m = sharing_matrix(&masks, args.metric.into(), args.preprocess)?;
     if let Some(svg) = &args.svg {
         sharing_heatmap(&m, None)?.save_svg(svg)?;
@@ -259,4 +373,33 @@ fn sharing(args: SharingArgs) -> Result<()> {
         println!("{}", m.table()?.df);
         Ok(())
     }
+}
+
+/// One line per pair: observed, chance, z, p; then how many pairs lie above chance.
+fn print_chance(m: &SharingChance) {
+    println!(
+        "{:?} %{} — {}; chance from {} count-matched draws (seed {})",
+        m.metric,
+        if m.preprocessed { ", preprocessed" } else { "" },
+        m.binarisation(),
+        m.draws,
+        m.seed
+    );
+    for i in 0..m.names.len() {
+        for j in (i + 1)..m.names.len() {
+            println!(
+                "{:<22} {:<22} {:6.2} (sd {:4.2})  chance {:6.2} ± {:4.2}  z {:6.2}  p {:.4}",
+                m.names[i],
+                m.names[j],
+                m.matrix[i][j],
+                m.matrix_sd[i][j],
+                m.null_mean[i][j],
+                m.null_sd[i][j],
+                m.z[i][j],
+                m.p[i][j]
+            );
+        }
+    }
+    let (above, below) = m.above_below();
+    println!("{above} pairs above chance, {below} at or below");
 }

@@ -1,0 +1,445 @@
+//! Chance levels of the mask measures: the count-matched null model.
+//!
+//! Every measure of a module (its dispersity, its overlap with another module, per tensor or in
+//! all) depends on how many weights each tensor keeps. The null keeps exactly those counts and
+//! places the kept weights uniformly at random inside each tensor, independently per mask; the
+//! study's preprocessing (removing the weights kept by every mask) is recomputed inside every
+//! draw. A measure means something only where it leaves that distribution: each reading comes
+//! with the null's mean and SD over N seeded draws, `z = (observed − mean) / SD` and the
+//! one-sided `p = (1 + #{null ≥ observed}) / (1 + N)`.
+//!
+//! With stochastic binarisation ([`Binarize::Sample`]) the observed value is the mean over
+//! `samples` draws (each mask binarised by one sample per draw, then preprocessed and measured),
+//! with their SD; null draw `d` shuffles sample `d mod samples`.
+
+use serde::{Deserialize, Serialize};
+
+use super::masks::study_labels;
+use crate::masking::bits::{Binarize, MaskBits};
+use crate::masking::overlap::Overlap;
+use crate::masking::Mask;
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Settings of a chance-level computation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChanceConfig {
+    /// Null draws (default 1000; 0 skips the null model).
+    pub draws: usize,
+    /// Seed of the null draws and of the binarisation samples (default 0).
+    pub seed: u64,
+    /// How logits become bits (default [`Binarize::Threshold`]).
+    pub binarize: Binarize,
+    /// Samples averaged when `binarize` is [`Binarize::Sample`] (default 20).
+    pub samples: usize,
+}
+
+impl Default for ChanceConfig {
+    fn default() -> Self {
+        ChanceConfig {
+            draws: 1000,
+            seed: 0,
+            binarize: Binarize::Threshold,
+            samples: 20,
+        }
+    }
+}
+
+crate::with_setters!(ChanceConfig {
+    with_draws => draws: usize,
+    with_seed => seed: u64,
+    with_binarize => binarize: Binarize,
+    with_samples => samples: usize,
+});
+
+impl ChanceConfig {
+    /// The binarised forms the observed readings average over: one for the threshold, else
+    /// `samples` seeded samples of every mask.
+    fn binarised(&self, masks: &[Mask]) -> Result<Vec<Vec<MaskBits>>> {
+        let mut rng = Rng::new(self.seed).fork("binarize");
+        let count = match self.binarize {
+            Binarize::Threshold => 1,
+            Binarize::Sample => self.samples.max(1),
+        };
+        let draws = (0..count)
+            .map(|_| {
+                masks
+                    .iter()
+                    .map(|m| m.bits(self.binarize, &mut rng))
+                    .collect()
+            })
+            .collect::<Result<Vec<Vec<MaskBits>>>>()?;
+        draws
+            .iter()
+            .try_for_each(|d| MaskBits::check_same_layout(d))?;
+        Ok(draws)
+    }
+}
+
+/// One measure against its null distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChanceLevel {
+    /// The measure on the masks (the mean over samples under stochastic binarisation).
+    pub observed: f64,
+    /// SD of the observed value over the binarisation samples (0 for the threshold).
+    pub observed_sd: f64,
+    /// Mean over the null draws.
+    pub null_mean: f64,
+    /// SD over the null draws.
+    pub null_sd: f64,
+    /// `(observed − null_mean) / null_sd` (0 when both agree exactly, ±∞ past a zero SD).
+    pub z: f64,
+    /// One-sided `(1 + #{null ≥ observed}) / (1 + N)`: small when above chance.
+    pub p: f64,
+}
+
+impl ChanceLevel {
+    /// The reading of `observed` values (one per binarisation sample) against `null` values.
+    pub fn of(observed: &[f64], null: &[f64]) -> ChanceLevel {
+        let (observed_mean, observed_sd) = mean_sd(observed);
+        let (null_mean, null_sd) = mean_sd(null);
+        let diff = observed_mean - null_mean;
+        let z = if null_sd > 0.0 {
+            diff / null_sd
+        } else if diff == 0.0 {
+            0.0
+        } else {
+            diff.signum() * f64::INFINITY
+        };
+        let at_least = null.iter().filter(|&&v| v >= observed_mean).count();
+        ChanceLevel {
+            observed: observed_mean,
+            observed_sd,
+            null_mean,
+            null_sd,
+            z,
+            p: (1 + at_least) as f64 / (1 + null.len()) as f64,
+        }
+    }
+}
+
+/// Mean and sample SD (0 for fewer than two values; NaN mean for none).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// Pairwise overlap counts of N masks, in all and per tensor, optionally after removing the
+/// weights kept by every mask.
+struct OverlapCounts {
+    /// `(both, a, b)` per pair `(i, j)`, `i < j`, over all tensors.
+    pairs: Vec<(u64, u64, u64)>,
+    /// The same per tensor: `per_tensor[t][pair]`.
+    per_tensor: Vec<Vec<(u64, u64, u64)>>,
+    /// Scalars kept by every mask.
+    shared_by_all: u64,
+    /// Each mask's kept count per tensor after the removal: `kept[t][mask]`.
+    kept: Vec<Vec<u64>>,
+}
+
+impl OverlapCounts {
+    fn of(masks: &[MaskBits], preprocess: bool) -> OverlapCounts {
+        let n_tensors = masks[0].tensors.len();
+        let pairs_ij = pair_indices(masks.len());
+        let mut per_tensor = vec![vec![(0, 0, 0); pairs_ij.len()]; n_tensors];
+        let mut shared_by_all = 0;
+        let mut kept_after = Vec::with_capacity(n_tensors);
+        for (t, row) in per_tensor.iter_mut().enumerate() {
+            let mut common = masks[0].tensors[t].clone();
+            masks[1..]
+                .iter()
+                .for_each(|m| common.and_assign(&m.tensors[t]));
+            // The common part lies inside every mask and every pair's intersection, so removing
+            // it subtracts its size from each count.
+            let c = if preprocess { common.kept() } else { 0 };
+            shared_by_all += common.kept();
+            let kept: Vec<u64> = masks.iter().map(|m| m.tensors[t].kept()).collect();
+            for (p, &(i, j)) in pairs_ij.iter().enumerate() {
+                let both = masks[i].tensors[t].both(&masks[j].tensors[t]);
+                row[p] = (both - c, kept[i] - c, kept[j] - c);
+            }
+            kept_after.push(kept.iter().map(|k| k - c).collect());
+        }
+        let pairs = (0..pairs_ij.len())
+            .map(|p| {
+                per_tensor.iter().fold((0, 0, 0), |acc, row| {
+                    (acc.0 + row[p].0, acc.1 + row[p].1, acc.2 + row[p].2)
+                })
+            })
+            .collect();
+        OverlapCounts {
+            pairs,
+            per_tensor,
+            shared_by_all,
+            kept: kept_after,
+        }
+    }
+
+    /// Mask `m`'s share of its (preprocessed) kept weights that lies in tensor `t`, percent.
+    fn share(&self, t: usize, m: usize) -> f64 {
+        let total: u64 = self.kept.iter().map(|row| row[m]).sum();
+        100.0 * self.kept[t][m] as f64 / total.max(1) as f64
+    }
+}
+
+/// `(i, j)` for `i < j < n`, row by row.
+fn pair_indices(n: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .flat_map(|i| ((i + 1)..n).map(move |j| (i, j)))
+        .collect()
+}
+
+fn percent(metric: Overlap, (both, a, b): (u64, u64, u64)) -> f64 {
+    100.0 * metric.of(both as i64, a as i64, b as i64)
+}
+
+/// A sharing matrix with its chance level: every off-diagonal cell against the count-matched
+/// null (`matrix`, `null_mean`, `null_sd`, `z`, `p`: N×N, the diagonal 100 / 100 / 0 / 0 / 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharingChance {
+    /// The masks' names, in row (and column) order.
+    pub names: Vec<String>,
+    /// The overlap measure.
+    pub metric: Overlap,
+    /// Whether the weights kept by every mask were removed first (in every draw too).
+    pub preprocessed: bool,
+    /// The binarisation behind the observed values.
+    pub binarize: Binarize,
+    /// Binarisation samples averaged (1 for the threshold).
+    pub samples: usize,
+    /// Null draws.
+    pub draws: usize,
+    /// The seed of samples and draws.
+    pub seed: u64,
+    /// Observed overlap, percent (the mean over samples).
+    pub matrix: Vec<Vec<f64>>,
+    /// SD of the observed overlap over the binarisation samples.
+    pub matrix_sd: Vec<Vec<f64>>,
+    /// Mean overlap under the null, percent.
+    pub null_mean: Vec<Vec<f64>>,
+    /// SD under the null.
+    pub null_sd: Vec<Vec<f64>>,
+    /// `(observed − null_mean) / null_sd`.
+    pub z: Vec<Vec<f64>>,
+    /// One-sided p of "above chance".
+    pub p: Vec<Vec<f64>>,
+    /// Scalars kept by every mask (the observed binarisation; the first sample's).
+    pub shared_by_all: u64,
+    /// Per tensor: each pair's overlap inside that tensor against its null (pairs in the order
+    /// `(0,1), (0,2), …, (1,2), …`).
+    pub per_tensor: Vec<TensorSharingChance>,
+    /// Per tensor: each mask's share of its kept weights (after the removal, when
+    /// preprocessed) in that tensor, percent, against the null — the study's spatial
+    /// distribution (R8). Without the removal the null keeps every share exactly (z = 0).
+    pub shares: Vec<TensorShareChance>,
+}
+
+/// One tensor's share of every mask against chance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorShareChance {
+    /// The parameter's name.
+    pub tensor: String,
+    /// The study's plot label.
+    pub label: String,
+    /// One reading per mask, in the masks' order.
+    pub masks: Vec<ChanceLevel>,
+}
+
+/// One tensor's pairwise overlaps against chance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorSharingChance {
+    /// The parameter's name.
+    pub tensor: String,
+    /// The study's plot label (`V1`, `A2`, …).
+    pub label: String,
+    /// One reading per pair.
+    pub pairs: Vec<ChanceLevel>,
+}
+
+impl SharingChance {
+    /// The reading for the masks called `a` and `b`.
+    pub fn get(&self, a: &str, b: &str) -> Option<ChanceLevel> {
+        let i = self.names.iter().position(|n| n == a)?;
+        let j = self.names.iter().position(|n| n == b)?;
+        Some(ChanceLevel {
+            observed: self.matrix[i][j],
+            observed_sd: self.matrix_sd[i][j],
+            null_mean: self.null_mean[i][j],
+            null_sd: self.null_sd[i][j],
+            z: self.z[i][j],
+            p: self.p[i][j],
+        })
+    }
+
+    /// Pairs above chance (`z > 0`) and at or below it, each pair once.
+    pub fn above_below(&self) -> (usize, usize) {
+        let n = self.names.len();
+        let above = pair_indices(n)
+            .iter()
+            .filter(|&&(i, j)| self.z[i][j] > 0.0)
+            .count();
+        (above, n * (n - 1) / 2 - above)
+    }
+
+    /// How the observed values were binarised, in words (`l > 0`, `mean of 20 samples`).
+    pub fn binarisation(&self) -> String {
+        match self.binarize {
+            Binarize::Threshold => "l > 0".into(),
+            Binarize::Sample => format!("mean of {} samples", self.samples),
+        }
+    }
+}
+
+/// The sharing matrix of `masks` against the count-matched null (see the module docs).
+pub fn sharing_chance(
+    masks: &[Mask],
+    metric: Overlap,
+    preprocess: bool,
+    cfg: &ChanceConfig,
+) -> Result<SharingChance> {
+    if masks.len() < 2 {
+        return Err(Error::Config(
+            "a sharing matrix needs at least two masks".into(),
+        ));
+    }
+    let binarised = cfg.binarised(masks)?;
+    let observed: Vec<OverlapCounts> = binarised
+        .iter()
+        .map(|b| OverlapCounts::of(b, preprocess))
+        .collect();
+    let mut rng = Rng::new(cfg.seed).fork("null");
+    let null: Vec<OverlapCounts> = (0..cfg.draws)
+        .map(|d| {
+            let source = &binarised[d % binarised.len()];
+            let shuffled: Vec<MaskBits> = source.iter().map(|m| m.shuffled(&mut rng)).collect();
+            OverlapCounts::of(&shuffled, preprocess)
+        })
+        .collect();
+    let n = masks.len();
+    let pairs = pair_indices(n);
+    let level = |pick: &dyn Fn(&OverlapCounts) -> (u64, u64, u64)| {
+        let obs: Vec<f64> = observed.iter().map(|c| percent(metric, pick(c))).collect();
+        let nul: Vec<f64> = null.iter().map(|c| percent(metric, pick(c))).collect();
+        ChanceLevel::of(&obs, &nul)
+    };
+    let overall: Vec<ChanceLevel> = (0..pairs.len()).map(|p| level(&|c| c.pairs[p])).collect();
+    let share_level = |t: usize, m: usize| {
+        let obs: Vec<f64> = observed.iter().map(|c| c.share(t, m)).collect();
+        let nul: Vec<f64> = null.iter().map(|c| c.share(t, m)).collect();
+        ChanceLevel::of(&obs, &nul)
+    };
+    let per_tensor = per_tensor_names(&binarised[0][0])
+        .into_iter()
+        .enumerate()
+        .map(|(t, (tensor, label))| TensorSharingChance {
+            tensor,
+            label,
+            pairs: (0..pairs.len())
+                .map(|p| level(&|c| c.per_tensor[t][p]))
+                .collect(),
+        })
+        .collect();
+    let shares = per_tensor_names(&binarised[0][0])
+        .into_iter()
+        .enumerate()
+        .map(|(t, (tensor, label))| TensorShareChance {
+            tensor,
+            label,
+            masks: (0..n).map(|m| share_level(t, m)).collect(),
+        })
+        .collect();
+    let square = |diagonal: f64, value: &dyn Fn(&ChanceLevel) -> f64| {
+        let mut m = vec![vec![diagonal; n]; n];
+        for (p, &(i, j)) in pairs.iter().enumerate() {
+            m[i][j] = value(&overall[p]);
+            m[j][i] = m[i][j];
+        }
+        m
+    };
+    Ok(SharingChance {
+        names: masks.iter().map(|m| m.name.clone()).collect(),
+        metric,
+        preprocessed: preprocess,
+        binarize: cfg.binarize,
+        samples: binarised.len(),
+        draws: cfg.draws,
+        seed: cfg.seed,
+        matrix: square(100.0, &|c| c.observed),
+        matrix_sd: square(0.0, &|c| c.observed_sd),
+        null_mean: square(100.0, &|c| c.null_mean),
+        null_sd: square(0.0, &|c| c.null_sd),
+        z: square(0.0, &|c| c.z),
+        p: square(1.0, &|c| c.p),
+        shared_by_all: observed[0].shared_by_all,
+        per_tensor,
+        shares,
+    })
+}
+
+/// `(tensor name, study label)` of every tensor of `mask`, in order.
+fn per_tensor_names(mask: &MaskBits) -> Vec<(String, String)> {
+    let names: Vec<String> = mask.tensors.iter().map(|t| t.name.clone()).collect();
+    let labels = study_labels(&names);
+    names.into_iter().zip(labels).collect()
+}
+
+/// A mask's dispersity against the count-matched null: overall (the mean over tensors) and per
+/// tensor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispersityChance {
+    /// The mask's name.
+    pub name: String,
+    /// The binarisation behind the observed values.
+    pub binarize: Binarize,
+    /// Null draws.
+    pub draws: usize,
+    /// The mean of the per-tensor dispersities.
+    pub dispersity: ChanceLevel,
+    /// One reading per tensor, in the mask's order: `(tensor, label, reading)`.
+    pub per_tensor: Vec<(String, String, ChanceLevel)>,
+}
+
+/// Dispersity of each mask against the count-matched null (each mask on its own: dispersity
+/// does not depend on the other masks).
+pub fn dispersity_chance(masks: &[Mask], cfg: &ChanceConfig) -> Result<Vec<DispersityChance>> {
+    masks
+        .iter()
+        .enumerate()
+        .map(|(index, mask)| {
+            let binarised = cfg.binarised(std::slice::from_ref(mask))?;
+            let mut rng = Rng::new(cfg.seed).fork(&format!("dispersity null {index}"));
+            // Per draw: the per-tensor dispersities (the bits themselves are not kept).
+            let per_tensor_values =
+                |m: &MaskBits| -> Vec<f64> { m.tensors.iter().map(|t| t.dispersity()).collect() };
+            let null: Vec<Vec<f64>> = (0..cfg.draws)
+                .map(|d| per_tensor_values(&binarised[d % binarised.len()][0].shuffled(&mut rng)))
+                .collect();
+            let observed: Vec<Vec<f64>> =
+                binarised.iter().map(|b| per_tensor_values(&b[0])).collect();
+            let mean_of = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let level = |f: &dyn Fn(&Vec<f64>) -> f64| {
+                let obs: Vec<f64> = observed.iter().map(f).collect();
+                let nul: Vec<f64> = null.iter().map(f).collect();
+                ChanceLevel::of(&obs, &nul)
+            };
+            let per_tensor = per_tensor_names(&binarised[0][0])
+                .into_iter()
+                .enumerate()
+                .map(|(t, (tensor, label))| (tensor, label, level(&|v| v[t])))
+                .collect();
+            Ok(DispersityChance {
+                name: mask.name.clone(),
+                binarize: cfg.binarize,
+                draws: cfg.draws,
+                dispersity: level(&mean_of),
+                per_tensor,
+            })
+        })
+        .collect()
+}
