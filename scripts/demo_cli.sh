@@ -14,9 +14,11 @@ masks=("$m"/circles/* "$m"/triangles/* "$m"/pentagon/* "$m"/hexagon/* "$m"/squar
   echo "== study checkpoint on the fixture 'originals' set (the checkpoint feeds its panels transposed)"
   "$avr" eval --ckpt "$ckpt" --data "$fx/seed/datasets/originals"
   echo; echo "== SCL_90 masks"
-  "$avr" mask stats "${masks[@]}"
-  echo; echo "== sharing matrix (IoMin %, preprocessed)"
-  "$avr" mask sharing "${masks[@]}" --preprocess --svg "$out/sharing_SCL_90.svg"
+  "$avr" mask stats "${masks[@]}" --null 200
+  echo; echo "== sharing matrix (IoMin %, preprocessed; α differs between these masks) against a count-matched null"
+  "$avr" mask sharing "${masks[@]}" --preprocess --allow-mixed-settings --null 1000 --svg "$out/sharing_SCL_90.svg"
+  echo; echo "== the same, each mask binarised by sampling (mean of 20 samples; the study's figures used one)"
+  "$avr" mask sharing "${masks[@]}" --preprocess --allow-mixed-settings --null 1000 --binarize sample --samples 20
   echo; echo "== graph modularity of the vision conv stack (k = 4, 50 shuffles)"
   "$avr" modularity --ckpt "$ckpt" --k 4 --shuffles 50
 } | tee "$out/summary.txt"

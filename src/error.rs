@@ -45,6 +45,10 @@ pub enum Error {
         message: String,
     },
 
+    /// Masks compared with each other were trained with different settings (α, steps, …).
+    #[error("{0}")]
+    Incomparable(String),
+
     // --- training ------------------------------------------------------------------------
     /// The loss became NaN or infinite; the last milestone and resumable state are kept.
     #[error("loss became {loss} at step {step}; stopped (the last good checkpoint and resumable state are kept)")]

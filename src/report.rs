@@ -30,7 +30,7 @@ pub fn write_report(
         body += &format!("<h2>{}</h2>{html}", escape_html(title));
     }
     body += "<h2>Modules by checkpoint</h2>";
-    if let Some(w) = dev.alpha_warning() {
+    if let Some(w) = dev.mixed_settings_warning() {
         body += &format!("<p class=\"warn\">⚠ {}</p>", escape_html(&w));
     }
     body += &dev.table()?.to_html()?;

@@ -5,7 +5,7 @@ use avr_modularity::analysis::chance::{dispersity_chance, sharing_chance, Chance
 use avr_modularity::analysis::{mask_stats, sharing_matrix, Overlap};
 use avr_modularity::fixtures::study_masks;
 use avr_modularity::masking::bits::Binarize;
-use avr_modularity::masking::Mask;
+use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::model::Params;
 use tch::Tensor;
 
@@ -107,7 +107,13 @@ fn the_study_sharing_against_chance_and_its_sampled_binarisation() {
             .unwrap()
             .clone(),
     );
-    let cfg = ChanceConfig::default().with_draws(50).with_seed(0);
+    // The study compared masks trained with different α: refused unless the caller opts in.
+    let strict = ChanceConfig::default().with_draws(50).with_seed(0);
+    let refused = sharing_chance(&masks, Overlap::IoMin, true, &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("alpha"), "{refused}");
+    let cfg = strict.with_mixed(MixedSettings::Allow);
     let threshold = sharing_chance(&masks, Overlap::IoMin, true, &cfg).unwrap();
     let cell = threshold.get(&tri, &hex).unwrap();
     assert!(

@@ -64,22 +64,34 @@ fn mask_sharing_json_and_svg() {
     let (a, b) = (mask("circles"), mask("hexagon"));
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("s.svg");
-    let (ok, stdout, stderr) = avr(&[
+    let args = [
         "mask",
         "sharing",
         a.to_str().unwrap(),
         b.to_str().unwrap(),
         "--metric",
         "iou",
+        "--null",
+        "200",
         "--json",
         "--svg",
         svg.to_str().unwrap(),
-    ]);
+    ];
+    // The two masks were trained with different α: refused, naming the setting.
+    let (ok, _, stderr) = avr(&args);
+    assert!(!ok && stderr.contains("alpha"), "{stderr}");
+    let (ok, stdout, stderr) = avr(&[&args[..], &["--allow-mixed-settings"]].concat());
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["names"][0], "SCL_70/circles");
     let m = v["matrix"][0][1].as_f64().unwrap();
     assert!(m > 0.0 && m < 100.0 && v["matrix"][1][0].as_f64().unwrap() == m);
+    let null = v["null_mean"][0][1].as_f64().unwrap();
+    assert!(
+        null > 0.0 && null < m,
+        "chance {null} below the observed {m}"
+    );
+    assert!(v["z"][0][1].as_f64().unwrap() > 3.0 && v["draws"] == 200);
     let text = std::fs::read_to_string(svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("circles") && text.contains("hexagon"));
 }

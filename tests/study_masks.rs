@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
-use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, tensor_dispersity, Overlap};
+use avr_modularity::analysis::masks::{
+    mask_stats, sharing_matrix, sharing_matrix_with, tensor_dispersity, Overlap,
+};
 use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::fixtures::require_fixtures;
-use avr_modularity::masking::Mask;
+use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::train::eval::{evaluate_with, EvalOptions};
 use tch::{Device, Tensor};
 
@@ -100,7 +102,10 @@ fn scl90_masks_on_the_study_checkpoint_give_pytorchs_accuracies() {
 #[test]
 fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
     let masks = avr_modularity::fixtures::study_masks("SCL_90").unwrap();
-    let m = sharing_matrix(&masks, Overlap::IoMin, true).unwrap();
+    // The study's SCL_90 masks were trained with three different α: comparing them is an
+    // explicit choice.
+    assert!(sharing_matrix(&masks, Overlap::IoMin, true).is_err());
+    let m = sharing_matrix_with(&masks, Overlap::IoMin, true, MixedSettings::Allow).unwrap();
     assert_eq!(m.shared_by_all, 11_812);
     let want = [
         ("circles", "triangles", 69.08),
@@ -120,7 +125,7 @@ fn scl90_preprocessed_iomin_sharing_matrix_matches_known_values() {
             .unwrap();
         assert!((got - v).abs() < 0.05, "{a}–{b}: {got:.2} vs {v}");
     }
-    let raw = sharing_matrix(&masks, Overlap::IoU, false).unwrap();
+    let raw = sharing_matrix_with(&masks, Overlap::IoU, false, MixedSettings::Allow).unwrap();
     assert!(raw.matrix[0][1] > 0.0 && raw.matrix[0][1] < 100.0);
 }
 

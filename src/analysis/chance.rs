@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::masks::study_labels;
 use crate::masking::bits::{Binarize, MaskBits};
 use crate::masking::overlap::Overlap;
-use crate::masking::Mask;
+use crate::masking::{check_comparable, Mask, MixedSettings};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -33,6 +33,8 @@ pub struct ChanceConfig {
     pub binarize: Binarize,
     /// Samples averaged when `binarize` is [`Binarize::Sample`] (default 20).
     pub samples: usize,
+    /// Whether masks trained with different settings may be compared (default: refused).
+    pub mixed: MixedSettings,
 }
 
 impl Default for ChanceConfig {
@@ -42,6 +44,7 @@ impl Default for ChanceConfig {
             seed: 0,
             binarize: Binarize::Threshold,
             samples: 20,
+            mixed: MixedSettings::Refuse,
         }
     }
 }
@@ -51,6 +54,7 @@ crate::with_setters!(ChanceConfig {
     with_seed => seed: u64,
     with_binarize => binarize: Binarize,
     with_samples => samples: usize,
+    with_mixed => mixed: MixedSettings,
 });
 
 impl ChanceConfig {
@@ -303,6 +307,7 @@ pub fn sharing_chance(
     preprocess: bool,
     cfg: &ChanceConfig,
 ) -> Result<SharingChance> {
+    check_comparable(masks, cfg.mixed)?;
     if masks.len() < 2 {
         return Err(Error::Config(
             "a sharing matrix needs at least two masks".into(),

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::masks::{mask_stats, sharing_matrix, Overlap, SharingMatrix};
+use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
 use crate::checkpoint::read_sidecar;
 use crate::display::Table;
 use crate::masking::engine::MaskSidecar;
-use crate::masking::Mask;
+use crate::masking::{check_comparable, Mask, MixedSettings};
 use crate::{Error, Result};
 
 /// One trained mask with what its sidecar says about it.
@@ -60,6 +60,8 @@ impl MaskRecord {
 pub struct Development {
     /// The masks, in order of measured checkpoint accuracy (unknown first), then task name.
     pub records: Vec<MaskRecord>,
+    /// Whether masks of different settings were let in (then every comparison allows them).
+    pub mixed: MixedSettings,
 }
 
 fn collect_safetensors(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -76,8 +78,15 @@ fn collect_safetensors(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 impl Development {
     /// Loads every `*.safetensors` mask (with its `.json` sidecar) under `dir`, in order of
-    /// measured checkpoint accuracy, then task name.
+    /// measured checkpoint accuracy, then task name. Masks trained with different settings
+    /// (α, steps, lr, …) are refused: their development would measure the settings.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::from_dir_with(dir, MixedSettings::Refuse)
+    }
+
+    /// [`Self::from_dir`], saying whether masks of different settings may be compared (then
+    /// [`Self::mixed_settings_warning`] says how they differ).
+    pub fn from_dir_with(dir: impl AsRef<Path>, mixed: MixedSettings) -> Result<Self> {
         let mut paths = Vec::new();
         collect_safetensors(dir.as_ref(), &mut paths)?;
         let mut records = paths
@@ -98,6 +107,8 @@ impl Development {
                 dir.as_ref().display()
             )));
         }
+        let masks: Vec<Mask> = records.iter().map(|r| r.mask.clone()).collect();
+        check_comparable(&masks, mixed)?;
         records.sort_by(|a, b| {
             a.sidecar
                 .base_accuracy
@@ -105,7 +116,7 @@ impl Development {
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.mask.name.cmp(&b.mask.name))
         });
-        Ok(Development { records })
+        Ok(Development { records, mixed })
     }
 
     /// Checkpoints in order of measured accuracy: `(name, accuracy)`.
@@ -119,16 +130,13 @@ impl Development {
         out
     }
 
-    /// A warning when the masks were not all trained with one α (then sizes are not comparable).
-    pub fn alpha_warning(&self) -> Option<String> {
-        let mut alphas: Vec<f64> = self
-            .records
-            .iter()
-            .map(|r| r.sidecar.config.alpha)
-            .collect();
-        alphas.sort_by(f64::total_cmp);
-        alphas.dedup();
-        (alphas.len() > 1).then(|| format!("masks were trained with {} different α values ({alphas:?}): their sizes are not comparable across checkpoints", alphas.len()))
+    /// A warning when the masks were not all trained with the same settings (possible only
+    /// when loaded with [`MixedSettings::Allow`]).
+    pub fn mixed_settings_warning(&self) -> Option<String> {
+        let masks: Vec<Mask> = self.records.iter().map(|r| r.mask.clone()).collect();
+        check_comparable(&masks, MixedSettings::Refuse)
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// One row per mask: checkpoint, its measured accuracy, task, α, kept %, dispersity, and the
@@ -219,7 +227,10 @@ impl Development {
             .iter()
             .find(|r| r.checkpoint() == checkpoint)
             .and_then(|r| r.sidecar.base_accuracy);
-        Ok((sharing_matrix(&masks, metric, preprocess)?, acc))
+        Ok((
+            sharing_matrix_with(&masks, metric, preprocess, self.mixed)?,
+            acc,
+        ))
     }
 
     /// Inline display in evcxr (`text/html`): the [`table`](Self::table) of masks.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::display::Table;
-use crate::masking::{shared_by_all, Mask};
+use crate::masking::{check_comparable, shared_by_all, Mask, MixedSettings};
 use crate::model::Params;
 use crate::{Error, Result};
 
@@ -251,8 +251,20 @@ fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
 }
 
 /// The sharing matrix of `masks` (deterministic `l > 0`), optionally after removing the weights
-/// shared by all of them.
+/// shared by all of them. Masks trained with different settings are refused
+/// ([`check_comparable`]); [`sharing_matrix_with`] lets the caller opt in.
 pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Result<SharingMatrix> {
+    sharing_matrix_with(masks, metric, preprocess, MixedSettings::Refuse)
+}
+
+/// [`sharing_matrix`], saying whether masks of different training settings may be compared.
+pub fn sharing_matrix_with(
+    masks: &[Mask],
+    metric: Overlap,
+    preprocess: bool,
+    mixed: MixedSettings,
+) -> Result<SharingMatrix> {
+    check_comparable(masks, mixed)?;
     if masks.len() < 2 {
         return Err(Error::Config(
             "a sharing matrix needs at least two masks".into(),

@@ -4,6 +4,7 @@ pub mod chance;
 pub mod development;
 pub mod graph;
 pub mod masks;
+pub mod replicates;
 
 pub use chance::{dispersity_chance, sharing_chance, ChanceConfig, ChanceLevel, SharingChance};
 pub use graph::{graph_modularity, ModularityConfig, ModularityReport, WeightGraph};

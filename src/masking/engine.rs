@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::Mask;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, RecordedAccuracy};
 use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::{AvrDataset, Shape};
@@ -68,6 +68,52 @@ pub struct MaskTrainConfig {
     pub eval_problems: usize,
     /// Seed of the data order and of the mask samples (default 0).
     pub seed: u64,
+    /// Stop when the mask has settled ([`Convergence`]); `steps` is then the cap (default: the
+    /// rule's defaults). `None` runs all `steps`.
+    pub convergence: Option<Convergence>,
+}
+
+/// The stopping rule of mask training: at every evaluation, the kept fraction (`l > 0`) and the
+/// undecided mass (fraction of logits with `|l| < 2`) are read; training stops once both have
+/// moved by at most `tolerance` (absolute, as fractions) over the last `window` evaluations.
+/// A mask that hits the step cap first is recorded as not converged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Convergence {
+    /// Evaluations the two readings must stay within `tolerance` over (default 4).
+    pub window: usize,
+    /// Largest allowed range of each reading over the window (default 0.002 = 0.2 points).
+    pub tolerance: f64,
+}
+
+impl Default for Convergence {
+    fn default() -> Self {
+        Convergence {
+            window: 4,
+            tolerance: 0.002,
+        }
+    }
+}
+
+impl Convergence {
+    /// Whether the last `window` readings `(kept, undecided)` each span at most `tolerance`.
+    pub fn settled(&self, readings: &[(f64, f64)]) -> bool {
+        let w = self.window.max(2);
+        if readings.len() < w {
+            return false;
+        }
+        let tail = &readings[readings.len() - w..];
+        let range = |f: fn(&(f64, f64)) -> f64| {
+            let (lo, hi) = tail
+                .iter()
+                .map(f)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                });
+            hi - lo
+        };
+        range(|r| r.0) <= self.tolerance && range(|r| r.1) <= self.tolerance
+    }
 }
 
 impl Default for MaskTrainConfig {
@@ -85,6 +131,7 @@ impl Default for MaskTrainConfig {
             eval_every: 100,
             eval_problems: 200,
             seed: 0,
+            convergence: Some(Convergence::default()),
         }
     }
 }
@@ -118,6 +165,32 @@ impl MaskTrainConfig {
         size.pick(Self::smoke(), Self::study())
     }
 
+    /// The settings that decide a module's size, as text (see [`Mask::settings`]): everything
+    /// but the seed and the evaluation sizes.
+    pub fn comparable_settings(&self) -> Vec<(String, String)> {
+        let rule = match self.convergence {
+            Some(c) => format!(
+                "settled over {} evaluations within {}",
+                c.window, c.tolerance
+            ),
+            None => "fixed steps".into(),
+        };
+        [
+            ("alpha", format!("{:e}", self.alpha)),
+            ("steps", self.steps.to_string()),
+            ("lr", format!("{:e}", self.lr)),
+            ("logit_init", self.logit_init.to_string()),
+            ("samples", self.samples.to_string()),
+            ("tau", self.tau.to_string()),
+            ("filter", format!("{:?}", self.filter)),
+            ("stopping", rule),
+            ("eval_every", self.eval_every.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// The optimiser of the logits: Adam at `lr`, no decay.
     pub fn adam(&self) -> AdamConfig {
         AdamConfig {
@@ -140,6 +213,7 @@ crate::with_setters!(MaskTrainConfig {
     with_eval_every => eval_every: usize,
     with_eval_problems => eval_problems: usize,
     with_seed => seed: u64,
+    with_convergence => convergence: Option<Convergence>,
 });
 
 /// Fresh logits (all `init`) for the tensors of `model` that `filter` selects, skipping `fixed`.
@@ -343,6 +417,9 @@ pub struct MaskMetricRow {
     pub inverted_control_accuracy: Option<f64>,
     /// Kept fraction of the deterministic mask, at evaluation steps.
     pub kept_fraction: Option<f64>,
+    /// Fraction of logits with `|l| < 2`, at evaluation steps (older logs lack it).
+    #[serde(default)]
+    pub undecided_fraction: Option<f64>,
 }
 
 /// The JSON sidecar of a saved mask.
@@ -382,6 +459,32 @@ pub struct MaskSidecar {
     /// The masked tensors in the model's order (a safetensors file keeps no order).
     #[serde(default)]
     pub tensors: Vec<String>,
+    /// The step at which the stopping rule was met; `None` when it ran to the cap (not
+    /// converged by the rule) or had no rule.
+    #[serde(default)]
+    pub converged_at: Option<usize>,
+    /// How decided the final logits are (older sidecars lack it).
+    #[serde(default)]
+    pub decisiveness: Option<super::bits::Decisiveness>,
+    /// The unmasked model on the same held-out task and control problems, with n and 95 %
+    /// intervals: the reference every masked accuracy is a drop from.
+    #[serde(default)]
+    pub unmasked: Option<Unmasked>,
+    /// Held-out task problems behind the task accuracies (n of their intervals).
+    #[serde(default)]
+    pub task_problems: usize,
+    /// Control problems behind the control accuracies.
+    #[serde(default)]
+    pub control_problems: usize,
+}
+
+/// The unmasked model's accuracies on a mask's evaluation sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unmasked {
+    /// On the held-out task problems.
+    pub task: RecordedAccuracy,
+    /// On the control problems, when there are any.
+    pub control: Option<RecordedAccuracy>,
 }
 
 /// Where a mask came from: the base checkpoint and the datasets — recorded by the trainer, so
@@ -414,6 +517,14 @@ pub struct MaskRun {
     pub config: MaskTrainConfig,
     /// Base checkpoint and datasets.
     pub provenance: MaskProvenance,
+    /// The step at which the stopping rule was met (`None`: it ran to the cap or had no rule).
+    pub converged_at: Option<usize>,
+    /// The unmasked model's accuracies on the same evaluation problems.
+    pub unmasked: Option<Unmasked>,
+    /// Held-out task problems evaluated.
+    pub task_problems: usize,
+    /// Control problems evaluated.
+    pub control_problems: usize,
 }
 
 impl MaskRun {
@@ -489,6 +600,11 @@ impl MaskRun {
             kept_fraction: kept as f64 / total.max(1) as f64,
             code_version: env!("CARGO_PKG_VERSION").into(),
             tensors: self.mask.logits.names().to_vec(),
+            converged_at: self.converged_at,
+            decisiveness: self.mask.decisiveness().ok(),
+            unmasked: self.unmasked.clone(),
+            task_problems: self.task_problems,
+            control_problems: self.control_problems,
         }
     }
 
@@ -571,6 +687,10 @@ struct MaskTraining<'a> {
     metrics: Vec<MaskMetricRow>,
     /// This step's cross-entropy, outputs, targets and 0/1 draw, for the log row.
     last: Option<(f64, Tensor, Tensor, Tensor)>,
+    /// `(kept fraction, undecided fraction)` at every evaluation, for the stopping rule.
+    readings: Vec<(f64, f64)>,
+    /// The step at which the stopping rule was met.
+    converged_at: Option<usize>,
 }
 
 impl TrainStep for MaskTraining<'_> {
@@ -626,9 +746,24 @@ impl TrainStep for MaskTraining<'_> {
             inverted_task_accuracy: None,
             inverted_control_accuracy: None,
             kept_fraction: None,
+            undecided_fraction: None,
         };
+        let mut flow = Flow::Continue;
         if step % self.cfg.eval_every.max(1) == 0 || step == self.cfg.steps {
             self.evaluate_into(&mut row)?;
+            let reading = (
+                row.kept_fraction.unwrap_or(0.0),
+                row.undecided_fraction.unwrap_or(0.0),
+            );
+            self.readings.push(reading);
+            if self
+                .cfg
+                .convergence
+                .is_some_and(|c| c.settled(&self.readings))
+            {
+                self.converged_at = Some(step);
+                flow = Flow::Stop;
+            }
             progress(&format!(
                 "[mask {}] step {step:>5}/{} loss {loss:.4} task {:.3} control {} inverted task {:.3} kept {:.2} %",
                 self.name,
@@ -640,7 +775,7 @@ impl TrainStep for MaskTraining<'_> {
             ));
         }
         self.metrics.push(row);
-        Ok(Flow::Continue)
+        Ok(flow)
     }
 }
 
@@ -664,6 +799,7 @@ impl MaskTraining<'_> {
         }
         let (kept, total) = mask.kept();
         row.kept_fraction = Some(kept as f64 / total.max(1) as f64);
+        row.undecided_fraction = Some(mask.decisiveness()?.undecided_fraction);
         Ok(())
     }
 }
@@ -703,6 +839,11 @@ pub fn train_mask_with_fixed(
         ..Default::default()
     };
     let loader = Loader::from_order(task.fit, &mut order, cfg.steps, &loader_cfg, device);
+    let task_val = task.held_out.spread(cfg.eval_problems);
+    let control = task.control.map(|c| c.spread(cfg.eval_problems));
+    let unmasked = unmasked_accuracies(ckpt, &task_val, control.as_ref())?;
+    let (task_problems, control_problems) =
+        (task_val.len(), control.as_ref().map_or(0, |c| c.len()));
     let mut training = MaskTraining {
         model,
         specs: model.param_specs(),
@@ -712,10 +853,12 @@ pub fn train_mask_with_fixed(
         k: k as i64,
         cfg,
         name,
-        task_val: task.held_out.spread(cfg.eval_problems),
-        control: task.control.map(|c| c.spread(cfg.eval_problems)),
+        task_val,
+        control,
         metrics: Vec::new(),
         last: None,
+        readings: Vec::new(),
+        converged_at: None,
     };
     optimise(&mut training, &leaves, &mut opt, &cfg.adam(), 1..=cfg.steps)?;
     progress_done();
@@ -728,10 +871,34 @@ pub fn train_mask_with_fixed(
         shape: task.shape,
     };
     Ok(MaskRun {
-        mask: Mask::new(name, training.logits.to_params(), Some(cfg.alpha)),
+        mask: Mask::new(name, training.logits.to_params(), Some(cfg.alpha)).with_settings(cfg),
         metrics: training.metrics,
         config: cfg.clone(),
         provenance,
+        converged_at: training.converged_at,
+        unmasked: Some(unmasked),
+        task_problems,
+        control_problems,
+    })
+}
+
+/// The frozen model without a mask on a mask's evaluation sets.
+fn unmasked_accuracies(
+    ckpt: &Checkpoint,
+    task: &AvrDataset,
+    control: Option<&AvrDataset>,
+) -> Result<Unmasked> {
+    let opts = EvalOptions {
+        batch_size: 32,
+        device: ckpt.model.device(),
+    };
+    let read = |data: &AvrDataset, splits: &str| -> Result<RecordedAccuracy> {
+        let report = crate::train::eval::evaluate(&ckpt.model, data, &opts)?;
+        Ok(report.recorded(&data.root.display().to_string(), vec![splits.into()]))
+    };
+    Ok(Unmasked {
+        task: read(task, "held-out")?,
+        control: control.map(|c| read(c, "control")).transpose()?,
     })
 }
 

@@ -27,6 +27,53 @@ pub struct Mask {
     pub logits: Params,
     /// The L1 coefficient α the mask was trained with, when known.
     pub alpha: Option<f64>,
+    /// The training settings that decide a module's size — α, step cap, learning rate, logit
+    /// init, samples K, τ, filter, stopping rule — as `(name, value)`; only those known (the
+    /// study's files tell α alone). Masks compared with each other must agree on every setting
+    /// both know ([`check_comparable`]); the seed is not among them (replicates differ in it).
+    pub settings: Vec<(String, String)>,
+}
+
+/// Whether masks trained with different settings may be compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MixedSettings {
+    /// An error naming the settings that differ (the default: module size mostly measures α,
+    /// steps and learning rate when those differ).
+    #[default]
+    Refuse,
+    /// The caller opts in (e.g. the study's own masks, trained with several α).
+    Allow,
+}
+
+/// Refuses to compare masks that disagree on a training setting both know, unless `mixed` is
+/// [`MixedSettings::Allow`]. The error names each differing setting and its values.
+pub fn check_comparable(masks: &[Mask], mixed: MixedSettings) -> Result<()> {
+    if mixed == MixedSettings::Allow {
+        return Ok(());
+    }
+    let mut differing: Vec<String> = Vec::new();
+    for (i, a) in masks.iter().enumerate() {
+        for b in &masks[i + 1..] {
+            for (key, va) in &a.settings {
+                let vb = b.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+                if let Some(vb) = vb.filter(|vb| *vb != va) {
+                    let line = format!("{key}: {va} ('{}') vs {vb} ('{}')", a.name, b.name);
+                    if !differing.iter().any(|d| d.starts_with(&format!("{key}:"))) {
+                        differing.push(line);
+                    }
+                }
+            }
+        }
+    }
+    if differing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Incomparable(format!(
+        "the masks were trained with different settings — {}; their sizes and overlaps are not \
+         comparable (opt in with MixedSettings::Allow / --allow-mixed-settings)",
+        differing.join("; ")
+    )))
 }
 
 impl Mask {
@@ -36,7 +83,16 @@ impl Mask {
             name: name.into(),
             logits,
             alpha,
+            settings: alpha
+                .map(|a| vec![("alpha".to_string(), format!("{a:e}"))])
+                .unwrap_or_default(),
         }
+    }
+
+    /// The same mask, its settings taken from the config it was trained with.
+    pub fn with_settings(mut self, cfg: &engine::MaskTrainConfig) -> Self {
+        self.settings = cfg.comparable_settings();
+        self
     }
 
     /// Reads one of the study's pickled mask files; `name` is `<level>/<shape>` taken from the
@@ -78,7 +134,7 @@ impl Mask {
         }
         let side: engine::MaskSidecar = crate::checkpoint::read_sidecar(path)?;
         let logits = in_model_order(logits, &side.tensors);
-        Ok(Mask::new(side.name, logits, Some(side.config.alpha)))
+        Ok(Mask::new(side.name, logits, Some(side.config.alpha)).with_settings(&side.config))
     }
 
     /// Deterministic 0/1 float masks (`l > 0`), by parameter name.

@@ -127,6 +127,51 @@ pub fn train_masks(ckpt: &Checkpoint, tasks: &TaskSets, cfg: &MaskTrainConfig) -
     })
 }
 
+/// Trains one mask per seed for `task` (everything else from `cfg`), named `<task>-s<seed>`:
+/// replicates whose spread says how much of a module is the network's and how much the seed's.
+/// An empty seed list is an error.
+pub fn train_replicates(
+    ckpt: &Checkpoint,
+    task: &MaskTask<'_>,
+    cfg: &MaskTrainConfig,
+    seeds: &[u64],
+) -> Result<Vec<MaskRun>> {
+    if seeds.is_empty() {
+        return Err(Error::Config(format!(
+            "replicates of '{}': the list of seeds is empty",
+            task.name
+        )));
+    }
+    seeds
+        .iter()
+        .map(|&seed| {
+            let named = MaskTask {
+                name: format!("{}-s{seed}", task.name),
+                ..task.clone()
+            };
+            train_mask(ckpt, &named, &cfg.clone().with_seed(seed))
+        })
+        .collect()
+}
+
+/// [`train_masks`] with every shape trained once per seed ([`train_replicates`]).
+pub fn train_mask_replicates(
+    ckpt: &Checkpoint,
+    tasks: &TaskSets,
+    cfg: &MaskTrainConfig,
+    seeds: &[u64],
+) -> Result<MaskSet> {
+    let mut runs = Vec::new();
+    for shape in tasks.shape_list() {
+        runs.extend(train_replicates(ckpt, &tasks.task(shape)?, cfg, seeds)?);
+    }
+    Ok(MaskSet {
+        checkpoint: ckpt.name(),
+        base_accuracy: ckpt.val_accuracy(),
+        runs,
+    })
+}
+
 /// Masks trained on one checkpoint, one per task. Its statistics and sharing come from
 /// [`crate::analysis`], its figures from [`crate::plot`].
 #[derive(Debug, Clone)]

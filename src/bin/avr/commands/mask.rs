@@ -7,12 +7,14 @@ use clap::{Subcommand, ValueEnum};
 use avr_modularity::analysis::chance::{
     dispersity_chance, sharing_chance, ChanceConfig, DispersityChance, SharingChance,
 };
-use avr_modularity::analysis::masks::{mask_stats, sharing_matrix, MaskStats, Overlap};
+use avr_modularity::analysis::masks::{mask_stats, sharing_matrix_with, MaskStats, Overlap};
 use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
-use avr_modularity::masking::engine::{train_mask, MaskFilter, MaskTask, MaskTrainConfig};
-use avr_modularity::masking::Mask;
+use avr_modularity::masking::engine::{
+    train_mask, Convergence, MaskFilter, MaskTask, MaskTrainConfig,
+};
+use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
 use avr_modularity::{session, Result};
 
@@ -60,8 +62,19 @@ struct TrainArgs {
     alpha: f64,
     #[arg(long)]
     out: PathBuf,
+    /// The step cap: training stops earlier once the mask has settled (see --settle-window).
     #[arg(long, default_value_t = 500)]
     steps: usize,
+    /// Stopping rule: stop once the kept fraction and the |l| < 2 mass have each moved by at
+    /// most --settle-tolerance over this many evaluations.
+    #[arg(long, default_value_t = 4)]
+    settle_window: usize,
+    /// Stopping rule: the largest range (fraction) of both readings over the window.
+    #[arg(long, default_value_t = 0.002)]
+    settle_tolerance: f64,
+    /// Run all --steps, with no stopping rule.
+    #[arg(long)]
+    fixed_steps: bool,
     #[arg(long, default_value_t = 4)]
     samples: usize,
     #[arg(long, default_value_t = 32)]
@@ -138,13 +151,16 @@ fn train(args: TrainArgs) -> Result<()> {
     ckpt.model = ckpt.model.to_device(session::default_device());
     let task_set = AvrDataset::open(&args.task)?;
     let fit = task_set.split(Split::Train);
-    let held_out = task_set.select(&[Split::Val, Split::Test], None);
+    // The task's validation split scores the mask during training (and chooses α); its test
+    // split is left for the report. The control is the originals' test split: disjoint from
+    // the validation problems that chose the checkpoints.
+    let held_out = task_set.split(Split::Val);
     let control = args
         .control
         .as_ref()
         .map(AvrDataset::open)
         .transpose()?
-        .map(|c| c.select(&[Split::Val, Split::Test], None));
+        .map(|c| c.split(Split::Test));
     let name = args
         .task
         .file_name()
@@ -163,7 +179,11 @@ fn train(args: TrainArgs) -> Result<()> {
         .with_logit_init(args.logit_init)
         .with_eval_every(args.eval_every)
         .with_seed(args.seed)
-        .with_filter(filter);
+        .with_filter(filter)
+        .with_convergence((!args.fixed_steps).then_some(Convergence {
+            window: args.settle_window,
+            tolerance: args.settle_tolerance,
+        }));
     let task = MaskTask {
         shape: args
             .shape
@@ -209,6 +229,9 @@ struct ChanceArgs {
     /// Samples averaged under `--binarize sample`.
     #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// Compare masks trained with different settings (α, steps, lr, …) — refused otherwise.
+    #[arg(long)]
+    allow_mixed_settings: bool,
 }
 
 impl ChanceArgs {
@@ -218,6 +241,14 @@ impl ChanceArgs {
             .with_seed(self.seed)
             .with_binarize(self.binarize.into())
             .with_samples(self.samples)
+            .with_mixed(self.mixed())
+    }
+
+    fn mixed(&self) -> MixedSettings {
+        match self.allow_mixed_settings {
+            true => MixedSettings::Allow,
+            false => MixedSettings::Refuse,
+        }
     }
 
     /// Whether anything beyond the deterministic reading was asked for.
@@ -363,7 +394,12 @@ fn sharing(args: SharingArgs) -> Result<()> {
             }
         };
     }
-    let m = sharing_matrix(&masks, args.metric.into(), args.preprocess)?;
+    let m = sharing_matrix_with(
+        &masks,
+        args.metric.into(),
+        args.preprocess,
+        args.chance.mixed(),
+    )?;
     if let Some(svg) = &args.svg {
         sharing_heatmap(&m, None)?.save_svg(svg)?;
     }

@@ -1,0 +1,332 @@
+//! Replicates: masks of one task trained with several seeds. Every module measure is reported as
+//! a mean with a 95 % t interval over seeds, and "shapes A and B share weights" is tested against
+//! what two replicates of one shape share: a permutation test of between-shape against
+//! same-shape (replicate) overlap.
+
+use serde::{Deserialize, Serialize};
+
+use super::masks::{mask_stats, sharing_matrix_with, Overlap};
+use crate::masking::{Mask, MixedSettings};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// A mean with its 95 % interval and n.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The mean.
+    pub mean: f64,
+    /// Lower end of the 95 % interval (NaN for n < 2).
+    pub low: f64,
+    /// Upper end (NaN for n < 2).
+    pub high: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Interval {
+    /// Mean ± t(0.975, n − 1)·SD/√n of `values` (Student's t; NaN ends for n < 2).
+    pub fn t95(values: &[f64]) -> Interval {
+        let n = values.len();
+        let (mean, sd) = super::chance::mean_sd(values);
+        let half = match n {
+            0 | 1 => f64::NAN,
+            _ => t_quantile_975(n - 1) * sd / (n as f64).sqrt(),
+        };
+        Interval {
+            mean,
+            low: mean - half,
+            high: mean + half,
+            n,
+        }
+    }
+
+    /// `12.3 [10.1, 14.5] (n = 3)`, or `12.3 (n = 1, no interval)`.
+    pub fn summary(&self, decimals: usize) -> String {
+        if self.n < 2 {
+            return format!("{:.*} (n = {}, no interval)", decimals, self.mean, self.n);
+        }
+        format!(
+            "{:.*} [{:.*}, {:.*}] (n = {})",
+            decimals, self.mean, decimals, self.low, decimals, self.high, self.n
+        )
+    }
+
+    /// Whether the interval excludes `value`.
+    pub fn excludes(&self, value: f64) -> bool {
+        self.n >= 2 && (value < self.low || value > self.high)
+    }
+}
+
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (table to 30, then the
+/// normal's 1.96 with the usual first-order correction).
+pub fn t_quantile_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => 1.959964 + 2.4 / df as f64,
+    }
+}
+
+/// The masks of one task, one per seed.
+#[derive(Debug, Clone)]
+pub struct Replicates {
+    /// The task (`squares`).
+    pub task: String,
+    /// One mask per seed.
+    pub masks: Vec<Mask>,
+}
+
+impl Replicates {
+    /// Groups masks named `<task>-s<seed>` (what [`crate::masking::set::train_replicates`]
+    /// writes) by task, in order of first appearance; a name without a seed suffix is its own
+    /// task.
+    pub fn group(masks: &[Mask]) -> Vec<Replicates> {
+        let mut out: Vec<Replicates> = Vec::new();
+        for m in masks {
+            let task = task_of(&m.name).to_string();
+            match out.iter_mut().find(|r| r.task == task) {
+                Some(r) => r.masks.push(m.clone()),
+                None => out.push(Replicates {
+                    task,
+                    masks: vec![m.clone()],
+                }),
+            }
+        }
+        out
+    }
+
+    /// Kept fraction (percent) over seeds.
+    pub fn kept_percent(&self) -> Interval {
+        let v: Vec<f64> = self
+            .masks
+            .iter()
+            .map(|m| 100.0 * mask_stats(m).kept_fraction)
+            .collect();
+        Interval::t95(&v)
+    }
+
+    /// Dispersity over seeds.
+    pub fn dispersity(&self) -> Interval {
+        let v: Vec<f64> = self
+            .masks
+            .iter()
+            .map(|m| mask_stats(m).dispersity)
+            .collect();
+        Interval::t95(&v)
+    }
+}
+
+/// `squares-s3` → `squares`; names without a `-s<digits>` suffix stay whole.
+pub fn task_of(name: &str) -> &str {
+    match name.rsplit_once("-s") {
+        Some((task, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => task,
+        _ => name,
+    }
+}
+
+/// Between-task against same-task (replicate) overlap for two tasks, with a permutation test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicateTest {
+    /// The two tasks.
+    pub tasks: (String, String),
+    /// Seeds (masks) per task.
+    pub replicates: (usize, usize),
+    /// The overlap measure (percent).
+    pub metric: Overlap,
+    /// Whether the weights kept by all the pooled masks were removed first.
+    pub preprocessed: bool,
+    /// Mean overlap of masks of the same task (different seeds).
+    pub within: f64,
+    /// Mean overlap of masks of different tasks.
+    pub between: f64,
+    /// `within − between`: how much more two replicates share than two tasks.
+    pub difference: f64,
+    /// One-sided p of "replicates share more than tasks do":
+    /// `(#relabelings with difference ≥ observed) / #relabelings`, the observed labelling
+    /// included.
+    pub p: f64,
+    /// Relabelings evaluated (all of them when `exact`).
+    pub relabelings: usize,
+    /// Whether every relabeling was enumerated.
+    pub exact: bool,
+    /// The smallest p this design can reach (1 / distinct relabelings).
+    pub smallest_possible_p: f64,
+}
+
+impl ReplicateTest {
+    /// The finding in words, decided by the test at `level` (e.g. 0.05).
+    pub fn verdict(&self, level: f64) -> String {
+        let (a, b) = (&self.tasks.0, &self.tasks.1);
+        let numbers = format!(
+            "same-task {:.1} % vs between-task {:.1} % {:?}; permutation p = {:.3}, {} relabelings{}",
+            self.within,
+            self.between,
+            self.metric,
+            self.p,
+            self.relabelings,
+            if self.exact { ", exact" } else { "" }
+        );
+        if self.p <= level {
+            format!("{a} and {b} share fewer weights than replicates of one task ({numbers})")
+        } else if self.smallest_possible_p > level {
+            format!(
+                "no significant difference between {a}–{b} sharing and replicate sharing \
+                 ({numbers}; with {} and {} seeds the smallest attainable p is {:.3} — more \
+                 seeds are needed to tell them apart)",
+                self.replicates.0, self.replicates.1, self.smallest_possible_p
+            )
+        } else {
+            format!(
+                "no significant difference between {a}–{b} sharing and replicate sharing ({numbers})"
+            )
+        }
+    }
+}
+
+/// Tests whether two replicates of one task share more weights than masks of tasks `a` and `b`
+/// do. The overlap matrix of the pooled masks is computed once; the test relabels which masks
+/// belong to which task (all relabelings when there are at most 20,000, else 20,000 seeded draws).
+pub fn replicate_test(
+    a: &Replicates,
+    b: &Replicates,
+    metric: Overlap,
+    preprocess: bool,
+    seed: u64,
+) -> Result<ReplicateTest> {
+    let (n, m) = (a.masks.len(), b.masks.len());
+    if n < 2 || m < 2 {
+        return Err(Error::Config(format!(
+            "a replicate test needs at least two seeds of each task ({}: {n}, {}: {m})",
+            a.task, b.task
+        )));
+    }
+    let pooled: Vec<Mask> = a.masks.iter().chain(&b.masks).cloned().collect();
+    let matrix = sharing_matrix_with(&pooled, metric, preprocess, MixedSettings::Refuse)?.matrix;
+    let statistic = |in_a: &[bool]| -> (f64, f64) {
+        let (mut within, mut nw, mut between, mut nb) = (0.0, 0, 0.0, 0);
+        for i in 0..pooled.len() {
+            for j in (i + 1)..pooled.len() {
+                if in_a[i] == in_a[j] {
+                    within += matrix[i][j];
+                    nw += 1;
+                } else {
+                    between += matrix[i][j];
+                    nb += 1;
+                }
+            }
+        }
+        (within / nw as f64, between / nb as f64)
+    };
+    let observed_labels: Vec<bool> = (0..n + m).map(|i| i < n).collect();
+    let (within, between) = statistic(&observed_labels);
+    let difference = within - between;
+    let total = binomial(n + m, n);
+    let exact = total <= 20_000;
+    let labelings: Vec<Vec<bool>> = match exact {
+        true => combinations(n + m, n),
+        false => {
+            let mut rng = Rng::new(seed).fork("replicate test");
+            let mut draws = vec![observed_labels.clone()];
+            draws.extend((1..20_000).map(|_| {
+                let picked = rng.permutation(n + m);
+                let mut labels = vec![false; n + m];
+                picked[..n].iter().for_each(|&i| labels[i] = true);
+                labels
+            }));
+            draws
+        }
+    };
+    let at_least = labelings
+        .iter()
+        .filter(|l| {
+            let (w, b) = statistic(l);
+            w - b >= difference - 1e-9
+        })
+        .count();
+    // A relabeling and its mirror give the same statistic when n = m, so the distinct values
+    // number half the labelings then.
+    let distinct = if n == m { total / 2 } else { total };
+    Ok(ReplicateTest {
+        tasks: (a.task.clone(), b.task.clone()),
+        replicates: (n, m),
+        metric,
+        preprocessed: preprocess,
+        within,
+        between,
+        difference,
+        p: at_least as f64 / labelings.len() as f64,
+        relabelings: labelings.len(),
+        exact,
+        smallest_possible_p: 1.0 / distinct.max(1) as f64,
+    })
+}
+
+fn binomial(n: usize, k: usize) -> usize {
+    (0..k).fold(1usize, |acc, i| acc.saturating_mul(n - i) / (i + 1))
+}
+
+/// Every way to mark `k` of `n` positions, as boolean vectors.
+fn combinations(n: usize, k: usize) -> Vec<Vec<bool>> {
+    fn extend(start: usize, n: usize, k: usize, current: &mut Vec<bool>, out: &mut Vec<Vec<bool>>) {
+        if k == 0 {
+            out.push(current.clone());
+            return;
+        }
+        for i in start..=(n - k) {
+            current[i] = true;
+            extend(i + 1, n, k - 1, current, out);
+            current[i] = false;
+        }
+    }
+    let mut out = Vec::new();
+    extend(0, n, k, &mut vec![false; n], &mut out);
+    out
+}
+
+/// Sharing between two tasks over seeds: the overlap of the seed-matched pairs
+/// `(a_s, b_s)`, mean with its 95 % interval.
+pub fn paired_sharing(
+    a: &Replicates,
+    b: &Replicates,
+    metric: Overlap,
+    preprocess: bool,
+) -> Result<Interval> {
+    let values = a
+        .masks
+        .iter()
+        .zip(&b.masks)
+        .map(|(x, y)| {
+            let pair = [x.clone(), y.clone()];
+            Ok(sharing_matrix_with(&pair, metric, preprocess, MixedSettings::Refuse)?.matrix[0][1])
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(Interval::t95(&values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_interval_matches_a_hand_computation() {
+        // 1, 2, 3: mean 2, SD 1, half-width 4.303 / √3.
+        let i = Interval::t95(&[1.0, 2.0, 3.0]);
+        assert!((i.high - 2.0 - 4.303 / 3f64.sqrt()).abs() < 1e-12);
+        assert!(Interval::t95(&[5.0]).low.is_nan());
+        assert!(Interval::t95(&[1.0, 2.0, 3.0]).excludes(7.0));
+    }
+
+    #[test]
+    fn task_names_lose_only_a_seed_suffix() {
+        assert_eq!(task_of("squares-s12"), "squares");
+        assert_eq!(task_of("SCL_90/squares"), "SCL_90/squares");
+        assert_eq!(task_of("big-shapes"), "big-shapes");
+        assert_eq!(combinations(4, 2).len(), 6);
+        assert_eq!(binomial(8, 4), 70);
+    }
+}
