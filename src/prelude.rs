@@ -28,16 +28,23 @@ pub use crate::train::eval::{evaluate, EvalOptions};
 pub use crate::train::{TrainConfig, TrainRun};
 
 // --- masks -------------------------------------------------------------------------------
+pub use crate::masking::bits::Binarize;
 /// Binary weight masks and their training.
 pub use crate::masking::engine::{alpha_sweep, MaskRun, MaskTrainConfig};
-pub use crate::masking::set::{train_mask_for_shape, train_masks, MaskSet, TaskSets};
+pub use crate::masking::set::{
+    train_mask_for_shape, train_mask_replicates, train_masks, MaskSet, TaskSets,
+};
 pub use crate::masking::toy::{run_toy, ToyConfig, ToyTask};
-pub use crate::masking::Mask;
+pub use crate::masking::{Mask, MixedSettings};
 
 // --- analysis and plots ------------------------------------------------------------------
+pub use crate::analysis::chance::{dispersity_chance, sharing_chance, ChanceConfig};
 /// Module measures: statistics, sharing, development, graph modularity.
 pub use crate::analysis::development::Development;
 pub use crate::analysis::masks::{mask_stats, Overlap};
+pub use crate::analysis::replicates::{replicate_test, Interval, Replicates};
 pub use crate::analysis::{graph_modularity, ModularityConfig, WeightGraph};
 /// Figures.
-pub use crate::plot::{line_plot, plot_sharing_matrix, problem_figure, weight_usage, Line};
+pub use crate::plot::{
+    line_plot, plot_sharing_matrix, problem_figure, sharing_chance_heatmap, weight_usage, Line,
+};

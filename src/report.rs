@@ -3,18 +3,109 @@
 
 use std::path::Path;
 
+use crate::analysis::chance::ChanceConfig;
 use crate::analysis::development::Development;
 use crate::analysis::graph::WeightGraph;
 use crate::analysis::graph::{graph_modularity, ModularityConfig};
-use crate::analysis::masks::Overlap;
+use crate::analysis::masks::{mask_stats, Overlap};
+use crate::analysis::replicates::{replicate_test, Replicates};
 use crate::checkpoint::Checkpoint;
 use crate::display::{escape_html, Table};
-use crate::plot::sharing_heatmap;
+use crate::plot::sharing_chance_heatmap;
 use crate::Result;
 use polars::prelude::*;
 
 /// One row of the graph-modularity table: checkpoint, its accuracy (%), Q, z and p.
 type ModularityRow = (String, Option<f64>, f64, Option<f64>, Option<f64>);
+
+/// Draws of the count-matched null behind every chance level of the report.
+const NULL_DRAWS: usize = 1000;
+
+/// Module size and dispersity: every mask, the mean over seeds with intervals and chance, the
+/// plots, and the changes over training as tested sentences.
+fn modules_section(dev: &Development) -> Result<String> {
+    let mut html = String::from("<h2>Modules by checkpoint</h2>");
+    if let Some(w) = dev.mixed_settings_warning() {
+        html += &format!("<p class=\"warn\">⚠ {}</p>", escape_html(&w));
+    }
+    if !dev.x_is_test() {
+        html += "<p class=\"warn\">⚠ some checkpoints have no held-out test reading \
+                 (<code>avr eval --split test --record</code>): the x-axis shows the validation \
+                 readings that chose them, which favour them.</p>";
+    }
+    html += &dev.table()?.to_html()?;
+    let chance = ChanceConfig::default().with_draws(200);
+    html += &dev.module_table(&chance)?.to_html()?;
+    html += &dev.sparsity_plot()?.to_html();
+    html += &dev.dispersity_plot()?.to_html();
+    let findings = [
+        dev.change("module size (kept %)", &|r| {
+            100.0 * mask_stats(&r.mask).kept_fraction
+        }),
+        dev.change("dispersity", &|r| mask_stats(&r.mask).dispersity),
+    ];
+    for f in findings.into_iter().flatten() {
+        html += &format!("<p>{}</p>", escape_html(&f.sentence));
+    }
+    Ok(html)
+}
+
+/// Sharing at every checkpoint against its chance level, and the replicate tests where tasks
+/// were trained with several seeds.
+fn sharing_section(dev: &Development) -> Result<String> {
+    let mut html = format!(
+        "<h2>Weight sharing between shape modules (IoMin, weights shared by all removed; \
+         beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
+    );
+    let chance = ChanceConfig::default().with_draws(NULL_DRAWS);
+    for (ckpt, _) in dev.checkpoints() {
+        html += &format!("<h3>{}</h3>", escape_html(&ckpt));
+        let count = dev
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt)
+            .count();
+        if count < 2 {
+            html += "<p>only one mask: no sharing matrix.</p>";
+            continue;
+        }
+        let (m, acc) = dev.sharing_chance(&ckpt, Overlap::IoMin, true, &chance)?;
+        html += &sharing_chance_heatmap(&m, acc)?.to_html();
+        let (above, below) = m.above_below();
+        html += &format!("<p>{above} pairs above chance, {below} at or below.</p>");
+        html += &replicate_findings(dev, &ckpt)?;
+    }
+    Ok(html)
+}
+
+/// For every pair of tasks with at least two seeds each at `ckpt`: between-task against
+/// replicate overlap, decided by the permutation test.
+fn replicate_findings(dev: &Development, ckpt: &str) -> Result<String> {
+    let groups: Vec<Replicates> = dev
+        .tasks()
+        .into_iter()
+        .map(|task| Replicates {
+            masks: dev
+                .replicates(ckpt, &task)
+                .iter()
+                .map(|r| r.mask.clone())
+                .collect(),
+            task,
+        })
+        .filter(|g| g.masks.len() >= 2)
+        .collect();
+    let mut html = String::new();
+    for (i, a) in groups.iter().enumerate() {
+        for b in &groups[i + 1..] {
+            let t = replicate_test(a, b, Overlap::IoMin, false, 0)?;
+            html += &format!("<li>{}</li>", escape_html(&t.verdict(0.05)));
+        }
+    }
+    Ok(match html.is_empty() {
+        true => "<p>One seed per task: no replicate test (train ≥ 2 seeds per shape).</p>".into(),
+        false => format!("<p>Between shapes vs replicates (raw IoMin, one-sided permutation test at 0.05):</p><ul>{html}</ul>"),
+    })
+}
 
 /// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),
 /// plus free-form `sections` (title, HTML) such as training curves, settings and timings.
@@ -29,29 +120,8 @@ pub fn write_report(
     for (title, html) in sections {
         body += &format!("<h2>{}</h2>{html}", escape_html(title));
     }
-    body += "<h2>Modules by checkpoint</h2>";
-    if let Some(w) = dev.mixed_settings_warning() {
-        body += &format!("<p class=\"warn\">⚠ {}</p>", escape_html(&w));
-    }
-    body += &dev.table()?.to_html()?;
-    body += &dev.sparsity_plot()?.to_html();
-    body += &dev.dispersity_plot()?.to_html();
-    body += "<h2>Weight sharing between shape modules (IoMin, weights shared by all removed)</h2>";
-    for (ckpt, _) in dev.checkpoints() {
-        body += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        if dev
-            .records
-            .iter()
-            .filter(|r| r.checkpoint() == ckpt)
-            .count()
-            < 2
-        {
-            body += "<p>only one mask: no sharing matrix.</p>";
-            continue;
-        }
-        let (m, acc) = dev.sharing(&ckpt, Overlap::IoMin, true)?;
-        body += &sharing_heatmap(&m, acc)?.to_html();
-    }
+    body += &modules_section(&dev)?;
+    body += &sharing_section(&dev)?;
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
     let mut rows: Vec<ModularityRow> = Vec::new();
     let mut unreadable = Vec::new();
@@ -92,7 +162,7 @@ pub fn write_report(
             rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
         ),
         Column::new(
-            "val_acc_%".into(),
+            "accuracy_% (x-axis reading)".into(),
             rows.iter().map(|r| r.1).collect::<Vec<_>>(),
         ),
         Column::new("Q".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),

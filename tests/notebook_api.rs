@@ -65,3 +65,80 @@ fn study_setup_reads_paths_once_and_picks_by_size() {
     let rows = study.summary();
     assert!(rows.iter().any(|(k, _)| *k == "checkpoint"));
 }
+
+/// The development end to end on two small checkpoints with held-out test readings and two
+/// seeds per shape: the x-axis is the test reading, every mask carries its seed and stopping
+/// record, and the report states each finding with its interval and test.
+#[test]
+fn development_reads_test_accuracies_and_reports_findings_with_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (preset, per_config) in [("originals", 40), ("squares", 30), ("circles", 30)] {
+        let cfg = GeneratorConfig {
+            preset: preset.into(),
+            configs: vec!["center_single".into()],
+            per_config,
+            on_the_fly: true,
+            ..Default::default()
+        };
+        generate_dataset(&cfg, &root.join(preset), false).unwrap();
+    }
+    let data = AvrDataset::open(root.join("originals")).unwrap();
+    let masks_dir = root.join("masks");
+    for (stage, steps) in [("early", 4), ("late", 12)] {
+        let model = SclModel::init(SclVariant::official(40), 0, tch::Device::Cpu);
+        let cfg = TrainConfig::smoke()
+            .with_steps(steps)
+            .with_val_every(steps)
+            .with_batch_size(8);
+        let cfg = cfg.with_milestones(vec![0.0]);
+        let run = train_scl(model, &data, &cfg, Some(&root.join(stage))).unwrap();
+        let mut ckpt = Checkpoint::load(run.milestones[0].path.clone().unwrap()).unwrap();
+        let test = evaluate(
+            &ckpt.model,
+            &data.split(Split::Test),
+            &EvalOptions::default(),
+        )
+        .unwrap();
+        ckpt.record(test.recorded("originals", vec!["test".into()]))
+            .unwrap();
+        assert_eq!(
+            Checkpoint::load(&ckpt.path)
+                .unwrap()
+                .test_accuracy()
+                .unwrap()
+                .n,
+            8
+        );
+        let tasks = TaskSets::open(root, &[Shape::Squares, Shape::Circles]).unwrap();
+        let set = train_mask_replicates(&ckpt, &tasks, &tiny(), &[0, 1]).unwrap();
+        assert_eq!(set.runs.len(), 4);
+        assert!(
+            set.runs[0].unmasked.is_some(),
+            "the unmasked reference is recorded"
+        );
+        set.save(masks_dir.join(stage)).unwrap();
+    }
+    let dev = Development::from_dir(&masks_dir).unwrap();
+    assert!(dev.x_is_test(), "every checkpoint has its test reading");
+    assert_eq!(dev.tasks(), vec!["circles", "squares"]);
+    let change = dev
+        .change("module size", &|r| mask_stats(&r.mask).kept_fraction)
+        .unwrap();
+    assert_eq!(
+        change.interval.n, 4,
+        "2 shapes × 2 seeds paired across checkpoints"
+    );
+    let out = root.join("report.html");
+    avr_modularity::report::write_report(&out, &masks_dir, 2, &[]).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    for needle in [
+        "checkpoint test accuracy (held out, %)",
+        "paired t interval over 4 task–seed masks",
+        "pairs above chance",
+        "smallest attainable p is 0.333",
+        "dispersity at chance",
+    ] {
+        assert!(html.contains(needle), "report lacks '{needle}'");
+    }
+}

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use super::chance::{dispersity_chance, sharing_chance, ChanceConfig, SharingChance};
 use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
-use crate::checkpoint::read_sidecar;
+use super::replicates::{task_of, Interval};
+use crate::checkpoint::{read_sidecar, CheckpointSidecar, RecordedAccuracy};
 use crate::display::Table;
 use crate::masking::engine::MaskSidecar;
 use crate::masking::{check_comparable, Mask, MixedSettings};
@@ -23,6 +25,9 @@ pub struct MaskRecord {
     pub mask: Mask,
     /// The sidecar's training record: base checkpoint, its accuracy, α, final accuracies.
     pub sidecar: MaskSidecar,
+    /// The base checkpoint's held-out test reading (`avr eval --split test --record`), when its
+    /// sidecar has one: the development's x-axis, untouched by the selection of checkpoints.
+    pub base_test: Option<RecordedAccuracy>,
 }
 
 impl MaskRecord {
@@ -40,6 +45,20 @@ impl MaskRecord {
             .find(|p| p.is_file())
     }
 
+    /// The task without its seed suffix (`squares-s1` → `squares`): replicates share it.
+    pub fn task(&self) -> &str {
+        task_of(&self.mask.name)
+    }
+
+    /// The checkpoint's accuracy on the x-axis: the test reading when recorded, else the
+    /// validation reading that chose it.
+    pub fn x_accuracy(&self) -> Option<f64> {
+        self.base_test
+            .as_ref()
+            .map(|t| t.accuracy)
+            .or(self.sidecar.base_accuracy)
+    }
+
     /// The checkpoint: its folder and file stem (e.g. `demo/scl_official_val31.2`).
     pub fn checkpoint(&self) -> String {
         let path = Path::new(&self.sidecar.base_checkpoint);
@@ -52,6 +71,29 @@ impl MaskRecord {
             name(path.parent().and_then(|p| p.file_name())),
             name(path.file_stem())
         )
+    }
+}
+
+/// A measure's change over training, decided by its interval.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Late minus early, over the paired masks.
+    pub interval: Interval,
+    /// The finding in words, with the test named.
+    pub sentence: String,
+}
+
+impl MaskRecord {
+    /// The base checkpoint's test reading, from its sidecar (none for the study's pickles or
+    /// when the checkpoint cannot be found).
+    fn read_base_test(&self) -> Option<RecordedAccuracy> {
+        let path = self.base_checkpoint_path()?;
+        let sidecar: CheckpointSidecar = read_sidecar(&path).ok()?;
+        sidecar
+            .evaluations
+            .into_iter()
+            .rev()
+            .find(|e| e.splits == ["test"])
     }
 }
 
@@ -94,11 +136,14 @@ impl Development {
             .map(|path| {
                 let sidecar: MaskSidecar = read_sidecar(&path)?;
                 let mask = Mask::load(&path)?;
-                Ok(MaskRecord {
+                let mut record = MaskRecord {
                     path,
                     mask,
                     sidecar,
-                })
+                    base_test: None,
+                };
+                record.base_test = record.read_base_test();
+                Ok(record)
             })
             .collect::<Result<Vec<_>>>()?;
         if records.is_empty() {
@@ -110,24 +155,133 @@ impl Development {
         let masks: Vec<Mask> = records.iter().map(|r| r.mask.clone()).collect();
         check_comparable(&masks, mixed)?;
         records.sort_by(|a, b| {
-            a.sidecar
-                .base_accuracy
-                .partial_cmp(&b.sidecar.base_accuracy)
+            a.x_accuracy()
+                .partial_cmp(&b.x_accuracy())
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.mask.name.cmp(&b.mask.name))
         });
         Ok(Development { records, mixed })
     }
 
-    /// Checkpoints in order of measured accuracy: `(name, accuracy)`.
+    /// Checkpoints in order of accuracy (the x-axis reading): `(name, accuracy)`.
     pub fn checkpoints(&self) -> Vec<(String, Option<f64>)> {
         let mut out: Vec<(String, Option<f64>)> = Vec::new();
         for r in &self.records {
             if !out.iter().any(|(c, _)| *c == r.checkpoint()) {
-                out.push((r.checkpoint(), r.sidecar.base_accuracy));
+                out.push((r.checkpoint(), r.x_accuracy()));
             }
         }
         out
+    }
+
+    /// Whether every checkpoint has a held-out test reading (else the x-axis falls back to the
+    /// validation readings that chose the checkpoints, which favour them).
+    pub fn x_is_test(&self) -> bool {
+        self.records.iter().all(|r| r.base_test.is_some())
+    }
+
+    /// The x-axis label, saying which reading it is.
+    pub fn x_label(&self) -> &'static str {
+        match self.x_is_test() {
+            true => "checkpoint test accuracy (held out, %)",
+            false => "checkpoint validation accuracy (the reading that chose it, %)",
+        }
+    }
+
+    /// The tasks, replicates merged, in order of first appearance.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.records {
+            if !out.iter().any(|t| t == r.task()) {
+                out.push(r.task().to_string());
+            }
+        }
+        out
+    }
+
+    /// The records of one checkpoint and task (one per seed).
+    pub fn replicates(&self, checkpoint: &str, task: &str) -> Vec<&MaskRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint && r.task() == task)
+            .collect()
+    }
+
+    /// `measure` of every (checkpoint, task): the mean over seeds with its 95 % t interval.
+    pub fn over_seeds(
+        &self,
+        measure: &dyn Fn(&MaskRecord) -> f64,
+    ) -> Vec<(String, String, Interval)> {
+        let mut out = Vec::new();
+        for (ckpt, _) in self.checkpoints() {
+            for task in self.tasks() {
+                let values: Vec<f64> = self
+                    .replicates(&ckpt, &task)
+                    .into_iter()
+                    .map(measure)
+                    .collect();
+                if !values.is_empty() {
+                    out.push((ckpt.clone(), task, Interval::t95(&values)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The change of `measure` from the least to the most accurate checkpoint, as a paired
+    /// comparison over the (task, seed) masks present at both, with its 95 % t interval and a
+    /// sentence that says "no significant change" unless the interval excludes zero.
+    pub fn change(&self, what: &str, measure: &dyn Fn(&MaskRecord) -> f64) -> Option<Change> {
+        let checkpoints = self.checkpoints();
+        let (first, last) = (checkpoints.first()?.clone(), checkpoints.last()?.clone());
+        if first.0 == last.0 {
+            return None;
+        }
+        let at = |c: &str| -> Vec<&MaskRecord> {
+            self.records
+                .iter()
+                .filter(|r| r.checkpoint() == c)
+                .collect()
+        };
+        let (early, late) = (at(&first.0), at(&last.0));
+        let diffs: Vec<f64> = late
+            .iter()
+            .filter_map(|l| {
+                let seed = l.sidecar.config.seed;
+                early
+                    .iter()
+                    .find(|e| e.task() == l.task() && e.sidecar.config.seed == seed)
+                    .map(|e| measure(l) - measure(e))
+            })
+            .collect();
+        let interval = Interval::t95(&diffs);
+        let pct = |a: Option<f64>| a.map_or("?".into(), |a| format!("{:.1} %", 100.0 * a));
+        let span = format!(
+            "{} ({}) → {} ({})",
+            first.0,
+            pct(first.1),
+            last.0,
+            pct(last.1)
+        );
+        let test = format!("paired t interval over {} task–seed masks", interval.n);
+        let sentence = if interval.excludes(0.0) {
+            let direction = if interval.mean > 0.0 {
+                "rises"
+            } else {
+                "falls"
+            };
+            format!(
+                "{what} {direction} by {} from {span} (95 % {test}).",
+                interval.summary(3)
+            )
+        } else {
+            format!(
+                "No significant change in {what} from {span}: {} (95 % {test}; the interval \
+                 includes 0).",
+                interval.summary(3)
+            )
+        };
+        Some(Change { interval, sentence })
     }
 
     /// A warning when the masks were not all trained with the same settings (possible only
@@ -160,10 +314,38 @@ impl Development {
                     .collect::<Vec<_>>(),
             ),
             Column::new(
+                "checkpoint_test_acc".into(),
+                self.records
+                    .iter()
+                    .map(|r| {
+                        r.base_test
+                            .as_ref()
+                            .map_or("not recorded".into(), |t| t.summary())
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
                 "task".into(),
                 self.records
                     .iter()
                     .map(|r| r.mask.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "seed".into(),
+                self.records
+                    .iter()
+                    .map(|r| r.sidecar.config.seed)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "stopped".into(),
+                self.records
+                    .iter()
+                    .map(|r| match r.sidecar.converged_at {
+                        Some(step) => format!("settled at step {step}"),
+                        None => format!("cap ({} steps)", r.sidecar.steps_done),
+                    })
                     .collect::<Vec<_>>(),
             ),
             Column::new(
@@ -209,6 +391,53 @@ impl Development {
         Ok(Table::new(df).with_caption("masks by measured checkpoint accuracy"))
     }
 
+    /// One row per checkpoint and task: the checkpoint's accuracy reading (test when recorded,
+    /// with n and interval), the seeds, module size and dispersity as mean [95 % t interval]
+    /// over seeds, and dispersity's count-matched chance level (mean over seeds).
+    pub fn module_table(&self, chance: &ChanceConfig) -> Result<Table> {
+        let kept = self.over_seeds(&|r| 100.0 * mask_stats(&r.mask).kept_fraction);
+        let spread = self.over_seeds(&|r| mask_stats(&r.mask).dispersity);
+        let null = self.over_seeds(&|r| {
+            dispersity_chance(std::slice::from_ref(&r.mask), chance)
+                .ok()
+                .and_then(|mut d| d.pop())
+                .map_or(f64::NAN, |d| d.dispersity.null_mean)
+        });
+        let reading = |ckpt: &str| -> String {
+            let r = self.records.iter().find(|r| r.checkpoint() == ckpt);
+            match r.and_then(|r| r.base_test.as_ref()) {
+                Some(t) => format!("test {}", t.summary()),
+                None => r
+                    .and_then(|r| r.sidecar.base_accuracy)
+                    .map_or("unknown".into(), |a| {
+                        format!("val {:.1} % (selection)", 100.0 * a)
+                    }),
+            }
+        };
+        let col = |name: &str, v: Vec<String>| Column::new(name.into(), v);
+        let df = DataFrame::new_infer_height(vec![
+            col("checkpoint", kept.iter().map(|k| k.0.clone()).collect()),
+            col("accuracy", kept.iter().map(|k| reading(&k.0)).collect()),
+            col("task", kept.iter().map(|k| k.1.clone()).collect()),
+            col(
+                "kept_% [95 % CI]",
+                kept.iter().map(|k| k.2.summary(2)).collect(),
+            ),
+            col(
+                "dispersity [95 % CI]",
+                spread.iter().map(|k| k.2.summary(4)).collect(),
+            ),
+            col(
+                "dispersity at chance",
+                null.iter().map(|k| format!("{:.4}", k.2.mean)).collect(),
+            ),
+        ])?;
+        Ok(Table::new(df).with_caption(format!(
+            "modules over seeds ({} null draws per mask for chance)",
+            chance.draws
+        )))
+    }
+
     /// The sharing matrix of the masks trained on `checkpoint`, and its accuracy.
     pub fn sharing(
         &self,
@@ -231,6 +460,26 @@ impl Development {
             sharing_matrix_with(&masks, metric, preprocess, self.mixed)?,
             acc,
         ))
+    }
+
+    /// The sharing matrix of the masks trained on `checkpoint` against its count-matched chance
+    /// level, and the checkpoint's accuracy (the x-axis reading).
+    pub fn sharing_chance(
+        &self,
+        checkpoint: &str,
+        metric: Overlap,
+        preprocess: bool,
+        cfg: &ChanceConfig,
+    ) -> Result<(SharingChance, Option<f64>)> {
+        let records: Vec<&MaskRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint)
+            .collect();
+        let masks: Vec<Mask> = records.iter().map(|r| r.mask.clone()).collect();
+        let cfg = cfg.with_mixed(self.mixed);
+        let acc = records.first().and_then(|r| r.x_accuracy());
+        Ok((sharing_chance(&masks, metric, preprocess, &cfg)?, acc))
     }
 
     /// Inline display in evcxr (`text/html`): the [`table`](Self::table) of masks.

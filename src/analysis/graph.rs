@@ -5,13 +5,16 @@
 //! a following BatchNorm folded in as `γ/√(σ²+ε)` per output channel). Spectral clustering uses
 //! the `k` smallest eigenvectors of `L_sym = I − D^{-½} A D^{-½}`, embeds `Y = D^{-½} U` (as
 //! sklearn does, no row normalisation) and runs seeded k-means++ with restarts. The partition is
-//! scored by Newman's weighted modularity `Q_γ` and the normalised cut, and compared with a
-//! layer-wise shuffle null model (z-score and right-tail p-value).
+//! scored by Newman's weighted modularity `Q_γ` and the normalised cut, and both are compared
+//! with a layer-wise shuffle null model (z-scores; right-tail p for Q, left-tail p for the n-cut).
+//! [`modularity_sweep`] repeats this over several `k` against the same shuffled graphs, and
+//! [`WeightGraph::from_scl_masked`] builds the graph of the weights one binary mask keeps.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{SclModel, SclVariant};
+use crate::masking::Mask;
+use crate::model::{Params, SclModel, SclVariant};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -30,8 +33,22 @@ impl WeightGraph {
     /// The channel graph of an SCL's vision conv stack, BatchNorm folded (what `avr modularity
     /// --ckpt` measures).
     pub fn from_scl(model: &SclModel) -> Result<Self> {
-        let p = |name: String| model.params.get(&name).map(|t| t.shallow_clone());
-        let layers = match &model.variant {
+        Self::from_scl_params(&model.variant, &model.params)
+    }
+
+    /// The channel graph of the SCL vision stack restricted to the weights `mask` keeps: every
+    /// masked tensor is multiplied by the mask's binary form ([`Mask::apply`]) before the graph
+    /// is built, so a `(C_in, C_out)` edge whose whole kernel slice is removed has weight 0, and
+    /// a masked BatchNorm γ of 0 cuts its channel off from the next layer. BatchNorm running
+    /// statistics are never masked. A mask of another model is refused ([`Mask::check_fits`]).
+    pub fn from_scl_masked(model: &SclModel, mask: &Mask) -> Result<Self> {
+        Self::from_scl_params(&model.variant, &mask.apply(&model.params, false)?)
+    }
+
+    /// [`WeightGraph::from_scl`] on `params` (the model's own, or masked ones).
+    fn from_scl_params(variant: &SclVariant, params: &Params) -> Result<Self> {
+        let p = |name: String| params.get(&name).map(|t| t.shallow_clone());
+        let layers = match variant {
             SclVariant::Seed(cfg) => {
                 let convs = cfg.conv_channels.len() - 1;
                 (0..convs)
@@ -170,7 +187,8 @@ pub fn planted_mlp(layers: usize, width: usize, groups: usize, a: f32, b: f32) -
     (0..layers).map(|_| w.shallow_clone()).collect()
 }
 
-/// Settings of [`graph_modularity`] with documented defaults.
+/// Settings of [`graph_modularity`] and [`modularity_sweep`] with documented defaults
+/// (`k` 8, γ 1, 25 restarts, 100 shuffles, seed 0).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModularityConfig {
     /// Number of clusters (default 8, toumei's).
@@ -179,7 +197,8 @@ pub struct ModularityConfig {
     pub gamma: f64,
     /// k-means restarts; the lowest inertia wins (default 25).
     pub restarts: usize,
-    /// Shuffled networks for the null model (default 0 = none).
+    /// Shuffled networks for the null model (default 100; 0 = no null model, which is much
+    /// faster: every shuffle is clustered like the network itself).
     pub shuffles: usize,
     /// Seed for k-means and the shuffles (default 0).
     pub seed: u64,
@@ -191,7 +210,7 @@ impl Default for ModularityConfig {
             k: 8,
             gamma: 1.0,
             restarts: 25,
-            shuffles: 0,
+            shuffles: 100,
             seed: 0,
         }
     }
@@ -220,16 +239,61 @@ pub struct ModularityReport {
     /// Population standard deviation of the shuffled networks' `Q_γ`; `None` without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q_null_std: Option<f64>,
-    /// z-score `(Q − mean) / std` against the null model (`+∞` when the std is 0); `None`
-    /// without shuffles.
+    /// z-score `(Q − mean) / std` against the null model; when the std is 0 (or within
+    /// rounding, `≤ 1e-12 · max(|mean|, |Q|)`): `±∞` by the sign of `Q − mean`, 0 when they
+    /// agree (JSON writes infinities as `null`); `None` without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub z: Option<f64>,
-    /// Right-tail p-value `(1 + #{Q_s ≥ Q}) / (n + 1)` against the null model; `None` without
-    /// shuffles.
+    /// Right-tail p-value `(1 + #{Q_s ≥ Q}) / (n + 1)` (Q higher than chance; ties count
+    /// against significance); `None` without shuffles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p: Option<f64>,
+    /// Mean n-cut of the layer-shuffled networks (the same shuffles as Q's null, each with its
+    /// own spectral partition); `None` without shuffles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ncut_null_mean: Option<f64>,
+    /// Population standard deviation of the shuffled networks' n-cut; `None` without shuffles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ncut_null_std: Option<f64>,
+    /// z-score `(n-cut − mean) / std` against the null model (negative = cleaner split than
+    /// chance; the std-0 rule of [`ModularityReport::z`]); `None` without shuffles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ncut_z: Option<f64>,
+    /// Left-tail p-value `(1 + #{ncut_s ≤ ncut}) / (n + 1)` (n-cut lower than chance; ties count
+    /// against significance); `None` without shuffles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ncut_p: Option<f64>,
     /// Number of shuffled networks in the null model (0 = none).
     pub shuffles: usize,
+}
+
+/// Result of [`modularity_sweep`]: one [`ModularityReport`] per `k`, in the order asked for,
+/// all against the same shuffled networks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModularitySweep {
+    /// One report per `k`.
+    pub points: Vec<ModularityReport>,
+}
+
+impl ModularitySweep {
+    /// The point with the largest Q z-score (the first of equal ones); `None` without shuffles
+    /// or points.
+    pub fn best(&self) -> Option<&ModularityReport> {
+        let mut best: Option<(&ModularityReport, f64)> = None;
+        for point in &self.points {
+            if let Some(z) = point.z.filter(|z| !z.is_nan()) {
+                if best.is_none_or(|(_, b)| z > b) {
+                    best = Some((point, z));
+                }
+            }
+        }
+        best.map(|(point, _)| point)
+    }
+
+    /// The `k` with the largest Q z-score ([`ModularitySweep::best`]).
+    pub fn best_k(&self) -> Option<usize> {
+        self.best().map(|point| point.k)
+    }
 }
 
 /// Degrees with isolated nodes counted as 1 (as scipy's normalised Laplacian does).
@@ -242,11 +306,53 @@ fn safe_sqrt_degrees(adjacency: &Tensor) -> Tensor {
 /// The spectral embedding `Y = D^{-½} U_k` (`(N, k)`), `U_k` the k smallest eigenvectors of `L_sym`.
 pub fn spectral_embedding(adjacency: &Tensor, k: usize) -> Result<Tensor> {
     let n = adjacency.size()[0];
+    Ok(full_embedding(adjacency)?.narrow(1, 0, k.min(n as usize) as i64))
+}
+
+/// `D^{-½} U` with all `N` eigenvectors of `L_sym` (ascending eigenvalues): the first `k`
+/// columns are [`spectral_embedding`]'s for every `k` (one eigendecomposition per graph).
+fn full_embedding(adjacency: &Tensor) -> Result<Tensor> {
+    let n = adjacency.size()[0];
     let inv_sqrt = safe_sqrt_degrees(adjacency).reciprocal();
     let normalised = adjacency * inv_sqrt.unsqueeze(1) * inv_sqrt.unsqueeze(0);
     let laplacian = Tensor::eye(n, (Kind::Double, Device::Cpu)) - normalised;
     let (_values, vectors) = laplacian.f_linalg_eigh("L")?; // ascending eigenvalues
-    Ok(vectors.narrow(1, 0, k.min(n as usize) as i64) * inv_sqrt.unsqueeze(1))
+    Ok(vectors * inv_sqrt.unsqueeze(1))
+}
+
+/// A graph's full spectral embedding, row-major on the host, for clustering at several `k`.
+struct Embedding {
+    data: Vec<f64>,
+    nodes: usize,
+}
+
+impl Embedding {
+    fn of(adjacency: &Tensor) -> Result<Self> {
+        let y = full_embedding(adjacency)?;
+        let nodes = y.size()[0] as usize;
+        let data = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;
+        Ok(Embedding { data, nodes })
+    }
+
+    /// k-means on the first `k` coordinates (`1 ≤ k ≤ nodes`, checked by the callers).
+    fn cluster(&self, k: usize, restarts: usize, rng: &mut Rng) -> Vec<usize> {
+        let first: Vec<f64> = self
+            .data
+            .chunks(self.nodes.max(1))
+            .flat_map(|row| row[..k].iter().copied())
+            .collect();
+        kmeans(&first, k, k, restarts, rng)
+    }
+}
+
+/// `Ok` when `k` clusters fit a graph of `nodes` nodes, else the error naming `k`.
+fn check_k(k: usize, nodes: usize) -> Result<()> {
+    match k == 0 || k > nodes {
+        true => Err(Error::Config(format!(
+            "spectral clustering: k = {k} clusters, but it must lie between 1 and the graph's {nodes} nodes"
+        ))),
+        false => Ok(()),
+    }
 }
 
 /// Points stored row-major in one buffer (cache-friendly k-means).
@@ -380,15 +486,8 @@ pub fn spectral_clustering(
     rng: &mut Rng,
 ) -> Result<Vec<usize>> {
     let nodes = adjacency.size().first().copied().unwrap_or(0) as usize;
-    if k == 0 || k > nodes {
-        return Err(Error::Config(format!(
-            "spectral clustering: k = {k} clusters, but it must lie between 1 and the graph's {nodes} nodes"
-        )));
-    }
-    let y = spectral_embedding(adjacency, k)?;
-    let dim = y.size()[1] as usize;
-    let flat: Vec<f64> = Vec::<f64>::try_from(y.contiguous().flatten(0, -1))?;
-    Ok(kmeans(&flat, dim, k, restarts, rng))
+    check_k(k, nodes)?;
+    Ok(Embedding::of(adjacency)?.cluster(k, restarts, rng))
 }
 
 /// Per-cluster intra weight (ordered pairs) and volume.
@@ -410,12 +509,16 @@ fn cluster_sums(adjacency: &Tensor, labels: &[usize]) -> (Vec<f64>, Vec<f64>, f6
 /// Newman's weighted modularity `Q_γ = Σ_c [Σ_{i,j∈c} A_ij / 2m − γ (d_c / 2m)²]`.
 pub fn modularity(adjacency: &Tensor, labels: &[usize], gamma: f64) -> f64 {
     let (intra, volume, two_m) = cluster_sums(adjacency, labels);
+    modularity_from_sums(&intra, &volume, two_m, gamma)
+}
+
+fn modularity_from_sums(intra: &[f64], volume: &[f64], two_m: f64, gamma: f64) -> f64 {
     if two_m <= 0.0 {
         return 0.0;
     }
     intra
         .iter()
-        .zip(&volume)
+        .zip(volume)
         .map(|(l, d)| l / two_m - gamma * (d / two_m).powi(2))
         .sum()
 }
@@ -423,53 +526,152 @@ pub fn modularity(adjacency: &Tensor, labels: &[usize], gamma: f64) -> f64 {
 /// Normalised cut `Σ_c cut(c) / (vol(c) + 1e-8)`.
 pub fn ncut(adjacency: &Tensor, labels: &[usize]) -> f64 {
     let (intra, volume, _) = cluster_sums(adjacency, labels);
+    ncut_from_sums(&intra, &volume)
+}
+
+fn ncut_from_sums(intra: &[f64], volume: &[f64]) -> f64 {
     intra
         .iter()
-        .zip(&volume)
+        .zip(volume)
         .map(|(l, v)| (v - l) / (v + 1e-8))
         .sum()
 }
 
-/// Clusters `graph`, scores the partition and, with `shuffles > 0`, compares Q with the
-/// layer-shuffle null model (`p = (1 + #{Q_s ≥ Q}) / (n + 1)`, z with the population sd).
+/// `(Q_γ, n-cut)` of one partition (one pass over the cluster sums).
+fn scores(adjacency: &Tensor, labels: &[usize], gamma: f64) -> (f64, f64) {
+    let (intra, volume, two_m) = cluster_sums(adjacency, labels);
+    (
+        modularity_from_sums(&intra, &volume, two_m, gamma),
+        ncut_from_sums(&intra, &volume),
+    )
+}
+
+/// Clusters `graph`, scores the partition and, with `shuffles > 0`, compares Q and the n-cut
+/// with the layer-shuffle null model (`p = (1 + #{Q_s ≥ Q}) / (n + 1)`,
+/// `ncut_p = (1 + #{ncut_s ≤ ncut}) / (n + 1)`, z-scores with the population sd).
 pub fn graph_modularity(graph: &WeightGraph, cfg: &ModularityConfig) -> Result<ModularityReport> {
-    let root = Rng::new(cfg.seed);
-    let mut rng = root.fork("kmeans");
-    let clusters = spectral_clustering(&graph.adjacency, cfg.k, cfg.restarts, &mut rng)?;
-    let q = modularity(&graph.adjacency, &clusters, cfg.gamma);
-    let mut report = ModularityReport {
-        q,
-        ncut: ncut(&graph.adjacency, &clusters),
-        clusters,
-        k: cfg.k,
-        gamma: cfg.gamma,
-        nodes: graph.num_nodes(),
-        layer_sizes: graph.layer_sizes.clone(),
-        q_null_mean: None,
-        q_null_std: None,
-        z: None,
-        p: None,
-        shuffles: cfg.shuffles,
-    };
-    if cfg.shuffles > 0 {
-        let mut shuffle_rng = root.fork("shuffle");
-        let mut null = Vec::with_capacity(cfg.shuffles);
-        for _ in 0..cfg.shuffles {
-            let shuffled = graph.shuffled(&mut shuffle_rng)?;
-            let labels = spectral_clustering(&shuffled.adjacency, cfg.k, cfg.restarts, &mut rng)?;
-            null.push(modularity(&shuffled.adjacency, &labels, cfg.gamma));
-        }
-        let mean = null.iter().sum::<f64>() / null.len() as f64;
-        let std = (null.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / null.len() as f64).sqrt();
-        report.q_null_mean = Some(mean);
-        report.q_null_std = Some(std);
-        report.z = Some(if std > 0.0 {
-            (q - mean) / std
-        } else {
-            f64::INFINITY
-        });
-        report.p =
-            Some((1 + null.iter().filter(|&&s| s >= q).count()) as f64 / (null.len() + 1) as f64);
+    check_k(cfg.k, graph.num_nodes())?;
+    let mut points = sweep(graph, &[cfg.k], cfg)?;
+    Ok(points.remove(0))
+}
+
+/// [`graph_modularity`] at every `k` of `ks` (in that order) against the **same** shuffled
+/// networks: point `i` equals `graph_modularity` with `k = ks[i]` and the same seed, but each
+/// graph's eigendecomposition is done once for all `k`. `cfg.k` is ignored. An empty `ks`, or
+/// a `k` of 0 or above the number of nodes, is an error naming it.
+pub fn modularity_sweep(
+    graph: &WeightGraph,
+    ks: &[usize],
+    cfg: &ModularityConfig,
+) -> Result<ModularitySweep> {
+    if ks.is_empty() {
+        return Err(Error::Config(
+            "k sweep: no k given (the list of cluster counts is empty)".into(),
+        ));
     }
-    Ok(report)
+    let nodes = graph.num_nodes();
+    if let Some(&bad) = ks.iter().find(|&&k| k == 0 || k > nodes) {
+        return Err(Error::Config(format!(
+            "k sweep {ks:?}: k = {bad} clusters, but every k must lie between 1 and the graph's {nodes} nodes"
+        )));
+    }
+    Ok(ModularitySweep {
+        points: sweep(graph, ks, cfg)?,
+    })
+}
+
+/// Mean, population sd, z-score and p-value of `observed` against `null`; `higher` picks the
+/// tail (`true`: `#{s ≥ observed}`, `false`: `#{s ≤ observed}`). An sd within rounding
+/// (`≤ 1e-12 · max(|mean|, |observed|)`) counts as 0: z is then `±∞` by the sign of
+/// `observed − mean`, or 0 when they agree to that precision.
+fn null_test(observed: f64, null: &[f64], higher: bool) -> (f64, f64, f64, f64) {
+    let n = null.len() as f64;
+    let mean = null.iter().sum::<f64>() / n;
+    let std = (null.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    // A spread within rounding is no spread: the layer shuffle keeps the score of every
+    // layer-aligned partition exactly, so when all shuffles find one (small k), their scores
+    // differ only in the last bits and `(observed − mean) / std` would be a meaningless ±1e11.
+    let rounding = 1e-12 * mean.abs().max(observed.abs());
+    let z = if std > rounding {
+        (observed - mean) / std
+    } else if observed - mean > rounding {
+        f64::INFINITY
+    } else if mean - observed > rounding {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
+    let extreme = null
+        .iter()
+        .filter(|&&s| if higher { s >= observed } else { s <= observed })
+        .count();
+    (mean, std, z, (1 + extreme) as f64 / (n + 1.0))
+}
+
+/// The reports at every `k` of `ks` (each already checked to lie in `1..=nodes`). Each `k` has
+/// its own k-means stream forked from the seed exactly as [`graph_modularity`] forks it, and the
+/// shuffles come from one `shuffle` stream, so every `k` sees the same shuffled graphs.
+fn sweep(
+    graph: &WeightGraph,
+    ks: &[usize],
+    cfg: &ModularityConfig,
+) -> Result<Vec<ModularityReport>> {
+    let root = Rng::new(cfg.seed);
+    let mut rngs: Vec<Rng> = ks.iter().map(|_| root.fork("kmeans")).collect();
+    let embedding = Embedding::of(&graph.adjacency)?;
+    let mut reports: Vec<ModularityReport> = ks
+        .iter()
+        .zip(rngs.iter_mut())
+        .map(|(&k, rng)| {
+            let clusters = embedding.cluster(k, cfg.restarts, rng);
+            let (q, ncut) = scores(&graph.adjacency, &clusters, cfg.gamma);
+            ModularityReport {
+                q,
+                ncut,
+                clusters,
+                k,
+                gamma: cfg.gamma,
+                nodes: graph.num_nodes(),
+                layer_sizes: graph.layer_sizes.clone(),
+                q_null_mean: None,
+                q_null_std: None,
+                z: None,
+                p: None,
+                ncut_null_mean: None,
+                ncut_null_std: None,
+                ncut_z: None,
+                ncut_p: None,
+                shuffles: cfg.shuffles,
+            }
+        })
+        .collect();
+    if cfg.shuffles == 0 {
+        return Ok(reports);
+    }
+    let mut shuffle_rng = root.fork("shuffle");
+    let mut null_q = vec![Vec::with_capacity(cfg.shuffles); ks.len()];
+    let mut null_ncut = vec![Vec::with_capacity(cfg.shuffles); ks.len()];
+    for _ in 0..cfg.shuffles {
+        let shuffled = graph.shuffled(&mut shuffle_rng)?;
+        let embedding = Embedding::of(&shuffled.adjacency)?;
+        for (i, &k) in ks.iter().enumerate() {
+            let labels = embedding.cluster(k, cfg.restarts, &mut rngs[i]);
+            let (q, ncut) = scores(&shuffled.adjacency, &labels, cfg.gamma);
+            null_q[i].push(q);
+            null_ncut[i].push(ncut);
+        }
+    }
+    for (i, report) in reports.iter_mut().enumerate() {
+        let (mean, std, z, p) = null_test(report.q, &null_q[i], true);
+        (report.q_null_mean, report.q_null_std, report.z, report.p) =
+            (Some(mean), Some(std), Some(z), Some(p));
+        let (mean, std, z, p) = null_test(report.ncut, &null_ncut[i], false);
+        (
+            report.ncut_null_mean,
+            report.ncut_null_std,
+            report.ncut_z,
+            report.ncut_p,
+        ) = (Some(mean), Some(std), Some(z), Some(p));
+    }
+    Ok(reports)
 }
