@@ -546,7 +546,7 @@ fn a_dataset_generated_on_the_fly_gives_the_pixels_of_the_written_files() {
         "k mod 10 in 8..=9 for k < 12, per configuration"
     );
     assert!(
-        test.on_the_fly.is_some(),
+        test.is_generated(),
         "a split of a generated set is generated too"
     );
 }

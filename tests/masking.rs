@@ -398,3 +398,54 @@ fn a_saved_mask_reloads_in_model_order_and_a_broken_sidecar_is_an_error() {
     let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
     assert!(pos("vision.net.2.weight") < pos("vision.net.10.weight"));
 }
+
+/// The α sweep as a study's record: a figure of kept % and validation accuracy against α, and
+/// the choice on file; and the convergence rule stops a mask whose readings have settled.
+#[test]
+fn alpha_sweep_draws_its_curve_and_writes_its_record() {
+    let fixtures = require_fixtures().unwrap();
+    let ckpt = Checkpoint::load(fixtures.join("seed/checkpoint/SCL_pretrain_80.ckpt")).unwrap();
+    let squares = AvrDataset::open(fixtures.join("seed/datasets/squares")).unwrap();
+    let task = MaskTask {
+        name: "squares".into(),
+        shape: None,
+        fit: &squares,
+        held_out: &squares,
+        control: None,
+    };
+    let cfg = MaskTrainConfig::smoke()
+        .with_steps(2)
+        .with_batch_size(4)
+        .with_samples(2)
+        .with_eval_every(1)
+        .with_eval_problems(4);
+    let sweep = alpha_sweep(&ckpt, &task, &cfg, &[1e-6, 1e-3]).unwrap();
+    let svg = sweep.curve().unwrap().svg;
+    assert!(
+        svg.contains("α curve") && svg.contains("kept weights"),
+        "figure"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alpha.json");
+    sweep.save_record(&path).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        record["chosen_alpha"].as_f64().unwrap(),
+        sweep.chosen_alpha()
+    );
+    assert_eq!(record["runs"].as_array().unwrap().len(), 2);
+    // A huge tolerance settles at once: the run stops after `window` evaluations.
+    let rule = avr_modularity::masking::engine::Convergence {
+        window: 2,
+        tolerance: 1.0,
+    };
+    let run = train_mask(
+        &ckpt,
+        &task,
+        &cfg.clone().with_steps(6).with_convergence(Some(rule)),
+    )
+    .unwrap();
+    assert_eq!((run.metrics.len(), run.converged_at), (2, Some(2)));
+    let capped = train_mask(&ckpt, &task, &cfg.with_steps(3).with_convergence(None)).unwrap();
+    assert_eq!((capped.metrics.len(), capped.converged_at), (3, None));
+}

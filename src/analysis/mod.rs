@@ -5,6 +5,7 @@ pub mod development;
 pub mod graph;
 pub mod masks;
 pub mod replicates;
+pub mod specificity;
 
 pub use chance::{dispersity_chance, sharing_chance, ChanceConfig, ChanceLevel, SharingChance};
 pub use graph::{graph_modularity, ModularityConfig, ModularityReport, WeightGraph};

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::generate::{file_name, generate_problem, ConfigSpec, GeneratorConfig, Preset};
+use super::generate::{
+    file_name, generate_problem, CandidateMode, ConfigSpec, GeneratorConfig, Preset,
+};
 use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
 use crate::{Error, Result};
 
@@ -68,10 +70,24 @@ pub struct ProblemFile {
     pub configuration: String,
     /// Its split: from the `<split>/` folder in the study's layout, else from the file name.
     pub split: Split,
-    /// The problem's index `k` when it is generated on demand instead of read (see
+    /// How to render the problem when it is generated on demand instead of read (see
     /// [`AvrDataset::open`]).
     #[serde(default)]
-    pub generated: Option<usize>,
+    pub generated: Option<ProblemRecipe>,
+}
+
+/// Everything that determines a generated problem: rendered from it, the problem is
+/// pixel-identical to the file `avr generate` writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemRecipe {
+    /// The generator preset (`originals`, a shape, …).
+    pub preset: String,
+    /// The candidate mode.
+    pub mode: CandidateMode,
+    /// The generator seed.
+    pub seed: u64,
+    /// The problem's index within its configuration.
+    pub k: usize,
 }
 
 /// A scanned folder of problem files (nothing is loaded until a batch asks for it).
@@ -81,11 +97,6 @@ pub struct AvrDataset {
     pub root: PathBuf,
     /// Files sorted by path, so order never depends on the filesystem (a study bug).
     pub files: Vec<ProblemFile>,
-    /// The generator settings when problems are generated on demand (`generator.json` with
-    /// `on_the_fly: true`): each problem is then rendered from the seed when a batch needs it,
-    /// pixel-identical to the file `avr generate` writes.
-    #[serde(default)]
-    pub on_the_fly: Option<GeneratorConfig>,
 }
 
 /// How problems become tensors.
@@ -160,11 +171,7 @@ impl AvrDataset {
                 "no RAVEN_*.npz files in <config>/ or <split>/<config>/ folders",
             ));
         }
-        Ok(AvrDataset {
-            root,
-            files,
-            on_the_fly: None,
-        })
+        Ok(AvrDataset { root, files })
     }
 
     /// The problems `cfg` describes, generated on demand; `root` only names them.
@@ -176,7 +183,12 @@ impl AvrDataset {
                 path: root.join(spec.folder).join(file_name(k)),
                 configuration: spec.folder.to_string(),
                 split: Split::of_index(k),
-                generated: Some(k),
+                generated: Some(ProblemRecipe {
+                    preset: cfg.preset.clone(),
+                    mode: cfg.mode,
+                    seed: cfg.seed,
+                    k,
+                }),
             }));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -189,22 +201,21 @@ impl AvrDataset {
         Ok(AvrDataset {
             root: root.to_path_buf(),
             files,
-            on_the_fly: Some(cfg),
         })
     }
 
     /// The bytes of problem `i`: its file, or its panels rendered from the seed.
     fn problem_bytes(&self, i: usize) -> Result<ProblemBytes> {
         let file = &self.files[i];
-        match (&self.on_the_fly, file.generated) {
-            (Some(cfg), Some(k)) => {
+        match &file.generated {
+            Some(r) => {
                 let spec = ConfigSpec::by_name(&file.configuration)
                     .ok_or_else(|| Error::bad_file(&file.path, "unknown configuration folder"))?;
-                let preset = Preset::named(&cfg.preset)?;
-                let p = generate_problem(spec, &preset, cfg.mode, cfg.seed, k)?.problem;
+                let preset = Preset::named(&r.preset)?;
+                let p = generate_problem(spec, &preset, r.mode, r.seed, r.k)?.problem;
                 Ok(ProblemBytes::Rendered(p.image, p.side, p.target))
             }
-            _ => std::fs::read(&file.path)
+            None => std::fs::read(&file.path)
                 .map(ProblemBytes::File)
                 .map_err(|e| Error::io(&file.path, e)),
         }
@@ -224,8 +235,21 @@ impl AvrDataset {
         AvrDataset {
             root: self.root.clone(),
             files,
-            on_the_fly: self.on_the_fly.clone(),
         }
+    }
+
+    /// The problems of several datasets in one (e.g. every shape set pooled, for the control
+    /// mask); `root` names the result. Files keep their sources' order.
+    pub fn concat(root: impl AsRef<Path>, parts: &[&AvrDataset]) -> AvrDataset {
+        AvrDataset {
+            root: root.as_ref().to_path_buf(),
+            files: parts.iter().flat_map(|d| d.files.iter().cloned()).collect(),
+        }
+    }
+
+    /// Whether the problems are generated on demand (all of them).
+    pub fn is_generated(&self) -> bool {
+        !self.files.is_empty() && self.files.iter().all(|f| f.generated.is_some())
     }
 
     /// At most `n` problems, evenly spread over the set (`0` or `n ≥ len` keeps all): a fixed,

@@ -990,6 +990,32 @@ impl AlphaSweep {
         self.runs.get(self.chosen)
     }
 
+    /// The study's record of the choice: every α with its kept fraction and validation task
+    /// accuracy (n), the rule, and the chosen α — written atomically as JSON to `path`, so the
+    /// one α of a study is on file beside its masks.
+    pub fn save_record(&self, path: &Path) -> Result<()> {
+        let rows: Vec<serde_json::Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "alpha": r.config.alpha,
+                    "kept_fraction": r.last(|m| m.kept_fraction),
+                    "val_task_accuracy": r.last(|m| m.task_accuracy),
+                    "val_problems": r.task_problems,
+                    "converged_at": r.converged_at,
+                })
+            })
+            .collect();
+        let record = serde_json::json!({
+            "rule": format!("the largest α whose validation task accuracy is within {} of the smallest α's", self.tolerance),
+            "chosen_alpha": self.chosen_alpha(),
+            "runs": rows,
+        });
+        let text = serde_json::to_vec_pretty(&record).map_err(|e| Error::Config(e.to_string()))?;
+        crate::checkpoint::write_atomic(path, &text)
+    }
+
     /// α, kept %, task / control / inverted accuracies of every run, and which was chosen.
     pub fn table(&self) -> Result<Table> {
         let last = |r: &MaskRun, f: fn(&MaskMetricRow) -> Option<f64>| r.last(f).map(|v| 100.0 * v);

@@ -84,6 +84,17 @@ impl TaskSets {
         self.shapes.iter().map(|s| s.0).collect()
     }
 
+    /// Every shape's fitting and held-out problems pooled: the task of the control mask that
+    /// keeps what all shapes need (Csordás et al.'s "full" mask).
+    pub fn pooled(&self) -> PooledShapes {
+        let fit: Vec<&AvrDataset> = self.shapes.iter().map(|s| &s.1).collect();
+        let held_out: Vec<&AvrDataset> = self.shapes.iter().map(|s| &s.2).collect();
+        PooledShapes {
+            fit: AvrDataset::concat(&self.dir, &fit),
+            held_out: AvrDataset::concat(&self.dir, &held_out),
+        }
+    }
+
     /// The mask task of `shape` (named after it).
     pub fn task(&self, shape: Shape) -> Result<MaskTask<'_>> {
         let (_, fit, held_out) = self.shapes.iter().find(|s| s.0 == shape).ok_or_else(|| {
@@ -101,6 +112,38 @@ impl TaskSets {
             control: self.control.as_ref(),
         })
     }
+}
+
+/// All shapes' problems in one task (see [`TaskSets::pooled`]).
+#[derive(Debug, Clone)]
+pub struct PooledShapes {
+    /// Every shape's fitting problems.
+    pub fit: AvrDataset,
+    /// Every shape's held-out problems.
+    pub held_out: AvrDataset,
+}
+
+impl PooledShapes {
+    /// The control-mask task, named `all-shapes`.
+    pub fn task<'a>(&'a self, control: Option<&'a AvrDataset>) -> MaskTask<'a> {
+        MaskTask {
+            name: "all-shapes".into(),
+            shape: None,
+            fit: &self.fit,
+            held_out: &self.held_out,
+            control,
+        }
+    }
+}
+
+/// Trains the control mask on every shape pooled, with the same settings as the shape masks.
+pub fn train_control_mask(
+    ckpt: &Checkpoint,
+    tasks: &TaskSets,
+    cfg: &MaskTrainConfig,
+) -> Result<MaskRun> {
+    let pooled = tasks.pooled();
+    train_mask(ckpt, &pooled.task(tasks.control.as_ref()), cfg)
 }
 
 /// Trains the mask of one shape on the frozen checkpoint.

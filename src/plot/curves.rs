@@ -112,3 +112,36 @@ pub fn plot_sharing_matrix(masks: &crate::masking::set::MaskSet) -> Result<Figur
     let matrix = masks.sharing(crate::masking::overlap::Overlap::IoMin)?;
     super::sharing_heatmap(&matrix, masks.base_accuracy)
 }
+
+impl crate::masking::engine::AlphaSweep {
+    /// The α curve: kept weights and validation task accuracy (deterministic mask), in %,
+    /// against log₁₀ α; the chosen α is named in the title.
+    pub fn curve(&self) -> Result<Figure> {
+        let x: Vec<f64> = self.runs.iter().map(|r| r.config.alpha.log10()).collect();
+        let last = |f: fn(&MaskMetricRow) -> Option<f64>| -> Vec<f64> {
+            self.runs
+                .iter()
+                .map(|r| r.last(f).map_or(f64::NAN, |v| 100.0 * v))
+                .collect()
+        };
+        let title = format!(
+            "α curve (chosen α = {:e}: the largest within {:.0} points of the smallest α)",
+            self.chosen_alpha(),
+            100.0 * self.tolerance
+        );
+        line_plot(
+            &title,
+            "log10 α",
+            "%",
+            &[
+                Line::new("kept weights", &x, &last(|m| m.kept_fraction)),
+                Line::new("task accuracy (validation)", &x, &last(|m| m.task_accuracy)),
+                Line::new(
+                    "inverted task accuracy",
+                    &x,
+                    &last(|m| m.inverted_task_accuracy),
+                ),
+            ],
+        )
+    }
+}

@@ -22,7 +22,8 @@ pub struct Args {
     /// A training log (`metrics.csv` of `avr train`), drawn as training curves.
     #[arg(long)]
     metrics: Option<PathBuf>,
-    #[arg(long, default_value_t = 20)]
+    /// Layer shuffles of the graph-modularity null model per checkpoint.
+    #[arg(long, default_value_t = 100)]
     shuffles: usize,
 }
 
