@@ -321,3 +321,37 @@ fn a_run_stops_at_its_target_accuracy_and_stays_stopped_when_resumed() {
         "a finished run takes no step"
     );
 }
+
+/// Re-estimating the BatchNorm statistics depends on the weights and the fixed problems alone:
+/// the plain mean of the batch statistics, so twice on the same set gives the same numbers
+/// (an exponential average would still carry the first pass's start).
+#[test]
+fn batch_norm_recalibration_is_a_function_of_the_weights() {
+    tch::set_num_threads(1);
+    let (data, _) = setup();
+    let model = small_official();
+    let stats = |m: &SclModel| -> Vec<f64> {
+        m.params
+            .iter()
+            .filter(|(n, _)| n.ends_with("running_mean"))
+            .map(|(_, t)| t.abs().sum(tch::Kind::Double).double_value(&[]))
+            .collect()
+    };
+    let before = stats(&model);
+    assert!(
+        !before.is_empty() && before.iter().all(|&v| v == 0.0),
+        "fresh running means are 0"
+    );
+    let recalibrate = avr_modularity::train::trainer::recalibrate_batch_norm;
+    recalibrate(&model, &data.spread(16), 8).unwrap();
+    let once = stats(&model);
+    recalibrate(&model, &data.spread(16), 8).unwrap();
+    let twice = stats(&model);
+    assert!(once.iter().all(|&v| v > 0.0), "{once:?}");
+    for (a, b) in once.iter().zip(&twice) {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1e-9),
+            "{a} vs {b}: not the plain mean"
+        );
+    }
+}

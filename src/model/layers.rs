@@ -238,11 +238,14 @@ fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tens
         Some(get("running_mean")?),
         Some(get("running_var")?),
         mode == BnMode::Train,
-        0.1,
+        BN_MOMENTUM,
         1e-5,
         true,
     )?)
 }
+
+/// The momentum of every BatchNorm's running averages (PyTorch's default).
+pub const BN_MOMENTUM: f64 = 0.1;
 
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
 ///

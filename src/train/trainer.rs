@@ -50,6 +50,13 @@ pub struct TrainConfig {
     pub state_every: usize,
     /// Continue from `<out>/last.*` if present (default false).
     pub resume: bool,
+    /// Before every validation (and so every milestone), re-estimate the BatchNorm running
+    /// statistics from this many fixed training batches at the current weights (default 30;
+    /// 0 keeps the running averages of training). Why: the running averages (momentum 0.1)
+    /// trail weights that move; on the study run they read 45.9 % at step 5,000 where batch
+    /// statistics read 66.5 % on the same 2,100 validation problems. Training itself is
+    /// unaffected (train-mode BatchNorm uses batch statistics).
+    pub bn_recalibration_batches: usize,
     /// Stop after the first validation at or above this accuracy (fraction) (default none:
     /// run all `steps`). The study run stops at 0.9 or after 60 epochs, whichever comes first.
     pub stop_at_accuracy: Option<f64>,
@@ -70,6 +77,7 @@ impl Default for TrainConfig {
             seed: 0,
             state_every: 50,
             resume: false,
+            bn_recalibration_batches: 30,
             stop_at_accuracy: None,
         }
     }
@@ -128,6 +136,7 @@ crate::with_setters!(TrainConfig {
     with_state_every => state_every: usize,
     with_resume => resume: bool,
     with_stop_at_accuracy => stop_at_accuracy: Option<f64>,
+    with_bn_recalibration_batches => bn_recalibration_batches: usize,
 });
 
 /// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
@@ -377,6 +386,8 @@ struct SclTraining<'a> {
     clock: std::time::Instant,
     /// This step's logits and targets, kept for the batch accuracy.
     last: Option<(Tensor, Tensor)>,
+    /// Fixed training problems that re-estimate the BatchNorm statistics before validation.
+    calibration: AvrDataset,
 }
 
 impl TrainStep for SclTraining<'_> {
@@ -434,6 +445,7 @@ impl TrainStep for SclTraining<'_> {
 impl SclTraining<'_> {
     /// Validation accuracy at `step`; writes a milestone checkpoint for every level first reached.
     fn validate_and_checkpoint(&mut self, step: usize) -> Result<f64> {
+        recalibrate_batch_norm(self.model, &self.calibration, self.cfg.batch_size.max(1))?;
         let opts = EvalOptions {
             batch_size: self.cfg.batch_size.max(1),
             device: self.model.device(),
@@ -462,6 +474,40 @@ impl SclTraining<'_> {
         }
         Ok(accuracy)
     }
+}
+
+/// Re-estimates every BatchNorm's running statistics at the current weights as the plain mean
+/// of their batch statistics over `data` (PyTorch's cumulative average, `momentum=None`): each
+/// batch passes through the model in train mode without gradients, and the momentum update it
+/// makes is turned into a running mean. `data` is a fixed set, so the result depends on the
+/// weights alone (a resumed run recomputes the same statistics).
+pub fn recalibrate_batch_norm(
+    model: &SclModel,
+    data: &AvrDataset,
+    batch_size: usize,
+) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    let buffers: Vec<Tensor> = model
+        .params
+        .iter()
+        .filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var"))
+        .map(|(_, t)| t.shallow_clone())
+        .collect();
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for (k, chunk) in indices.chunks(batch_size).enumerate() {
+        let before: Vec<Tensor> = buffers.iter().map(Tensor::copy).collect();
+        let batch = data.batch(chunk, model.batch_options(), model.device())?;
+        // Only the running statistics this pass updates matter, not its output.
+        let _logits = model.logits(&batch.images, BnMode::Train)?;
+        let m = crate::model::layers::BN_MOMENTUM;
+        for (buffer, old) in buffers.iter().zip(&before) {
+            // The pass wrote (1 − m)·old + m·b; recover b and fold it into the mean so far.
+            let stat = (buffer - old * (1.0 - m)) / m;
+            let mean = old + (stat - old) / (k + 1) as f64;
+            buffer.shallow_clone().copy_(&mean);
+        }
+    }
+    Ok(())
 }
 
 /// Fraction of rows whose first maximal logit is the target.
@@ -553,6 +599,11 @@ pub fn train(
         start,
         clock: std::time::Instant::now(),
         last: None,
+        // `spread(0)` would keep everything: no batches means an empty calibration set.
+        calibration: match cfg.bn_recalibration_batches {
+            0 => train.select(&[], None),
+            n => train.spread(n * batch_size),
+        },
     };
     optimise(&mut task, &weights, &mut opt, &cfg.adam(), start + 1..=end)?;
     progress_done();

@@ -42,6 +42,10 @@ pub struct Args {
     /// Stop after the first validation at or above this accuracy, in percent.
     #[arg(long, value_parser = trimmed::<f64>)]
     stop_at: Option<f64>,
+    /// Re-estimate the BatchNorm statistics from this many fixed training batches before each
+    /// validation (0 keeps the running averages, which trail moving weights).
+    #[arg(long, default_value_t = 30)]
+    bn_recalibration: usize,
     /// Validate on at most this many problems, evenly spread over the validation split
     /// (0 = all).
     #[arg(long, default_value_t = 0)]
@@ -80,6 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_seed(args.seed)
         .with_state_every(args.state_every)
         .with_resume(args.resume)
+        .with_bn_recalibration_batches(args.bn_recalibration)
         .with_stop_at_accuracy(args.stop_at.map(|a| a / 100.0));
     let run = train(model, &train_set, &val_set, &cfg, Some(&args.out))?;
     let csv = args.out.join("metrics.csv");
