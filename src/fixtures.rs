@@ -57,3 +57,64 @@ pub const STUDY_CHECKPOINT: &str = "seed/checkpoint/SCL_pretrain_80.ckpt";
 pub fn study_checkpoint_path() -> crate::Result<PathBuf> {
     Ok(require_fixtures()?.join(STUDY_CHECKPOINT))
 }
+
+/// The study's published SCL_90 sharing matrix (`avr-seed-study.md` §6 R7: IoMin % on the
+/// preprocessed masks, read from its figure), as `(shape, shape, value)` in our spelling.
+pub const PUBLISHED_SHARING_SCL_90: [(&str, &str, f64); 10] = [
+    ("circles", "triangles", 60.6),
+    ("circles", "pentagons", 64.3),
+    ("circles", "hexagons", 67.4),
+    ("circles", "squares", 65.3),
+    ("triangles", "pentagons", 68.4),
+    ("triangles", "hexagons", 33.5),
+    ("triangles", "squares", 71.5),
+    ("pentagons", "hexagons", 72.5),
+    ("pentagons", "squares", 63.0),
+    ("hexagons", "squares", 71.4),
+];
+
+/// The published SCL_90 matrix beside ours: the deterministic `l > 0` reading, the sampled one
+/// (mean ± SD over its samples) and the count-matched chance level, one row per pair; the
+/// caption says how far each reading lies from the published values.
+pub fn published_sharing_table(
+    threshold: &crate::analysis::SharingChance,
+    sampled: &crate::analysis::SharingChance,
+) -> crate::Result<crate::display::Table> {
+    use polars::prelude::*;
+    let cell = |m: &crate::analysis::SharingChance, a: &str, b: &str| {
+        m.get(&format!("SCL_90/{a}"), &format!("SCL_90/{b}"))
+            .ok_or_else(|| crate::Error::Config(format!("no SCL_90/{a}–{b} pair")))
+    };
+    let (mut pair, mut published, mut det, mut mean, mut sd, mut chance) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (a, b, value) in PUBLISHED_SHARING_SCL_90 {
+        let (t, s) = (cell(threshold, a, b)?, cell(sampled, a, b)?);
+        pair.push(format!("{a}–{b}"));
+        published.push(value);
+        det.push(t.observed);
+        mean.push(s.observed);
+        sd.push(s.observed_sd);
+        chance.push(t.null_mean);
+    }
+    let worst = |ours: &[f64]| {
+        ours.iter()
+            .zip(&published)
+            .map(|(o, p)| (o - p).abs())
+            .fold(0.0, f64::max)
+    };
+    let caption = format!(
+        "largest gap to the published values: l > 0 {:.1} points, sampled {:.1} points \
+         ({}; chance from {} draws)",
+        worst(&det),
+        worst(&mean),
+        sampled.binarisation(),
+        threshold.draws
+    );
+    let df = df!(
+        "pair" => pair, "published" => published.clone(), "l > 0" => det,
+        "sampled mean" => mean, "sampled SD" => sd, "chance" => chance
+    )?;
+    let mut table = crate::display::Table::new(df).with_caption(caption);
+    table.float_decimals = 1;
+    Ok(table)
+}

@@ -38,7 +38,9 @@ pub use crate::masking::toy::{run_toy, ToyConfig, ToyTask};
 pub use crate::masking::{Mask, MixedSettings};
 
 // --- analysis and plots ------------------------------------------------------------------
-pub use crate::analysis::chance::{dispersity_chance, sharing_chance, ChanceConfig};
+pub use crate::analysis::chance::{
+    decisiveness_table, dispersity_chance, dispersity_table, sharing_chance, ChanceConfig,
+};
 /// Module measures: statistics, sharing, development, graph modularity.
 pub use crate::analysis::development::Development;
 pub use crate::analysis::masks::{mask_stats, Overlap};

@@ -8,7 +8,6 @@ use crate::analysis::development::Development;
 use crate::analysis::graph::WeightGraph;
 use crate::analysis::graph::{graph_modularity, ModularityConfig};
 use crate::analysis::masks::{mask_stats, Overlap};
-use crate::analysis::replicates::{replicate_test, Replicates};
 use crate::checkpoint::Checkpoint;
 use crate::display::{escape_html, Table};
 use crate::plot::sharing_chance_heatmap;
@@ -81,25 +80,9 @@ fn sharing_section(dev: &Development) -> Result<String> {
 /// For every pair of tasks with at least two seeds each at `ckpt`: between-task against
 /// replicate overlap, decided by the permutation test.
 fn replicate_findings(dev: &Development, ckpt: &str) -> Result<String> {
-    let groups: Vec<Replicates> = dev
-        .tasks()
-        .into_iter()
-        .map(|task| Replicates {
-            masks: dev
-                .replicates(ckpt, &task)
-                .iter()
-                .map(|r| r.mask.clone())
-                .collect(),
-            task,
-        })
-        .filter(|g| g.masks.len() >= 2)
-        .collect();
     let mut html = String::new();
-    for (i, a) in groups.iter().enumerate() {
-        for b in &groups[i + 1..] {
-            let t = replicate_test(a, b, Overlap::IoMin, false, 0)?;
-            html += &format!("<li>{}</li>", escape_html(&t.verdict(0.05)));
-        }
+    for t in dev.replicate_tests(ckpt, Overlap::IoMin, 0)? {
+        html += &format!("<li>{}</li>", escape_html(&t.verdict(0.05)));
     }
     Ok(match html.is_empty() {
         true => "<p>One seed per task: no replicate test (train ≥ 2 seeds per shape).</p>".into(),

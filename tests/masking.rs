@@ -436,6 +436,7 @@ fn alpha_sweep_draws_its_curve_and_writes_its_record() {
     assert_eq!(record["runs"].as_array().unwrap().len(), 2);
     // A huge tolerance settles at once: the run stops after `window` evaluations.
     let rule = avr_modularity::masking::engine::Convergence {
+        every: 1,
         window: 2,
         tolerance: 1.0,
     };

@@ -448,3 +448,50 @@ pub fn dispersity_chance(masks: &[Mask], cfg: &ChanceConfig) -> Result<Vec<Dispe
         })
         .collect()
 }
+
+/// One row per mask: kept %, the fraction of logits with `|l| < 2`, how much of the kept set
+/// one sample changes on average, and whether that is within the convergence rule.
+pub fn decisiveness_table(masks: &[Mask]) -> Result<crate::display::Table> {
+    use polars::prelude::*;
+    let d = masks
+        .iter()
+        .map(Mask::decisiveness)
+        .collect::<Result<Vec<_>>>()?;
+    let total = |m: &Mask| m.logits.numel().max(1) as f64;
+    let df = df!(
+        "mask" => masks.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "kept_%" => masks.iter().zip(&d).map(|(m, d)| 100.0 * d.kept as f64 / total(m)).collect::<Vec<_>>(),
+        "|l| < 2 (%)" => d.iter().map(|d| 100.0 * d.undecided_fraction).collect::<Vec<_>>(),
+        "one sample changes (% of kept)" => d.iter().map(|d| 100.0 * d.flips_per_kept).collect::<Vec<_>>(),
+        "converged" => d.iter().map(|d| d.converged).collect::<Vec<_>>()
+    )?;
+    let mut t = crate::display::Table::new(df).with_caption(format!(
+        "decisiveness of the logits (converged: one sample changes ≤ {:.0} % of the kept set)",
+        100.0 * crate::masking::bits::Decisiveness::CONVERGED_FLIPS_PER_KEPT
+    ));
+    t.float_decimals = 1;
+    Ok(t)
+}
+
+/// One row per mask: its dispersity, the count-matched chance level (mean ± SD), z and p.
+pub fn dispersity_table(readings: &[DispersityChance]) -> Result<crate::display::Table> {
+    use polars::prelude::*;
+    let col = |f: fn(&ChanceLevel) -> f64| {
+        readings
+            .iter()
+            .map(|r| f(&r.dispersity))
+            .collect::<Vec<_>>()
+    };
+    let df = df!(
+        "mask" => readings.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "dispersity" => col(|c| c.observed),
+        "chance" => col(|c| c.null_mean),
+        "chance SD" => col(|c| c.null_sd),
+        "z" => col(|c| c.z),
+        "p (above chance)" => col(|c| c.p)
+    )?;
+    let draws = readings.first().map_or(0, |r| r.draws);
+    Ok(crate::display::Table::new(df).with_caption(format!(
+        "dispersity against the count-matched null ({draws} draws)"
+    )))
+}

@@ -9,7 +9,7 @@ use polars::prelude::*;
 
 use super::chance::{dispersity_chance, sharing_chance, ChanceConfig, SharingChance};
 use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
-use super::replicates::{task_of, Interval};
+use super::replicates::{replicate_test, task_of, Interval, ReplicateTest, Replicates};
 use crate::checkpoint::{read_sidecar, CheckpointSidecar, RecordedAccuracy};
 use crate::display::Table;
 use crate::masking::engine::MaskSidecar;
@@ -207,6 +207,40 @@ impl Development {
             .collect()
     }
 
+    /// The masks of every task with at least two seeds at `checkpoint`.
+    pub fn replicate_groups(&self, checkpoint: &str) -> Vec<Replicates> {
+        self.tasks()
+            .into_iter()
+            .map(|task| Replicates {
+                masks: self
+                    .replicates(checkpoint, &task)
+                    .iter()
+                    .map(|r| r.mask.clone())
+                    .collect(),
+                task,
+            })
+            .filter(|g| g.masks.len() >= 2)
+            .collect()
+    }
+
+    /// For every pair of tasks with ≥ 2 seeds at `checkpoint`: between-task against replicate
+    /// overlap (raw `metric`), decided by the permutation test ([`replicate_test`]).
+    pub fn replicate_tests(
+        &self,
+        checkpoint: &str,
+        metric: Overlap,
+        seed: u64,
+    ) -> Result<Vec<ReplicateTest>> {
+        let groups = self.replicate_groups(checkpoint);
+        let mut out = Vec::new();
+        for (i, a) in groups.iter().enumerate() {
+            for b in &groups[i + 1..] {
+                out.push(replicate_test(a, b, metric, false, seed)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// `measure` of every (checkpoint, task): the mean over seeds with its 95 % t interval.
     pub fn over_seeds(
         &self,
@@ -263,24 +297,8 @@ impl Development {
             last.0,
             pct(last.1)
         );
-        let test = format!("paired t interval over {} task–seed masks", interval.n);
-        let sentence = if interval.excludes(0.0) {
-            let direction = if interval.mean > 0.0 {
-                "rises"
-            } else {
-                "falls"
-            };
-            format!(
-                "{what} {direction} by {} from {span} (95 % {test}).",
-                interval.summary(3)
-            )
-        } else {
-            format!(
-                "No significant change in {what} from {span}: {} (95 % {test}; the interval \
-                 includes 0).",
-                interval.summary(3)
-            )
-        };
+        let test = format!("95 % paired t interval over {} task–seed masks", interval.n);
+        let sentence = interval.change_sentence(&format!("{what} from {span}"), &test);
         Some(Change { interval, sentence })
     }
 

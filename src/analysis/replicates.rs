@@ -51,6 +51,20 @@ impl Interval {
         )
     }
 
+    /// The finding of an interval of differences, in words: "`what` rises (falls) by …" when
+    /// it excludes 0, else "No significant change in `what`"; `test` names the interval.
+    pub fn change_sentence(&self, what: &str, test: &str) -> String {
+        if self.excludes(0.0) {
+            let direction = if self.mean > 0.0 { "rises" } else { "falls" };
+            format!("{what} {direction} by {} ({test}).", self.summary(3))
+        } else {
+            format!(
+                "No significant change in {what}: {} ({test}; the interval includes 0).",
+                self.summary(3)
+            )
+        }
+    }
+
     /// Whether the interval excludes `value`.
     pub fn excludes(&self, value: f64) -> bool {
         self.n >= 2 && (value < self.low || value > self.high)

@@ -73,14 +73,17 @@ pub struct MaskTrainConfig {
     pub convergence: Option<Convergence>,
 }
 
-/// The stopping rule of mask training: at every evaluation, the kept fraction (`l > 0`) and the
-/// undecided mass (fraction of logits with `|l| < 2`) are read; training stops once both have
-/// moved by at most `tolerance` (absolute, as fractions) over the last `window` evaluations.
-/// A mask that hits the step cap first is recorded as not converged.
+/// The stopping rule of mask training: every `every` steps the kept fraction (`l > 0`) and the
+/// undecided mass (fraction of logits with `|l| < 2`) are read from the logits (cheap: no
+/// evaluation); training stops once both have moved by at most `tolerance` (absolute, as
+/// fractions) over the last `window` readings, i.e. over `(window − 1) · every` steps. A mask
+/// that hits the step cap first is recorded as not converged.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Convergence {
-    /// Evaluations the two readings must stay within `tolerance` over (default 4).
+    /// Steps between readings (default 50).
+    pub every: usize,
+    /// Readings the two values must stay within `tolerance` over (default 4).
     pub window: usize,
     /// Largest allowed range of each reading over the window (default 0.002 = 0.2 points).
     pub tolerance: f64,
@@ -89,6 +92,7 @@ pub struct Convergence {
 impl Default for Convergence {
     fn default() -> Self {
         Convergence {
+            every: 50,
             window: 4,
             tolerance: 0.002,
         }
@@ -749,21 +753,23 @@ impl TrainStep for MaskTraining<'_> {
             undecided_fraction: None,
         };
         let mut flow = Flow::Continue;
-        if step % self.cfg.eval_every.max(1) == 0 || step == self.cfg.steps {
-            self.evaluate_into(&mut row)?;
+        if let Some(rule) = self.cfg.convergence.filter(|r| step % r.every.max(1) == 0) {
+            let mask = Mask::new(self.name, self.logits.to_params(), None);
+            let (kept, total) = mask.kept();
             let reading = (
-                row.kept_fraction.unwrap_or(0.0),
-                row.undecided_fraction.unwrap_or(0.0),
+                kept as f64 / total.max(1) as f64,
+                mask.decisiveness()?.undecided_fraction,
             );
+            (row.kept_fraction, row.undecided_fraction) = (Some(reading.0), Some(reading.1));
             self.readings.push(reading);
-            if self
-                .cfg
-                .convergence
-                .is_some_and(|c| c.settled(&self.readings))
-            {
+            if rule.settled(&self.readings) {
                 self.converged_at = Some(step);
                 flow = Flow::Stop;
             }
+        }
+        let last = step == self.cfg.steps || flow == Flow::Stop;
+        if step % self.cfg.eval_every.max(1) == 0 || last {
+            self.evaluate_into(&mut row)?;
             progress(&format!(
                 "[mask {}] step {step:>5}/{} loss {loss:.4} task {:.3} control {} inverted task {:.3} kept {:.2} %",
                 self.name,

@@ -52,6 +52,9 @@ struct TrainArgs {
     /// Task dataset folder (e.g. the `squares` preset); its train split trains the mask.
     #[arg(long)]
     task: PathBuf,
+    /// The mask's name (default: the task folder's name); replicates use `<task>-s<seed>`.
+    #[arg(long)]
+    name: Option<String>,
     /// The shape the task is about (default: read from the task folder's name, if it names one).
     #[arg(long, value_enum, ignore_case = true)]
     shape: Option<ShapeArg>,
@@ -65,8 +68,10 @@ struct TrainArgs {
     /// The step cap: training stops earlier once the mask has settled (see --settle-window).
     #[arg(long, default_value_t = 500)]
     steps: usize,
-    /// Stopping rule: stop once the kept fraction and the |l| < 2 mass have each moved by at
-    /// most --settle-tolerance over this many evaluations.
+    /// Stopping rule: read the kept fraction and the |l| < 2 mass every N steps…
+    #[arg(long, default_value_t = 50)]
+    settle_every: usize,
+    /// …and stop once each has moved by at most --settle-tolerance over this many readings.
     #[arg(long, default_value_t = 4)]
     settle_window: usize,
     /// Stopping rule: the largest range (fraction) of both readings over the window.
@@ -161,11 +166,12 @@ fn train(args: TrainArgs) -> Result<()> {
         .map(AvrDataset::open)
         .transpose()?
         .map(|c| c.split(Split::Test));
-    let name = args
-        .task
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "mask".into());
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.task
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mask".into())
+    });
     let filter = match args.weights_only {
         true => MaskFilter::WeightsOnly,
         false => args.filter.into(),
@@ -181,6 +187,7 @@ fn train(args: TrainArgs) -> Result<()> {
         .with_seed(args.seed)
         .with_filter(filter)
         .with_convergence((!args.fixed_steps).then_some(Convergence {
+            every: args.settle_every,
             window: args.settle_window,
             tolerance: args.settle_tolerance,
         }));
