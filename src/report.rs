@@ -64,14 +64,16 @@ fn sharing_section(dev: &Development) -> Result<String> {
             .iter()
             .filter(|r| r.checkpoint() == ckpt)
             .count();
-        if count < 2 {
-            html += "<p>only one mask: no sharing matrix.</p>";
+        if count < 3 {
+            html += "<p>fewer than three masks: no preprocessed sharing matrix (with two, \
+                     removing the weights kept by all removes their whole intersection).</p>";
+            html += &replicate_findings(dev, &ckpt)?;
             continue;
         }
         let (m, acc) = dev.sharing_chance(&ckpt, Overlap::IoMin, true, &chance)?;
         html += &sharing_chance_heatmap(&m, acc)?.to_html();
         let (above, below) = m.above_below();
-        html += &format!("<p>{above} pairs above chance, {below} at or below.</p>");
+        html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
         html += &replicate_findings(dev, &ckpt)?;
     }
     Ok(html)

@@ -18,23 +18,23 @@ fn tiny() -> MaskTrainConfig {
 fn masks_saved_from_the_notebook_api_appear_in_the_report() {
     let fixtures = require_fixtures().unwrap();
     let ckpt = Checkpoint::load(study_checkpoint_path().unwrap()).unwrap();
-    let shapes = [Shape::Squares, Shape::Pentagons];
+    let shapes = [Shape::Squares, Shape::Pentagons, Shape::Triangles];
     let tasks = TaskSets::open_unsplit(fixtures.join("seed/datasets"), &shapes).unwrap();
     assert!(tasks.control.is_some(), "originals/ is the control set");
     let set = train_masks(&ckpt, &tasks, &tiny()).unwrap();
-    assert_eq!(set.runs.len(), 2);
+    assert_eq!(set.runs.len(), 3);
     assert_eq!(set.get(Shape::Pentagons).unwrap().mask.name, "pentagons");
     assert_eq!(set.checkpoint, "SCL_pretrain_80");
     let stats = set.stats().unwrap();
-    assert_eq!(stats.df.height(), 2);
+    assert_eq!(stats.df.height(), 3);
     let sharing = set.sharing(Overlap::IoMin).unwrap();
-    assert_eq!(sharing.names, vec!["squares", "pentagons"]);
+    assert_eq!(sharing.names, vec!["squares", "pentagons", "triangles"]);
     assert!(plot_sharing_matrix(&set).unwrap().svg.contains("pentagons"));
 
     let dir = tempfile::tempdir().unwrap();
     let masks = dir.path().join("masks");
     let paths = set.save(&masks).unwrap();
-    assert_eq!(paths.len(), 2);
+    assert_eq!(paths.len(), 3);
     let out = dir.path().join("report.html");
     avr_modularity::report::write_report(&out, &masks, 2, &[]).unwrap();
     let html = std::fs::read_to_string(&out).unwrap();

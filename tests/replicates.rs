@@ -3,7 +3,7 @@
 
 use avr_modularity::analysis::replicates::{paired_sharing, replicate_test, Interval, Replicates};
 use avr_modularity::analysis::Overlap;
-use avr_modularity::masking::Mask;
+use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::model::Params;
 use avr_modularity::rng::Rng;
 use tch::Tensor;
@@ -32,7 +32,7 @@ fn replicates(task: &str, core: std::ops::Range<usize>, seeds: std::ops::Range<u
 fn two_planted_modules_share_less_than_their_replicates_and_the_test_says_so() {
     let a = replicates("add", 0..600, 0..4);
     let b = replicates("mul", 300..900, 0..4);
-    let t = replicate_test(&a, &b, Overlap::IoMin, false, 0).unwrap();
+    let t = replicate_test(&a, &b, Overlap::IoMin, false, 0, MixedSettings::Refuse).unwrap();
     assert!(t.within > t.between + 20.0, "{t:?}");
     assert!(t.exact && t.relabelings == 70, "{t:?}");
     assert!(
@@ -46,7 +46,7 @@ fn two_planted_modules_share_less_than_their_replicates_and_the_test_says_so() {
         t.verdict(0.05)
     );
     // Seed-matched sharing over seeds, with its interval, lies between the two.
-    let pair = paired_sharing(&a, &b, Overlap::IoMin, false).unwrap();
+    let pair = paired_sharing(&a, &b, Overlap::IoMin).unwrap();
     assert_eq!(pair.n, 4);
     assert!(pair.low < pair.mean && pair.mean < pair.high);
     assert!(pair.high < t.within, "{pair:?} vs {t:?}");
@@ -62,7 +62,15 @@ fn two_halves_of_one_task_show_no_difference() {
             let first = replicates("add", 0..600, 8 * k..8 * k + 4);
             let mut second = replicates("add", 0..600, 8 * k + 4..8 * k + 8);
             second.task = "add (other seeds)".into();
-            replicate_test(&first, &second, Overlap::IoMin, false, 0).unwrap()
+            replicate_test(
+                &first,
+                &second,
+                Overlap::IoMin,
+                false,
+                0,
+                MixedSettings::Refuse,
+            )
+            .unwrap()
         })
         .collect();
     let rejected = tests.iter().filter(|t| t.p <= 0.05).count();
@@ -78,7 +86,7 @@ fn two_halves_of_one_task_show_no_difference() {
         replicates("add", 0..600, 0..2),
         replicates("mul", 300..900, 0..2),
     );
-    let small = replicate_test(&a2, &b2, Overlap::IoMin, false, 0).unwrap();
+    let small = replicate_test(&a2, &b2, Overlap::IoMin, false, 0, MixedSettings::Refuse).unwrap();
     assert!((small.smallest_possible_p - 1.0 / 3.0).abs() < 1e-12);
     assert!(
         small.verdict(0.05).contains("more seeds are needed"),
@@ -87,7 +95,7 @@ fn two_halves_of_one_task_show_no_difference() {
     );
     // One seed is refused: no replicate overlap to compare with.
     let one = replicates("add", 0..600, 0..1);
-    assert!(replicate_test(&one, &b2, Overlap::IoMin, false, 0).is_err());
+    assert!(replicate_test(&one, &b2, Overlap::IoMin, false, 0, MixedSettings::Refuse).is_err());
 }
 
 #[test]

@@ -123,6 +123,25 @@ impl ChanceLevel {
     }
 }
 
+/// Refuses a sharing matrix of fewer than two masks, and the study's preprocessing on fewer
+/// than three: with two masks the weights kept by all are their whole intersection, so every
+/// overlap would read 0.
+pub fn check_sharing_inputs(masks: usize, preprocess: bool) -> Result<()> {
+    if masks < 2 {
+        return Err(Error::Config(
+            "a sharing matrix needs at least two masks".into(),
+        ));
+    }
+    if preprocess && masks < 3 {
+        return Err(Error::Config(
+            "removing the weights kept by all masks needs at least three masks: with two it \
+             removes their whole intersection and every overlap reads 0"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Mean and sample SD (0 for fewer than two values; NaN mean for none).
 pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
@@ -281,12 +300,12 @@ impl SharingChance {
         })
     }
 
-    /// Pairs above chance (`z > 0`) and at or below it, each pair once.
+    /// Pairs significantly above chance (one-sided p ≤ 0.05) and the rest, each pair once.
     pub fn above_below(&self) -> (usize, usize) {
         let n = self.names.len();
         let above = pair_indices(n)
             .iter()
-            .filter(|&&(i, j)| self.z[i][j] > 0.0)
+            .filter(|&&(i, j)| self.p[i][j] <= 0.05 && self.z[i][j] > 0.0)
             .count();
         (above, n * (n - 1) / 2 - above)
     }
@@ -308,9 +327,10 @@ pub fn sharing_chance(
     cfg: &ChanceConfig,
 ) -> Result<SharingChance> {
     check_comparable(masks, cfg.mixed)?;
-    if masks.len() < 2 {
+    check_sharing_inputs(masks.len(), preprocess)?;
+    if cfg.draws == 0 {
         return Err(Error::Config(
-            "a sharing matrix needs at least two masks".into(),
+            "a chance level needs at least one null draw (--null N, N ≥ 1)".into(),
         ));
     }
     let binarised = cfg.binarised(masks)?;
@@ -413,6 +433,11 @@ pub struct DispersityChance {
 /// Dispersity of each mask against the count-matched null (each mask on its own: dispersity
 /// does not depend on the other masks).
 pub fn dispersity_chance(masks: &[Mask], cfg: &ChanceConfig) -> Result<Vec<DispersityChance>> {
+    if cfg.draws == 0 {
+        return Err(Error::Config(
+            "a chance level needs at least one null draw (--null N, N ≥ 1)".into(),
+        ));
+    }
     masks
         .iter()
         .enumerate()

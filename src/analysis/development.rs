@@ -235,7 +235,7 @@ impl Development {
         let mut out = Vec::new();
         for (i, a) in groups.iter().enumerate() {
             for b in &groups[i + 1..] {
-                out.push(replicate_test(a, b, metric, false, seed)?);
+                out.push(replicate_test(a, b, metric, false, seed, self.mixed)?);
             }
         }
         Ok(out)
@@ -266,7 +266,11 @@ impl Development {
     /// comparison over the (task, seed) masks present at both, with its 95 % t interval and a
     /// sentence that says "no significant change" unless the interval excludes zero.
     pub fn change(&self, what: &str, measure: &dyn Fn(&MaskRecord) -> f64) -> Option<Change> {
-        let checkpoints = self.checkpoints();
+        let checkpoints: Vec<(String, Option<f64>)> = self
+            .checkpoints()
+            .into_iter()
+            .filter(|c| c.1.is_some())
+            .collect();
         let (first, last) = (checkpoints.first()?.clone(), checkpoints.last()?.clone());
         if first.0 == last.0 {
             return None;
@@ -288,6 +292,9 @@ impl Development {
                     .map(|e| measure(l) - measure(e))
             })
             .collect();
+        if diffs.is_empty() {
+            return None;
+        }
         let interval = Interval::t95(&diffs);
         let pct = |a: Option<f64>| a.map_or("?".into(), |a| format!("{:.1} %", 100.0 * a));
         let span = format!(

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 use crate::display::Table;
 use crate::masking::{check_comparable, shared_by_all, Mask, MixedSettings};
 use crate::model::Params;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The sub-network a parameter belongs to (the study's colour groups).
 pub fn subnetwork(name: &str) -> &str {
@@ -265,11 +265,7 @@ pub fn sharing_matrix_with(
     mixed: MixedSettings,
 ) -> Result<SharingMatrix> {
     check_comparable(masks, mixed)?;
-    if masks.len() < 2 {
-        return Err(Error::Config(
-            "a sharing matrix needs at least two masks".into(),
-        ));
-    }
+    super::chance::check_sharing_inputs(masks.len(), preprocess)?;
     let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
     let common = shared_by_all(&binaries)?;
     let shared: i64 = common

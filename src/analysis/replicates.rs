@@ -211,6 +211,7 @@ pub fn replicate_test(
     metric: Overlap,
     preprocess: bool,
     seed: u64,
+    mixed: MixedSettings,
 ) -> Result<ReplicateTest> {
     let (n, m) = (a.masks.len(), b.masks.len());
     if n < 2 || m < 2 {
@@ -220,7 +221,7 @@ pub fn replicate_test(
         )));
     }
     let pooled: Vec<Mask> = a.masks.iter().chain(&b.masks).cloned().collect();
-    let matrix = sharing_matrix_with(&pooled, metric, preprocess, MixedSettings::Refuse)?.matrix;
+    let matrix = sharing_matrix_with(&pooled, metric, preprocess, mixed)?.matrix;
     let statistic = |in_a: &[bool]| -> (f64, f64) {
         let (mut within, mut nw, mut between, mut nb) = (0.0, 0, 0.0, 0);
         for i in 0..pooled.len() {
@@ -302,21 +303,25 @@ fn combinations(n: usize, k: usize) -> Vec<Vec<bool>> {
     out
 }
 
-/// Sharing between two tasks over seeds: the overlap of the seed-matched pairs
-/// `(a_s, b_s)`, mean with its 95 % interval.
-pub fn paired_sharing(
-    a: &Replicates,
-    b: &Replicates,
-    metric: Overlap,
-    preprocess: bool,
-) -> Result<Interval> {
+/// Sharing between two tasks over seeds: the overlap of the seed-matched pairs `(a_s, b_s)`
+/// (matched by the `-s<seed>` suffix of their names; seeds only one task has are skipped),
+/// mean with its 95 % interval. Raw overlap: the study's preprocessing needs three masks.
+pub fn paired_sharing(a: &Replicates, b: &Replicates, metric: Overlap) -> Result<Interval> {
+    let seed_of = |m: &Mask| m.name.rsplit_once("-s").map(|(_, s)| s.to_string());
     let values = a
         .masks
         .iter()
-        .zip(&b.masks)
+        .filter_map(|x| {
+            let seed = seed_of(x)?;
+            let y = b
+                .masks
+                .iter()
+                .find(|y| seed_of(y).as_deref() == Some(seed.as_str()))?;
+            Some((x, y))
+        })
         .map(|(x, y)| {
             let pair = [x.clone(), y.clone()];
-            Ok(sharing_matrix_with(&pair, metric, preprocess, MixedSettings::Refuse)?.matrix[0][1])
+            Ok(sharing_matrix_with(&pair, metric, false, MixedSettings::Refuse)?.matrix[0][1])
         })
         .collect::<Result<Vec<f64>>>()?;
     Ok(Interval::t95(&values))

@@ -188,7 +188,6 @@ impl MaskTrainConfig {
             ("tau", self.tau.to_string()),
             ("filter", format!("{:?}", self.filter)),
             ("stopping", rule),
-            ("eval_every", self.eval_every.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -761,7 +760,12 @@ impl TrainStep for MaskTraining<'_> {
                 mask.decisiveness()?.undecided_fraction,
             );
             (row.kept_fraction, row.undecided_fraction) = (Some(reading.0), Some(reading.1));
-            self.readings.push(reading);
+            // Readings count once the mask has started to move: at the start every logit sits
+            // at `logit_init`, so kept = 100 % and nothing is undecided — "settled" trivially.
+            let moved = reading.0 < 1.0 - 1e-9 || reading.1 > 1e-9;
+            if moved || !self.readings.is_empty() {
+                self.readings.push(reading);
+            }
             if rule.settled(&self.readings) {
                 self.converged_at = Some(step);
                 flow = Flow::Stop;

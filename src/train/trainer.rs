@@ -212,6 +212,8 @@ fn save_state(
         tensors.insert(format!("adam.m.{name}"), m.shallow_clone());
         tensors.insert(format!("adam.v.{name}"), v.shallow_clone());
     }
+    // The step travels with the weights: a save killed between the files is caught on resume.
+    tensors.insert("state.step", Tensor::from(step as i64));
     crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
     write_metrics_csv(&dir.join("metrics.csv"), &run.metrics)?;
     let state = TrainState {
@@ -253,7 +255,21 @@ fn load_state(
             ),
         ));
     }
-    let tensors = crate::checkpoint::read_safetensors(&dir.join("last.safetensors"))?;
+    let weights_path = dir.join("last.safetensors");
+    let tensors = crate::checkpoint::read_safetensors(&weights_path)?;
+    if let Ok(saved) = tensors.get("state.step") {
+        let saved = saved.int64_value(&[]);
+        if saved != state.step as i64 {
+            return Err(Error::bad_file(
+                &weights_path,
+                format!(
+                    "holds the state of step {saved} but last.json names step {}: the save was \
+                     interrupted; restore both from the last commit",
+                    state.step
+                ),
+            ));
+        }
+    }
     let _guard = tch::no_grad_guard();
     for (name, t) in model.params.iter() {
         let mut t = t.shallow_clone();
