@@ -318,8 +318,9 @@ impl Development {
             .map(|e| e.to_string())
     }
 
-    /// One row per mask: checkpoint, its measured accuracy, task, α, kept %, dispersity, and the
-    /// deterministic-mask accuracies from training.
+    /// One row per mask: checkpoint, its accuracy readings, task, seed, how it stopped, α, kept %,
+    /// dispersity, the deterministic-mask accuracies from training and the task accuracy's drop
+    /// from the unmasked model on the same problems (points).
     pub fn table(&self) -> Result<Table> {
         let stats: Vec<_> = self.records.iter().map(|r| mask_stats(&r.mask)).collect();
         let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
@@ -396,6 +397,19 @@ impl Development {
                 self.records
                     .iter()
                     .map(|r| pct(r.sidecar.final_task_accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task_drop_pts".into(),
+                self.records
+                    .iter()
+                    .map(|r| {
+                        let unmasked = r.sidecar.unmasked.as_ref().map(|u| u.task.accuracy);
+                        r.sidecar
+                            .final_task_accuracy
+                            .zip(unmasked)
+                            .map(|(masked, base)| 100.0 * (base - masked))
+                    })
                     .collect::<Vec<_>>(),
             ),
             Column::new(
