@@ -40,7 +40,7 @@ demo: build
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
 
 # The study run at study scale (datasets/study/manifest.env; hours: run it niced in the
-# background, it resumes where it stopped). STAGE=data|train|test|all.
+# background, it resumes where it stopped). STAGE=data|train|test|masks|all.
 study: build
 	$(ENV) bash scripts/study.sh $(or $(STAGE),all)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The study run (`make study`): data → pre-training → test readings of the milestones → masks →
-# report, sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
+# The study run (`make study`): data → pre-training → test readings of the milestones → masks
+# (the report and the α stage follow), sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
 # is generated on the fly from the seed (only generator.json is written), training continues
 # from model_ckpts/study/last.* (weights, Adam moments, log; the data order is replayed from the
 # seed), a checkpoint with a test reading is not re-read, a finished mask is skipped.
@@ -42,11 +42,33 @@ test_stage() {
   done
 }
 
+# Every milestone × (each shape + the control pooled over all shapes) × seed; a finished mask
+# (its sidecar exists: written after the logits) is skipped, an unfinished one restarts.
+masks_stage() {
+  local pooled; pooled=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); pooled=${pooled%,}
+  for ck in "$ckpts"/scl_*.safetensors; do
+    [ -e "$ck" ] || continue
+    local stem; stem=$(basename "$ck" .safetensors)
+    for r in $MASK_SEEDS; do
+      for task in $SHAPES all-shapes; do
+        local out="$masks/$stem/$task-s$r.safetensors"
+        [ -f "${out%.safetensors}.json" ] && continue
+        local dirs="$data/$task"; [ "$task" = all-shapes ] && dirs="$pooled"
+        say "mask $stem/$task seed $r"
+        "$avr" mask train --ckpt "$ck" --task "$dirs" --control "$data/originals" --name "$task-s$r" \
+          --alpha "$MASK_ALPHA" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" --eval-every "$MASK_EVAL_EVERY" \
+          --seed "$r" --out "$out" --json > /dev/null
+      done
+    done
+  done
+}
+
 case "$stage" in
   data) data_stage ;;
   train) data_stage; train_stage ;;
   test) test_stage ;;
-  all) data_stage; train_stage; test_stage ;;
-  *) echo "usage: scripts/study.sh [data|train|test|all]" >&2; exit 2 ;;
+  masks) masks_stage ;;
+  all) data_stage; train_stage; test_stage; masks_stage ;;
+  *) echo "usage: scripts/study.sh [data|train|test|masks|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"

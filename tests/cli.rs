@@ -369,3 +369,43 @@ fn eval_refuses_a_mask_of_another_model() {
         "{stderr}"
     );
 }
+
+/// `--task a,b` pools the sets: the control mask trained on every shape at once.
+#[test]
+fn mask_train_pools_several_task_sets_into_the_control_mask() {
+    let fx = require_fixtures().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("all.safetensors");
+    let ckpt = fx.join("seed/checkpoint/SCL_pretrain_80.ckpt");
+    let tasks = format!(
+        "{},{}",
+        fx.join("seed/datasets/squares").display(),
+        fx.join("seed/datasets/pentagon").display()
+    );
+    let (ok, stdout, stderr) = avr(&[
+        "mask",
+        "train",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--task",
+        &tasks,
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--samples",
+        "2",
+        "--eval-every",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["name"], "all-shapes");
+    assert!(
+        v["unmasked"]["task"]["n"].as_u64().unwrap() > 0,
+        "the unmasked reference"
+    );
+}

@@ -49,9 +49,10 @@ struct TrainArgs {
     /// A checkpoint: ours or the study's pickled `.ckpt` (its panels are transposed automatically).
     #[arg(long)]
     ckpt: PathBuf,
-    /// Task dataset folder (e.g. the `squares` preset); its train split trains the mask.
-    #[arg(long)]
-    task: PathBuf,
+    /// Task dataset folder (e.g. the `squares` preset); its train split trains the mask. Give
+    /// it several times (comma separated) to pool the sets: the control mask on all shapes.
+    #[arg(long, value_delimiter = ',', required = true)]
+    task: Vec<PathBuf>,
     /// The mask's name (default: the task folder's name); replicates use `<task>-s<seed>`.
     #[arg(long)]
     name: Option<String>,
@@ -105,6 +106,15 @@ struct TrainArgs {
     json: bool,
 }
 
+/// The first of `splits` with any problems in `data` (the last one when all are empty).
+fn first_non_empty(data: &AvrDataset, splits: &[Split]) -> AvrDataset {
+    splits
+        .iter()
+        .map(|&s| data.split(s))
+        .find(|d| !d.is_empty())
+        .unwrap_or_else(|| data.split(splits[splits.len() - 1]))
+}
+
 /// `--filter`: mirrors [`MaskFilter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FilterArg {
@@ -154,24 +164,37 @@ fn train(args: TrainArgs) -> Result<()> {
     session::setup(args.seed);
     let mut ckpt = Checkpoint::load(&args.ckpt)?;
     ckpt.model = ckpt.model.to_device(session::default_device());
-    let task_set = AvrDataset::open(&args.task)?;
+    let parts = args
+        .task
+        .iter()
+        .map(AvrDataset::open)
+        .collect::<Result<Vec<_>>>()?;
+    let task_set = match parts.len() {
+        1 => parts[0].clone(),
+        _ => AvrDataset::concat("pooled", &parts.iter().collect::<Vec<_>>()),
+    };
     let fit = task_set.split(Split::Train);
     // The task's validation split scores the mask during training (and chooses α); its test
     // split is left for the report. The control is the originals' test split: disjoint from
-    // the validation problems that chose the checkpoints.
-    let held_out = task_set.split(Split::Val);
+    // the validation problems that chose the checkpoints. Sets with only train/test folders
+    // (the study's) fall back to the split they have.
+    let held_out = first_non_empty(&task_set, &[Split::Val, Split::Test]);
     let control = args
         .control
         .as_ref()
         .map(AvrDataset::open)
         .transpose()?
-        .map(|c| c.split(Split::Test));
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.task
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "mask".into())
-    });
+        .map(|c| first_non_empty(&c, &[Split::Test, Split::Val]));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| match args.task.as_slice() {
+            [one] => one
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "mask".into()),
+            _ => "all-shapes".into(),
+        });
     let filter = match args.weights_only {
         true => MaskFilter::WeightsOnly,
         false => args.filter.into(),
