@@ -184,7 +184,7 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     assert_eq!(back.alpha, Some(1e-2));
     let sidecar: MaskSidecar = avr_modularity::checkpoint::read_sidecar(&path).unwrap();
     assert_eq!(sidecar.steps_done, 6);
-    assert_eq!(sidecar.base_hash, params_hash(&model.params));
+    assert_eq!(sidecar.base_hash, params_hash(&model.params).unwrap());
     // The run recorded its own provenance: the real base checkpoint, task and control sets.
     assert_eq!(sidecar.base_checkpoint, ckpt.path_string());
     assert_eq!(sidecar.shape, Some(Shape::Squares));

@@ -1,7 +1,10 @@
 //! The masking method on its own validation tasks (weight-masking spec §4), at test size (one
 //! digit per number, a 128-128 FNN): P_specialize on add/mul and P_reuse on double addition.
 
+use avr_modularity::analysis::replicates::{replicate_test, Replicates};
+use avr_modularity::analysis::Overlap;
 use avr_modularity::masking::toy::*;
+use avr_modularity::masking::{Mask, MixedSettings};
 use tch::Device;
 
 /// The smoke preset (one digit, 128-128, 1,500 steps, β = 1e-2, seed 3) for `task`.
@@ -93,4 +96,72 @@ fn the_two_pairs_of_double_addition_use_different_weights() {
     // The input and output layers of the two pairs are disjoint by construction.
     let first = &r.layers[0];
     assert!(first.1 < 0.2, "input layer IoU {first:?}");
+}
+
+/// The planted case on a trained network (the rigour issue): double addition's two pairs have
+/// their own input and output weights by construction, so masks of one pair trained with
+/// different seeds (replicates) must share more than the masks of the two pairs do, and the
+/// permutation test must say so; two groups of seeds of the same pair must show no difference.
+#[test]
+fn replicates_of_one_pair_share_more_than_the_two_pairs_and_the_test_says_so() {
+    let model = pretrain(&small(ToyTask::DoubleAdd), Device::Cpu).unwrap();
+    let replicates = |label: &str, part: Part, seeds: std::ops::Range<u64>| -> Replicates {
+        let masks: Vec<Mask> = seeds
+            .map(|s| train_toy_mask(&model, &format!("{label}-s{s}"), &[part]).unwrap())
+            .collect();
+        let mut groups = Replicates::group(&masks);
+        assert_eq!(groups.len(), 1, "one task per group");
+        groups.remove(0)
+    };
+    let pair1 = replicates("pair 1", 0, 0..4);
+    let pair2 = replicates("pair 2", 1, 0..4);
+    let pair1_again = replicates("pair 1 again", 0, 4..8);
+
+    let between = replicate_test(
+        &pair1,
+        &pair2,
+        Overlap::IoMin,
+        false,
+        0,
+        MixedSettings::Refuse,
+    )
+    .unwrap();
+    eprintln!("{between:?}\n{}", between.verdict(0.05));
+    assert!(between.exact && between.relabelings == 70, "{between:?}");
+    assert!(
+        between.within > between.between + 10.0,
+        "replicates share far more than the two pairs: {between:?}"
+    );
+    assert!(between.p <= 0.05, "{between:?}");
+    assert!(
+        between
+            .verdict(0.05)
+            .starts_with("pair 1 and pair 2 share fewer weights than replicates"),
+        "{}",
+        between.verdict(0.05)
+    );
+
+    let same = replicate_test(
+        &pair1,
+        &pair1_again,
+        Overlap::IoMin,
+        false,
+        0,
+        MixedSettings::Refuse,
+    )
+    .unwrap();
+    eprintln!("{same:?}\n{}", same.verdict(0.05));
+    assert!(
+        same.p > 0.05,
+        "two groups of seeds of one pair differ only by chance: {same:?}"
+    );
+    assert!(
+        same.verdict(0.05).starts_with("no significant difference"),
+        "{}",
+        same.verdict(0.05)
+    );
+    assert!(
+        (same.within - same.between).abs() < between.difference / 2.0,
+        "seed groups of one pair differ far less than the pairs: {same:?} vs {between:?}"
+    );
 }

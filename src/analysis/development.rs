@@ -84,16 +84,23 @@ pub struct Change {
 }
 
 impl MaskRecord {
-    /// The base checkpoint's test reading, from its sidecar (none for the study's pickles or
-    /// when the checkpoint cannot be found).
-    fn read_base_test(&self) -> Option<RecordedAccuracy> {
-        let path = self.base_checkpoint_path()?;
-        let sidecar: CheckpointSidecar = read_sidecar(&path).ok()?;
-        sidecar
+    /// The base checkpoint's test reading, from its sidecar (none for the study's pickles,
+    /// which have no sidecar, or when the checkpoint cannot be found). A sidecar that exists
+    /// but cannot be read is an error: silently falling back would move the x-axis to the
+    /// selection-biased validation reading.
+    fn read_base_test(&self) -> Result<Option<RecordedAccuracy>> {
+        let Some(path) = self.base_checkpoint_path() else {
+            return Ok(None);
+        };
+        if !path.with_extension("json").exists() {
+            return Ok(None);
+        }
+        let sidecar: CheckpointSidecar = read_sidecar(&path)?;
+        Ok(sidecar
             .evaluations
             .into_iter()
             .rev()
-            .find(|e| e.splits == ["test"])
+            .find(|e| e.splits == ["test"]))
     }
 }
 
@@ -142,7 +149,7 @@ impl Development {
                     sidecar,
                     base_test: None,
                 };
-                record.base_test = record.read_base_test();
+                record.base_test = record.read_base_test()?;
                 Ok(record)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -81,6 +81,12 @@ impl WeightGraph {
         if blocks.is_empty() {
             return Err(Error::Config("weight graph: no layers".into()));
         }
+        if let Some((l, b)) = blocks.iter().enumerate().find(|(_, b)| b.dim() != 2) {
+            return Err(Error::Config(format!(
+                "weight graph: layer {l} has shape {:?}, expected a 2-D block",
+                b.size()
+            )));
+        }
         let mut sizes = vec![blocks[0].size()[0] as usize];
         for (l, b) in blocks.iter().enumerate() {
             let s = b.size();
@@ -120,6 +126,12 @@ impl WeightGraph {
 
     /// MLP graph from `Linear` weights `[out, in]`, in order (biases ignored).
     pub fn from_mlp(weights: &[Tensor]) -> Result<Self> {
+        if let Some((l, w)) = weights.iter().enumerate().find(|(_, w)| w.dim() != 2) {
+            return Err(Error::Config(format!(
+                "weight graph: Linear weight {l} has shape {:?}, expected [out, in]",
+                w.size()
+            )));
+        }
         Self::from_blocks(weights.iter().map(|w| w.abs().tr()).collect())
     }
 

@@ -14,8 +14,9 @@ pub use crate::files::write_atomic;
 
 use crate::{Error, Result};
 
-/// Writes named tensors as `.safetensors` atomically (moved to CPU, detached).
-pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> Result<()> {
+/// Writes named tensors as `.safetensors` atomically (moved to CPU, detached); returns the
+/// file's CRC-32, which sidecars record so that a damaged or replaced file is noticed on load.
+pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> Result<u32> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -34,7 +35,31 @@ pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> 
         .collect();
     tch::Tensor::write_safetensors(&named, &tmp)
         .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(crate::data::npz::crc32(&written))
+}
+
+/// Checks `path` against the CRC-32 its sidecar recorded (`None`: an older sidecar without
+/// one, nothing to check). Safetensors has no checksum of its own: a flipped byte in the
+/// tensor data would otherwise load as different weights without a word.
+pub fn verify_crc32(path: &Path, recorded: Option<u32>) -> Result<()> {
+    let sidecar = path.with_extension("json");
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let found = crate::data::npz::crc32(&bytes);
+    if found != recorded {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "corrupt or replaced: CRC-32 {found:08x}, its sidecar {} recorded {recorded:08x}",
+                sidecar.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a `.safetensors` file into [`crate::model::Params`] (file order).
@@ -46,6 +71,28 @@ pub fn read_safetensors(path: &Path) -> Result<crate::model::Params> {
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// Refuses tensors read from `path` that hold NaN or ±Inf: a model or mask that no
+/// evaluation can mean anything with. The error names the first such tensor.
+pub fn check_finite(path: &Path, params: &crate::model::Params) -> Result<()> {
+    for (name, t) in params.iter() {
+        use tch::Kind::{BFloat16, Double, Float, Half};
+        if matches!(t.kind(), Float | Double | Half | BFloat16) {
+            let bad = t
+                .isfinite()
+                .logical_not()
+                .sum(tch::Kind::Int64)
+                .int64_value(&[]);
+            if bad > 0 {
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor '{name}' holds {bad} non-finite values (NaN or Inf)"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The JSON sidecar of `weights` (`x.safetensors` → `x.json`), parsed.

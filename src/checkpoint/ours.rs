@@ -41,6 +41,9 @@ pub struct CheckpointSidecar {
     /// split that no checkpoint selection touched; [`Checkpoint::test_accuracy`] reads it.
     #[serde(default)]
     pub evaluations: Vec<RecordedAccuracy>,
+    /// CRC-32 of the weights file, checked on load (older sidecars lack it).
+    #[serde(default)]
+    pub weights_crc32: Option<u32>,
 }
 
 /// An accuracy measured on a named dataset, with its n and 95 % Wilson interval.
@@ -123,6 +126,7 @@ impl Checkpoint {
         }
         if looks_like_pickle(path) {
             let model = study_model(path)?;
+            super::check_finite(path, &model.params)?;
             return Ok(Checkpoint {
                 model,
                 path: path.to_path_buf(),
@@ -132,8 +136,12 @@ impl Checkpoint {
         }
         let params = read_safetensors(path)?;
         let sidecar: CheckpointSidecar = super::read_sidecar(path)?;
+        super::verify_crc32(path, sidecar.weights_crc32)?;
+        super::check_finite(path, &params)?;
         let variant = sidecar.architecture(path)?;
-        let model = SclModel::from_params(variant, params, &path.display().to_string())?
+        let json = path.with_extension("json");
+        let model = SclModel::from_params(variant, params, &path.display().to_string())
+            .map_err(|e| Error::bad_file(&json, format!("the architecture it describes: {e}")))?
             .with_transposed_panels(sidecar.transpose_panels);
         Ok(Checkpoint {
             model,
@@ -266,8 +274,12 @@ pub fn save_checkpoint(
     sidecar: &CheckpointSidecar,
 ) -> Result<PathBuf> {
     let weights = dir.join(format!("{stem}.safetensors"));
-    write_safetensors_atomic(&weights, &model.params)?;
-    let json = serde_json::to_vec_pretty(sidecar).map_err(|e| Error::Config(e.to_string()))?;
+    let crc = write_safetensors_atomic(&weights, &model.params)?;
+    let sidecar = CheckpointSidecar {
+        weights_crc32: Some(crc),
+        ..sidecar.clone()
+    };
+    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join(format!("{stem}.json")), &json)?;
     Ok(weights)
 }

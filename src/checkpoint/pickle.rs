@@ -192,7 +192,7 @@ impl<'a> Machine<'a> {
     }
 
     fn take(&mut self, n: usize) -> PResult<&'a [u8]> {
-        if self.pos + n > self.bytes.len() {
+        if n > self.bytes.len() - self.pos {
             return self.err(format!(
                 "truncated: wanted {n} bytes, {} left",
                 self.bytes.len() - self.pos
@@ -259,6 +259,11 @@ impl<'a> Machine<'a> {
     }
     fn memo_put(&mut self, index: usize) -> PResult<()> {
         let v = self.top()?.clone();
+        // A memo index far beyond the entries so far is corrupt (pickle numbers them in
+        // order); refusing it avoids a huge allocation.
+        if index > self.memo.len() + 1_000_000 {
+            return self.err(format!("memo index {index} is out of range"));
+        }
         if self.memo.len() <= index {
             self.memo.resize(index + 1, None);
         }
@@ -535,14 +540,20 @@ impl<'a> Machine<'a> {
         if size.len() != stride.len() || *offset < 0 {
             return bad("size and stride differ in length");
         }
+        if size.iter().chain(&stride).any(|&v| v < 0) {
+            return bad("negative size or stride");
+        }
         let elem = element_size(*kind);
         let numel = data.len() / elem;
-        let last = *offset
-            + size
-                .iter()
-                .zip(&stride)
-                .map(|(s, st)| (s - 1).max(0) * st)
-                .sum::<i64>();
+        let last = size.iter().zip(&stride).try_fold(*offset, |acc, (s, st)| {
+            (s - 1)
+                .max(0)
+                .checked_mul(*st)
+                .and_then(|d| acc.checked_add(d))
+        });
+        let Some(last) = last else {
+            return bad("view size overflows");
+        };
         if size.iter().all(|&s| s > 0) && last as usize >= numel {
             return bad("view reaches past its storage");
         }
@@ -599,14 +610,15 @@ fn legacy_storage(bytes: &[u8]) -> std::result::Result<Value, String> {
     let numel = fields
         .get(4)
         .and_then(Value::as_i64)
-        .ok_or("storage numel missing")? as usize;
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or("storage numel missing or negative")?;
     let rest = &bytes[pos..];
     if rest.len() < 8 {
         return Err("missing element count".into());
     }
     let count = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-    let want = numel * element_size(kind);
-    if count != numel || rest.len() - 8 != want {
+    let want = numel.checked_mul(element_size(kind));
+    if count != numel || want != Some(rest.len() - 8) {
         return Err(format!(
             "storage says {numel} elements, data holds count {count} and {} bytes",
             rest.len() - 8

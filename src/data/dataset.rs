@@ -282,6 +282,18 @@ impl AvrDataset {
 
     /// Loads problems `indices` as one batch on `device`.
     pub fn batch(&self, indices: &[usize], options: BatchOptions, device: Device) -> Result<Batch> {
+        if indices.is_empty() {
+            return Err(Error::bad_file(
+                &self.root,
+                "a batch of no problems was asked for",
+            ));
+        }
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.files.len()) {
+            return Err(Error::bad_file(
+                &self.root,
+                format!("problem {i} asked for; the set holds {}", self.files.len()),
+            ));
+        }
         let files: Vec<ProblemBytes> = indices
             .iter()
             .map(|&i| self.problem_bytes(i))

@@ -11,7 +11,7 @@ use tch::Device;
 
 use super::dataset::{AvrDataset, Batch, BatchOptions};
 use crate::rng::Rng;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Where a run is in its data stream: enough to resume the exact same order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +123,23 @@ impl Default for LoaderConfig {
     }
 }
 
+/// One batch, read on a worker thread: a panic while reading becomes an error naming the
+/// dataset and the problems, so the caller gets it instead of a dead worker.
+fn read_batch(dataset: &AvrDataset, indices: &[usize], options: BatchOptions) -> Result<Batch> {
+    let read = std::panic::AssertUnwindSafe(|| dataset.batch(indices, options, Device::Cpu));
+    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown cause");
+        Err(Error::bad_file(
+            &dataset.root,
+            format!("reading problems {indices:?} failed: {why}"),
+        ))
+    })
+}
+
 /// Yields the planned batches in order, read ahead by worker threads; batch `i` comes from
 /// worker `i % workers`, so order is deterministic and each worker runs at most `depth` ahead.
 pub struct Loader {
@@ -151,10 +168,7 @@ impl Loader {
             workers.push(std::thread::spawn(move || {
                 for indices in plan.iter().skip(w).step_by(n_workers) {
                     // A closed channel means the loader was dropped: stop quietly.
-                    if tx
-                        .send(dataset.batch(indices, options, Device::Cpu))
-                        .is_err()
-                    {
+                    if tx.send(read_batch(&dataset, indices, options)).is_err() {
                         return;
                     }
                 }
@@ -204,7 +218,15 @@ impl Iterator for Loader {
         }
         let rx = &self.receivers[self.next % self.receivers.len()];
         self.next += 1;
-        let batch = rx.recv().expect("loader worker stopped early");
+        let Ok(batch) = rx.recv() else {
+            // The worker is gone without a reply (it cannot panic: `read_batch` catches that):
+            // end the stream with an error rather than a panic.
+            self.next = self.total;
+            return Some(Err(Error::Config(format!(
+                "the loader's worker stopped before batch {} of {}",
+                self.next, self.total
+            ))));
+        };
         Some(batch.map(|b| {
             if self.device == Device::Cpu {
                 b

@@ -55,14 +55,43 @@ pub struct NpyArray {
 // ZIP container
 // ------------------------------------------------------------------------------------------
 
-fn le16(b: &[u8], at: usize) -> usize {
-    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+/// Bounds-checked little-endian reads of a zip archive: a corrupt or truncated file gives an
+/// error naming the file and the offset, never an out-of-range slice.
+struct ZipBytes<'a, 'p> {
+    bytes: &'a [u8],
+    path: &'p Path,
 }
-fn le32(b: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
-fn le64(b: &[u8], at: usize) -> usize {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+
+impl<'a> ZipBytes<'a, '_> {
+    fn bad(&self, message: String) -> Error {
+        Error::bad_file(self.path, message)
+    }
+    fn slice(&self, at: usize, n: usize, what: &str) -> Result<&'a [u8]> {
+        at.checked_add(n)
+            .and_then(|end| self.bytes.get(at..end))
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "truncated or corrupt zip: {what} needs {n} bytes at offset {at}, the file has {}",
+                    self.bytes.len()
+                ))
+            })
+    }
+    fn le16(&self, at: usize, what: &str) -> Result<usize> {
+        let b = self.slice(at, 2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]) as usize)
+    }
+    fn le32(&self, at: usize, what: &str) -> Result<usize> {
+        let b = self.slice(at, 4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    fn le64(&self, at: usize, what: &str) -> Result<usize> {
+        let b: [u8; 8] = self.slice(at, 8, what)?.try_into().expect("8 bytes");
+        usize::try_from(u64::from_le_bytes(b)).map_err(|_| {
+            self.bad(format!(
+                "corrupt zip: {what} at offset {at} is out of range"
+            ))
+        })
+    }
 }
 
 /// Members of a stored ZIP archive as `(name, bytes)`, in central-directory order.
@@ -73,84 +102,116 @@ pub fn read_zip(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         .collect())
 }
 
-/// Like [`read_zip`], borrowing the members from `bytes` (no copies).
+/// Like [`read_zip`], borrowing the members from `bytes` (no copies). Every member's CRC-32 is
+/// checked against the central directory, as numpy's loader does: flipped bytes are an error.
 pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>> {
-    let bad = |m: String| Error::bad_file(path, m);
+    let z = ZipBytes { bytes, path };
     if bytes.len() < 22 || &bytes[..2] != b"PK" {
-        return Err(bad(
-            "not a zip archive (.npz files are zip archives of .npy members)".into(),
-        ));
+        return Err(z.bad("not a zip archive (.npz files are zip archives of .npy members)".into()));
     }
     let eocd = (0..=bytes.len() - 22)
         .rev()
         .find(|&i| &bytes[i..i + 4] == b"PK\x05\x06")
-        .ok_or_else(|| bad("truncated zip: end-of-central-directory record not found".into()))?;
-    let mut entries = le16(bytes, eocd + 10);
-    let mut cd = le32(bytes, eocd + 16);
+        .ok_or_else(|| z.bad("truncated zip: end-of-central-directory record not found".into()))?;
+    let mut entries = z.le16(eocd + 10, "entry count")?;
+    let mut cd = z.le32(eocd + 16, "central-directory offset")?;
     if (entries == 0xffff || cd == 0xffff_ffff)
         && eocd >= 20
         && &bytes[eocd - 20..eocd - 16] == b"PK\x06\x07"
     {
-        let z64 = le64(bytes, eocd - 12);
-        if z64 + 56 > bytes.len() || &bytes[z64..z64 + 4] != b"PK\x06\x06" {
-            return Err(bad("broken zip64 end-of-central-directory".into()));
+        let z64 = z.le64(eocd - 12, "zip64 record offset")?;
+        if z.slice(z64, 56, "zip64 end-of-central-directory")?[..4] != *b"PK\x06\x06" {
+            return Err(z.bad("broken zip64 end-of-central-directory".into()));
         }
-        entries = le64(bytes, z64 + 32);
-        cd = le64(bytes, z64 + 48);
+        entries = z.le64(z64 + 32, "zip64 entry count")?;
+        cd = z.le64(z64 + 48, "zip64 central-directory offset")?;
+    }
+    // Each central-directory entry takes at least 46 bytes: a larger count is corrupt (and
+    // must not reserve memory for it).
+    if entries > bytes.len() / 46 {
+        return Err(z.bad(format!(
+            "corrupt zip: {entries} members claimed in a file of {} bytes",
+            bytes.len()
+        )));
     }
     let mut members = Vec::with_capacity(entries);
     let mut at = cd;
     for _ in 0..entries {
-        if at + 46 > bytes.len() || &bytes[at..at + 4] != b"PK\x01\x02" {
-            return Err(bad("truncated or corrupt zip central directory".into()));
-        }
-        let method = le16(bytes, at + 10);
-        let mut size = le32(bytes, at + 20);
-        let name_len = le16(bytes, at + 28);
-        let extra_len = le16(bytes, at + 30);
-        let comment_len = le16(bytes, at + 32);
-        let mut local = le32(bytes, at + 42);
-        let name = String::from_utf8_lossy(&bytes[at + 46..at + 46 + name_len]).into_owned();
-        // zip64 extra field (id 1): original size, compressed size, local offset — only those
-        // whose 32-bit field is saturated, in that order.
-        let mut extra = at + 46 + name_len;
-        let extra_end = extra + extra_len;
-        while extra + 4 <= extra_end {
-            let (id, len) = (le16(bytes, extra), le16(bytes, extra + 2));
-            if id == 1 {
-                let mut f = extra + 4;
-                if le32(bytes, at + 24) == 0xffff_ffff {
-                    f += 8;
-                }
-                if size == 0xffff_ffff {
-                    size = le64(bytes, f);
-                    f += 8;
-                }
-                if local == 0xffff_ffff {
-                    local = le64(bytes, f);
-                }
-            }
-            extra += 4 + len;
-        }
-        if method != 0 {
-            return Err(bad(format!("member '{name}' is compressed (method {method}); only stored .npz (numpy.savez) is supported")));
-        }
-        if local + 30 > bytes.len() || &bytes[local..local + 4] != b"PK\x03\x04" {
-            return Err(bad(format!(
-                "member '{name}': local header missing (truncated file?)"
-            )));
-        }
-        let start = local + 30 + le16(bytes, local + 26) + le16(bytes, local + 28);
-        if start + size > bytes.len() {
-            return Err(bad(format!(
-                "member '{name}' is truncated: needs {size} bytes at offset {start}, file has {}",
-                bytes.len()
-            )));
-        }
-        members.push((name, &bytes[start..start + size]));
-        at += 46 + name_len + extra_len + comment_len;
+        let (member, next) = zip_member(&z, at)?;
+        members.push(member);
+        at = next;
     }
     Ok(members)
+}
+
+/// The member whose central-directory entry starts at `at`, and where the next entry starts.
+fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<((String, &'a [u8]), usize)> {
+    if z.slice(at, 46, "central-directory entry")?[..4] != *b"PK\x01\x02" {
+        return Err(z.bad("truncated or corrupt zip central directory".into()));
+    }
+    let method = z.le16(at + 10, "compression method")?;
+    let stored_crc = z.le32(at + 16, "CRC-32")? as u32;
+    let mut size = z.le32(at + 20, "member size")?;
+    let name_len = z.le16(at + 28, "name length")?;
+    let extra_len = z.le16(at + 30, "extra-field length")?;
+    let comment_len = z.le16(at + 32, "comment length")?;
+    let mut local = z.le32(at + 42, "local-header offset")?;
+    let name = String::from_utf8_lossy(z.slice(at + 46, name_len, "member name")?).into_owned();
+    // zip64 extra field (id 1): original size, compressed size, local offset — only those
+    // whose 32-bit field is saturated, in that order.
+    let mut extra = at + 46 + name_len;
+    let extra_end = extra + extra_len;
+    z.slice(extra, extra_len, "extra field")?;
+    while extra + 4 <= extra_end {
+        let (id, len) = (
+            z.le16(extra, "extra id")?,
+            z.le16(extra + 2, "extra length")?,
+        );
+        if id == 1 {
+            let mut f = extra + 4;
+            if z.le32(at + 24, "original size")? == 0xffff_ffff {
+                f += 8;
+            }
+            if size == 0xffff_ffff {
+                size = z.le64(f, "zip64 member size")?;
+                f += 8;
+            }
+            if local == 0xffff_ffff {
+                local = z.le64(f, "zip64 local-header offset")?;
+            }
+        }
+        extra += 4 + len;
+    }
+    if method != 0 {
+        return Err(z.bad(format!("member '{name}' is compressed (method {method}); only stored .npz (numpy.savez) is supported")));
+    }
+    let header = z.slice(local, 30, "local header").map_err(|_| {
+        z.bad(format!(
+            "member '{name}': local header missing (truncated file?)"
+        ))
+    })?;
+    if header[..4] != *b"PK\x03\x04" {
+        return Err(z.bad(format!(
+            "member '{name}': local header missing (truncated file?)"
+        )));
+    }
+    let start = local
+        + 30
+        + z.le16(local + 26, "local name length")?
+        + z.le16(local + 28, "local extra length")?;
+    let data = z.slice(start, size, "member data").map_err(|_| {
+        z.bad(format!(
+            "member '{name}' is truncated: needs {size} bytes at offset {start}, file has {}",
+            z.bytes.len()
+        ))
+    })?;
+    let computed = crc32(data);
+    if computed != stored_crc {
+        return Err(z.bad(format!(
+            "member '{name}' is corrupt: CRC-32 {computed:08x} does not match the stored {stored_crc:08x}"
+        )));
+    }
+    Ok(((name, data), at + 46 + name_len + extra_len + comment_len))
 }
 
 /// CRC-32 (IEEE), as ZIP requires; slicing-by-8 (8 bytes per step) because every written
@@ -263,8 +324,12 @@ pub fn npy_view(bytes: &[u8]) -> std::result::Result<(String, Vec<usize>, &[u8])
         return Err("not an NPY array (bad magic)".into());
     }
     let (header_len, start) = match bytes[6] {
-        1 => (le16(bytes, 8), 10),
-        2 | 3 => (le32(bytes, 8), 12),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        2 | 3 => return Err("truncated NPY header".into()),
         v => return Err(format!("unsupported NPY version {v}")),
     };
     if start + header_len > bytes.len() {
@@ -303,20 +368,27 @@ pub fn npy_view(bytes: &[u8]) -> std::result::Result<(String, Vec<usize>, &[u8])
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let data = &bytes[start + header_len..];
     let item = item_size(&descr).ok_or(format!("unsupported dtype '{descr}'"))?;
-    let numel: usize = shape.iter().product();
-    if data.len() != numel * item {
+    let needed = shape
+        .iter()
+        .try_fold(item, |n, &d| n.checked_mul(d))
+        .ok_or(format!("shape {shape:?} of '{descr}' is too large"))?;
+    if data.len() != needed {
         return Err(format!(
-            "data holds {} bytes, shape {shape:?} of '{descr}' needs {}",
+            "data holds {} bytes, shape {shape:?} of '{descr}' needs {needed}",
             data.len(),
-            numel * item
         ));
     }
     Ok((descr, shape, data))
 }
 
+/// Bytes per element of `descr`; `None` for an unsupported or zero-sized type (a zero-sized
+/// string type would make every element empty).
 fn item_size(descr: &str) -> Option<usize> {
+    if descr.len() < 3 || !descr.is_char_boundary(2) {
+        return None;
+    }
     let (kind, n) = descr.split_at(2);
-    let n: usize = n.parse().ok()?;
+    let n: usize = n.parse().ok().filter(|&n| n > 0)?;
     match kind {
         "|u" | "|i" | "|b" => (n == 1).then_some(1),
         "<i" | "<u" | "<f" => Some(n),
@@ -461,10 +533,15 @@ pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], u
     };
     let bad = |key: &str, m: String| Error::bad_file(path, format!("key '{key}': {m}"));
     let (descr, shape, image) = npy_view(member("image")?).map_err(|m| bad("image", m))?;
-    if descr != "|u1" || shape.len() != 3 || shape[0] != PANELS || shape[1] != shape[2] {
+    if descr != "|u1"
+        || shape.len() != 3
+        || shape[0] != PANELS
+        || shape[1] != shape[2]
+        || shape[1] == 0
+    {
         return Err(bad(
             "image",
-            format!("dtype '{descr}' shape {shape:?}, expected |u1 (16, H, H)"),
+            format!("dtype '{descr}' shape {shape:?}, expected |u1 (16, H, H) with H > 0"),
         ));
     }
     let (descr, shape, t) = npy_view(member("target")?).map_err(|m| bad("target", m))?;
@@ -683,7 +760,7 @@ mod tests {
         let npy = write_npy("|u1", &[16, 160, 160], &vec![0u8; 16 * 160 * 160]);
         assert_eq!(&npy[..8], b"\x93NUMPY\x01\x00");
         assert_eq!(
-            le16(&npy, 8) + 10,
+            u16::from_le_bytes([npy[8], npy[9]]) as usize + 10,
             128,
             "data must start at offset 128 like the originals"
         );

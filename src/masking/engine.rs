@@ -466,6 +466,9 @@ pub struct MaskSidecar {
     /// converged by the rule) or had no rule.
     #[serde(default)]
     pub converged_at: Option<usize>,
+    /// CRC-32 of the logits file, checked on load (older sidecars lack it).
+    #[serde(default)]
+    pub logits_crc32: Option<u32>,
     /// How decided the final logits are (older sidecars lack it).
     #[serde(default)]
     pub decisiveness: Option<super::bits::Decisiveness>,
@@ -604,6 +607,7 @@ impl MaskRun {
             code_version: env!("CARGO_PKG_VERSION").into(),
             tensors: self.mask.logits.names().to_vec(),
             converged_at: self.converged_at,
+            logits_crc32: None,
             decisiveness: self.mask.decisiveness().ok(),
             unmasked: self.unmasked.clone(),
             task_problems: self.task_problems,
@@ -622,16 +626,19 @@ impl MaskRun {
 
     /// Saves the logits at `path` and the sidecar beside it.
     pub fn save_as(&self, path: &Path) -> Result<PathBuf> {
-        crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
-        let json =
-            serde_json::to_vec_pretty(&self.sidecar()).map_err(|e| Error::Config(e.to_string()))?;
+        let crc = crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
+        let sidecar = MaskSidecar {
+            logits_crc32: Some(crc),
+            ..self.sidecar()
+        };
+        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
         crate::checkpoint::write_atomic(&path.with_extension("json"), &json)?;
         Ok(path.to_path_buf())
     }
 }
 
 /// FNV-1a over every tensor's name and bytes: identifies the frozen weights a mask belongs to.
-pub fn params_hash(params: &Params) -> String {
+pub fn params_hash(params: &Params) -> Result<String> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         bytes
@@ -644,10 +651,10 @@ pub fn params_hash(params: &Params) -> String {
             .to_device(tch::Device::Cpu)
             .to_kind(Kind::Float)
             .contiguous();
-        let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap_or_default();
+        let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1))?;
         values.iter().for_each(|v| feed(&v.to_le_bytes()));
     }
-    format!("{h:016x}")
+    Ok(format!("{h:016x}"))
 }
 
 /// What a mask is trained for: a task's fitting and held-out problems, and the control set.
@@ -694,10 +701,115 @@ struct MaskTraining<'a> {
     readings: Vec<(f64, f64)>,
     /// The step at which the stopping rule was met.
     converged_at: Option<usize>,
+    /// [`params_hash`] of the base weights (resumable state belongs to them).
+    base_hash: String,
+    /// Where and how often the resumable state is written.
+    resume: Option<&'a MaskResume>,
+}
+
+/// Resumable mask training: every `every` steps the logits, Adam's moments and the log are
+/// written to `path` (`<mask>.resume`, safetensors) and `path.json`, so a killed run continues
+/// from the last save with the same result as an uninterrupted one; both go once the mask is
+/// saved. A state of other settings, another checkpoint or an interrupted save is not resumed:
+/// the run restarts from step 0 (the rule), saying why.
+#[derive(Debug, Clone)]
+pub struct MaskResume {
+    /// The state file (`<mask>.resume`); its log is `<mask>.resume.json`.
+    pub path: PathBuf,
+    /// Steps between saves (0: never save, only resume what is there).
+    pub every: usize,
+}
+
+/// The log half of a mask's resumable state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MaskState {
+    step: usize,
+    adam_step: i32,
+    config: MaskTrainConfig,
+    base_hash: String,
+    metrics: Vec<MaskMetricRow>,
+    readings: Vec<(f64, f64)>,
+}
+
+impl MaskResume {
+    /// `<out>` → `<out stem>.resume` beside it.
+    pub fn beside(out: &Path, every: usize) -> Self {
+        MaskResume {
+            path: out.with_extension("resume"),
+            every,
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path.with_extension("resume.json")
+    }
+
+    fn save(&self, training: &MaskTraining<'_>, step: usize, opt: &AdamW) -> Result<()> {
+        let (m, v) = &opt.moments[0];
+        let mut tensors = Params::new();
+        tensors.insert("logits", training.logits.flat.detach());
+        tensors.insert("adam.m", m.shallow_clone());
+        tensors.insert("adam.v", v.shallow_clone());
+        tensors.insert("state.step", Tensor::from(step as i64));
+        crate::checkpoint::write_safetensors_atomic(&self.path, &tensors)?;
+        let state = MaskState {
+            step,
+            adam_step: opt.step,
+            config: training.cfg.clone(),
+            base_hash: training.base_hash.clone(),
+            metrics: training.metrics.clone(),
+            readings: training.readings.clone(),
+        };
+        let json = serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?;
+        crate::checkpoint::write_atomic(&self.log_path(), &json)
+    }
+
+    /// The saved state, if there is one that this run can continue; otherwise why not.
+    fn load(
+        &self,
+        cfg: &MaskTrainConfig,
+        base_hash: &str,
+    ) -> std::result::Result<(MaskState, Params), String> {
+        let text = std::fs::read(self.log_path()).map_err(|e| format!("no state ({e})"))?;
+        let state: MaskState =
+            serde_json::from_slice(&text).map_err(|e| format!("unreadable log: {e}"))?;
+        let tensors = crate::checkpoint::read_safetensors(&self.path).map_err(|e| e.to_string())?;
+        let saved_step = tensors
+            .get("state.step")
+            .map_err(|e| e.to_string())?
+            .int64_value(&[]);
+        if saved_step != state.step as i64 {
+            return Err(format!(
+                "the save was interrupted (step {saved_step} vs {})",
+                state.step
+            ));
+        }
+        if serde_json::to_value(&state.config).ok() != serde_json::to_value(cfg).ok() {
+            return Err("it was saved with other settings".into());
+        }
+        if state.base_hash != base_hash {
+            return Err("it belongs to another checkpoint".into());
+        }
+        Ok((state, tensors))
+    }
+
+    /// Removes the state files: call it once the finished mask is saved (until then a kill
+    /// resumes from the last save instead of losing the run).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.log_path());
+    }
 }
 
 impl TrainStep for MaskTraining<'_> {
     fn loss(&mut self, step: usize) -> Result<Tensor> {
+        // The noise of each step comes from the seed and the step alone, so a resumed run
+        // draws what an uninterrupted one would.
+        tch::manual_seed(
+            crate::rng::Rng::new(self.cfg.seed)
+                .fork(&format!("mask noise {step}"))
+                .below(i64::MAX as usize) as i64,
+        );
         let batch: Batch = self.loader.next().ok_or_else(|| {
             Error::Config(format!("mask '{}': data ran out at step {step}", self.name))
         })??;
@@ -724,7 +836,7 @@ impl TrainStep for MaskTraining<'_> {
         Ok(loss)
     }
 
-    fn after_update(&mut self, step: usize, loss: f64, _opt: &AdamW) -> Result<Flow> {
+    fn after_update(&mut self, step: usize, loss: f64, opt: &AdamW) -> Result<Flow> {
         let (ce, out, y, draw) = self
             .last
             .take()
@@ -785,6 +897,12 @@ impl TrainStep for MaskTraining<'_> {
             ));
         }
         self.metrics.push(row);
+        if let Some(r) = self
+            .resume
+            .filter(|r| r.every > 0 && step % r.every == 0 && !last)
+        {
+            r.save(self, step, opt)?;
+        }
         Ok(flow)
     }
 }
@@ -821,6 +939,18 @@ pub fn train_mask_with_fixed(
     cfg: &MaskTrainConfig,
     fixed: Option<&Mask>,
 ) -> Result<MaskRun> {
+    train_mask_resumable(ckpt, task, cfg, fixed, None)
+}
+
+/// [`train_mask_with_fixed`] that saves its state now and then and continues from a saved
+/// state ([`MaskResume`]); the state files are removed when the run ends.
+pub fn train_mask_resumable(
+    ckpt: &Checkpoint,
+    task: &MaskTask<'_>,
+    cfg: &MaskTrainConfig,
+    fixed: Option<&Mask>,
+    resume: Option<&MaskResume>,
+) -> Result<MaskRun> {
     let (model, name) = (&ckpt.model, task.name.as_str());
     let k = cfg.samples.max(1);
     if cfg.batch_size % k != 0 {
@@ -848,7 +978,19 @@ pub fn train_mask_with_fixed(
         options: model.batch_options(),
         ..Default::default()
     };
-    let loader = Loader::from_order(task.fit, &mut order, cfg.steps, &loader_cfg, device);
+    let base_hash = params_hash(&model.params)?;
+    let saved = match resume.map(|r| r.load(cfg, &base_hash)) {
+        Some(Ok(saved)) => Some(saved),
+        Some(Err(why)) if resume.is_some_and(|r| r.log_path().exists()) => {
+            progress(&format!("[mask {name}] not resuming: {why}; starting over"));
+            None
+        }
+        _ => None,
+    };
+    let start = saved.as_ref().map_or(0, |(s, _)| s.step);
+    // Replay the data order up to the saved step.
+    (0..start).for_each(|_| drop(order.next_batch(cfg.batch_size)));
+    let loader = Loader::from_order(task.fit, &mut order, cfg.steps - start, &loader_cfg, device);
     let task_val = task.held_out.spread(cfg.eval_problems);
     let control = task.control.map(|c| c.spread(cfg.eval_problems));
     let unmasked = unmasked_accuracies(ckpt, &task_val, control.as_ref())?;
@@ -869,12 +1011,34 @@ pub fn train_mask_with_fixed(
         last: None,
         readings: Vec::new(),
         converged_at: None,
+        base_hash,
+        resume,
     };
-    optimise(&mut training, &leaves, &mut opt, &cfg.adam(), 1..=cfg.steps)?;
+    if let Some((state, tensors)) = saved {
+        let _guard = tch::no_grad_guard();
+        training
+            .logits
+            .flat
+            .shallow_clone()
+            .copy_(tensors.get("logits")?);
+        let (m, v) = &mut opt.moments[0];
+        m.copy_(tensors.get("adam.m")?);
+        v.copy_(tensors.get("adam.v")?);
+        opt.step = state.adam_step;
+        (training.metrics, training.readings) = (state.metrics, state.readings);
+        progress(&format!("[mask {name}] resuming from step {start}"));
+    }
+    optimise(
+        &mut training,
+        &leaves,
+        &mut opt,
+        &cfg.adam(),
+        start + 1..=cfg.steps,
+    )?;
     progress_done();
     let provenance = MaskProvenance {
         base_checkpoint: ckpt.path_string(),
-        base_hash: params_hash(&model.params),
+        base_hash: training.base_hash.clone(),
         base_accuracy: ckpt.val_accuracy(),
         task_dataset: task.fit.root.display().to_string(),
         control_dataset: task.control.map(|c| c.root.display().to_string()),

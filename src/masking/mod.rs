@@ -124,6 +124,7 @@ impl Mask {
             return Self::load_study(path);
         }
         let logits = crate::checkpoint::read_safetensors(path)?;
+        crate::checkpoint::check_finite(path, &logits)?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -133,6 +134,7 @@ impl Mask {
             return Ok(Mask::new(stem, in_model_order(logits, &[]), None));
         }
         let side: engine::MaskSidecar = crate::checkpoint::read_sidecar(path)?;
+        crate::checkpoint::verify_crc32(path, side.logits_crc32)?;
         let logits = in_model_order(logits, &side.tensors);
         Ok(Mask::new(side.name, logits, Some(side.config.alpha)).with_settings(&side.config))
     }
@@ -159,6 +161,13 @@ impl Mask {
     /// Refuses a mask that is not of `params`' model: every masked tensor must exist there with
     /// the same shape. The error names the tensors that differ (the first few).
     pub fn check_fits(&self, params: &Params) -> Result<()> {
+        if self.logits.is_empty() {
+            // Applying it would silently report the unmasked model.
+            return Err(crate::Error::MaskMismatch {
+                mask: self.name.clone(),
+                message: "it holds no tensors".into(),
+            });
+        }
         let problems: Vec<String> = self
             .logits
             .iter()

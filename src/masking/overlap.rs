@@ -42,6 +42,9 @@ impl Overlap {
 
 /// Overlap per tensor and globally between two binary masks, in [0, 1].
 pub fn overlap(a: &Params, b: &Params, metric: Overlap) -> Result<(f64, Vec<(String, f64)>)> {
+    // Same names and shapes, or an error naming the difference (libtorch would broadcast or
+    // panic).
+    super::same_layout(&[a.clone(), b.clone()])?;
     let (mut both_all, mut a_all, mut b_all) = (0, 0, 0);
     let mut per_tensor = Vec::new();
     for (name, ta) in a.iter() {

@@ -6,7 +6,7 @@ use super::scl_official::{self, OfficialSclConfig};
 use super::scl_seed::{self, SeedSclConfig};
 use super::{check_params, BnMode, Params};
 use crate::data::dataset::BatchOptions;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Which SCL architecture, with its full configuration (saved beside our checkpoints, so a
 /// non-default architecture rebuilds itself).
@@ -52,6 +52,11 @@ impl SclModel {
     /// A model from its architecture and parameters, checking every tensor's name and shape
     /// against the architecture (`source` names the file in errors). Panels are fed as stored.
     pub fn from_params(variant: SclVariant, params: Params, source: &str) -> Result<Self> {
+        match &variant {
+            SclVariant::Seed(cfg) => cfg.check(),
+            SclVariant::Official(cfg) => cfg.check(),
+        }
+        .map_err(|e| Error::Config(format!("{source}: {e}")))?;
         let model = SclModel {
             variant,
             params: Params::new(),

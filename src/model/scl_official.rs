@@ -123,6 +123,30 @@ impl OfficialSclConfig {
             .fold(self.image_size, |s, _| (s + 1) / 2)
     }
 
+    /// Refuses sizes that no model can have (checked before any tensor is made).
+    pub fn check(&self) -> Result<()> {
+        let sizes = [
+            self.image_size,
+            self.features,
+            self.groups,
+            self.attr_hidden,
+        ];
+        let more = [self.experts, self.scorer_hidden];
+        let lists = self.channels.iter().chain(&self.expert_hidden);
+        if sizes.iter().chain(&more).chain(lists).any(|&v| v <= 0) || self.channels.is_empty() {
+            return Err(Error::Config(format!(
+                "official SCL: every size must be positive: {self:?}"
+            )));
+        }
+        if self.features % self.groups != 0 {
+            return Err(Error::Config(format!(
+                "official SCL: features {} must be divisible by groups {}",
+                self.features, self.groups
+            )));
+        }
+        Ok(())
+    }
+
     fn group_out(&self) -> i64 {
         self.features / self.groups
     }

@@ -58,9 +58,23 @@ impl Default for SeedSclConfig {
 }
 
 impl SeedSclConfig {
-    fn check(&self) -> Result<()> {
+    /// Refuses sizes that no model can have (checked before any tensor is made, so a bad
+    /// checkpoint's settings give an error, not a panic).
+    pub fn check(&self) -> Result<()> {
+        let sizes = [
+            self.image_size,
+            self.conv_output_dim,
+            self.attr_heads,
+            self.attr_hidden,
+        ];
+        let lists = self.conv_channels.iter().chain(&self.rel_net_hidden_dims);
+        if sizes.iter().chain(lists).any(|&v| v <= 0) || self.rel_net_hidden_dims.is_empty() {
+            return Err(Error::Config(format!(
+                "seed SCL: every size must be positive: {self:?}"
+            )));
+        }
         let convs = self.conv_channels.len() as i64 - 1;
-        if convs < 1 || self.image_size % (1 << convs) != 0 {
+        if !(1..=16).contains(&convs) || self.image_size % (1 << convs) != 0 {
             return Err(Error::Config(format!(
                 "seed SCL: image_size {} must be a multiple of 2^{convs}",
                 self.image_size

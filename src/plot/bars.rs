@@ -137,6 +137,19 @@ pub fn spatial_distribution(title: &str, stats: &[MaskStats]) -> Result<Figure> 
     let first = stats
         .first()
         .ok_or_else(|| Error::Config("spatial distribution needs at least one mask".into()))?;
+    let differs = |s: &&MaskStats| {
+        s.per_tensor.len() != first.per_tensor.len()
+            || s.per_tensor
+                .iter()
+                .zip(&first.per_tensor)
+                .any(|(a, b)| a.name != b.name)
+    };
+    if let Some(other) = stats.iter().find(differs) {
+        return Err(Error::MaskMismatch {
+            mask: other.name.clone(),
+            message: format!("its tensors differ from mask '{}'s", first.name),
+        });
+    }
     let shares: Vec<f64> = (0..first.per_tensor.len())
         .map(|t| {
             stats

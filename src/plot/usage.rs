@@ -41,6 +41,16 @@ pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) ->
     let cols = (shape.iter().product::<i64>().max(1) as usize) / rows;
     let (ka, kb) = (kept(a, tensor)?, kept(b, tensor)?);
     let kc = control.map(|c| kept(c, tensor)).transpose()?;
+    let sizes = [Some(ka.len()), Some(kb.len()), kc.as_ref().map(Vec::len)];
+    if let Some(n) = sizes.into_iter().flatten().find(|&n| n != rows * cols) {
+        return Err(Error::MaskMismatch {
+            mask: format!("{} / {}", a.name, b.name),
+            message: format!(
+                "tensor '{tensor}' holds {n} weights in one mask, {} in another",
+                rows * cols
+            ),
+        });
+    }
     let scale = (600 / cols.max(rows)).clamp(1, 16);
     let (w, h) = (cols * scale, rows * scale);
     let mut px = vec![0u8; w * h * 3];

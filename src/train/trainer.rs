@@ -653,6 +653,7 @@ pub fn save_milestone(
         train_config: serde_json::to_value(cfg).map_err(|e| Error::Config(e.to_string()))?,
         code_version: env!("CARGO_PKG_VERSION").into(),
         evaluations: Vec::new(),
+        weights_crc32: None,
     };
     let stem = format!("scl_{}_val{:.1}", model.variant_name(), 100.0 * accuracy);
     crate::checkpoint::save_checkpoint(model, dir, &stem, &sidecar)

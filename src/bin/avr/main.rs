@@ -49,10 +49,45 @@ enum Command {
 fn main() {
     // Progress lines go to stderr so that `--json` output on stdout stays clean.
     avr_modularity::session::progress_to_stderr(true);
+    let json = std::env::args().any(|a| a == "--json");
+    // Exit codes a script can rely on: 0 ok, 2 usage (clap), 1 failure — a panic (a bug) too.
+    std::panic::set_hook(Box::new(move |info| {
+        fail(
+            json,
+            "internal",
+            &format!("internal error (please report): {info}"),
+        );
+    }));
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("avr: error: {e}");
-        std::process::exit(1);
+        fail(json, error_kind(&e), &e.to_string());
+    }
+}
+
+/// Prints the error on stderr — as `{"error": …, "kind": …}` under `--json` — and exits 1.
+fn fail(json: bool, kind: &str, message: &str) -> ! {
+    if json {
+        eprintln!("{}", serde_json::json!({ "error": message, "kind": kind }));
+    } else {
+        eprintln!("avr: error: {message}");
+    }
+    std::process::exit(1);
+}
+
+/// The error's cause, for scripts that branch on it.
+fn error_kind(e: &avr_modularity::Error) -> &'static str {
+    use avr_modularity::Error as E;
+    match e {
+        E::Io { .. } => "io",
+        E::BadFile { .. } => "bad_file",
+        E::Torch(_) => "torch",
+        E::Polars(_) => "table",
+        E::Plot(_) => "plot",
+        E::MaskMismatch { .. } => "mask_mismatch",
+        E::Incomparable(_) => "incomparable",
+        E::Diverged { .. } => "diverged",
+        E::Config(_) => "invalid_setting",
+        _ => "other",
     }
 }
 

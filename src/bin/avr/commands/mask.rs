@@ -12,7 +12,7 @@ use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{
-    train_mask, Convergence, MaskFilter, MaskTask, MaskTrainConfig,
+    train_mask_resumable, Convergence, MaskFilter, MaskResume, MaskTask, MaskTrainConfig,
 };
 use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
@@ -91,6 +91,9 @@ struct TrainArgs {
     logit_init: f64,
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Save the resumable state every N steps (beside OUT, as `<stem>.resume`; 0 = never).
+    #[arg(long, default_value_t = 100)]
+    state_every: usize,
     /// Which tensors get a mask.
     #[arg(long, value_enum, default_value = "all")]
     filter: FilterArg,
@@ -224,8 +227,11 @@ fn train(args: TrainArgs) -> Result<()> {
         held_out: &held_out,
         control: control.as_ref(),
     };
-    let run = train_mask(&ckpt, &task, &cfg)?;
+    // A killed run continues from OUT's `.resume` state (logits, Adam moments, log).
+    let resume = MaskResume::beside(&args.out, args.state_every);
+    let run = train_mask_resumable(&ckpt, &task, &cfg, None, Some(&resume))?;
     run.save_as(&args.out)?;
+    resume.remove();
     let sidecar = run.sidecar();
     if args.json {
         print_json(&sidecar)
