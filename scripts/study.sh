@@ -43,7 +43,8 @@ test_stage() {
 }
 
 # Every milestone × (each shape + the control pooled over all shapes) × seed; a finished mask
-# (its sidecar exists: written after the logits) is skipped, an unfinished one restarts.
+# (its logits exist: moved into place after the sidecar) is skipped, an unfinished one resumes
+# from its `.resume` state (logits, Adam moments, log).
 masks_stage() {
   local pooled; pooled=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); pooled=${pooled%,}
   for ck in "$ckpts"/scl_*.safetensors; do
@@ -52,7 +53,7 @@ masks_stage() {
     for r in $MASK_SEEDS; do
       for task in $SHAPES all-shapes; do
         local out="$masks/$stem/$task-s$r.safetensors"
-        [ -f "${out%.safetensors}.json" ] && continue
+        [ -f "$out" ] && continue
         local dirs="$data/$task"; [ "$task" = all-shapes ] && dirs="$pooled"
         say "mask $stem/$task seed $r"
         "$avr" mask train --ckpt "$ck" --task "$dirs" --control "$data/originals" --name "$task-s$r" \

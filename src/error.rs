@@ -59,8 +59,37 @@ pub enum Error {
         loss: f64,
     },
 
+    /// A model's settings that no model can have, or weights that do not match its
+    /// architecture (names or shapes).
+    #[error("model: {0}")]
+    Architecture(String),
+    /// A tensor of the wrong shape was given (a batch to a model, a weight to a graph).
+    #[error("shape: {0}")]
+    InputShape(String),
+    /// A named tensor is not in a set of parameters.
+    #[error("parameter `{0}` is missing")]
+    MissingTensor(String),
+    /// The planned batches ran out before the planned steps.
+    #[error("data ran out: {0}")]
+    DataExhausted(String),
+    /// The generator found no valid problem for a configuration and preset.
+    #[error("generation: {0}")]
+    Generation(String),
+    /// Our own records could not be written or read as JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
     // --- configuration --------------------------------------------------------------------
-    /// A setting or argument is out of range or inconsistent.
+    /// Too few inputs for what was asked (masks, seeds, layers, problems, draws).
+    #[error("not enough input: {0}")]
+    NotEnough(String),
+    /// A name (preset, configuration, shape, pair) that is not one of the known ones.
+    #[error("unknown name: {0}")]
+    UnknownName(String),
+    /// The reference fixtures (`../shared/fixtures`) are not where they are looked for.
+    #[error("reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder")]
+    FixturesMissing,
+    /// A setting or argument is out of range or inconsistent with another.
     #[error("invalid setting: {0}")]
     Config(String),
 }

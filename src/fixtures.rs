@@ -21,11 +21,7 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 
 /// Like [`fixtures_dir`] but an error that says how to point at the fixtures.
 pub fn require_fixtures() -> crate::Result<PathBuf> {
-    fixtures_dir().ok_or_else(|| {
-        crate::Error::Config(
-            "reference fixtures not found: set AVR_FIXTURES to the shared/fixtures folder".into(),
-        )
-    })
+    fixtures_dir().ok_or_else(|| crate::Error::FixturesMissing)
 }
 
 /// The study's masks of one level (`SCL_50`, `SCL_70`, `SCL_90`), one per shape in
@@ -83,7 +79,7 @@ pub fn published_sharing_table(
     use polars::prelude::*;
     let cell = |m: &crate::analysis::SharingChance, a: &str, b: &str| {
         m.get(&format!("SCL_90/{a}"), &format!("SCL_90/{b}"))
-            .ok_or_else(|| crate::Error::Config(format!("no SCL_90/{a}–{b} pair")))
+            .ok_or_else(|| crate::Error::UnknownName(format!("no SCL_90/{a}–{b} pair")))
     };
     let (mut pair, mut published, mut det, mut mean, mut sd, mut chance) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -288,3 +288,61 @@ fn a_killed_mask_run_resumes_mid_run_from_its_state() {
         "a resumed mask must equal the uninterrupted one"
     );
 }
+
+/// A full disk at save time (simulated with a file-size limit: writes past 256 KB fail with
+/// EFBIG, as on a full disk): a clear error naming the file, exit 1, the previous file intact.
+#[test]
+fn a_failed_save_keeps_the_previous_file_and_says_which() {
+    let scratch = tempfile::tempdir().unwrap();
+    assert!(avr(scratch.path(), &mask_args())
+        .status()
+        .unwrap()
+        .success());
+    let out = scratch.path().join("out/squares-s0.safetensors");
+    let before = std::fs::read(&out).unwrap();
+    assert!(before.len() > 256 << 10, "the mask must exceed the limit");
+    let mut args = mask_args();
+    let seed = args.iter().position(|a| a == "--seed").unwrap();
+    args[seed + 1] = "1".into(); // another mask, so a successful write would change the file
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 256; exec '{}' {}",
+        env!("CARGO_BIN_EXE_avr"),
+        quoted.join(" ")
+    );
+    let run = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("squares-s0") && log.contains("avr: error"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the previous mask must be intact"
+    );
+    Mask::load(&out).unwrap();
+}
+
+/// Two processes writing the same output (a cluster job and its retry): the result is one
+/// whole file — the uninterrupted run's — never a mix.
+#[test]
+fn two_runs_writing_the_same_mask_leave_one_whole_file() {
+    let args = mask_args();
+    let (expected, _) = reference(&args);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut a = avr(scratch.path(), &args).spawn().unwrap();
+    let mut b = avr(scratch.path(), &args).spawn().unwrap();
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let found = files(&scratch.path().join("out"));
+    assert!(
+        found == expected,
+        "two writers must leave the one run's bytes: {:?}",
+        found.keys()
+    );
+}

@@ -128,12 +128,12 @@ impl ChanceLevel {
 /// overlap would read 0.
 pub fn check_sharing_inputs(masks: usize, preprocess: bool) -> Result<()> {
     if masks < 2 {
-        return Err(Error::Config(
+        return Err(Error::NotEnough(
             "a sharing matrix needs at least two masks".into(),
         ));
     }
     if preprocess && masks < 3 {
-        return Err(Error::Config(
+        return Err(Error::NotEnough(
             "removing the weights kept by all masks needs at least three masks: with two it \
              removes their whole intersection and every overlap reads 0"
                 .into(),

@@ -154,10 +154,10 @@ impl Development {
             })
             .collect::<Result<Vec<_>>>()?;
         if records.is_empty() {
-            return Err(Error::Config(format!(
-                "{}: no mask files (*.safetensors with .json sidecars)",
-                dir.as_ref().display()
-            )));
+            return Err(Error::bad_file(
+                dir.as_ref(),
+                "no mask files (*.safetensors with .json sidecars)",
+            ));
         }
         let masks: Vec<Mask> = records.iter().map(|r| r.mask.clone()).collect();
         check_comparable(&masks, mixed)?;

@@ -79,10 +79,10 @@ impl WeightGraph {
     /// Builds the chain graph from non-negative blocks `(n_l, n_{l+1})`.
     pub fn from_blocks(blocks: Vec<Tensor>) -> Result<Self> {
         if blocks.is_empty() {
-            return Err(Error::Config("weight graph: no layers".into()));
+            return Err(Error::NotEnough("weight graph: no layers".into()));
         }
         if let Some((l, b)) = blocks.iter().enumerate().find(|(_, b)| b.dim() != 2) {
-            return Err(Error::Config(format!(
+            return Err(Error::InputShape(format!(
                 "weight graph: layer {l} has shape {:?}, expected a 2-D block",
                 b.size()
             )));
@@ -91,7 +91,7 @@ impl WeightGraph {
         for (l, b) in blocks.iter().enumerate() {
             let s = b.size();
             if s.len() != 2 || s[0] as usize != *sizes.last().unwrap() {
-                return Err(Error::Config(format!(
+                return Err(Error::InputShape(format!(
                     "weight graph: layer {l} has shape {s:?}, which does not chain onto {} units",
                     sizes.last().unwrap()
                 )));
@@ -127,7 +127,7 @@ impl WeightGraph {
     /// MLP graph from `Linear` weights `[out, in]`, in order (biases ignored).
     pub fn from_mlp(weights: &[Tensor]) -> Result<Self> {
         if let Some((l, w)) = weights.iter().enumerate().find(|(_, w)| w.dim() != 2) {
-            return Err(Error::Config(format!(
+            return Err(Error::InputShape(format!(
                 "weight graph: Linear weight {l} has shape {:?}, expected [out, in]",
                 w.size()
             )));
@@ -577,7 +577,7 @@ pub fn modularity_sweep(
     cfg: &ModularityConfig,
 ) -> Result<ModularitySweep> {
     if ks.is_empty() {
-        return Err(Error::Config(
+        return Err(Error::NotEnough(
             "k sweep: no k given (the list of cluster counts is empty)".into(),
         ));
     }

@@ -215,7 +215,7 @@ pub fn replicate_test(
 ) -> Result<ReplicateTest> {
     let (n, m) = (a.masks.len(), b.masks.len());
     if n < 2 || m < 2 {
-        return Err(Error::Config(format!(
+        return Err(Error::NotEnough(format!(
             "a replicate test needs at least two seeds of each task ({}: {n}, {}: {m})",
             a.task, b.task
         )));

@@ -17,6 +17,32 @@ use crate::{Error, Result};
 /// Writes named tensors as `.safetensors` atomically (moved to CPU, detached); returns the
 /// file's CRC-32, which sidecars record so that a damaged or replaced file is noticed on load.
 pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> Result<u32> {
+    let staged = stage_safetensors(path, tensors)?;
+    let crc = staged.crc32;
+    staged.commit()?;
+    Ok(crc)
+}
+
+/// A `.safetensors` file written under a temporary name, not yet in place: write its sidecar
+/// (with [`Staged::crc32`]) first, then [`Staged::commit`], so that at every moment the
+/// weights on disk have a sidecar that describes them.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    /// CRC-32 of the staged file's bytes.
+    pub crc32: u32,
+}
+
+impl Staged {
+    /// Moves the file into place (atomic rename).
+    pub fn commit(self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Writes `tensors` to a temporary file beside `path`; see [`Staged`].
+pub fn stage_safetensors(path: &Path, tensors: &crate::model::Params) -> Result<Staged> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -36,8 +62,11 @@ pub fn write_safetensors_atomic(path: &Path, tensors: &crate::model::Params) -> 
     tch::Tensor::write_safetensors(&named, &tmp)
         .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
     let written = std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(crate::data::npz::crc32(&written))
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+        crc32: crate::data::npz::crc32(&written),
+    })
 }
 
 /// Checks `path` against the CRC-32 its sidecar recorded (`None`: an older sidecar without

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    looks_like_pickle, read_safetensors, write_atomic, write_safetensors_atomic, StudyCheckpoint,
-};
+use super::{looks_like_pickle, read_safetensors, write_atomic, StudyCheckpoint};
 use crate::model::{SclModel, SclVariant, SeedSclConfig};
 use crate::{Error, Result};
 
@@ -183,7 +181,7 @@ impl Checkpoint {
             .evaluations
             .retain(|e| (&e.data, &e.splits) != (&accuracy.data, &accuracy.splits));
         sidecar.evaluations.push(accuracy);
-        let json = serde_json::to_vec_pretty(sidecar).map_err(|e| Error::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(sidecar).map_err(Error::from)?;
         write_atomic(&self.path.with_extension("json"), &json)
     }
 
@@ -274,12 +272,14 @@ pub fn save_checkpoint(
     sidecar: &CheckpointSidecar,
 ) -> Result<PathBuf> {
     let weights = dir.join(format!("{stem}.safetensors"));
-    let crc = write_safetensors_atomic(&weights, &model.params)?;
+    // Sidecar first, then the weights into place: weights never lack their description.
+    let staged = super::stage_safetensors(&weights, &model.params)?;
     let sidecar = CheckpointSidecar {
-        weights_crc32: Some(crc),
+        weights_crc32: Some(staged.crc32),
         ..sidecar.clone()
     };
-    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&sidecar).map_err(Error::from)?;
     write_atomic(&dir.join(format!("{stem}.json")), &json)?;
+    staged.commit()?;
     Ok(weights)
 }

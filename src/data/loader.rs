@@ -222,7 +222,7 @@ impl Iterator for Loader {
             // The worker is gone without a reply (it cannot panic: `read_batch` catches that):
             // end the stream with an error rather than a panic.
             self.next = self.total;
-            return Some(Err(Error::Config(format!(
+            return Some(Err(Error::DataExhausted(format!(
                 "the loader's worker stopped before batch {} of {}",
                 self.next, self.total
             ))));

@@ -105,7 +105,7 @@ impl FromStr for Shape {
             .into_iter()
             .find(|shape| shape.name().trim_end_matches('s') == singular)
             .ok_or_else(|| {
-                Error::Config(format!(
+                Error::UnknownName(format!(
                     "unknown shape '{s}': expected one of circles, triangles, squares, pentagons, hexagons"
                 ))
             })

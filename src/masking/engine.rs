@@ -626,13 +626,15 @@ impl MaskRun {
 
     /// Saves the logits at `path` and the sidecar beside it.
     pub fn save_as(&self, path: &Path) -> Result<PathBuf> {
-        let crc = crate::checkpoint::write_safetensors_atomic(path, &self.mask.logits)?;
+        // Sidecar first, then the logits into place: logits never lack their description.
+        let staged = crate::checkpoint::stage_safetensors(path, &self.mask.logits)?;
         let sidecar = MaskSidecar {
-            logits_crc32: Some(crc),
+            logits_crc32: Some(staged.crc32),
             ..self.sidecar()
         };
-        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| Error::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&sidecar).map_err(Error::from)?;
         crate::checkpoint::write_atomic(&path.with_extension("json"), &json)?;
+        staged.commit()?;
         Ok(path.to_path_buf())
     }
 }
@@ -760,7 +762,7 @@ impl MaskResume {
             metrics: training.metrics.clone(),
             readings: training.readings.clone(),
         };
-        let json = serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?;
+        let json = serde_json::to_vec(&state).map_err(Error::from)?;
         crate::checkpoint::write_atomic(&self.log_path(), &json)
     }
 
@@ -811,7 +813,7 @@ impl TrainStep for MaskTraining<'_> {
                 .below(i64::MAX as usize) as i64,
         );
         let batch: Batch = self.loader.next().ok_or_else(|| {
-            Error::Config(format!("mask '{}': data ran out at step {step}", self.name))
+            Error::DataExhausted(format!("mask '{}': data ran out at step {step}", self.name))
         })??;
         let b = batch.targets.size()[0];
         // Drop a ragged tail so the K chunks are equal.
@@ -960,7 +962,9 @@ pub fn train_mask_resumable(
         )));
     }
     if task.fit.is_empty() || task.held_out.is_empty() {
-        return Err(Error::Config(format!("mask '{name}': empty task dataset")));
+        return Err(Error::NotEnough(format!(
+            "mask '{name}': empty task dataset"
+        )));
     }
     tch::manual_seed(cfg.seed as i64);
     let device = model.device();
@@ -1186,7 +1190,7 @@ impl AlphaSweep {
             "chosen_alpha": self.chosen_alpha(),
             "runs": rows,
         });
-        let text = serde_json::to_vec_pretty(&record).map_err(|e| Error::Config(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&record).map_err(Error::from)?;
         crate::checkpoint::write_atomic(path, &text)
     }
 
@@ -1279,7 +1283,7 @@ pub fn alpha_sweep(
     alphas: &[f64],
 ) -> Result<AlphaSweep> {
     if alphas.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::NotEnough(format!(
             "α sweep for '{}': the list of α values is empty",
             task.name
         )));

@@ -47,7 +47,7 @@ impl TaskSets {
     ) -> Result<TaskSets> {
         let dir = dir.as_ref().to_path_buf();
         if shapes.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::NotEnough(format!(
                 "{}: no shapes asked for",
                 dir.display()
             )));
@@ -98,7 +98,7 @@ impl TaskSets {
     /// The mask task of `shape` (named after it).
     pub fn task(&self, shape: Shape) -> Result<MaskTask<'_>> {
         let (_, fit, held_out) = self.shapes.iter().find(|s| s.0 == shape).ok_or_else(|| {
-            Error::Config(format!(
+            Error::UnknownName(format!(
                 "{}: {shape} was not opened (have {:?})",
                 self.dir.display(),
                 self.shape_list()
@@ -180,7 +180,7 @@ pub fn train_replicates(
     seeds: &[u64],
 ) -> Result<Vec<MaskRun>> {
     if seeds.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::NotEnough(format!(
             "replicates of '{}': the list of seeds is empty",
             task.name
         )));

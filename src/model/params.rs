@@ -50,7 +50,7 @@ impl Params {
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         self.tensors
             .get(name)
-            .ok_or_else(|| Error::Config(format!("parameter `{name}` is missing")))
+            .ok_or_else(|| Error::MissingTensor(format!("parameter `{name}` is missing")))
     }
 
     /// Whether a tensor of that name exists.
@@ -162,7 +162,7 @@ pub fn check_params(params: &Params, specs: &[ParamSpec], source: &str) -> Resul
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Config(format!(
+        Err(Error::Architecture(format!(
             "{source}: parameters do not match the model: {}",
             problems.join("; ")
         )))

@@ -56,7 +56,7 @@ impl SclModel {
             SclVariant::Seed(cfg) => cfg.check(),
             SclVariant::Official(cfg) => cfg.check(),
         }
-        .map_err(|e| Error::Config(format!("{source}: {e}")))?;
+        .map_err(|e| Error::Architecture(format!("{source}: {e}")))?;
         let model = SclModel {
             variant,
             params: Params::new(),

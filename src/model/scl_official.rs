@@ -134,12 +134,12 @@ impl OfficialSclConfig {
         let more = [self.experts, self.scorer_hidden];
         let lists = self.channels.iter().chain(&self.expert_hidden);
         if sizes.iter().chain(&more).chain(lists).any(|&v| v <= 0) || self.channels.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Architecture(format!(
                 "official SCL: every size must be positive: {self:?}"
             )));
         }
         if self.features % self.groups != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Architecture(format!(
                 "official SCL: features {} must be divisible by groups {}",
                 self.features, self.groups
             )));
@@ -268,7 +268,7 @@ pub fn encode_panels(
 pub fn forward(cfg: &OfficialSclConfig, p: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
     let size = x.size();
     if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
-        return Err(Error::Config(format!(
+        return Err(Error::InputShape(format!(
             "official SCL expects (B, 16, {s}, {s}) panels, got {size:?}",
             s = cfg.image_size
         )));

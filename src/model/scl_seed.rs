@@ -69,19 +69,19 @@ impl SeedSclConfig {
         ];
         let lists = self.conv_channels.iter().chain(&self.rel_net_hidden_dims);
         if sizes.iter().chain(lists).any(|&v| v <= 0) || self.rel_net_hidden_dims.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Architecture(format!(
                 "seed SCL: every size must be positive: {self:?}"
             )));
         }
         let convs = self.conv_channels.len() as i64 - 1;
         if !(1..=16).contains(&convs) || self.image_size % (1 << convs) != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Architecture(format!(
                 "seed SCL: image_size {} must be a multiple of 2^{convs}",
                 self.image_size
             )));
         }
         if self.conv_output_dim % self.attr_heads != 0 {
-            return Err(Error::Config(
+            return Err(Error::Architecture(
                 "seed SCL: conv_output_dim must be divisible by attr_heads".into(),
             ));
         }
@@ -227,7 +227,7 @@ fn check_input(cfg: &SeedSclConfig, x: &Tensor) -> Result<(i64, i64)> {
     cfg.check()?;
     let size = x.size();
     if size.len() != 4 || size[1] != 16 || size[2] != cfg.image_size || size[3] != cfg.image_size {
-        return Err(Error::Config(format!(
+        return Err(Error::InputShape(format!(
             "seed SCL expects (B, 16, {s}, {s}) panels, got {size:?}",
             s = cfg.image_size
         )));

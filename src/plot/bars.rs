@@ -136,7 +136,7 @@ pub fn log_bar_chart(
 pub fn spatial_distribution(title: &str, stats: &[MaskStats]) -> Result<Figure> {
     let first = stats
         .first()
-        .ok_or_else(|| Error::Config("spatial distribution needs at least one mask".into()))?;
+        .ok_or_else(|| Error::NotEnough("spatial distribution needs at least one mask".into()))?;
     let differs = |s: &&MaskStats| {
         s.per_tensor.len() != first.per_tensor.len()
             || s.per_tensor

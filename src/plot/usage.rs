@@ -17,10 +17,10 @@ const GREY: [u8; 3] = [150, 150, 150];
 const BLACK: [u8; 3] = [0, 0, 0];
 
 fn kept(mask: &Mask, tensor: &str) -> Result<Vec<bool>> {
-    let l = mask
-        .logits
-        .get(tensor)
-        .map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", mask.name)))?;
+    let l = mask.logits.get(tensor).map_err(|_| Error::MaskMismatch {
+        mask: mask.name.clone(),
+        message: format!("it has no tensor '{tensor}'"),
+    })?;
     Ok(
         Vec::<u8>::try_from(l.gt(0.0).to_kind(Kind::Uint8).flatten(0, -1))
             .map_err(Error::from)?
@@ -35,7 +35,10 @@ pub fn weight_usage(a: &Mask, b: &Mask, control: Option<&Mask>, tensor: &str) ->
     let shape = a
         .logits
         .get(tensor)
-        .map_err(|_| Error::Config(format!("mask '{}' has no tensor '{tensor}'", a.name)))?
+        .map_err(|_| Error::MaskMismatch {
+            mask: a.name.clone(),
+            message: format!("it has no tensor '{tensor}'"),
+        })?
         .size();
     let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
     let cols = (shape.iter().product::<i64>().max(1) as usize) / rows;

@@ -193,8 +193,11 @@ struct TrainState {
     milestones: Vec<Milestone>,
 }
 
-/// Writes `dir/last.safetensors` (weights and Adam moments), `dir/metrics.csv` (the log so far)
-/// and `dir/last.json`, each atomically, the JSON last: it names the step the others reached.
+/// Writes `dir/metrics.csv` (the log so far), then `dir/last.safetensors` (weights, Adam
+/// moments and the state itself as a `state.json` byte tensor: one atomic file holds all that
+/// a resume needs, so a kill between two files cannot leave them inconsistent), then
+/// `dir/last.json` (the same state, for people and older readers). Log rows past the state's
+/// step (a kill after the log was written) are dropped on resume.
 fn save_state(
     dir: &Path,
     model: &SclModel,
@@ -212,9 +215,7 @@ fn save_state(
         tensors.insert(format!("adam.m.{name}"), m.shallow_clone());
         tensors.insert(format!("adam.v.{name}"), v.shallow_clone());
     }
-    // The step travels with the weights: a save killed between the files is caught on resume.
     tensors.insert("state.step", Tensor::from(step as i64));
-    crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
     write_metrics_csv(&dir.join("metrics.csv"), &run.metrics)?;
     let state = TrainState {
         step,
@@ -225,10 +226,10 @@ fn save_state(
         metrics: Vec::new(),
         milestones: run.milestones.clone(),
     };
-    write_atomic(
-        &dir.join("last.json"),
-        &serde_json::to_vec(&state).map_err(|e| Error::Config(e.to_string()))?,
-    )
+    let json = serde_json::to_vec(&state)?;
+    tensors.insert("state.json", Tensor::from_slice(&json));
+    crate::checkpoint::write_safetensors_atomic(&dir.join("last.safetensors"), &tensors)?;
+    write_atomic(&dir.join("last.json"), &json)
 }
 
 /// Restores weights, Adam moments and the log from `dir/last.*`; returns the step reached.
@@ -239,10 +240,20 @@ fn load_state(
     names: &[String],
     run: &mut TrainRun,
 ) -> Result<usize> {
-    let json_path = dir.join("last.json");
-    let state: TrainState =
-        serde_json::from_slice(&std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?)
-            .map_err(|e| Error::bad_file(&json_path, e.to_string()))?;
+    let weights_path = dir.join("last.safetensors");
+    let tensors = crate::checkpoint::read_safetensors(&weights_path)?;
+    // The state inside the weights file (written with them, atomically) wins; older state
+    // files have it only in last.json.
+    let (json_path, json) = match tensors.get("state.json") {
+        Ok(bytes) => (weights_path.clone(), Vec::<u8>::try_from(bytes)?),
+        Err(_) => {
+            let path = dir.join("last.json");
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            (path, bytes)
+        }
+    };
+    let state: TrainState = serde_json::from_slice(&json)
+        .map_err(|e| Error::bad_file(&json_path, format!("resumable state: {e}")))?;
     if state.variant != model.variant_name() || state.image_size != model.image_size() {
         return Err(Error::bad_file(
             &json_path,
@@ -255,8 +266,6 @@ fn load_state(
             ),
         ));
     }
-    let weights_path = dir.join("last.safetensors");
-    let tensors = crate::checkpoint::read_safetensors(&weights_path)?;
     if let Ok(saved) = tensors.get("state.step") {
         let saved = saved.int64_value(&[]);
         if saved != state.step as i64 {
@@ -408,10 +417,9 @@ struct SclTraining<'a> {
 
 impl TrainStep for SclTraining<'_> {
     fn loss(&mut self, step: usize) -> Result<Tensor> {
-        let batch: Batch = self
-            .loader
-            .next()
-            .ok_or_else(|| Error::Config(format!("training data ran out before step {step}")))??;
+        let batch: Batch = self.loader.next().ok_or_else(|| {
+            Error::DataExhausted(format!("training data ran out before step {step}"))
+        })??;
         let logits = self.model.logits(&batch.images, BnMode::Train)?;
         let loss = logits.cross_entropy_for_logits(&batch.targets);
         self.last = Some((logits, batch.targets));
@@ -547,7 +555,7 @@ pub fn train(
     out_dir: Option<&Path>,
 ) -> Result<TrainRun> {
     if train.is_empty() || val.is_empty() {
-        return Err(Error::Config(
+        return Err(Error::NotEnough(
             "training needs non-empty train and validation sets".into(),
         ));
     }
@@ -567,7 +575,7 @@ pub fn train(
         milestones: Vec::new(),
     };
     let start = match out_dir {
-        Some(dir) if cfg.resume && dir.join("last.json").exists() => {
+        Some(dir) if cfg.resume && dir.join("last.safetensors").exists() => {
             let step = load_state(dir, &mut model, &mut opt, &names, &mut run)?;
             progress(&format!("resuming {} from step {step}", dir.display()));
             progress_done();
@@ -650,7 +658,7 @@ pub fn save_milestone(
         step,
         measured_val_accuracy: accuracy,
         val_problems,
-        train_config: serde_json::to_value(cfg).map_err(|e| Error::Config(e.to_string()))?,
+        train_config: serde_json::to_value(cfg).map_err(Error::from)?,
         code_version: env!("CARGO_PKG_VERSION").into(),
         evaluations: Vec::new(),
         weights_crc32: None,

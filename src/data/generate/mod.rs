@@ -78,7 +78,7 @@ impl Preset {
             "dark" => p.colors = Range::new(9, 9),
             "big" => p.sizes = vec![0.75, 0.80, 0.85, 0.90],
             _ => {
-                return Err(Error::Config(format!(
+                return Err(Error::UnknownName(format!(
                     "unknown preset '{name}'; expected one of {}",
                     Preset::NAMES.join(", ")
                 )))
@@ -302,7 +302,7 @@ pub fn generate_problem(
         };
         return Ok(GeneratedProblem { symbolic, problem });
     }
-    Err(Error::Config(format!(
+    Err(Error::Generation(format!(
         "{} problem {k}: no valid problem in {MAX_ATTEMPTS} draws under preset '{}'",
         config.folder, preset.name
     )))
@@ -409,7 +409,7 @@ impl GeneratorConfig {
             .iter()
             .map(|c| {
                 ConfigSpec::by_name(c).ok_or_else(|| {
-                    Error::Config(format!(
+                    Error::UnknownName(format!(
                         "unknown configuration '{c}'; expected one of {}",
                         crate::data::CONFIGURATIONS.join(", ")
                     ))

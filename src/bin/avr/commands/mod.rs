@@ -21,14 +21,14 @@ use avr_modularity::{Error, Result};
 
 /// Prints `value` as one line of JSON on stdout (what `--json` promises).
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string(value).map_err(|e| Error::Config(e.to_string()))?;
+    let text = serde_json::to_string(value).map_err(Error::from)?;
     println!("{text}");
     Ok(())
 }
 
 /// Prints `value` as indented JSON on stdout (the human-readable form of some summaries).
 pub fn print_json_pretty(value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
+    let text = serde_json::to_string_pretty(value).map_err(Error::from)?;
     println!("{text}");
     Ok(())
 }
