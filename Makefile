@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache study
+.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache study fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,11 @@ demo: build
 # background, it resumes where it stopped). STAGE=data|train|test|masks|all.
 study: build
 	$(ENV) bash scripts/study.sh $(or $(STAGE),all)
+
+# Seeded mutation fuzzing of the .npz and pickle parsers for a bounded time (5 minutes each;
+# `make test` runs the same targets for 10 s each).
+fuzz: build
+	$(ENV) AVR_FUZZ_SECONDS=300 cargo test --test fuzz -- --nocapture
 
 # Training and mask-training throughput, ours and the naive PyTorch port side by side in one run
 # (the figures of BENCHMARKS.md). Installs the full torch wheel set into its own venv once.

@@ -409,3 +409,48 @@ fn mask_train_pools_several_task_sets_into_the_control_mask() {
         "the unmasked reference"
     );
 }
+
+/// Exit codes a script can rely on — 0 ok, 2 usage, 1 failure — and `--json` errors as JSON
+/// on stderr with the error's kind; a broken checkpoint is named, not its missing sidecar.
+#[test]
+fn exit_codes_and_json_errors() {
+    let fx = require_fixtures().unwrap();
+    let ckpt = fx.join("seed/checkpoint/SCL_pretrain_80.ckpt");
+    let code = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_avr"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code(&["info"]).0, Some(0));
+    assert_eq!(code(&["eval", "--no-such-flag"]).0, Some(2));
+    let (status, stderr) = code(&[
+        "modularity",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--k",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(status, Some(1), "{stderr}");
+    let error: serde_json::Value = serde_json::from_str(stderr.trim().lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(error["kind"], "invalid_setting", "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("k = 0"),
+        "{error}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.safetensors");
+    std::fs::write(&broken, b"garbage").unwrap();
+    let (status, stderr) = code(&["eval", "--ckpt", broken.to_str().unwrap(), "--data", "x"]);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("broken.safetensors") && !stderr.contains("broken.json"),
+        "{stderr}"
+    );
+}

@@ -387,3 +387,34 @@ fn metrics_logs_refuse_damage() {
     let target = copy_into(dir.path(), Path::new("model_ckpts/study/metrics.csv"));
     sweep(&target, read_metrics, false);
 }
+
+/// Masks of different layouts compared or plotted together: errors naming the mask, where
+/// the per-tensor loops used to index past the shorter mask or libtorch broadcast.
+#[test]
+fn masks_of_different_layouts_are_refused_not_indexed() {
+    use avr_modularity::analysis::masks::mask_stats;
+    use avr_modularity::analysis::Overlap;
+    use avr_modularity::masking::overlap::overlap;
+    use avr_modularity::model::Params;
+    use avr_modularity::plot::{spatial_distribution, weight_usage};
+    use tch::Tensor;
+    let mask = |name: &str, tensors: &[(&str, i64)]| {
+        let mut p = Params::new();
+        for (t, n) in tensors {
+            p.insert(*t, Tensor::ones([*n], (tch::Kind::Float, Device::Cpu)));
+        }
+        Mask::new(name, p, None)
+    };
+    let two = mask("two", &[("a", 4), ("b", 4)]);
+    let one = mask("one", &[("a", 4)]);
+    let wide = mask("wide", &[("a", 8), ("b", 4)]);
+    let err = spatial_distribution("x", &[mask_stats(&two), mask_stats(&one)]).unwrap_err();
+    assert!(err.to_string().contains("'one'"), "{err}");
+    let err = overlap(&two.binary(), &wide.binary(), Overlap::IoU).unwrap_err();
+    assert!(err.to_string().contains("`a` is [4] vs [8]"), "{err}");
+    let err = weight_usage(&two, &wide, None, "a").unwrap_err();
+    assert!(err.to_string().contains("tensor 'a'"), "{err}");
+    let empty = Mask::new("empty", Params::new(), None);
+    let err = empty.apply(&two.logits, false).unwrap_err();
+    assert!(err.to_string().contains("no tensors"), "{err}");
+}
