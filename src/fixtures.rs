@@ -21,7 +21,7 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 
 /// Like [`fixtures_dir`] but an error that says how to point at the fixtures.
 pub fn require_fixtures() -> crate::Result<PathBuf> {
-    fixtures_dir().ok_or_else(|| crate::Error::FixturesMissing)
+    fixtures_dir().ok_or(crate::Error::FixturesMissing)
 }
 
 /// The study's masks of one level (`SCL_50`, `SCL_70`, `SCL_90`), one per shape in

@@ -158,7 +158,7 @@ fn read_for_training(path: &Path) -> avr_modularity::Result<String> {
 }
 
 fn read_checkpoint(path: &Path) -> avr_modularity::Result<String> {
-    Ok(params_hash(&Checkpoint::load(path)?.model.params)?)
+    params_hash(&Checkpoint::load(path)?.model.params)
 }
 
 fn read_mask(path: &Path) -> avr_modularity::Result<String> {
