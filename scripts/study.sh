@@ -8,8 +8,10 @@
 # and commit model_ckpts/study/ now and then: another machine continues from the last commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source datasets/study/manifest.env
+source scripts/manifest.sh
+read_manifest datasets/study/manifest.env
 stage="${1:-all}"
+if [ "$stage" = check ]; then print_manifest; exit 0; fi
 # A copy of the binary, so rebuilding the tree while the run goes on cannot change it.
 avr="$AVR_CACHE/study-bin/avr"
 mkdir -p "$(dirname "$avr")"
@@ -70,6 +72,6 @@ case "$stage" in
   test) test_stage ;;
   masks) masks_stage ;;
   all) data_stage; train_stage; test_stage; masks_stage ;;
-  *) echo "usage: scripts/study.sh [data|train|test|masks|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/study.sh [check|data|train|test|masks|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"

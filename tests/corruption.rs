@@ -418,3 +418,84 @@ fn masks_of_different_layouts_are_refused_not_indexed() {
     let err = empty.apply(&two.logits, false).unwrap_err();
     assert!(err.to_string().contains("no tensors"), "{err}");
 }
+
+/// A checkpoint whose weights hold NaN (a diverged run saved by someone else's tool) is refused
+/// on load with the tensor's name, so `avr eval` cannot report accuracies from it; the same for
+/// a mask's logits.
+#[test]
+fn non_finite_weights_and_logits_are_refused() {
+    use avr_modularity::checkpoint::write_safetensors_atomic;
+    let dir = tempfile::tempdir().unwrap();
+    let model = SclModel::init(
+        SclVariant::Official(OfficialSclConfig {
+            image_size: 40,
+            ..Default::default()
+        }),
+        3,
+        Device::Cpu,
+    );
+    let sidecar = CheckpointSidecar {
+        variant: "official".into(),
+        image_size: 40,
+        model: Some(model.variant.clone()),
+        transpose_panels: false,
+        step: 1,
+        measured_val_accuracy: 0.5,
+        val_problems: 10,
+        train_config: serde_json::json!({}),
+        code_version: "test".into(),
+        evaluations: Vec::new(),
+        weights_crc32: None,
+    };
+    let name = model.params.names()[0].clone();
+    let _ = model
+        .params
+        .get(&name)
+        .unwrap()
+        .shallow_clone()
+        .fill_(f64::NAN);
+    let weights = save_checkpoint(&model, dir.path(), "nan", &sidecar).unwrap();
+    let err = Checkpoint::load(&weights).unwrap_err().to_string();
+    assert!(
+        err.contains("nan.safetensors") && err.contains(&name) && err.contains("non-finite"),
+        "{err}"
+    );
+    let mut logits = avr_modularity::model::Params::new();
+    logits.insert("w", tch::Tensor::from_slice(&[1.0f32, f32::INFINITY]));
+    let path = dir.path().join("inf.safetensors");
+    write_safetensors_atomic(&path, &logits).unwrap();
+    let err = Mask::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("inf.safetensors") && err.contains("'w'"),
+        "{err}"
+    );
+}
+
+/// The study manifest through its reader (`scripts/manifest.sh`, which reads KEY=VALUE lines
+/// and never executes the file).
+fn read_study_manifest(path: &Path) -> avr_modularity::Result<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/manifest.sh");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "source \"$0\" && read_manifest \"$1\" && print_manifest",
+            script,
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| avr_modularity::Error::io(path, e))?;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(avr_modularity::Error::Config(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )),
+    }
+}
+
+#[test]
+fn the_study_manifest_refuses_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = copy_into(dir.path(), Path::new("datasets/study/manifest.env"));
+    let tally = sweep(&target, read_study_manifest, false);
+    assert!(tally.errors > tally.cases / 2, "{tally:?}");
+}
