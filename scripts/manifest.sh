@@ -34,6 +34,10 @@ read_manifest() {
   for key in $MANIFEST_KEYS; do
     case "$seen" in *" $key "*) ;; *) manifest_fail "$file: $key is missing" ;; esac
   done
+  [[ "$SHAPES" =~ ^[a-z]+( [a-z]+)*$ ]] || manifest_fail "$file: SHAPES='$SHAPES' is not a list of names"
+  [[ "$VARIANT" =~ ^(official|seed)$ ]] || manifest_fail "$file: VARIANT='$VARIANT' is not official or seed"
+  [[ "$MILESTONES" =~ ^[0-9]+(,[0-9]+)*$ ]] || manifest_fail "$file: MILESTONES='$MILESTONES' is not a list of percents"
+  [[ "$MASK_SEEDS" =~ ^[0-9]+( [0-9]+)*$ ]] || manifest_fail "$file: MASK_SEEDS='$MASK_SEEDS' is not a list of seeds"
 }
 
 # Prints the manifest's values, one KEY=VALUE per line in a fixed order.

@@ -258,10 +258,10 @@ fn a_killed_mask_run_resumes_mid_run_from_its_state() {
     let args = mask_args();
     let (expected, _) = reference(&args);
     let scratch = tempfile::tempdir().unwrap();
-    let state = scratch.path().join("out/squares-s0.resume");
+    let state = scratch.path().join("out/squares-s0.safetensors.resume");
     let mut child = avr(scratch.path(), &args).spawn().unwrap();
     let t0 = Instant::now();
-    while !state.with_extension("resume.json").exists() {
+    while !state.exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "finished before saving any state"

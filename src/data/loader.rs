@@ -221,10 +221,11 @@ impl Iterator for Loader {
         let Ok(batch) = rx.recv() else {
             // The worker is gone without a reply (it cannot panic: `read_batch` catches that):
             // end the stream with an error rather than a panic.
+            let batch = self.next;
             self.next = self.total;
             return Some(Err(Error::DataExhausted(format!(
-                "the loader's worker stopped before batch {} of {}",
-                self.next, self.total
+                "the loader's worker stopped before batch {batch} of {}",
+                self.total
             ))));
         };
         Some(batch.map(|b| {

@@ -705,20 +705,23 @@ struct MaskTraining<'a> {
     converged_at: Option<usize>,
     /// [`params_hash`] of the base weights (resumable state belongs to them).
     base_hash: String,
+    /// The task's sets and fixed mask in words (resumable state belongs to them).
+    task_key: String,
     /// Where and how often the resumable state is written.
     resume: Option<&'a MaskResume>,
 }
 
-/// Resumable mask training: every `every` steps the logits, Adam's moments and the log are
-/// written to `path` (`<mask>.resume`, safetensors) and `path.json`, so a killed run continues
-/// from the last save with the same result as an uninterrupted one; both go once the mask is
-/// saved. A state of other settings, another checkpoint or an interrupted save is not resumed:
-/// the run restarts from step 0 (the rule), saying why.
+/// Resumable mask training: every `every` steps the logits, Adam's moments and the log (as a
+/// `state.json` byte tensor) are written atomically to one file, `path` (`<out>.resume`), so a
+/// killed run continues from the last save with the same result as an uninterrupted one; the
+/// caller removes it once the mask is saved. A state of other settings, another checkpoint or
+/// another task, or one that does not fit the logits, is not resumed: the run restarts from
+/// step 0 (the rule), saying why.
 #[derive(Debug, Clone)]
 pub struct MaskResume {
-    /// The state file (`<mask>.resume`); its log is `<mask>.resume.json`.
+    /// The state file (`<out>.resume`).
     pub path: PathBuf,
-    /// Steps between saves (0: never save, only resume what is there).
+    /// Steps between saves (0: never save; a saved state is still resumed).
     pub every: usize,
 }
 
@@ -729,41 +732,50 @@ struct MaskState {
     adam_step: i32,
     config: MaskTrainConfig,
     base_hash: String,
+    /// What the mask is trained on: task, held-out and control sets (folders and sizes) and
+    /// the fixed mask, if any.
+    task: String,
     metrics: Vec<MaskMetricRow>,
     readings: Vec<(f64, f64)>,
 }
 
 impl MaskResume {
-    /// `<out>` → `<out stem>.resume` beside it.
-    pub fn beside(out: &Path, every: usize) -> Self {
-        MaskResume {
-            path: out.with_extension("resume"),
-            every,
+    /// `<out>` → `<out>.resume` beside it (`squares-s0.safetensors.resume`).
+    pub fn beside(out: &Path, every: usize) -> Result<Self> {
+        if out.extension().is_some_and(|e| e == "resume") {
+            return Err(Error::Config(format!(
+                "{}: a mask's file may not end in .resume (that names its resumable state)",
+                out.display()
+            )));
         }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.path.with_extension("resume.json")
+        let mut path = out.as_os_str().to_owned();
+        path.push(".resume");
+        Ok(MaskResume {
+            path: PathBuf::from(path),
+            every,
+        })
     }
 
     fn save(&self, training: &MaskTraining<'_>, step: usize, opt: &AdamW) -> Result<()> {
         let (m, v) = &opt.moments[0];
-        let mut tensors = Params::new();
-        tensors.insert("logits", training.logits.flat.detach());
-        tensors.insert("adam.m", m.shallow_clone());
-        tensors.insert("adam.v", v.shallow_clone());
-        tensors.insert("state.step", Tensor::from(step as i64));
-        crate::checkpoint::write_safetensors_atomic(&self.path, &tensors)?;
         let state = MaskState {
             step,
             adam_step: opt.step,
             config: training.cfg.clone(),
             base_hash: training.base_hash.clone(),
+            task: training.task_key.clone(),
             metrics: training.metrics.clone(),
             readings: training.readings.clone(),
         };
-        let json = serde_json::to_vec(&state).map_err(Error::from)?;
-        crate::checkpoint::write_atomic(&self.log_path(), &json)
+        let mut tensors = Params::new();
+        tensors.insert("logits", training.logits.flat.detach());
+        tensors.insert("adam.m", m.shallow_clone());
+        tensors.insert("adam.v", v.shallow_clone());
+        tensors.insert(
+            "state.json",
+            Tensor::from_slice(&serde_json::to_vec(&state)?),
+        );
+        crate::checkpoint::write_safetensors_atomic(&self.path, &tensors).map(drop)
     }
 
     /// The saved state, if there is one that this run can continue; otherwise why not.
@@ -771,35 +783,42 @@ impl MaskResume {
         &self,
         cfg: &MaskTrainConfig,
         base_hash: &str,
+        task_key: &str,
+        logits: &Tensor,
     ) -> std::result::Result<(MaskState, Params), String> {
-        let text = std::fs::read(self.log_path()).map_err(|e| format!("no state ({e})"))?;
-        let state: MaskState =
-            serde_json::from_slice(&text).map_err(|e| format!("unreadable log: {e}"))?;
         let tensors = crate::checkpoint::read_safetensors(&self.path).map_err(|e| e.to_string())?;
-        let saved_step = tensors
-            .get("state.step")
-            .map_err(|e| e.to_string())?
-            .int64_value(&[]);
-        if saved_step != state.step as i64 {
-            return Err(format!(
-                "the save was interrupted (step {saved_step} vs {})",
-                state.step
-            ));
-        }
+        let json = tensors
+            .get("state.json")
+            .ok()
+            .and_then(|t| Vec::<u8>::try_from(t).ok())
+            .ok_or("it holds no state.json")?;
+        let state: MaskState =
+            serde_json::from_slice(&json).map_err(|e| format!("unreadable state: {e}"))?;
         if serde_json::to_value(&state.config).ok() != serde_json::to_value(cfg).ok() {
             return Err("it was saved with other settings".into());
         }
         if state.base_hash != base_hash {
             return Err("it belongs to another checkpoint".into());
         }
+        if state.task != task_key {
+            return Err(format!("it belongs to another task ({})", state.task));
+        }
+        for name in ["logits", "adam.m", "adam.v"] {
+            match tensors.get(name) {
+                Ok(t) if t.size() == logits.size() && t.kind() == logits.kind() => {}
+                _ => return Err(format!("its '{name}' does not fit the mask's logits")),
+            }
+        }
+        if state.step >= cfg.steps || state.metrics.len() != state.step {
+            return Err(format!("its log does not match step {}", state.step));
+        }
         Ok((state, tensors))
     }
 
-    /// Removes the state files: call it once the finished mask is saved (until then a kill
+    /// Removes the state file: call it once the finished mask is saved (until then a kill
     /// resumes from the last save instead of losing the run).
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_file(self.log_path());
     }
 }
 
@@ -983,9 +1002,25 @@ pub fn train_mask_resumable(
         ..Default::default()
     };
     let base_hash = params_hash(&model.params)?;
-    let saved = match resume.map(|r| r.load(cfg, &base_hash)) {
+    let task_key = format!(
+        "fit {} ({}), held-out {} ({}), control {}, fixed {}",
+        task.fit.root.display(),
+        task.fit.len(),
+        task.held_out.root.display(),
+        task.held_out.len(),
+        task.control.map_or("none".into(), |c| format!(
+            "{} ({})",
+            c.root.display(),
+            c.len()
+        )),
+        match fixed {
+            Some(m) => params_hash(&m.logits)?,
+            None => "none".into(),
+        }
+    );
+    let saved = match resume.map(|r| r.load(cfg, &base_hash, &task_key, &logits.flat)) {
         Some(Ok(saved)) => Some(saved),
-        Some(Err(why)) if resume.is_some_and(|r| r.log_path().exists()) => {
+        Some(Err(why)) if resume.is_some_and(|r| r.path.exists()) => {
             progress(&format!("[mask {name}] not resuming: {why}; starting over"));
             None
         }
@@ -1016,6 +1051,7 @@ pub fn train_mask_resumable(
         readings: Vec::new(),
         converged_at: None,
         base_hash,
+        task_key,
         resume,
     };
     if let Some((state, tensors)) = saved {

@@ -50,7 +50,7 @@ impl Params {
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         self.tensors
             .get(name)
-            .ok_or_else(|| Error::MissingTensor(format!("parameter `{name}` is missing")))
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
     /// Whether a tensor of that name exists.

@@ -49,20 +49,36 @@ enum Command {
 fn main() {
     // Progress lines go to stderr so that `--json` output on stdout stays clean.
     avr_modularity::session::progress_to_stderr(true);
-    let json = std::env::args().any(|a| a == "--json");
+    let json = std::env::args_os().any(|a| a == "--json");
     // Exit codes a script can rely on: 0 ok, 2 usage (clap), 1 failure — a panic (a bug) too.
-    std::panic::set_hook(Box::new(move |info| {
-        fail(
-            json,
-            "internal",
-            &format!("internal error (please report): {info}"),
-        );
+    // The hook only remembers the message: a panic the library catches (a loader worker's)
+    // becomes an error there; one that reaches `main` is reported below.
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(info.to_string());
+        }
     }));
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        fail(json, error_kind(&e), &e.to_string());
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => fail(json, error_kind(&e), &e.to_string()),
+        Err(_) => {
+            let message = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|m| m.clone())
+                .unwrap_or_default();
+            fail(
+                json,
+                "internal",
+                &format!("internal error (please report): {message}"),
+            )
+        }
     }
 }
+
+/// The message of the last panic, for the report in `main`.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Prints the error on stderr — as `{"error": …, "kind": …}` under `--json` — and exits 1.
 fn fail(json: bool, kind: &str, message: &str) -> ! {

@@ -228,7 +228,7 @@ fn train(args: TrainArgs) -> Result<()> {
         control: control.as_ref(),
     };
     // A killed run continues from OUT's `.resume` state (logits, Adam moments, log).
-    let resume = MaskResume::beside(&args.out, args.state_every);
+    let resume = MaskResume::beside(&args.out, args.state_every)?;
     let run = train_mask_resumable(&ckpt, &task, &cfg, None, Some(&resume))?;
     run.save_as(&args.out)?;
     resume.remove();
