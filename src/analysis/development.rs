@@ -161,10 +161,14 @@ impl Development {
         }
         let masks: Vec<Mask> = records.iter().map(|r| r.mask.clone()).collect();
         check_comparable(&masks, mixed)?;
+        // By the x-axis reading; ties (equal test readings) by the validation reading, then
+        // the checkpoint, so that one checkpoint's masks stay together.
+        let by =
+            |x: Option<f64>, y: Option<f64>| x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
         records.sort_by(|a, b| {
-            a.x_accuracy()
-                .partial_cmp(&b.x_accuracy())
-                .unwrap_or(std::cmp::Ordering::Equal)
+            by(a.x_accuracy(), b.x_accuracy())
+                .then(by(a.sidecar.base_accuracy, b.sidecar.base_accuracy))
+                .then(a.checkpoint().cmp(&b.checkpoint()))
                 .then(a.mask.name.cmp(&b.mask.name))
         });
         Ok(Development { records, mixed })

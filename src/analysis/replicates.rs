@@ -51,12 +51,12 @@ impl Interval {
         )
     }
 
-    /// The finding of an interval of differences, in words: "`what` rises (falls) by …" when
-    /// it excludes 0, else "No significant change in `what`"; `test` names the interval.
+    /// The finding of an interval of differences, in words: "`what` rises (falls): change …"
+    /// when it excludes 0, else "No significant change in `what`"; `test` names the interval.
     pub fn change_sentence(&self, what: &str, test: &str) -> String {
         if self.excludes(0.0) {
             let direction = if self.mean > 0.0 { "rises" } else { "falls" };
-            format!("{what} {direction} by {} ({test}).", self.summary(3))
+            format!("{what} {direction}: change {} ({test}).", self.summary(3))
         } else {
             format!(
                 "No significant change in {what}: {} ({test}; the interval includes 0).",
