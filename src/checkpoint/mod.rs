@@ -41,6 +41,14 @@ impl Staged {
     }
 }
 
+impl Drop for Staged {
+    /// A staged file that was never committed (its sidecar could not be written) is removed;
+    /// after a commit the temporary name no longer exists and this does nothing.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 /// Writes `tensors` to a temporary file beside `path`; see [`Staged`].
 pub fn stage_safetensors(path: &Path, tensors: &crate::model::Params) -> Result<Staged> {
     let dir = path
@@ -61,6 +69,11 @@ pub fn stage_safetensors(path: &Path, tensors: &crate::model::Params) -> Result<
         .collect();
     tch::Tensor::write_safetensors(&named, &tmp)
         .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+    // On disk before the rename, like `write_atomic`: a crash cannot leave an empty file
+    // under the final name.
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
     let written = std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
     Ok(Staged {
         tmp,

@@ -124,17 +124,19 @@ impl Mask {
             return Self::load_study(path);
         }
         let logits = crate::checkpoint::read_safetensors(path)?;
-        crate::checkpoint::check_finite(path, &logits)?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         // No sidecar: a bare logits file. A sidecar that is there but broken is an error.
         if !path.with_extension("json").exists() {
+            crate::checkpoint::check_finite(path, &logits)?;
             return Ok(Mask::new(stem, in_model_order(logits, &[]), None));
         }
         let side: engine::MaskSidecar = crate::checkpoint::read_sidecar(path)?;
+        // The checksum first: a flipped byte is "corrupt", not "non-finite".
         crate::checkpoint::verify_crc32(path, side.logits_crc32)?;
+        crate::checkpoint::check_finite(path, &logits)?;
         let logits = in_model_order(logits, &side.tensors);
         Ok(Mask::new(side.name, logits, Some(side.config.alpha)).with_settings(&side.config))
     }

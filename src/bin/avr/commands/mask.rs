@@ -12,7 +12,8 @@ use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{
-    train_mask_resumable, Convergence, MaskFilter, MaskResume, MaskTask, MaskTrainConfig,
+    train_mask_resumable, Convergence, MaskFilter, MaskResume, MaskSidecar, MaskTask,
+    MaskTrainConfig,
 };
 use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
@@ -232,7 +233,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let run = train_mask_resumable(&ckpt, &task, &cfg, None, Some(&resume))?;
     run.save_as(&args.out)?;
     resume.remove();
-    let sidecar = run.sidecar();
+    // What was written (with the logits' CRC-32), not a fresh copy.
+    let sidecar: MaskSidecar = avr_modularity::checkpoint::read_sidecar(&args.out)?;
     if args.json {
         print_json(&sidecar)
     } else {
