@@ -287,9 +287,8 @@ fn a_damaged_problem_reaches_the_training_loop_as_an_error_naming_it() {
     );
 }
 
-#[test]
-fn our_checkpoints_and_their_sidecars_refuse_damage() {
-    let dir = tempfile::tempdir().unwrap();
+/// A small official SCL (40 px panels) and a sidecar describing it, ready to save.
+fn small_checkpoint() -> (SclModel, CheckpointSidecar) {
     let model = SclModel::init(
         SclVariant::Official(OfficialSclConfig {
             image_size: 40,
@@ -311,6 +310,13 @@ fn our_checkpoints_and_their_sidecars_refuse_damage() {
         evaluations: Vec::new(),
         weights_crc32: None,
     };
+    (model, sidecar)
+}
+
+#[test]
+fn our_checkpoints_and_their_sidecars_refuse_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, sidecar) = small_checkpoint();
     let weights = save_checkpoint(&model, dir.path(), "ck", &sidecar).unwrap();
     sweep(&weights, read_checkpoint, true);
     let side = sweep_through(
@@ -426,27 +432,7 @@ fn masks_of_different_layouts_are_refused_not_indexed() {
 fn non_finite_weights_and_logits_are_refused() {
     use avr_modularity::checkpoint::write_safetensors_atomic;
     let dir = tempfile::tempdir().unwrap();
-    let model = SclModel::init(
-        SclVariant::Official(OfficialSclConfig {
-            image_size: 40,
-            ..Default::default()
-        }),
-        3,
-        Device::Cpu,
-    );
-    let sidecar = CheckpointSidecar {
-        variant: "official".into(),
-        image_size: 40,
-        model: Some(model.variant.clone()),
-        transpose_panels: false,
-        step: 1,
-        measured_val_accuracy: 0.5,
-        val_problems: 10,
-        train_config: serde_json::json!({}),
-        code_version: "test".into(),
-        evaluations: Vec::new(),
-        weights_crc32: None,
-    };
+    let (model, sidecar) = small_checkpoint();
     let name = model.params.names()[0].clone();
     let _ = model
         .params
