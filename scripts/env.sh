@@ -4,6 +4,9 @@ export AVR_CACHE="${AVR_CACHE:-$HOME/.cache/avr-modularity}"
 export AVR_TORCH_VERSION=2.13.0
 export AVR_EVCXR_VERSION=0.22.0
 export AVR_VENV="$AVR_CACHE/venv"
+# scikit-learn ships the 8x8 digits inside itself; `make setup` installs it (data only).
+export AVR_SKLEARN_VERSION=1.9.1
+export AVR_DIGITS="${AVR_DIGITS:-$AVR_VENV/lib/python3.11/site-packages/sklearn/datasets/data/digits.csv.gz}"
 # Full torch wheel set, only for the PyTorch reference of `make bench` (scripts/setup_pytorch_reference.sh).
 export AVR_PYTORCH_VENV="$AVR_CACHE/venv-pytorch"
 export AVR_EVCXR_ROOT="$AVR_CACHE/evcxr-$AVR_EVCXR_VERSION"

@@ -16,6 +16,8 @@ spec["env"] = {
     "LD_LIBRARY_PATH": os.environ["LD_LIBRARY_PATH"],
     # Persistent build dir: tch/polars/plotters are compiled once, not per kernel start.
     "EVCXR_TMPDIR": os.environ["EVCXR_TMPDIR"],
+    # The toumei notebook's real digits (scikit-learn's bundled set, see scripts/env.sh).
+    "AVR_DIGITS": os.environ["AVR_DIGITS"],
     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
 }
 tmp = path + ".tmp"

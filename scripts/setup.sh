@@ -20,6 +20,12 @@ if [ ! -f "$stamp" ]; then
   "$AVR_VENV/bin/pip" install -q nbclient==0.11.0 nbconvert==7.17.2 jupyterlab==4.6.6 numpy==2.4.6
   touch "$stamp"
 fi
+# scikit-learn's bundled 8x8 handwritten digits (the toumei experiments' real digits): the wheel
+# only, --no-deps; nothing imports sklearn, the crate reads sklearn/datasets/data/digits.csv.gz.
+if [ ! -f "$AVR_DIGITS" ]; then
+  log "installing scikit-learn==$AVR_SKLEARN_VERSION (--no-deps) for its bundled digits"
+  "$AVR_VENV/bin/pip" install -q --no-deps "scikit-learn==$AVR_SKLEARN_VERSION"
+fi
 [ -d "$LIBTORCH/include" ] && [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] || { log "libtorch missing under $LIBTORCH"; exit 1; }
 ln -sfn "$AVR_VENV" .venv
 

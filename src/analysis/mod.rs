@@ -6,6 +6,7 @@ pub mod graph;
 pub mod masks;
 pub mod replicates;
 pub mod specificity;
+pub mod toumei;
 
 pub use chance::{dispersity_chance, sharing_chance, ChanceConfig, ChanceLevel, SharingChance};
 pub use graph::{graph_modularity, ModularityConfig, ModularityReport, WeightGraph};

@@ -1,6 +1,7 @@
 //! Stage 1 — AVR data: I-RAVEN/RAVEN `.npz` problems, folders of them, and batches as tensors.
 
 pub mod dataset;
+pub mod digits;
 pub mod generate;
 pub mod loader;
 pub mod npz;

@@ -4,6 +4,7 @@
 
 pub mod init;
 pub mod layers;
+pub mod mlp;
 pub mod params;
 pub mod scl_official;
 pub mod scl_seed;

@@ -26,6 +26,14 @@ impl Line {
     }
 }
 
+/// A shaded band `(x, low, high)` drawn behind the line of the same index (e.g. a null model's
+/// mean ± 2 sd at each x).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    /// The band's corners, in x order.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
 /// Range covering all finite values with 5 % padding (a flat range is widened by ±1).
 fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values
@@ -46,9 +54,23 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 /// Draws `series` as lines with markers, axis labels and a title; the legend (when any series
 /// is named) sits in a band below the chart, never over the data.
 pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> Result<Figure> {
+    line_plot_with_bands(title, x_label, y_label, series, &[])
+}
+
+/// [`line_plot`] with `bands[i]` shaded behind `series[i]` in its colour (fewer bands than
+/// series leave the rest unshaded).
+pub fn line_plot_with_bands(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Line],
+    bands: &[Band],
+) -> Result<Figure> {
     let style = Style::default();
     let x_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
-    let y_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let band_ys = bands.iter().flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2]));
+    let y_range =
+        padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(band_ys));
     let legend = Legend {
         entries: series
             .iter()
@@ -80,6 +102,20 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Line]) -> 
             .label_style(("sans-serif", style.label_size))
             .draw()
             .map_err(plot_err)?;
+        for (i, band) in bands.iter().enumerate().filter(|(_, b)| !b.points.is_empty()) {
+            let outline: Vec<(f64, f64)> = band
+                .points
+                .iter()
+                .map(|p| (p.0, p.2))
+                .chain(band.points.iter().rev().map(|p| (p.0, p.1)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    Style::color(i).mix(0.18).filled(),
+                )))
+                .map_err(plot_err)?;
+        }
         for (i, s) in series.iter().enumerate() {
             let color = Style::color(i);
             chart

@@ -7,7 +7,7 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use avr_modularity::Result;
-use commands::{bench, eval, generate, info, inspect, mask, modularity, report, toy, train};
+use commands::{bench, eval, generate, info, inspect, mask, modularity, report, toumei, toy, train};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,8 @@ enum Command {
     Train(train::Args),
     /// The masking method's validation tasks: add/mul (P_specialize) and double addition (P_reuse).
     Toy(toy::Args),
+    /// The toumei graph-modularity experiments (patched F/G, direct, modularly varying goals).
+    Toumei(toumei::Args),
     /// Write the HTML report of a run: module tables and plots by measured checkpoint accuracy,
     /// sharing matrices, graph modularity, plus any extra HTML sections.
     Report(report::Args),
@@ -125,6 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mask(args) => mask::run(args),
         Command::Train(args) => train::run(args),
         Command::Toy(args) => toy::run(args),
+        Command::Toumei(args) => toumei::run(args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Modularity(args) => modularity::run(args),
