@@ -206,6 +206,40 @@ pub(crate) fn strip_svg_root(svg: &str) -> &str {
     &svg[start.min(end)..end]
 }
 
+/// Sentences computed from results (a finding and its test), shown in a notebook as paragraphs
+/// (blank lines separate them) rather than as a quoted string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl Text {
+    /// The paragraphs as HTML.
+    pub fn to_html(&self) -> String {
+        self.0
+            .split("\n\n")
+            .map(|p| format!("<p>{}</p>", escape_html(p.trim())))
+            .collect()
+    }
+
+    /// Inline display in evcxr (`text/html`).
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.to_html()
+        );
+    }
+
+    /// The paragraphs of `self` followed by those of `other`.
+    pub fn and(self, other: Text) -> Text {
+        Text(format!("{}\n\n{}", self.0, other.0))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A polars DataFrame with an HTML rendering.
 #[derive(Debug, Clone)]
 pub struct Table {

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
+use crate::analysis::toumei::ToumeiConfig;
 use crate::checkpoint::Checkpoint;
+use crate::data::digits::Digits;
 use crate::data::generate::{generate_dataset, GeneratorConfig};
 use crate::data::{AvrDataset, Shape, Split};
 use crate::masking::engine::MaskTrainConfig;
@@ -159,6 +161,22 @@ impl Study {
     /// the preset's (the smoke preset's seed 3 is the one whose verdicts are documented).
     pub fn toy_config(&self) -> ToyConfig {
         ToyConfig::for_size(self.size)
+    }
+
+    /// The toumei graph-modularity experiments at this run size ([`ToumeiConfig::for_size`]).
+    pub fn toumei_config(&self) -> ToumeiConfig {
+        ToumeiConfig::for_size(self.size)
+    }
+
+    /// The seeds of a replicated experiment: 2 at smoke size (enough to run every test, too
+    /// few to reach p ≤ 0.05), 8 at full size.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.pick(2, 8)).map(|i| self.seed + i).collect()
+    }
+
+    /// scikit-learn's real 8×8 handwritten digits ([`Digits::sklearn`]).
+    pub fn digits(&self) -> Result<Digits> {
+        Digits::sklearn()
     }
 
     /// Rows of the inline table.

@@ -3,7 +3,7 @@
 
 // --- set-up and display ------------------------------------------------------------------
 /// Inline SVG figures and HTML tables.
-pub use crate::display::{Figure, Table};
+pub use crate::display::{Figure, Table, Text};
 /// The run: seed, device, size and paths ([`Study::setup`]).
 pub use crate::notebook::Study;
 /// The library's error and result.
@@ -45,8 +45,12 @@ pub use crate::analysis::chance::{
 pub use crate::analysis::development::Development;
 pub use crate::analysis::masks::{mask_stats, Overlap};
 pub use crate::analysis::replicates::{replicate_test, Interval, Replicates};
+/// The toumei graph-modularity experiments on real digits.
+pub use crate::analysis::toumei::{run_toumei, Experiment, Goal, Model, ToumeiConfig, WeightLock};
 pub use crate::analysis::{graph_modularity, ModularityConfig, WeightGraph};
+pub use crate::data::digits::Digits;
 /// Figures.
 pub use crate::plot::{
-    line_plot, plot_sharing_matrix, problem_figure, sharing_chance_heatmap, weight_usage, Line,
+    cluster_graph, line_plot, plot_sharing_matrix, problem_figure, q_over_training, run_graph,
+    sharing_chance_heatmap, weight_usage, Line,
 };

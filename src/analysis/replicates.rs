@@ -357,29 +357,46 @@ impl MeanComparison {
     pub fn verdict(&self, level: f64) -> String {
         let (a, b) = (&self.groups.0, &self.groups.1);
         let numbers = format!(
-            "{} {a} {} vs {b} {}; permutation p = {:.3}, {} splits{}",
+            "{} {a} {} vs {b} {}; permutation p = {}, {} splits{}",
             self.measure,
             self.intervals.0.summary(3),
             self.intervals.1.summary(3),
-            self.p,
+            p_text(self.p),
             self.relabelings,
             if self.exact { ", exact" } else { "" }
         );
         if self.p <= level {
-            let direction = if self.difference > 0.0 { "higher" } else { "lower" };
-            format!("{a} has a significantly {direction} {} than {b} ({numbers})", self.measure)
+            let direction = if self.difference > 0.0 {
+                "higher"
+            } else {
+                "lower"
+            };
+            format!(
+                "{a} has a significantly {direction} {} than {b} ({numbers})",
+                self.measure
+            )
         } else if self.smallest_possible_p > level {
             format!(
                 "no significant difference in {} between {a} and {b} ({numbers}; with {} and \
                  {} seeds the smallest attainable p is {:.3} — more seeds are needed)",
-                self.measure,
-                self.intervals.0.n,
-                self.intervals.1.n,
-                self.smallest_possible_p
+                self.measure, self.intervals.0.n, self.intervals.1.n, self.smallest_possible_p
             )
         } else {
-            format!("no significant difference in {} between {a} and {b} ({numbers})", self.measure)
+            format!(
+                "no significant difference in {} between {a} and {b} ({numbers})",
+                self.measure
+            )
         }
+    }
+}
+
+/// A p-value for a sentence: three decimals, or two significant digits below 0.001 (an exact
+/// test's smallest p must not read as 0).
+pub fn p_text(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
     }
 }
 
@@ -479,12 +496,20 @@ mod tests {
         // All 252 splits; only the observed split and its mirror reach |difference|.
         assert_eq!((c.relabelings, c.exact), (252, true));
         assert!((c.p - 2.0 / 252.0).abs() < 1e-12, "{}", c.p);
-        assert!(c.verdict(0.05).starts_with("patched has a significantly higher Q"));
+        assert!(c
+            .verdict(0.05)
+            .starts_with("patched has a significantly higher Q"));
         let same = compare_means("Q", ("x", &a), ("y", &a), 0).unwrap();
         assert_eq!(same.p, 1.0);
-        assert!(same.verdict(0.05).starts_with("no significant difference in Q"));
+        assert!(same
+            .verdict(0.05)
+            .starts_with("no significant difference in Q"));
         let two = compare_means("Q", ("x", &a[..2]), ("y", &b[..2]), 0).unwrap();
-        assert!(two.verdict(0.05).contains("more seeds are needed"), "{}", two.verdict(0.05));
+        assert!(
+            two.verdict(0.05).contains("more seeds are needed"),
+            "{}",
+            two.verdict(0.05)
+        );
         assert!(compare_means("Q", ("x", &a[..1]), ("y", &b), 0).is_err());
     }
 }

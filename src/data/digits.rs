@@ -34,12 +34,17 @@ pub fn sklearn_digits_path() -> PathBuf {
     if let Ok(path) = std::env::var("AVR_DIGITS") {
         return PathBuf::from(path);
     }
-    let venv = std::env::var("AVR_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        let cache = std::env::var("AVR_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/avr-modularity")
+    let venv = std::env::var("AVR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let cache = std::env::var("AVR_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                        .join(".cache/avr-modularity")
+                });
+            cache.join("venv")
         });
-        cache.join("venv")
-    });
     venv.join("lib/python3.11/site-packages/sklearn/datasets/data/digits.csv.gz")
 }
 
@@ -83,7 +88,11 @@ impl Digits {
             side: 8,
             source: path.to_path_buf(),
         };
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let bad = |what: String| Error::bad_file(path, format!("line {}: {what}", i + 1));
             let values = line
                 .split(',')
@@ -91,7 +100,10 @@ impl Digits {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| bad(format!("not a number ({e})")))?;
             if values.len() != 65 {
-                return Err(bad(format!("{} values, expected 64 pixels and a label", values.len())));
+                return Err(bad(format!(
+                    "{} values, expected 64 pixels and a label",
+                    values.len()
+                )));
             }
             if let Some(v) = values[..64].iter().find(|v| !(0.0..=16.0).contains(*v)) {
                 return Err(bad(format!("pixel value {v} outside 0..=16")));
@@ -100,7 +112,9 @@ impl Digits {
             if label.fract() != 0.0 || !(0.0..=9.0).contains(&label) {
                 return Err(bad(format!("label {label} is not a digit")));
             }
-            digits.images.extend(values[..64].iter().map(|v| (*v / 16.0) as f32));
+            digits
+                .images
+                .extend(values[..64].iter().map(|v| (*v / 16.0) as f32));
             digits.labels.push(label as u8);
         }
         if digits.labels.is_empty() {
@@ -124,7 +138,12 @@ impl Digits {
         if label_dims[0] != dims[0] {
             return Err(Error::bad_file(
                 labels,
-                format!("{} labels for {} images in {}", label_dims[0], dims[0], images.display()),
+                format!(
+                    "{} labels for {} images in {}",
+                    label_dims[0],
+                    dims[0],
+                    images.display()
+                ),
             ));
         }
         if let Some(l) = label_bytes.iter().find(|l| **l > 9) {
@@ -143,15 +162,38 @@ impl Digits {
     pub fn write_idx(&self, images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<()> {
         let header = |magic: u32, dims: &[usize]| {
             let mut out = magic.to_be_bytes().to_vec();
-            dims.iter().for_each(|d| out.extend((*d as u32).to_be_bytes()));
+            dims.iter()
+                .for_each(|d| out.extend((*d as u32).to_be_bytes()));
             out
         };
         let mut image_bytes = header(0x0803, &[self.len(), self.side, self.side]);
-        image_bytes.extend(self.images.iter().map(|p| (p * 255.0).round().clamp(0.0, 255.0) as u8));
+        image_bytes.extend(
+            self.images
+                .iter()
+                .map(|p| (p * 255.0).round().clamp(0.0, 255.0) as u8),
+        );
         let mut label_bytes = header(0x0801, &[self.len()]);
         label_bytes.extend(&self.labels);
         crate::files::write_atomic(images.as_ref(), &image_bytes)?;
         crate::files::write_atomic(labels.as_ref(), &label_bytes)
+    }
+
+    /// Rows of the inline table: source, images, side, images per digit.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let counts: Vec<String> = (0..10u8)
+            .map(|d| self.labels.iter().filter(|&&l| l == d).count().to_string())
+            .collect();
+        vec![
+            ("source", self.source.display().to_string()),
+            ("images", self.len().to_string()),
+            ("side", format!("{0}×{0} px", self.side)),
+            ("images of 0…9", counts.join(" ")),
+        ]
+    }
+
+    /// Inline display in evcxr: a two-column table.
+    pub fn evcxr_display(&self) {
+        crate::display::display_key_values(&self.summary());
     }
 
     /// Number of images.
@@ -194,7 +236,9 @@ impl Digits {
         let mut rng = Rng::new(seed).fork("digits/split");
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for digit in 0..10u8 {
-            let mut of_digit: Vec<usize> = (0..self.len()).filter(|&i| self.labels[i] == digit).collect();
+            let mut of_digit: Vec<usize> = (0..self.len())
+                .filter(|&i| self.labels[i] == digit)
+                .collect();
             rng.shuffle(&mut of_digit);
             let held = (of_digit.len() as f64 * test_fraction).round() as usize;
             test.extend_from_slice(&of_digit[..held]);
@@ -282,9 +326,11 @@ impl DigitPairs {
 fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let bytes = read_maybe_gzip(path)?;
     let bad = |m: String| Error::bad_file(path, m);
-    let header = 4 + 4 * rank;
-    if bytes.len() < header {
-        return Err(bad(format!("{} bytes, shorter than an IDX header", bytes.len())));
+    if bytes.len() < 4 {
+        return Err(bad(format!(
+            "{} bytes, shorter than an IDX magic number",
+            bytes.len()
+        )));
     }
     let (zero, kind, file_rank) = (u16::from_be_bytes([bytes[0], bytes[1]]), bytes[2], bytes[3]);
     if zero != 0 || kind != 0x08 {
@@ -295,6 +341,13 @@ fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     }
     if file_rank as usize != rank {
         return Err(bad(format!("{file_rank} dimensions, expected {rank}")));
+    }
+    let header = 4 + 4 * rank;
+    if bytes.len() < header {
+        return Err(bad(format!(
+            "{} bytes, shorter than its IDX header",
+            bytes.len()
+        )));
     }
     let dims: Vec<usize> = (0..rank)
         .map(|i| {
@@ -312,7 +365,7 @@ fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
             bytes.len() - header
         )));
     }
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return Err(bad(format!("dimensions {dims:?} hold no data")));
     }
     Ok((dims, bytes[header..].to_vec()))

@@ -91,7 +91,10 @@ impl SimpleMlp {
             let values: Vec<f32> = (0..n)
                 .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
                 .collect();
-            params.insert(&spec.name, Tensor::from_slice(&values).reshape(spec.shape.as_slice()));
+            params.insert(
+                &spec.name,
+                Tensor::from_slice(&values).reshape(spec.shape.as_slice()),
+            );
         }
         params
     }
@@ -124,7 +127,14 @@ pub fn trainable_copy(params: &Params, keep: impl Fn(&str) -> bool) -> Params {
     let mut out = Params::new();
     for (name, t) in params.iter() {
         let copy = t.detach().copy().to_kind(Kind::Float);
-        out.insert(name, if keep(name) { copy.set_requires_grad(true) } else { copy });
+        out.insert(
+            name,
+            if keep(name) {
+                copy.set_requires_grad(true)
+            } else {
+                copy
+            },
+        );
     }
     out
 }
@@ -138,15 +148,40 @@ mod tests {
         let mlp = SimpleMlp::new(&[6, 4, 2]).unwrap();
         let specs = mlp.param_specs("mlp.");
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["mlp.fc0.weight", "mlp.fc0.bias", "mlp.fc1.weight", "mlp.fc1.bias"]);
+        assert_eq!(
+            names,
+            [
+                "mlp.fc0.weight",
+                "mlp.fc0.bias",
+                "mlp.fc1.weight",
+                "mlp.fc1.bias"
+            ]
+        );
         let p = mlp.init("mlp.", &mut Rng::new(0));
         let max = |n: &str| p.get(n).unwrap().abs().max().double_value(&[]);
-        assert!(max("mlp.fc0.weight") <= 1.0 / 6f64.sqrt() && max("mlp.fc0.bias") <= 1.0 / 6f64.sqrt());
+        assert!(
+            max("mlp.fc0.weight") <= 1.0 / 6f64.sqrt() && max("mlp.fc0.bias") <= 1.0 / 6f64.sqrt()
+        );
         assert!(max("mlp.fc1.bias") <= 0.5 && max("mlp.fc1.bias") > 0.0);
-        let y = mlp.forward(&p, "mlp.", &Tensor::ones([3, 6], (Kind::Float, tch::Device::Cpu))).unwrap();
+        let y = mlp
+            .forward(
+                &p,
+                "mlp.",
+                &Tensor::ones([3, 6], (Kind::Float, tch::Device::Cpu)),
+            )
+            .unwrap();
         assert_eq!(y.size(), [3, 2]);
-        assert!(y.min().double_value(&[]) >= 0.0, "ReLU after the last layer too");
-        assert!(mlp.forward(&p, "mlp.", &Tensor::ones([3, 5], (Kind::Float, tch::Device::Cpu))).is_err());
+        assert!(
+            y.min().double_value(&[]) >= 0.0,
+            "ReLU after the last layer too"
+        );
+        assert!(mlp
+            .forward(
+                &p,
+                "mlp.",
+                &Tensor::ones([3, 5], (Kind::Float, tch::Device::Cpu))
+            )
+            .is_err());
         assert!(SimpleMlp::new(&[4]).is_err() && SimpleMlp::new(&[4, 0]).is_err());
     }
 }

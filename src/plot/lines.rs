@@ -68,9 +68,15 @@ pub fn line_plot_with_bands(
 ) -> Result<Figure> {
     let style = Style::default();
     let x_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
-    let band_ys = bands.iter().flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2]));
-    let y_range =
-        padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(band_ys));
+    let band_ys = bands
+        .iter()
+        .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2]));
+    let y_range = padded_range(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(band_ys),
+    );
     let legend = Legend {
         entries: series
             .iter()
@@ -102,7 +108,11 @@ pub fn line_plot_with_bands(
             .label_style(("sans-serif", style.label_size))
             .draw()
             .map_err(plot_err)?;
-        for (i, band) in bands.iter().enumerate().filter(|(_, b)| !b.points.is_empty()) {
+        for (i, band) in bands
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.points.is_empty())
+        {
             let outline: Vec<(f64, f64)> = band
                 .points
                 .iter()

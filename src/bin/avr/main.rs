@@ -7,7 +7,9 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use avr_modularity::Result;
-use commands::{bench, eval, generate, info, inspect, mask, modularity, report, toumei, toy, train};
+use commands::{
+    bench, eval, generate, info, inspect, mask, modularity, report, toumei, toy, train,
+};
 
 #[derive(Parser)]
 #[command(

@@ -77,8 +77,8 @@ fn config(args: &Args) -> Result<ToumeiConfig> {
         return Ok(preset);
     };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let overrides: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::bad_file(path, format!("not JSON: {e}")))?;
+    let overrides: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not JSON: {e}")))?;
     let mut merged = serde_json::to_value(&preset)?;
     if let (Some(base), Some(over)) = (merged.as_object_mut(), overrides.as_object()) {
         over.iter().for_each(|(k, v)| {
@@ -112,6 +112,9 @@ pub fn run(args: Args) -> Result<()> {
     for finding in report.findings() {
         println!("{finding}");
     }
-    println!("({} digits from {}; {:.0} s)", report.digits.1, report.digits.0, report.seconds);
+    println!(
+        "({} digits from {}; {:.0} s)",
+        report.digits.1, report.digits.0, report.seconds
+    );
     Ok(())
 }
