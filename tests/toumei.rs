@@ -196,6 +196,16 @@ fn every_experiment_runs_at_smoke_size_and_the_patched_model_is_the_modular_one(
     let epochs: Vec<usize> = report.runs[0].readings.iter().map(|r| r.epoch).collect();
     assert_eq!(epochs, [0, 10, 20, 30]);
     assert_eq!(report.comparisons.len(), 4);
+    assert_eq!(
+        report.k_sweep.iter().map(|p| p.k).collect::<Vec<_>>(),
+        K_SWEEP
+    );
+    let at8 = report.k_sweep.iter().find(|p| p.k == 8).unwrap();
+    assert!(at8
+        .comparisons
+        .iter()
+        .all(|c| c.intervals.0.n == 2 && c.intervals.1.n == 2));
+    assert_eq!(report.k_sweep_table().unwrap().df.height(), K_SWEEP.len());
     assert_eq!(report.recoveries.len(), 4);
     for seed in [0, 1] {
         let q = |m: Model| {

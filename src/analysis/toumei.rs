@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::chance::ChanceLevel;
-use super::graph::{graph_modularity, spectral_clustering, ModularityConfig, WeightGraph};
+use super::graph::{
+    graph_modularity, modularity_sweep, spectral_clustering, ModularityConfig, WeightGraph,
+};
 use super::replicates::{compare_means, MeanComparison};
 use crate::data::digits::Digits;
 use crate::display::Text;
@@ -1239,6 +1241,9 @@ pub struct ToumeiReport {
     pub runs: Vec<ToumeiRun>,
     /// Final Q compared between models over seeds (permutation tests).
     pub comparisons: Vec<MeanComparison>,
+    /// The same comparisons at other k (the robustness of the finding to the number of
+    /// clusters), each k against the same shuffles.
+    pub k_sweep: Vec<KSweepPoint>,
     /// Masks meet graphs, per patched run.
     pub recoveries: Vec<ModuleRecovery>,
     /// Seconds the experiment took.
@@ -1350,46 +1355,25 @@ pub fn run_toumei(
         digits: (digits.source.display().to_string(), digits.len()),
         runs,
         comparisons: Vec::new(),
+        k_sweep: Vec::new(),
         recoveries: Vec::new(),
         seconds: 0.0,
     };
-    let pairs: Vec<(Model, Model)> = match experiment {
-        Experiment::Patched | Experiment::All if seeds.len() >= 2 => vec![
-            (
-                Model::Patched(WeightLock::Model),
-                Model::Direct(Goal::Fixed),
-            ),
-            (
-                Model::Patched(WeightLock::Param),
-                Model::Direct(Goal::Fixed),
-            ),
-        ],
-        _ => vec![],
-    };
-    let goal_pairs: Vec<(Model, Model)> = match experiment {
-        Experiment::Mvg | Experiment::All if seeds.len() >= 2 => vec![
-            (Model::Direct(Goal::Switching), Model::Direct(Goal::Fixed)),
-            (Model::Direct(Goal::Random), Model::Direct(Goal::Fixed)),
-        ],
-        _ => vec![],
-    };
-    for (a, b) in pairs {
-        let (qa, qb) = (report.final_q(a), report.direct_q(b, false));
-        report.comparisons.push(compare_means(
-            "final Q",
-            (&a.label(), &qa),
-            (&b.label(), &qb),
-            0,
-        )?);
+    let mut pairs: Vec<Pairing> = Vec::new();
+    if matches!(experiment, Experiment::Patched | Experiment::All) {
+        for lock in [WeightLock::Model, WeightLock::Param] {
+            pairs.push((Model::Patched(lock), cfg.direct_epochs, "direct"));
+        }
     }
-    for (a, b) in goal_pairs {
-        let (qa, qb) = (report.final_q(a), report.direct_q(b, true));
-        report.comparisons.push(compare_means(
-            "final Q",
-            (&a.label(), &qa),
-            ("fixed goal", &qb),
-            0,
-        )?);
+    if matches!(experiment, Experiment::Mvg | Experiment::All) {
+        for goal in [Goal::Switching, Goal::Random] {
+            pairs.push((Model::Direct(goal), cfg.mvg_epochs, "fixed goal"));
+        }
+    }
+    if seeds.len() >= 2 {
+        let final_q: Vec<f64> = report.runs.iter().map(|r| r.last().q).collect();
+        report.comparisons = report.compare(&pairs, &final_q, "final Q")?;
+        report.k_sweep = report.k_sweep(&pairs, cfg)?;
     }
     if wants(Experiment::Masks) {
         let patched: Vec<ToumeiRun> = report
@@ -1406,23 +1390,207 @@ pub fn run_toumei(
     Ok(report)
 }
 
+/// A comparison over seeds: a model, the epochs of the fixed-goal direct runs it is compared
+/// with, and what those are called.
+type Pairing = (Model, usize, &'static str);
+
+/// The k sweep at one k.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KSweepPoint {
+    /// Number of clusters.
+    pub k: usize,
+    /// The report's comparisons, with Q read at this k.
+    pub comparisons: Vec<MeanComparison>,
+    /// Mean Q of the shuffled networks at this k, per compared group.
+    pub null_q: Vec<(String, f64)>,
+}
+
 impl ToumeiReport {
-    /// Final Q of the fixed-goal direct runs: the `direct_epochs` ones, or (`goal_control`) the
-    /// ones trained as long as the goal runs.
-    fn direct_q(&self, model: Model, goal_control: bool) -> Vec<f64> {
-        let epochs = if goal_control {
-            self.config.mvg_epochs
-        } else {
-            self.config.direct_epochs
-        };
+    /// `values[i]` of the runs (`i` indexes `self.runs`) of `model` that ended at `epochs`, one per
+    /// seed.
+    fn values_of(&self, model: Model, epochs: Option<usize>, values: &[f64]) -> Vec<f64> {
         let mut seen = std::collections::BTreeSet::new();
-        self.runs_of(model)
+        self.runs
             .iter()
-            .filter(|r| r.last().epoch == epochs && seen.insert(r.seed))
-            .map(|r| r.last().q)
+            .zip(values)
+            .filter(|(r, _)| r.model == model && epochs.is_none_or(|e| r.last().epoch == e))
+            .filter(|(r, _)| seen.insert(r.seed))
+            .map(|(_, v)| *v)
             .collect()
     }
+
+    /// Each pairing compared on `values` (one per run).
+    fn compare(
+        &self,
+        pairs: &[Pairing],
+        values: &[f64],
+        measure: &str,
+    ) -> Result<Vec<MeanComparison>> {
+        pairs
+            .iter()
+            .map(|&(a, epochs, b_name)| {
+                let va = self.values_of(a, None, values);
+                let vb = self.values_of(Model::Direct(Goal::Fixed), Some(epochs), values);
+                compare_means(measure, (&a.label(), &va), (b_name, &vb), 0)
+            })
+            .collect()
+    }
+
+    /// The comparisons redone at every k of [`K_SWEEP`], each run's final graph clustered at all
+    /// of them against the same shuffles.
+    fn k_sweep(&self, pairs: &[Pairing], cfg: &ToumeiConfig) -> Result<Vec<KSweepPoint>> {
+        let sweeps = self
+            .runs
+            .iter()
+            .map(|r| {
+                let graph_cfg = ModularityConfig {
+                    seed: r.seed,
+                    ..cfg.graph
+                };
+                modularity_sweep(&r.graph()?, &K_SWEEP, &graph_cfg)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        K_SWEEP
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let q: Vec<f64> = sweeps.iter().map(|s| s.points[i].q).collect();
+                let null: Vec<f64> = sweeps
+                    .iter()
+                    .map(|s| s.points[i].q_null_mean.unwrap_or(f64::NAN))
+                    .collect();
+                let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+                let null_q = pairs
+                    .iter()
+                    .map(|&(a, _, _)| (a.label(), mean(self.values_of(a, None, &null))))
+                    .collect();
+                Ok(KSweepPoint {
+                    k,
+                    comparisons: self.compare(pairs, &q, &format!("final Q at k = {k}"))?,
+                    null_q,
+                })
+            })
+            .collect()
+    }
+
+    /// The k sweep as a table: one row per k, per comparison the difference of mean Q and p.
+    pub fn k_sweep_table(&self) -> Result<crate::display::Table> {
+        use polars::prelude::{Column, DataFrame};
+        let mut columns = vec![Column::new(
+            "k".into(),
+            self.k_sweep.iter().map(|p| p.k as i64).collect::<Vec<_>>(),
+        )];
+        let names: Vec<String> = self
+            .k_sweep
+            .first()
+            .map(|p| {
+                p.comparisons
+                    .iter()
+                    .map(|c| format!("{} − {}", c.groups.0, c.groups.1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (i, name) in names.iter().enumerate() {
+            let cells: Vec<String> = self
+                .k_sweep
+                .iter()
+                .map(|p| {
+                    let c = &p.comparisons[i];
+                    format!(
+                        "{:+.3} (p = {})",
+                        c.difference,
+                        super::replicates::p_text(c.p)
+                    )
+                })
+                .collect();
+            columns.push(Column::new(name.as_str().into(), cells));
+        }
+        Ok(
+            crate::display::Table::new(DataFrame::new_infer_height(columns)?).with_caption(
+                format!(
+                    "Difference of mean final Q over {} seeds at each k, exact permutation p",
+                    self.seeds.len()
+                ),
+            ),
+        )
+    }
+
+    /// Whether each comparison's verdict (significant or not at 0.05, and its sign) is the same
+    /// at every k of the sweep, in words.
+    pub fn k_sweep_sentence(&self) -> Text {
+        if self.k_sweep.is_empty() {
+            return Text("No k sweep in this report (it needs two seeds or more).".into());
+        }
+        let ks: Vec<String> = self.k_sweep.iter().map(|p| p.k.to_string()).collect();
+        let sentences: Vec<String> = (0..self.k_sweep[0].comparisons.len())
+            .map(|i| {
+                let verdicts: Vec<i8> = self
+                    .k_sweep
+                    .iter()
+                    .map(|p| {
+                        let c = &p.comparisons[i];
+                        if c.p > 0.05 {
+                            0
+                        } else if c.difference > 0.0 {
+                            1
+                        } else {
+                            -1
+                        }
+                    })
+                    .collect();
+                let c = &self.k_sweep[0].comparisons[i];
+                let (a, b) = (&c.groups.0, &c.groups.1);
+                let holds = verdicts.iter().all(|v| *v == verdicts[0]);
+                let verdict = match verdicts[0] {
+                    1 => format!("{a} is more modular than {b}"),
+                    -1 => format!("{a} is less modular than {b}"),
+                    _ => format!("no significant difference between {a} and {b}"),
+                };
+                match holds {
+                    true => format!("At every k: {verdict}."),
+                    false => {
+                        let by_k: Vec<String> = self
+                            .k_sweep
+                            .iter()
+                            .zip(&verdicts)
+                            .map(|(p, v)| {
+                                format!(
+                                    "k = {}: {}",
+                                    p.k,
+                                    ["lower", "no difference", "higher"][(v + 1) as usize]
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "{a} vs {b}: the verdict depends on k ({}).",
+                            by_k.join("; ")
+                        )
+                    }
+                }
+            })
+            .collect();
+        let smallest = self.k_sweep[0]
+            .comparisons
+            .iter()
+            .map(|c| c.smallest_possible_p)
+            .fold(0.0, f64::max);
+        let caveat = match smallest > 0.05 {
+            true => format!(
+                " With {} seeds the smallest attainable p is {smallest:.3}: more seeds are needed.",
+                self.seeds.len()
+            ),
+            false => String::new(),
+        };
+        Text(format!(
+            "k = {}. {}{caveat}",
+            ks.join(", "),
+            sentences.join(" ")
+        ))
+    }
 }
+
+/// The numbers of clusters of the k sweep.
+pub const K_SWEEP: [usize; 5] = [2, 4, 8, 12, 16];
 
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();

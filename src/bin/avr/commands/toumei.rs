@@ -112,6 +112,13 @@ pub fn run(args: Args) -> Result<()> {
     for finding in report.findings() {
         println!("{finding}");
     }
+    if !report.k_sweep.is_empty() {
+        println!(
+            "{}\n{}",
+            report.k_sweep_table()?.df,
+            report.k_sweep_sentence()
+        );
+    }
     println!(
         "({} digits from {}; {:.0} s)",
         report.digits.1, report.digits.0, report.seconds
