@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test lint test-browser demo bench lab notebooks-full clean-cache study fuzz
+.PHONY: setup build test test-slurm lint test-browser demo bench lab notebooks-full clean-cache study fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,12 @@ test: build lint
 	$(ENV) bash tests/notebook_runner.sh
 	$(ENV) AVR_SMOKE=$(SMOKE) python scripts/run_notebooks.py --html --out target/notebooks $(NOTEBOOKS)
 	$(MAKE) test-browser
+	$(MAKE) test-slurm
+
+# The demo sweep on a real one-node Slurm (installs slurm-wlm + munge with apt when it can;
+# says why and passes when the machine cannot: no root or no apt). ~2 min.
+test-slurm: build
+	$(ENV) bash tests/slurm.sh
 
 # Habits: formatting, clippy with warnings as errors (missing docs included), notebook cells
 # within 8 lines x 100 columns.

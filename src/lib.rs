@@ -45,6 +45,7 @@ pub mod prelude;
 pub mod report;
 pub mod rng;
 pub mod session;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["masking"],
     &["analysis"],
     &["plot"],
-    &["notebook", "report", "fixtures", "prelude"],
+    &["notebook", "report", "fixtures", "prelude", "sweep"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use avr_modularity::Result;
 use commands::{
-    bench, eval, generate, info, inspect, mask, modularity, report, toumei, toy, train,
+    bench, eval, generate, info, inspect, mask, modularity, report, sweep, toumei, toy, train,
 };
 
 #[derive(Parser)]
@@ -41,6 +41,8 @@ enum Command {
     Toy(toy::Args),
     /// The toumei graph-modularity experiments (patched F/G, direct, modularly varying goals).
     Toumei(toumei::Args),
+    /// Sweeps as job tables: plan, run one job, status, gather, run locally, or on Slurm.
+    Sweep(sweep::Args),
     /// Write the HTML report of a run: module tables and plots by measured checkpoint accuracy,
     /// sharing matrices, graph modularity, plus any extra HTML sections.
     Report(report::Args),
@@ -130,6 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Toy(args) => toy::run(args),
         Command::Toumei(args) => toumei::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Modularity(args) => modularity::run(args),
