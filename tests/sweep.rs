@@ -130,3 +130,61 @@ fn bad_specs_and_jobs_are_errors_naming_them() {
     let out = avr(&["sweep", "run", s.to_str().unwrap(), "--task", "99"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 99"));
 }
+
+#[test]
+fn the_study_mask_sweep_spec_agrees_with_the_study_manifest() {
+    // scripts/sweeps/study_masks.json is the study run's mask stage as a sweep; its settings
+    // must be the manifest's (datasets/study/manifest.env), so a cluster runs the same masks.
+    let manifest = std::fs::read_to_string("datasets/study/manifest.env").unwrap();
+    let value = |key: &str| -> String {
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}=")))
+            .unwrap();
+        line.split_once('=')
+            .unwrap()
+            .1
+            .trim_matches('"')
+            .to_string()
+    };
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("scripts/sweeps/study_masks.json").unwrap())
+            .unwrap();
+    for stage in &spec["stages"].as_array().unwrap()[..2] {
+        let args: Vec<&str> = stage["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let arg = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+        assert_eq!(arg("--alpha"), value("MASK_ALPHA"));
+        assert_eq!(arg("--steps"), value("MASK_STEP_CAP"));
+        assert_eq!(arg("--lr"), value("MASK_LR"));
+        assert_eq!(arg("--eval-every"), value("MASK_EVAL_EVERY"));
+        let seeds: Vec<&str> = stage["grid"]["seed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(seeds.join(" "), value("MASK_SEEDS"));
+    }
+    let shapes: Vec<&str> = spec["stages"][0]["grid"]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(shapes.join(" "), value("SHAPES"));
+    let dir = tempfile::tempdir().unwrap();
+    let table = json(&avr(&[
+        "sweep",
+        "plan",
+        "scripts/sweeps/study_masks.json",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(table["jobs"].as_array().unwrap().len(), 30 + 6 + 1);
+}
