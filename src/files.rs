@@ -9,6 +9,19 @@ use crate::{Error, Result};
 /// Writes `bytes` to `path` via a temporary file in the same directory and a rename, so a
 /// killed process never leaves a half-written file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_rename(path, bytes, true)
+}
+
+/// [`write_atomic`] without the `fsync`: for files that are a deterministic function of their
+/// settings (generated problems), whose reader checks them (CRC-32) and regenerates a damaged
+/// one. A killed process still never leaves a half-written file under the final name; only a
+/// power loss can, and the check catches it. Saves ~0.4 ms a file (measured: 1,401 `fsync`s,
+/// 402 µs each).
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_rename(path, bytes, false)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -24,7 +37,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     file.write_all(bytes)
-        .and_then(|_| file.sync_all())
+        .and_then(|_| if sync { file.sync_all() } else { Ok(()) })
         .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

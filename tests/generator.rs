@@ -455,6 +455,22 @@ fn generate_dataset_writes_the_original_layout_and_resumes() {
         std::fs::read(dir.path().join("center_single/RAVEN_3_train.npz")).unwrap(),
         before
     );
+    // Files are written without fsync, so a resumed run checks what it keeps: a damaged file
+    // (one flipped image byte, as a power loss could leave) is made again, byte for byte.
+    let path = dir.path().join("center_single/RAVEN_3_train.npz");
+    let mut damaged = before.clone();
+    damaged[before.len() / 2] ^= 0x40;
+    std::fs::write(&path, &damaged).unwrap();
+    let repaired = generate_dataset(&cfg, dir.path(), false).unwrap();
+    assert_eq!((repaired.written, repaired.skipped), (1, 19));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // The fsync-each writer (the benchmark's reference) writes the same bytes.
+    let synced = tempfile::tempdir().unwrap();
+    generate_dataset_with(&cfg, synced.path(), false, Durability::Synced).unwrap();
+    assert_eq!(
+        std::fs::read(synced.path().join("center_single/RAVEN_3_train.npz")).unwrap(),
+        before
+    );
 }
 
 #[test]

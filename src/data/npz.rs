@@ -658,6 +658,12 @@ impl AvrProblem {
         write_atomic(path.as_ref(), &self.to_npz_bytes())
     }
 
+    /// Writes a generated problem atomically without `fsync` ([`write_atomic_unsynced`]): it
+    /// can be made again from its seed, and a resumed generation checks every file it keeps.
+    pub fn write_generated(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::files::write_atomic_unsynced(path.as_ref(), &self.to_npz_bytes())
+    }
+
     /// Pixels of panel `i` (0..16), row-major.
     pub fn panel(&self, i: usize) -> &[u8] {
         let n = self.side * self.side;

@@ -8,7 +8,9 @@ use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
 use avr_modularity::data::dataset::BatchOptions;
-use avr_modularity::data::generate::{bench_generate, GeneratorConfig};
+use avr_modularity::data::generate::{
+    bench_generate, generate_dataset_with, Durability, GeneratorConfig,
+};
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::AvrDataset;
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
@@ -81,8 +83,26 @@ struct GenerateArgs {
     mode: Mode,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Also write the problems into fresh folders under DIR, with and without a per-file fsync
+    /// (the writer before and after 2026-12-02), in the same run.
+    #[arg(long)]
+    to_disk: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+/// Problems written per second into `dir/<label>` (emptied first).
+fn written_per_s(
+    cfg: &GeneratorConfig,
+    dir: &std::path::Path,
+    label: &str,
+    durability: Durability,
+) -> Result<f64> {
+    let out = dir.join(label);
+    let _ = std::fs::remove_dir_all(&out);
+    let report = generate_dataset_with(cfg, &out, false, durability)?;
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(report.problems_per_s)
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
@@ -93,6 +113,13 @@ fn generate(args: GenerateArgs) -> Result<()> {
         ..Default::default()
     };
     let problems_per_s = bench_generate(&cfg)?;
+    let disk = match &args.to_disk {
+        Some(dir) => Some((
+            written_per_s(&cfg, dir, "synced", Durability::Synced)?,
+            written_per_s(&cfg, dir, "unsynced", Durability::Unsynced)?,
+        )),
+        None => None,
+    };
     let threads = match args.threads {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -104,6 +131,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return print_json(&serde_json::json!({
             "bench": "generate",
             "problems_per_s": problems_per_s,
+            "written_per_s_fsync_each": disk.map(|d| d.0),
+            "written_per_s": disk.map(|d| d.1),
             "problems": problems,
             "mode": mode,
             "threads": threads,
@@ -112,6 +141,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
     println!(
         "generate ({mode}, {problems} problems, {threads} threads): {problems_per_s:.0} problems/s"
     );
+    if let Some((synced, unsynced)) = disk {
+        println!("written: {unsynced:.0} problems/s ({synced:.0} with an fsync per file)");
+    }
     Ok(())
 }
 
