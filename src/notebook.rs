@@ -19,6 +19,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::digits::Digits;
 use crate::data::generate::{generate_dataset, GeneratorConfig};
 use crate::data::{AvrDataset, Shape, Split};
+use crate::display::Figure;
 use crate::masking::engine::MaskTrainConfig;
 use crate::masking::set::TaskSets;
 use crate::masking::toy::ToyConfig;
@@ -163,6 +164,11 @@ impl Study {
         ToyConfig::for_size(self.size)
     }
 
+    /// The study run shipped in `model_ckpts/study/` ([`ShippedRun`]), read, not retrained.
+    pub fn study_run(&self) -> Result<ShippedRun> {
+        ShippedRun::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("model_ckpts/study"))
+    }
+
     /// The toumei graph-modularity experiments at this run size ([`ToumeiConfig::for_size`]).
     pub fn toumei_config(&self) -> ToumeiConfig {
         ToumeiConfig::for_size(self.size)
@@ -197,6 +203,194 @@ impl Study {
     /// Inline display in evcxr: a small two-column table.
     pub fn evcxr_display(&self) {
         crate::display::display_key_values(&self.summary());
+    }
+}
+
+/// A finished or running training run read back from its folder (`metrics.csv` and the
+/// milestone sidecars), e.g. the study run shipped in `model_ckpts/study/`: its curves and
+/// milestones without retraining.
+#[derive(Debug, Clone)]
+pub struct ShippedRun {
+    /// The run's folder.
+    pub dir: PathBuf,
+    /// One row per step.
+    pub metrics: Vec<crate::train::trainer::MetricRow>,
+    /// The milestone checkpoints in step order.
+    pub milestones: Vec<ShippedMilestone>,
+}
+
+/// One milestone checkpoint of a [`ShippedRun`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShippedMilestone {
+    /// File stem (`scl_official_val53.2`).
+    pub name: String,
+    /// Step it was saved at.
+    pub step: usize,
+    /// Validation accuracy that named it, and on how many problems.
+    pub val: (f64, usize),
+    /// Test reading from the sidecar (`avr eval --split test --record`): accuracy, n, and the
+    /// 95 % Wilson interval.
+    pub test: Option<(f64, usize, f64, f64)>,
+}
+
+impl ShippedRun {
+    /// Reads `dir/metrics.csv` and every `dir/scl_*.json` sidecar.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let metrics = crate::train::trainer::read_metrics_csv(&dir.join("metrics.csv"))?;
+        let mut milestones = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if !name.starts_with("scl_") || path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            milestones.push(Self::milestone(&path, name)?);
+        }
+        milestones.sort_by_key(|m| m.step);
+        Ok(ShippedRun {
+            dir,
+            metrics,
+            milestones,
+        })
+    }
+
+    fn milestone(path: &Path, name: String) -> Result<ShippedMilestone> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not a checkpoint sidecar: {e}")))?;
+        let number = |key: &str| {
+            v[key]
+                .as_f64()
+                .ok_or_else(|| Error::bad_file(path, format!("no `{key}`")))
+        };
+        let test = v["evaluations"].as_array().and_then(|evals| {
+            evals
+                .iter()
+                .rev()
+                .find(|e| e["splits"] == serde_json::json!(["test"]))
+                .and_then(|e| {
+                    Some((
+                        e["accuracy"].as_f64()?,
+                        e["n"].as_u64()? as usize,
+                        e["interval"][0].as_f64()?,
+                        e["interval"][1].as_f64()?,
+                    ))
+                })
+        });
+        Ok(ShippedMilestone {
+            name,
+            step: number("step")? as usize,
+            val: (
+                number("measured_val_accuracy")?,
+                number("val_problems")? as usize,
+            ),
+            test,
+        })
+    }
+
+    /// Loss and training accuracy averaged over every `every` steps (one batch each is noisy),
+    /// and the validation readings, against step.
+    pub fn curves(&self, every: usize) -> Result<Figure> {
+        let every = every.max(1);
+        let chunks: Vec<&[crate::train::trainer::MetricRow]> = self.metrics.chunks(every).collect();
+        let mean = |c: &[crate::train::trainer::MetricRow],
+                    f: fn(&crate::train::trainer::MetricRow) -> f64| {
+            c.iter().map(f).sum::<f64>() / c.len() as f64
+        };
+        let steps: Vec<f64> = chunks.iter().map(|c| c[c.len() - 1].step as f64).collect();
+        let loss: Vec<f64> = chunks.iter().map(|c| mean(c, |r| r.train_loss)).collect();
+        let train: Vec<f64> = chunks
+            .iter()
+            .map(|c| 100.0 * mean(c, |r| r.train_accuracy))
+            .collect();
+        let (val_steps, val): (Vec<f64>, Vec<f64>) = self
+            .metrics
+            .iter()
+            .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, 100.0 * v)))
+            .unzip();
+        let title = format!("{}: {} steps", self.shown_dir(), self.metrics.len());
+        let loss_fig = crate::plot::line_plot(
+            &format!("Training loss (mean of {every} steps)"),
+            "step",
+            "cross-entropy",
+            &[crate::plot::Line::new("train", &steps, &loss)],
+        )?;
+        let acc_fig = crate::plot::line_plot(
+            "Accuracy %",
+            "step",
+            "accuracy %",
+            &[
+                crate::plot::Line::new(format!("train (mean of {every} batches)"), &steps, &train),
+                crate::plot::Line::new("validation (2,100 problems)", &val_steps, &val),
+            ],
+        )?;
+        Ok(Figure::side_by_side(title, &[loss_fig, acc_fig]))
+    }
+
+    /// The milestones: step, validation reading, test reading with its interval and n.
+    pub fn milestone_table(&self) -> Result<crate::display::Table> {
+        use polars::prelude::{Column, DataFrame};
+        let m = &self.milestones;
+        let test = |f: fn(&(f64, usize, f64, f64)) -> String| -> Vec<String> {
+            m.iter()
+                .map(|x| x.test.as_ref().map_or("not read".into(), f))
+                .collect()
+        };
+        let df = DataFrame::new_infer_height(vec![
+            Column::new(
+                "checkpoint".into(),
+                m.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "step".into(),
+                m.iter().map(|x| x.step as i64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "validation %".into(),
+                m.iter()
+                    .map(|x| format!("{:.1} (n = {})", 100.0 * x.val.0, x.val.1))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "test % [95 % CI]".into(),
+                test(|t| {
+                    format!(
+                        "{:.1} [{:.1}, {:.1}] (n = {})",
+                        100.0 * t.0,
+                        100.0 * t.2,
+                        100.0 * t.3,
+                        t.1
+                    )
+                }),
+            ),
+        ])?;
+        Ok(crate::display::Table::new(df).with_caption(format!(
+            "Milestone checkpoints of {} (test readings: the held-out test split)",
+            self.shown_dir()
+        )))
+    }
+
+    /// The folder relative to the repository when it lies inside it.
+    fn shown_dir(&self) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        self.dir
+            .strip_prefix(root)
+            .unwrap_or(&self.dir)
+            .display()
+            .to_string()
+    }
+
+    /// Inline display: the curves, averaged over 250 steps.
+    pub fn evcxr_display(&self) {
+        match self.curves(250) {
+            Ok(f) => f.evcxr_display(),
+            Err(e) => println!("{} (curves unavailable: {e})", self.dir.display()),
+        }
     }
 }
 

@@ -142,3 +142,28 @@ fn development_reads_test_accuracies_and_reports_findings_with_tests() {
         assert!(html.contains(needle), "report lacks '{needle}'");
     }
 }
+
+#[test]
+fn the_shipped_study_run_reads_back_with_its_milestones_and_test_readings() {
+    let study = Study::setup(0).unwrap();
+    let run = study.study_run().unwrap();
+    assert!(run.metrics.len() >= 11_750, "{} steps", run.metrics.len());
+    let names: Vec<&str> = run.milestones.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        &names[..3],
+        [
+            "scl_official_val36.1",
+            "scl_official_val53.2",
+            "scl_official_val70.0"
+        ]
+    );
+    let first = &run.milestones[0];
+    assert_eq!((first.step, first.val.1), (500, 2100));
+    let (acc, n, lo, hi) = first.test.unwrap();
+    assert_eq!(n, 14_000);
+    assert!(lo < acc && acc < hi && (acc - 0.352).abs() < 0.005, "{acc}");
+    let table = run.milestone_table().unwrap();
+    assert_eq!(table.df.height(), run.milestones.len());
+    let fig = run.curves(250).unwrap();
+    assert!(fig.svg.contains("validation (2,100 problems)"));
+}
