@@ -186,5 +186,5 @@ fn the_study_mask_sweep_spec_agrees_with_the_study_manifest() {
         dir.path().to_str().unwrap(),
         "--json",
     ]));
-    assert_eq!(table["jobs"].as_array().unwrap().len(), 30 + 6 + 1);
+    assert_eq!(table["jobs"].as_array().unwrap().len(), 40 + 8 + 1);
 }
