@@ -241,21 +241,7 @@ pub fn replicate_test(
     let (within, between) = statistic(&observed_labels);
     let difference = within - between;
     let total = binomial(n + m, n);
-    let exact = total <= 20_000;
-    let labelings: Vec<Vec<bool>> = match exact {
-        true => combinations(n + m, n),
-        false => {
-            let mut rng = Rng::new(seed).fork("replicate test");
-            let mut draws = vec![observed_labels.clone()];
-            draws.extend((1..20_000).map(|_| {
-                let picked = rng.permutation(n + m);
-                let mut labels = vec![false; n + m];
-                picked[..n].iter().for_each(|&i| labels[i] = true);
-                labels
-            }));
-            draws
-        }
-    };
+    let (labelings, exact) = relabelings(n, m, seed, "replicate test");
     let at_least = labelings
         .iter()
         .filter(|l| {
@@ -279,6 +265,23 @@ pub fn replicate_test(
         exact,
         smallest_possible_p: 1.0 / distinct.max(1) as f64,
     })
+}
+
+/// Every way to mark `n` of `n + m` positions when there are at most 20,000 (`exact`), else
+/// the observed marking (the first `n`) and 19,999 seeded draws.
+fn relabelings(n: usize, m: usize, seed: u64, purpose: &str) -> (Vec<Vec<bool>>, bool) {
+    if binomial(n + m, n) <= 20_000 {
+        return (combinations(n + m, n), true);
+    }
+    let mut rng = Rng::new(seed).fork(purpose);
+    let mut draws = vec![(0..n + m).map(|i| i < n).collect::<Vec<bool>>()];
+    draws.extend((1..20_000).map(|_| {
+        let picked = rng.permutation(n + m);
+        let mut labels = vec![false; n + m];
+        picked[..n].iter().for_each(|&i| labels[i] = true);
+        labels
+    }));
+    (draws, false)
 }
 
 fn binomial(n: usize, k: usize) -> usize {
@@ -429,21 +432,7 @@ pub fn compare_means(
     let observed_labels: Vec<bool> = (0..n + m).map(|i| i < n).collect();
     let difference = difference_of(&observed_labels);
     let total = binomial(n + m, n);
-    let exact = total <= 20_000;
-    let labelings = match exact {
-        true => combinations(n + m, n),
-        false => {
-            let mut rng = Rng::new(seed).fork("compare means");
-            let mut draws = vec![observed_labels];
-            draws.extend((1..20_000).map(|_| {
-                let picked = rng.permutation(n + m);
-                let mut labels = vec![false; n + m];
-                picked[..n].iter().for_each(|&i| labels[i] = true);
-                labels
-            }));
-            draws
-        }
-    };
+    let (labelings, exact) = relabelings(n, m, seed, "compare means");
     let tolerance = 1e-12 * pooled.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
     let at_least = labelings
         .iter()
