@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Training and mask-training throughput, ours and the PyTorch reference side by side in one
-run — the figures of BENCHMARKS.md (`make bench`).
+"""Training and mask-training throughput, ours and the PyTorch anchors side by side in one run,
+with the roofline — the figures of BENCHMARKS.md (`make bench`).
 
-Every configuration below runs R times, in turn (ours, then PyTorch's, then the next row), so a
-drift of the VM's speed hits both sides alike. Each run reports its median step; a cell is the
-median of the R runs. Ratios compare the two medians of the same row.
+Sides of a row: ours (`avr bench …`), and the anchors of `bench_pytorch.py`:
+- `naive`: the naive eager port, twice — with glibc's default allocator (the way the study ran
+  it) and with the allocator settings our binaries make for themselves (`session::setup`: freed
+  memory stays in the heap instead of going back to the OS and being page-faulted in again each
+  step);
+- `compile`: the same code under `torch.compile` (inductor, CPU), our allocator settings; its
+  compilation (the first step) is reported apart;
+- `batched`: for mask training, Csordás's batched layers (K samples through `bmm` / grouped
+  convolution), our allocator settings.
+Same batch (32), K (4), threads, allocator settings. Every side of every row runs R times, in
+turn (all sides of a row, then the next row), so a drift of the VM's speed hits all alike. Each
+run reports its median step; a cell is the median of the R runs. Ratios compare medians.
 
-PyTorch runs twice per row: as it comes (glibc's default allocator, the way the study ran it),
-and with the allocator settings our binaries make for themselves (`session::setup`: freed
-memory stays in the heap instead of going back to the OS and being page-faulted in again each
-step). The second column is the fair one for the kernels; the target ratios are checked
-against both.
+The roofline: FLOPs per problem from the layer shapes (`avr bench stages`: 2 per multiply-add of
+the convolutions and linear layers, forward + backward), this CPU's measured peak (`avr bench
+gemm`: 2048² matrix products on the same threads), and the fraction each side achieves.
 
 Usage (after `. scripts/env.sh`): bench_throughput.py [--repeats 3] [--steps 20]
-    [--pytorch-steps 5] [--only mask|train] [--json FILE]
+    [--pytorch-steps 5] [--only mask|train] [--variants official,seed] [--json FILE]
 """
 import argparse
 import json
@@ -26,60 +33,115 @@ import sys
 # mallopt(M_TRIM_THRESHOLD, i32::MAX).
 OUR_ALLOCATOR = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647"
 
-# (label, `avr bench` arguments, `bench_pytorch.py` arguments or None)
+# (label, `avr bench` arguments, `bench_pytorch.py` arguments or None, anchors)
 ROWS = [
-    ("train official @80", "train --variant official --size 80", "train --variant official --size 80"),
-    ("train seed @160", "train --variant seed --size 160", "train --variant seed --size 160"),
-    ("mask official @80, K-batched", "mask --variant official --size 80 --samples 4", "mask --variant official --size 80 --samples 4"),
-    ("mask official @80, K separate passes", "mask --variant official --size 80 --samples 4 --separate", None),
-    ("mask seed @160, K-batched", "mask --variant seed --size 160 --samples 4", "mask --variant seed --size 160 --samples 4"),
-    ("mask seed @160, K separate passes", "mask --variant seed --size 160 --samples 4 --separate", None),
+    ("train official @80", "train --variant official --size 80", "train --variant official --size 80", ["naive", "compile"]),
+    ("train official @80, --precision bf16", "train --variant official --size 80 --precision bf16", None, []),
+    ("train seed @160", "train --variant seed --size 160", "train --variant seed --size 160", ["naive"]),
+    ("mask official @80, K-batched", "mask --variant official --size 80 --samples 4", "mask --variant official --size 80 --samples 4", ["naive", "compile", "batched"]),
+    ("mask official @80, K separate passes", "mask --variant official --size 80 --samples 4 --separate", None, []),
+    ("mask seed @160, K-batched", "mask --variant seed --size 160 --samples 4", "mask --variant seed --size 160 --samples 4", ["naive"]),
+    ("mask seed @160, K separate passes", "mask --variant seed --size 160 --samples 4 --separate", None, []),
 ]
+
+SIDE_NAMES = {
+    "ours": "ours",
+    "naive": "naive PyTorch eager, default allocator",
+    "naive_our_allocator": "naive PyTorch eager, our allocator settings",
+    "compile": "PyTorch `torch.compile`, our allocator settings",
+    "batched": "Csordás batched layers (PyTorch), our allocator settings",
+}
 
 
 def run_json(cmd, env=None):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout)["problems_per_s"]
+    return json.loads(out.stdout)
+
+
+def sides_of(anchors):
+    out = []
+    for a in anchors:
+        out += ["naive", "naive_our_allocator"] if a == "naive" else [a]
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="timed steps of ours")
-    ap.add_argument("--pytorch-steps", type=int, default=5, help="timed steps of the PyTorch reference (its seed steps take seconds)")
+    ap.add_argument("--pytorch-steps", type=int, default=5, help="timed steps of the PyTorch anchors (the seed reference's steps take seconds)")
     ap.add_argument("--only", choices=["train", "mask"])
+    ap.add_argument("--variants", default="official,seed")
     ap.add_argument("--json", help="also write every run to this file")
     a = ap.parse_args()
     avr = os.path.join(os.environ["CARGO_TARGET_DIR"], "debug", "avr")
     python = os.path.join(os.environ["AVR_PYTORCH_VENV"], "bin", "python")
     reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_pytorch.py")
-    # The reference must compute the study's model before it is timed.
+    # The reference must compute the study's model, and its batched layers the naive port's
+    # numbers, before either is timed.
     subprocess.run([python, reference, "check"], check=True)
-    rows = [r for r in ROWS if a.only is None or r[1].startswith(a.only)]
-    runs = {label: {"ours": [], "pytorch": [], "pytorch_our_allocator": []} for label, _, _ in rows}
+    variants = a.variants.split(",")
+    rows = [r for r in ROWS if (a.only is None or r[1].startswith(a.only)) and any(f"--variant {v} " in r[1] + " " for v in variants)]
     tuned_env = dict(os.environ, GLIBC_TUNABLES=OUR_ALLOCATOR)
+    runs = {label: {s: [] for s in ["ours", *sides_of(anchors)]} for label, _, _, anchors in rows}
+    compile_s = {}
     for rep in range(a.repeats):
-        for label, ours, theirs in rows:
-            runs[label]["ours"].append(run_json([avr, "bench", *ours.split(), "--batch", "32", "--steps", str(a.steps), "--json"]))
-            if theirs:
-                cmd = [python, reference, *theirs.split(), "--batch", "32", "--steps", str(a.pytorch_steps), "--json"]
-                runs[label]["pytorch"].append(run_json(cmd))
-                runs[label]["pytorch_our_allocator"].append(run_json(cmd, tuned_env))
-            print(f"[bench] run {rep + 1}/{a.repeats} {label}: ours {runs[label]['ours'][-1]:.1f}" + (f", pytorch {runs[label]['pytorch'][-1]:.1f} / {runs[label]['pytorch_our_allocator'][-1]:.1f}" if theirs else ""), file=sys.stderr)
-    print(f"| bench (batch 32, K = 4; median step of {a.steps} ours / {a.pytorch_steps} PyTorch) | ours, problems/s (median of {a.repeats}; all runs) | naive PyTorch 2.13 eager, default allocator | ratio | naive PyTorch, our allocator settings | ratio |")
-    print("|---|---|---|---|---|---|")
-    cell = lambda v: f"**{statistics.median(v):.1f}** ({', '.join(f'{x:.1f}' for x in v)})"
-    for label, _, theirs in rows:
-        r = runs[label]
-        ours = statistics.median(r["ours"])
-        if theirs:
-            ratio = lambda k: f"**{ours / statistics.median(r[k]):.2f}×**"
-            print(f"| {label} | {cell(r['ours'])} | {cell(r['pytorch'])} | {ratio('pytorch')} | {cell(r['pytorch_our_allocator'])} | {ratio('pytorch_our_allocator')} |")
-        else:
-            print(f"| {label} | {cell(r['ours'])} | | | | |")
+        for label, ours, theirs, anchors in rows:
+            r = runs[label]
+            r["ours"].append(run_json([avr, "bench", *ours.split(), "--batch", "32", "--steps", str(a.steps), "--json"])["problems_per_s"])
+            for side in sides_of(anchors):
+                anchor = "naive" if side.startswith("naive") else side
+                cmd = [python, reference, *theirs.split(), "--anchor", anchor, "--batch", "32", "--steps", str(a.pytorch_steps), "--json"]
+                report = run_json(cmd, None if side == "naive" else tuned_env)
+                r[side].append(report["problems_per_s"])
+                if report.get("compile_s") is not None:
+                    compile_s.setdefault(label, []).append(report["compile_s"])
+            print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
+    flops = flops_per_problem(avr)
+    peaks = {p["kind"]: p["gflops"] for p in run_json([avr, "bench", "gemm", "--json"])["peaks"]}
+    print_throughput(rows, runs, compile_s, a)
+    print_roofline(rows, runs, flops, peaks)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(runs, f, indent=1)
+            json.dump({"runs": runs, "compile_s": compile_s, "flops_per_problem": flops, "peak_gflops": peaks}, f, indent=1)
+
+
+def flops_per_problem(avr):
+    """Forward + backward FLOPs per problem of the official model, from its layer shapes."""
+    report = run_json([avr, "bench", "stages", "--reps", "1", "--json"])
+    return sum(s["flops"] for s in report["stages"]) / report["batch"]
+
+
+def print_throughput(rows, runs, compile_s, a):
+    print(f"| bench (batch 32, K = 4) | side | problems/s: median of {a.repeats} runs (all runs); median step of {a.steps} ours / {a.pytorch_steps} PyTorch | ours ÷ side |")
+    print("|---|---|---|---|")
+    for label, _, _, _ in rows:
+        r = runs[label]
+        ours = statistics.median(r["ours"])
+        for side, values in r.items():
+            med = statistics.median(values)
+            cell = f"**{med:.1f}** ({', '.join(f'{x:.1f}' for x in values)})"
+            if side == "compile" and label in compile_s:
+                cell += f"; compile {statistics.median(compile_s[label]):.0f} s, apart"
+            ratio = "" if side == "ours" else f"**{ours / med:.2f}×**"
+            print(f"| {label} | {SIDE_NAMES[side]} | {cell} | {ratio} |")
+
+
+def print_roofline(rows, runs, flops, peaks):
+    print()
+    print(f"FLOPs per problem, official @80, forward + backward: {flops / 1e9:.3f} GFLOP. Measured peak (2048² matrix products, 2 threads): f32 {peaks['float']:.1f} GFLOP/s, bf16 {peaks['bfloat16']:.1f} GFLOP/s.")
+    print()
+    print("| bench | side | achieved GFLOP/s | fraction of the f32 peak |")
+    print("|---|---|---|---|")
+    for label, _, _, _ in rows:
+        if "official" not in label:
+            continue
+        for side, values in runs[label].items():
+            achieved = statistics.median(values) * flops / 1e9
+            frac = f"{100 * achieved / peaks['float']:.1f} %"
+            if "bf16" in label:
+                frac += f" ({100 * achieved / peaks['bfloat16']:.1f} % of the bf16 peak)"
+            print(f"| {label} | {SIDE_NAMES[side]} | {achieved:.1f} | {frac} |")
 
 
 if __name__ == "__main__":

@@ -115,10 +115,12 @@ impl SclModel {
     /// - `x`: `(B, 16, S, S)` panels in [0, 1] (8 context + 8 candidates, `S` = [`Self::image_size`])
     /// - returns: `(B, 8)`, one score per candidate
     pub fn logits_with(&self, params: &Params, x: &Tensor, bn: BnMode) -> Result<Tensor> {
-        match &self.variant {
+        let logits = match &self.variant {
             SclVariant::Seed(cfg) => scl_seed::forward(cfg, params, x, bn),
             SclVariant::Official(cfg) => scl_official::forward(cfg, params, x, bn),
-        }
+        }?;
+        // Under bf16 compute precision the last linear layer leaves bf16; the loss is f32.
+        Ok(logits.to_kind(tch::Kind::Float))
     }
 
     /// Logits with the model's own parameters.

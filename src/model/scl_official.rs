@@ -206,7 +206,8 @@ impl OfficialSclConfig {
     }
 }
 
-/// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1].
+/// Panel embeddings `(N, features)` for panels `(N, 1, H, W)` in [0, 1]: the conv stack
+/// ([`conv_block`] × 4), then [`panel_attributes`].
 ///
 /// # Shapes
 /// - `panels`: `(N, 1, S, S)` f32 in [0, 1], `S = cfg.image_size`; with K-batched weights
@@ -222,18 +223,7 @@ pub fn encode_panels(
     let stack = |p: &Params, x: &Tensor| -> Result<Tensor> {
         let mut h = channels_last(x);
         for i in 0..cfg.channels.len() {
-            // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
-            let input_scale = if i == 0 { 255.0 } else { 1.0 };
-            // In place: neither the convolution's nor BatchNorm's backward needs its output.
-            h = conv_s2_bn(
-                p,
-                &format!("visual.conv.{i}"),
-                Some(&format!("visual.bn.{i}")),
-                &h,
-                bn,
-                input_scale,
-            )?
-            .relu_();
+            h = conv_block(p, i, &h, bn)?;
         }
         Ok(h)
     };
@@ -245,6 +235,34 @@ pub fn encode_panels(
         panels,
         stack,
     )?;
+    panel_attributes(cfg, p, &h)
+}
+
+/// Conv block `i`: 3×3 stride-2 convolution, BatchNorm, ReLU (`visual.conv.{i}`, `visual.bn.{i}`).
+///
+/// # Shapes
+/// `(N, C_in, H, W)` → `(N, C_out, ⌈H/2⌉, ⌈W/2⌉)`, channels-last; plain (not K-batched) weights.
+pub fn conv_block(p: &Params, i: usize, h: &Tensor, bn: BnMode) -> Result<Tensor> {
+    // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
+    let input_scale = if i == 0 { 255.0 } else { 1.0 };
+    // In place: neither the convolution's nor BatchNorm's backward needs its output.
+    Ok(conv_s2_bn(
+        p,
+        &format!("visual.conv.{i}"),
+        Some(&format!("visual.bn.{i}")),
+        h,
+        bn,
+        input_scale,
+    )?
+    .relu_())
+}
+
+/// The scattering of the conv features into attribute groups: the per-channel spatial linear
+/// map, the groups, the shared attribute MLP and its FCResBlock.
+///
+/// # Shapes
+/// `(N, C, s, s)` (the conv stack's output) → `(N, features)`.
+pub fn panel_attributes(cfg: &OfficialSclConfig, p: &Params, h: &Tensor) -> Result<Tensor> {
     let (n, c) = (h.size()[0], h.size()[1]);
     let per_channel = linear(p, "visual.spatial", &h.flatten(2, -1))?; // (N, C, features)
     let g = cfg.group_out();
@@ -348,6 +366,15 @@ fn stacked_experts(cfg: &OfficialSclConfig, p: &Params, batched: bool) -> Result
 ///   for the scorer;
 /// - output: logits `(B, 8)`.
 pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Result<Tensor> {
+    score(p, &relation_latent(cfg, p, emb)?)
+}
+
+/// The relational module: FCResBlock per panel, the 8 candidate sets, every expert on every
+/// attribute, softmax over the experts.
+///
+/// # Shapes
+/// `(B, 16, D)` → `(B, 8, D·experts)`.
+pub fn relation_latent(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Result<Tensor> {
     let b = emb.size()[0];
     let emb = res_block(p, "rel.res", emb)?;
     let d = cfg.features;
@@ -355,7 +382,16 @@ pub fn relational_logits(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> R
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
     let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
     let latent = experts(cfg, p, &per_attribute)?.softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
-    let h = linear_relu(p, "scorer.0", &latent.reshape([b, 8, -1]))?;
+    Ok(latent.reshape([b, 8, -1]))
+}
+
+/// The scorer MLP: one logit per candidate.
+///
+/// # Shapes
+/// `(B, 8, D·experts)` → `(B, 8)`.
+pub fn score(p: &Params, latent: &Tensor) -> Result<Tensor> {
+    let b = latent.size()[0];
+    let h = linear_relu(p, "scorer.0", latent)?;
     Ok(linear(p, "scorer.1", &h)?.reshape([b, 8]))
 }
 

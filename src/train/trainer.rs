@@ -15,7 +15,7 @@ use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
-use crate::model::{BnMode, Params, SclModel};
+use crate::model::{with_precision, BnMode, Params, Precision, SclModel};
 use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
 use crate::session::{progress, progress_done, RunSize};
 use crate::{Error, Result};
@@ -60,6 +60,10 @@ pub struct TrainConfig {
     /// Stop after the first validation at or above this accuracy (fraction) (default none:
     /// run all `steps`). The study run stops at 0.9 or after 60 epochs, whichever comes first.
     pub stop_at_accuracy: Option<f64>,
+    /// The number format of the training steps' convolutions and matrix products (default
+    /// f32). `Bf16` is autocast-style ([`Precision::Bf16`]): f32 master weights, Adam, norms
+    /// and loss; validation and checkpoints are f32. Measured on this CPU: BENCHMARKS.md.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             resume: false,
             bn_recalibration_batches: 30,
             stop_at_accuracy: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -137,6 +142,7 @@ crate::with_setters!(TrainConfig {
     with_resume => resume: bool,
     with_stop_at_accuracy => stop_at_accuracy: Option<f64>,
     with_bn_recalibration_batches => bn_recalibration_batches: usize,
+    with_precision => precision: Precision,
 });
 
 /// Writes the log as `metrics.csv` (`step,epoch,train_loss,train_accuracy,val_accuracy`).
@@ -363,7 +369,12 @@ impl TrainRun {
 
 /// Training throughput: `steps` AdamW steps on random panels, each timed, after two warm-up
 /// steps (what `avr bench train` reports) — through the same loop as [`train`].
-pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate::bench::StepTimes> {
+pub fn bench_steps(
+    model: SclModel,
+    batch: usize,
+    steps: usize,
+    precision: Precision,
+) -> Result<crate::bench::StepTimes> {
     let device = model.device();
     let s = model.image_size();
     let cfg = TrainConfig::default();
@@ -372,8 +383,7 @@ pub fn bench_steps(model: SclModel, batch: usize, steps: usize) -> Result<crate:
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let mut task = crate::bench::Timed::new(batch, 2, |_| {
-        model
-            .logits(&x, BnMode::Train)
+        with_precision(precision, || model.logits(&x, BnMode::Train))
             .map(|l| l.cross_entropy_for_logits(&y))
     });
     optimise(
@@ -420,7 +430,9 @@ impl TrainStep for SclTraining<'_> {
         let batch: Batch = self.loader.next().ok_or_else(|| {
             Error::DataExhausted(format!("training data ran out before step {step}"))
         })??;
-        let logits = self.model.logits(&batch.images, BnMode::Train)?;
+        let logits = with_precision(self.cfg.precision, || {
+            self.model.logits(&batch.images, BnMode::Train)
+        })?;
         let loss = logits.cross_entropy_for_logits(&batch.targets);
         self.last = Some((logits, batch.targets));
         Ok(loss)

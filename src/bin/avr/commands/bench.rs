@@ -1,4 +1,4 @@
-//! `avr bench generate|loader|train|mask|modularity`: the timings of BENCHMARKS.md.
+//! `avr bench generate|loader|train|mask|modularity|gemm|stages`: the timings of BENCHMARKS.md.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use clap::Subcommand;
 use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
+use avr_modularity::bench::{gemm_peak, official_stage_times};
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
@@ -18,7 +19,7 @@ use avr_modularity::model::SclModel;
 use avr_modularity::train::trainer::bench_steps;
 use avr_modularity::{session, Result};
 
-use super::{print_json, value_name, Mode, Variant};
+use super::{print_json, value_name, Mode, PrecisionArg, Variant};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +39,10 @@ enum BenchCommand {
     Mask(MaskArgs),
     /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
     Modularity(ModularityArgs),
+    /// This CPU's practical peak: n × n matrix products in f32 and bf16 (GFLOP/s).
+    Gemm(GemmArgs),
+    /// The official SCL training step stage by stage: FLOPs and measured forward + backward time.
+    Stages(StagesArgs),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -47,6 +52,8 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Train(args) => train(args),
         BenchCommand::Mask(args) => mask(args),
         BenchCommand::Modularity(args) => modularity(args),
+        BenchCommand::Gemm(args) => gemm(args),
+        BenchCommand::Stages(args) => stages(args),
     }
 }
 
@@ -198,6 +205,9 @@ fn loader(args: LoaderArgs) -> Result<()> {
 struct TrainArgs {
     #[command(flatten)]
     model: BenchModel,
+    /// The number format of the convolutions and matrix products.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     #[arg(long)]
     json: bool,
 }
@@ -205,12 +215,13 @@ struct TrainArgs {
 fn train(args: TrainArgs) -> Result<()> {
     let s = session::setup(0);
     let m = &args.model;
-    let times = bench_steps(m.model(), m.batch, m.steps)?;
+    let times = bench_steps(m.model(), m.batch, m.steps, args.precision.into())?;
     let problems_per_s = times.problems_per_s();
     let variant = value_name(&m.variant);
     if args.json {
         return print_json(&serde_json::json!({
             "bench": "train",
+            "precision": value_name(&args.precision),
             "problems_per_s": problems_per_s,
             "problems_per_s_mean": times.problems_per_s_mean(),
             "variant": variant,
@@ -316,5 +327,70 @@ fn modularity(args: ModularityArgs) -> Result<()> {
         "modularity: {} nodes, k {k}, {restarts} k-means restarts: {seconds:.2} s (Q = {:.4})",
         report.nodes, report.q
     );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct GemmArgs {
+    #[arg(long, default_value_t = 2048)]
+    n: i64,
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn gemm(args: GemmArgs) -> Result<()> {
+    session::setup(0);
+    let peaks = [tch::Kind::Float, tch::Kind::BFloat16]
+        .into_iter()
+        .map(|kind| gemm_peak(args.n, kind, args.reps))
+        .collect::<Result<Vec<_>>>()?;
+    if args.json {
+        return print_json(&serde_json::json!({ "bench": "gemm", "peaks": peaks }));
+    }
+    for p in &peaks {
+        println!(
+            "gemm {} n = {}, {} threads: {:.1} GFLOP/s",
+            p.kind, p.n, p.threads, p.gflops
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct StagesArgs {
+    #[arg(long, default_value_t = 32)]
+    batch: i64,
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
+    #[arg(long)]
+    json: bool,
+}
+
+fn stages(args: StagesArgs) -> Result<()> {
+    session::setup(0);
+    let stages = official_stage_times(args.batch, args.precision.into(), args.reps)?;
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "stages",
+            "precision": value_name(&args.precision),
+            "batch": args.batch,
+            "stages": stages,
+        }));
+    }
+    let total: f64 = stages.iter().map(|s| s.seconds).sum();
+    for s in &stages {
+        println!(
+            "{:<40} {:>7.1} ms ({:>4.1} %) {:>6.2} GFLOP {:>6.1} GFLOP/s",
+            s.stage,
+            s.seconds * 1e3,
+            100.0 * s.seconds / total,
+            s.flops / 1e9,
+            s.flops / s.seconds / 1e9
+        );
+    }
     Ok(())
 }

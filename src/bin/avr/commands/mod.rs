@@ -70,6 +70,24 @@ impl Variant {
     }
 }
 
+/// `--precision`: the number format of the convolutions and matrix products of training steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    // f32 throughout (the default).
+    F32,
+    // Autocast-style bf16 convolutions and matmuls, f32 master weights, norms and loss.
+    Bf16,
+}
+
+impl From<PrecisionArg> for avr_modularity::model::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => avr_modularity::model::Precision::F32,
+            PrecisionArg::Bf16 => avr_modularity::model::Precision::Bf16,
+        }
+    }
+}
+
 /// `--mode`: which candidate sets the generator builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {

@@ -8,7 +8,7 @@ use avr_modularity::train::trainer::write_metrics_csv;
 use avr_modularity::train::{train, TrainConfig};
 use avr_modularity::{session, Result};
 
-use super::{print_json, print_json_pretty, trimmed, Variant};
+use super::{print_json, print_json_pretty, trimmed, PrecisionArg, Variant};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -56,6 +56,10 @@ pub struct Args {
     /// Write the resumable state every N steps.
     #[arg(long, default_value_t = 50)]
     state_every: usize,
+    /// The number format of the steps' convolutions and matrix products (bf16: autocast-style,
+    /// f32 master weights; validation stays f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     /// Continue a killed run from OUT/last.* (same loss curve).
     #[arg(long)]
     resume: bool,
@@ -85,7 +89,8 @@ pub fn run(args: Args) -> Result<()> {
         .with_state_every(args.state_every)
         .with_resume(args.resume)
         .with_bn_recalibration_batches(args.bn_recalibration)
-        .with_stop_at_accuracy(args.stop_at.map(|a| a / 100.0));
+        .with_stop_at_accuracy(args.stop_at.map(|a| a / 100.0))
+        .with_precision(args.precision.into());
     let run = train(model, &train_set, &val_set, &cfg, Some(&args.out))?;
     let csv = args.out.join("metrics.csv");
     write_metrics_csv(&csv, &run.metrics)?;
