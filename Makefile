@@ -7,7 +7,7 @@ ENV := . scripts/env.sh &&
 SMOKE ?= 1
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup build test test-slurm lint test-browser demo bench lab notebooks-full clean-cache study fuzz
+.PHONY: setup build test test-slurm lint test-browser demo bench bf16-check lab notebooks-full clean-cache study fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -60,6 +60,10 @@ fuzz: build
 bench: build
 	bash scripts/setup_pytorch_reference.sh
 	$(ENV) python3 scripts/bench_throughput.py
+
+# The bf16 pre-training check: a fixed 2,000-step run in f32 and in bf16, validation compared.
+bf16-check: build
+	$(ENV) bash scripts/bf16_check.sh
 
 lab: setup
 	$(ENV) jupyter lab notebooks/

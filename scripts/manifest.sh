@@ -4,7 +4,7 @@
 # file and line, exit 1.
 MANIFEST_INTEGERS="SEED PER_CONFIG SHAPE_PER_CONFIG SIZE BATCH STEPS STOP_AT VAL_EVERY VAL_PROBLEMS STATE_EVERY MASK_STEP_CAP MASK_EVAL_EVERY"
 MANIFEST_NUMBERS="LR WEIGHT_DECAY CLIP_GRAD_NORM MASK_ALPHA MASK_LR"
-MANIFEST_WORDS="SHAPES VARIANT MILESTONES MASK_SEEDS"
+MANIFEST_WORDS="SHAPES VARIANT MILESTONES MASK_SEEDS ALPHA_CANDIDATES ALPHA_SHAPE"
 MANIFEST_KEYS="$MANIFEST_INTEGERS $MANIFEST_NUMBERS $MANIFEST_WORDS"
 
 manifest_fail() { echo "manifest: $*" >&2; exit 1; }
@@ -15,7 +15,7 @@ read_manifest() {
   while IFS= read -r line || [ -n "$line" ]; do
     n=$((n + 1))
     [[ -z "${line//[[:space:]]/}" || "$line" =~ ^[[:space:]]*# ]] && continue
-    if [[ ! "$line" =~ ^([A-Z_]+)=(\"[a-z0-9,. ]*\"|[A-Za-z0-9,.+-]*)$ ]]; then
+    if [[ ! "$line" =~ ^([A-Z_]+)=(\"[a-z0-9,. +-]*\"|[A-Za-z0-9,.+-]*)$ ]]; then
       manifest_fail "$file:$n: not a KEY=VALUE line: $line"
     fi
     key=${BASH_REMATCH[1]}; value=${BASH_REMATCH[2]}; value=${value#\"}; value=${value%\"}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The study run (`make study`): data → pre-training → test readings of the milestones → masks
-# (the report and the α stage follow), sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
+# The study run (`make study`): data → pre-training → test readings of the milestones → the α
+# stage → masks (the report follows), sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
 # is generated on the fly from the seed (only generator.json is written), training continues
 # from model_ckpts/study/last.* (weights, Adam moments, log; the data order is replayed from the
 # seed), a checkpoint with a test reading is not re-read, a finished mask is skipped.
@@ -44,10 +44,41 @@ test_stage() {
   done
 }
 
+# The α stage: one mask per candidate α on the best milestone (highest validation reading),
+# one shape, seed 0; `avr mask choose-alpha` applies the rule (the largest α whose validation
+# task accuracy is within 5 points of the smallest α's) and writes binary_masks/study/alpha.json,
+# which the masks stage then reads. Finished α masks are skipped, like every mask.
+alpha_stage() {
+  local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
+  local stem; stem=$(basename "$ck" .safetensors)
+  local outs=()
+  for a in $ALPHA_CANDIDATES; do
+    local out="$masks/alpha/$stem/$ALPHA_SHAPE-a$a.safetensors"
+    outs+=("$out")
+    [ -f "$out" ] && continue
+    say "α stage: $stem/$ALPHA_SHAPE α = $a"
+    "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" --control "$data/originals" \
+      --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
+      --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
+  done
+  "$avr" mask choose-alpha "${outs[@]}" --out "$masks/alpha.json" --json
+}
+
+# The study's one α: the α stage's choice once it has run, else the manifest's MASK_ALPHA.
+study_alpha() {
+  if [ -f "$masks/alpha.json" ]; then
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["chosen_alpha"])' "$masks/alpha.json"
+  else
+    echo "$MASK_ALPHA"
+  fi
+}
+
 # Every milestone × (each shape + the control pooled over all shapes) × seed; a finished mask
 # (its logits exist: moved into place after the sidecar) is skipped, an unfinished one resumes
 # from its `.resume` state (logits, Adam moments, log).
 masks_stage() {
+  local alpha; alpha=$(study_alpha)
+  say "masks with α = $alpha"
   local pooled; pooled=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); pooled=${pooled%,}
   for ck in "$ckpts"/scl_*.safetensors; do
     [ -e "$ck" ] || continue
@@ -59,7 +90,7 @@ masks_stage() {
         local dirs="$data/$task"; [ "$task" = all-shapes ] && dirs="$pooled"
         say "mask $stem/$task seed $r"
         "$avr" mask train --ckpt "$ck" --task "$dirs" --control "$data/originals" --name "$task-s$r" \
-          --alpha "$MASK_ALPHA" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" --eval-every "$MASK_EVAL_EVERY" \
+          --alpha "$alpha" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" --eval-every "$MASK_EVAL_EVERY" \
           --seed "$r" --out "$out" --json > /dev/null
       done
     done
@@ -70,8 +101,9 @@ case "$stage" in
   data) data_stage ;;
   train) data_stage; train_stage ;;
   test) test_stage ;;
+  alpha) alpha_stage ;;
   masks) masks_stage ;;
-  all) data_stage; train_stage; test_stage; masks_stage ;;
-  *) echo "usage: scripts/study.sh [check|data|train|test|masks|all]" >&2; exit 2 ;;
+  all) data_stage; train_stage; test_stage; alpha_stage; masks_stage ;;
+  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|masks|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"

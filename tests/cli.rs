@@ -454,3 +454,52 @@ fn exit_codes_and_json_errors() {
         "{stderr}"
     );
 }
+
+/// The α stage's rule on finished masks: one demo mask's sidecar copied as four α values with
+/// made-up final validation accuracies, so the right choice is known.
+#[test]
+fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("binary_masks/demo/scl_official_val46.5/circles-s0.json").unwrap(),
+    )
+    .unwrap();
+    // Within 5 points of the smallest α's 0.80: 0.78 (α 1e-5) and 0.76 (α 2e-5), not 0.70.
+    let runs = [(1e-6, 0.80), (1e-5, 0.78), (2e-5, 0.76), (5e-5, 0.70)];
+    let mut masks = Vec::new();
+    for (i, (alpha, accuracy)) in runs.iter().enumerate() {
+        let mut s = base.clone();
+        s["config"]["alpha"] = serde_json::json!(alpha);
+        s["final_task_accuracy"] = serde_json::json!(accuracy);
+        let mask = dir.path().join(format!("a{i}.safetensors"));
+        std::fs::write(mask.with_extension("json"), s.to_string()).unwrap();
+        masks.push(mask.display().to_string());
+    }
+    let out = dir.path().join("alpha.json");
+    let mut args = vec!["mask", "choose-alpha"];
+    args.extend(masks.iter().map(String::as_str));
+    args.extend(["--out", out.to_str().unwrap(), "--json"]);
+    let (ok, stdout, stderr) = avr(&args);
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(record["chosen_alpha"].as_f64(), Some(2e-5));
+    assert_eq!(record["runs"].as_array().unwrap().len(), 4);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(written, record);
+    // A mask of another task is refused, naming its file.
+    let mut other = base.clone();
+    other["task_dataset"] = serde_json::json!("datasets/demo/squares");
+    let stray = dir.path().join("stray.safetensors");
+    std::fs::write(stray.with_extension("json"), other.to_string()).unwrap();
+    let stray_arg = stray.display().to_string();
+    let (ok, _, stderr) = avr(&[
+        "mask",
+        "choose-alpha",
+        &masks[0],
+        &stray_arg,
+        "--out",
+        "x.json",
+    ]);
+    assert!(!ok && stderr.contains("stray.safetensors"), "{stderr}");
+}

@@ -1310,6 +1310,59 @@ pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usi
         .unwrap_or(0)
 }
 
+/// The α stage of a study from finished masks (one per α, same checkpoint, task and seed):
+/// [`select_alpha`] on their final validation task accuracies, as the record
+/// [`AlphaSweep::save_record`] writes. Masks without a final task accuracy, or that disagree on
+/// checkpoint or task, are refused with the file named.
+pub fn alpha_record_from_masks(masks: &[PathBuf], tolerance: f64) -> Result<serde_json::Value> {
+    let sidecars = masks
+        .iter()
+        .map(|m| crate::checkpoint::read_sidecar::<MaskSidecar>(m).map(|s| (m, s)))
+        .collect::<Result<Vec<_>>>()?;
+    let Some((_, first)) = sidecars.first() else {
+        return Err(Error::NotEnough(
+            "α stage: no masks given (one per α is needed)".into(),
+        ));
+    };
+    let mut scores = Vec::new();
+    for (path, s) in &sidecars {
+        if s.base_hash != first.base_hash || s.task_dataset != first.task_dataset {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "α stage: trained on {} / {}, the first mask on {} / {}",
+                    s.base_checkpoint, s.task_dataset, first.base_checkpoint, first.task_dataset
+                ),
+            ));
+        }
+        let accuracy = s.final_task_accuracy.ok_or_else(|| {
+            Error::bad_file(path, "α stage: the sidecar has no final task accuracy")
+        })?;
+        scores.push((s.config.alpha, accuracy));
+    }
+    let chosen = select_alpha(&scores, tolerance);
+    let runs: Vec<serde_json::Value> = sidecars
+        .iter()
+        .map(|(path, s)| {
+            serde_json::json!({
+                "mask": path,
+                "alpha": s.config.alpha,
+                "kept_fraction": s.kept_fraction,
+                "val_task_accuracy": s.final_task_accuracy,
+                "steps_done": s.steps_done,
+                "converged_at": s.converged_at,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "rule": format!("the largest α whose validation task accuracy is within {tolerance} of the smallest α's"),
+        "checkpoint": first.base_checkpoint,
+        "task": first.task_dataset,
+        "chosen_alpha": scores[chosen].0,
+        "runs": runs,
+    }))
+}
+
 /// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`] with a
 /// tolerance of 5 points. An empty list of α is an error.
 pub fn alpha_sweep(

@@ -12,8 +12,8 @@ use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{
-    train_mask_resumable, Convergence, MaskFilter, MaskResume, MaskSidecar, MaskTask,
-    MaskTrainConfig,
+    alpha_record_from_masks, train_mask_resumable, Convergence, MaskFilter, MaskResume,
+    MaskSidecar, MaskTask, MaskTrainConfig,
 };
 use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
@@ -35,6 +35,9 @@ enum MaskCommand {
     Stats(StatsArgs),
     /// Pairwise overlap of masks in percent.
     Sharing(SharingArgs),
+    /// The α stage: from one finished mask per α, the largest α whose validation task accuracy
+    /// is within the tolerance of the smallest α's; writes the record (OUT, JSON).
+    ChooseAlpha(ChooseAlphaArgs),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -42,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         MaskCommand::Train(args) => train(args),
         MaskCommand::Stats(args) => stats(args),
         MaskCommand::Sharing(args) => sharing(args),
+        MaskCommand::ChooseAlpha(args) => choose_alpha(args),
     }
 }
 
@@ -476,4 +480,30 @@ fn print_chance(m: &SharingChance) {
     }
     let (above, below) = m.above_below();
     println!("{above} pairs above chance, {below} at or below");
+}
+
+#[derive(clap::Args)]
+struct ChooseAlphaArgs {
+    /// One finished mask per α (same checkpoint, task and seed).
+    #[arg(required = true)]
+    masks: Vec<PathBuf>,
+    /// Allowed drop of validation task accuracy from the smallest α's (fraction).
+    #[arg(long, default_value_t = 0.05)]
+    tolerance: f64,
+    /// Where the record goes (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn choose_alpha(args: ChooseAlphaArgs) -> Result<()> {
+    let record = alpha_record_from_masks(&args.masks, args.tolerance)?;
+    let text = serde_json::to_vec_pretty(&record).map_err(avr_modularity::Error::from)?;
+    avr_modularity::checkpoint::write_atomic(&args.out, &text)?;
+    if args.json {
+        print_json(&record)
+    } else {
+        print_json_pretty(&record)
+    }
 }
