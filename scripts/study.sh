@@ -47,13 +47,14 @@ test_stage() {
 # The α stage: one mask per candidate α on the best milestone (highest validation reading),
 # one shape, seed 0; `avr mask choose-alpha` applies the rule (the largest α whose validation
 # task accuracy is within 5 points of the smallest α's) and writes binary_masks/study/alpha.json,
-# which the masks stage then reads. Finished α masks are skipped, like every mask.
+# which the masks stage then reads. The α masks live in binary_masks/study-alpha/ (not beside
+# the study's masks, which are read per checkpoint folder). Finished α masks are skipped.
 alpha_stage() {
   local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
   local stem; stem=$(basename "$ck" .safetensors)
   local outs=()
   for a in $ALPHA_CANDIDATES; do
-    local out="$masks/alpha/$stem/$ALPHA_SHAPE-a$a.safetensors"
+    local out="$masks-alpha/$stem/$ALPHA_SHAPE-a$a.safetensors"
     outs+=("$out")
     [ -f "$out" ] && continue
     say "α stage: $stem/$ALPHA_SHAPE α = $a"
