@@ -150,6 +150,16 @@ fn the_study_mask_sweep_spec_agrees_with_the_study_manifest() {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("scripts/sweeps/study_masks.json").unwrap())
             .unwrap();
+    // The study's one α: the α stage's choice once it has run (the masks stage reads it from
+    // binary_masks/study/alpha.json; the sweep must then say the same), else the manifest's.
+    let alpha = match std::fs::read_to_string("binary_masks/study/alpha.json") {
+        Ok(text) => {
+            let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+            format!("{:e}", record["chosen_alpha"].as_f64().unwrap())
+        }
+        Err(_) => value("MASK_ALPHA"),
+    };
+    let same_number = |a: &str, b: &str| a.parse::<f64>().unwrap() == b.parse::<f64>().unwrap();
     for stage in &spec["stages"].as_array().unwrap()[..2] {
         let args: Vec<&str> = stage["args"]
             .as_array()
@@ -158,7 +168,11 @@ fn the_study_mask_sweep_spec_agrees_with_the_study_manifest() {
             .map(|a| a.as_str().unwrap())
             .collect();
         let arg = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
-        assert_eq!(arg("--alpha"), value("MASK_ALPHA"));
+        assert!(
+            same_number(arg("--alpha"), &alpha),
+            "sweep α {} vs the study's {alpha}",
+            arg("--alpha")
+        );
         assert_eq!(arg("--steps"), value("MASK_STEP_CAP"));
         assert_eq!(arg("--lr"), value("MASK_LR"));
         assert_eq!(arg("--eval-every"), value("MASK_EVAL_EVERY"));
