@@ -74,6 +74,17 @@ study_alpha() {
   fi
 }
 
+# The milestones, best first, then the lowest, then the rest from the top: a run stopped part
+# way has the best checkpoint's masks (with replicates) first, then the span from low to high.
+milestones_in_mask_order() {
+  local sorted; sorted=$(ls "$ckpts"/scl_*.safetensors 2> /dev/null | sort -V)
+  [ -n "$sorted" ] || return 0
+  local best lowest; best=$(tail -n 1 <<< "$sorted"); lowest=$(head -n 1 <<< "$sorted")
+  echo "$best"
+  [ "$lowest" != "$best" ] && echo "$lowest"
+  sort -rV <<< "$sorted" | grep -vxF -e "$best" -e "$lowest" || true
+}
+
 # Every milestone × (each shape + the control pooled over all shapes) × seed; a finished mask
 # (its logits exist: moved into place after the sidecar) is skipped, an unfinished one resumes
 # from its `.resume` state (logits, Adam moments, log).
@@ -81,7 +92,7 @@ masks_stage() {
   local alpha; alpha=$(study_alpha)
   say "masks with α = $alpha"
   local pooled; pooled=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); pooled=${pooled%,}
-  for ck in "$ckpts"/scl_*.safetensors; do
+  for ck in $(milestones_in_mask_order); do
     [ -e "$ck" ] || continue
     local stem; stem=$(basename "$ck" .safetensors)
     for r in $MASK_SEEDS; do
