@@ -455,15 +455,17 @@ fn exit_codes_and_json_errors() {
     );
 }
 
-/// The α stage's rule on finished masks: one demo mask's sidecar copied as four α values with
+/// The α stage's rule on finished masks: one mask sidecar written as four α values with
 /// made-up final validation accuracies, so the right choice is known.
 #[test]
 fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    let base: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string("binary_masks/demo/scl_official_val46.5/circles-s0.json").unwrap(),
-    )
-    .unwrap();
+    // The fields a mask sidecar must have (the settings take their defaults).
+    let base = serde_json::json!({
+        "name": "squares-a", "config": {"alpha": 1e-6}, "base_checkpoint": "model_ckpts/study/x.safetensors",
+        "base_hash": "ef6b8bb1e71d64d6", "task_dataset": "datasets/study/squares", "steps_done": 3000,
+        "kept_fraction": 0.5, "code_version": "test",
+    });
     // Within 5 points of the smallest α's 0.80: 0.78 (α 1e-5) and 0.76 (α 2e-5), not 0.70.
     let runs = [(1e-6, 0.80), (1e-5, 0.78), (2e-5, 0.76), (5e-5, 0.70)];
     let mut masks = Vec::new();
