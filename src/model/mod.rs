@@ -2,6 +2,7 @@
 //! can substitute masked (or K-batched) weights without touching model code. Parameter names
 //! are the PyTorch state-dict keys.
 
+pub mod flops;
 pub mod init;
 pub mod layers;
 pub mod mlp;

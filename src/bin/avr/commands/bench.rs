@@ -7,7 +7,7 @@ use clap::Subcommand;
 use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
-use avr_modularity::bench::{gemm_peak, official_stage_times};
+use avr_modularity::bench::gemm_peak;
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
@@ -15,6 +15,7 @@ use avr_modularity::data::generate::{
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::AvrDataset;
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
+use avr_modularity::model::flops::official_stage_times;
 use avr_modularity::model::SclModel;
 use avr_modularity::train::trainer::bench_steps;
 use avr_modularity::{session, Result};
