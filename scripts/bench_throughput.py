@@ -15,7 +15,7 @@ Same batch (32), K (4), threads, allocator settings. Every side of every row run
 turn (all sides of a row, then the next row), so a drift of the VM's speed hits all alike. Each
 run reports its median step; a cell is the median of the R runs. Ratios compare medians.
 
-The roofline: FLOPs per problem from the layer shapes (`avr bench stages`: 2 per multiply-add of
+The roofline: FLOPs per problem from the layer shapes (`avr bench flops`: 2 per multiply-add of
 the convolutions and linear layers, forward + backward), this CPU's measured peak (`avr bench
 gemm`: 2048² matrix products on the same threads), and the fraction each side achieves.
 
@@ -111,8 +111,7 @@ def main():
 
 def flops_per_problem(avr):
     """Forward + backward FLOPs per problem of the official model, from its layer shapes."""
-    report = run_json([avr, "bench", "stages", "--reps", "1", "--json"])
-    return sum(s["flops"] for s in report["stages"]) / report["batch"]
+    return run_json([avr, "bench", "flops", "--json"])["step_flops_per_problem"]
 
 
 def print_throughput(rows, runs, compile_s, a):

@@ -505,3 +505,23 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
     ]);
     assert!(!ok && stderr.contains("stray.safetensors"), "{stderr}");
 }
+
+/// The roofline's FLOPs come from `avr bench flops` alone (no timing run): the stages add up to
+/// the per-problem total, and the first conv block (1 → 16 channels at 40², 16 panels, data in,
+/// so no input gradient) is 2 · 16 · 16 · 9 · 40² FLOPs forward.
+#[test]
+fn bench_flops_json_adds_up_from_the_layer_shapes() {
+    let (ok, stdout, stderr) = avr(&["bench", "flops", "--json"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let stages = v["stages"].as_array().unwrap();
+    let forward_total: f64 = stages.iter().map(|s| s["forward"].as_f64().unwrap()).sum();
+    let step = v["step_flops_per_problem"].as_f64().unwrap();
+    assert!(
+        step > 2.0 * forward_total && step < 3.0 * forward_total,
+        "{v}"
+    );
+    let conv0 = stages[0]["forward"].as_f64().unwrap();
+    assert_eq!(conv0, 2.0 * 16.0 * 16.0 * 9.0 * 40.0 * 40.0, "{v}");
+    assert!(stages[0]["reads_data"].as_bool().unwrap());
+}

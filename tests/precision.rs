@@ -2,7 +2,7 @@
 //! must not.
 
 use avr_modularity::model::layers::compute_precision;
-use avr_modularity::model::{with_precision, BnMode, Precision, SclModel, SclVariant};
+use avr_modularity::model::{in_precision, BnMode, Precision, SclModel, SclVariant};
 use std::path::Path;
 
 use avr_modularity::checkpoint::Checkpoint;
@@ -39,7 +39,7 @@ fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f6
             let _ = g.zero_();
         }
     }
-    let logits = with_precision(p, || model.logits(x, BnMode::Train)).unwrap();
+    let logits = in_precision(p, || model.logits(x, BnMode::Train)).unwrap();
     assert_eq!(logits.kind(), Kind::Float, "logits leave the model in f32");
     let loss = logits.cross_entropy_for_logits(y);
     loss.backward();
@@ -60,16 +60,16 @@ fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f6
 #[test]
 fn the_scope_sets_the_precision_and_restores_it() {
     assert_eq!(compute_precision(), Precision::F32);
-    with_precision(Precision::Bf16, || {
+    in_precision(Precision::Bf16, || {
         assert_eq!(compute_precision(), Precision::Bf16);
-        with_precision(Precision::F32, || {
+        in_precision(Precision::F32, || {
             assert_eq!(compute_precision(), Precision::F32)
         });
         assert_eq!(compute_precision(), Precision::Bf16);
     });
     assert_eq!(compute_precision(), Precision::F32);
     // Restored on an early return by error, too.
-    let r: Result<(), ()> = with_precision(Precision::Bf16, || Err(()));
+    let r: Result<(), ()> = in_precision(Precision::Bf16, || Err(()));
     assert!(r.is_err());
     assert_eq!(compute_precision(), Precision::F32);
 }
@@ -78,7 +78,7 @@ fn the_scope_sets_the_precision_and_restores_it() {
 fn f32_precision_is_the_plain_forward_bit_for_bit() {
     let (model, x, _) = model_and_batch(SclVariant::official(80));
     let plain = model.logits(&x, BnMode::Eval).unwrap();
-    let scoped = with_precision(Precision::F32, || model.logits(&x, BnMode::Eval)).unwrap();
+    let scoped = in_precision(Precision::F32, || model.logits(&x, BnMode::Eval)).unwrap();
     assert!(plain.equal(&scoped));
 }
 

@@ -1208,24 +1208,20 @@ impl AlphaSweep {
     /// accuracy (n), the rule, and the chosen α — written atomically as JSON to `path`, so the
     /// one α of a study is on file beside its masks.
     pub fn save_record(&self, path: &Path) -> Result<()> {
-        let rows: Vec<serde_json::Value> = self
+        let runs = self
             .runs
             .iter()
             .map(|r| {
-                serde_json::json!({
-                    "alpha": r.config.alpha,
-                    "kept_fraction": r.last(|m| m.kept_fraction),
-                    "val_task_accuracy": r.last(|m| m.task_accuracy),
-                    "val_problems": r.task_problems,
-                    "converged_at": r.converged_at,
-                })
+                alpha_run_row(
+                    r.config.alpha,
+                    r.last(|m| m.kept_fraction),
+                    r.last(|m| m.task_accuracy),
+                    r.converged_at,
+                )
+                .with("val_problems", r.task_problems)
             })
             .collect();
-        let record = serde_json::json!({
-            "rule": format!("the largest α whose validation task accuracy is within {} of the smallest α's", self.tolerance),
-            "chosen_alpha": self.chosen_alpha(),
-            "runs": rows,
-        });
+        let record = alpha_record(self.tolerance, self.chosen_alpha(), runs);
         let text = serde_json::to_vec_pretty(&record).map_err(Error::from)?;
         crate::checkpoint::write_atomic(path, &text)
     }
@@ -1341,26 +1337,63 @@ pub fn alpha_record_from_masks(masks: &[PathBuf], tolerance: f64) -> Result<serd
         scores.push((s.config.alpha, accuracy));
     }
     let chosen = select_alpha(&scores, tolerance);
-    let runs: Vec<serde_json::Value> = sidecars
+    let runs = sidecars
         .iter()
         .map(|(path, s)| {
-            serde_json::json!({
-                "mask": path,
-                "alpha": s.config.alpha,
-                "kept_fraction": s.kept_fraction,
-                "val_task_accuracy": s.final_task_accuracy,
-                "steps_done": s.steps_done,
-                "converged_at": s.converged_at,
-            })
+            let row = alpha_run_row(
+                s.config.alpha,
+                Some(s.kept_fraction),
+                s.final_task_accuracy,
+                s.converged_at,
+            );
+            row.with("mask", path).with("steps_done", s.steps_done)
         })
         .collect();
-    Ok(serde_json::json!({
+    Ok(alpha_record(tolerance, scores[chosen].0, runs)
+        .with("checkpoint", &first.base_checkpoint)
+        .with("task", &first.task_dataset))
+}
+
+/// One α's row of the α stage's record.
+fn alpha_run_row(
+    alpha: f64,
+    kept_fraction: Option<f64>,
+    val_task_accuracy: Option<f64>,
+    converged_at: Option<usize>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "alpha": alpha,
+        "kept_fraction": kept_fraction,
+        "val_task_accuracy": val_task_accuracy,
+        "converged_at": converged_at,
+    })
+}
+
+/// The α stage's record (`alpha.json`): the rule, the chosen α and one row per α.
+fn alpha_record(
+    tolerance: f64,
+    chosen_alpha: f64,
+    runs: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({
         "rule": format!("the largest α whose validation task accuracy is within {tolerance} of the smallest α's"),
-        "checkpoint": first.base_checkpoint,
-        "task": first.task_dataset,
-        "chosen_alpha": scores[chosen].0,
+        "chosen_alpha": chosen_alpha,
         "runs": runs,
-    }))
+    })
+}
+
+/// Adds a field to a JSON object (a record row) in a chain.
+trait WithField {
+    fn with(self, key: &str, value: impl serde::Serialize) -> Self;
+}
+
+impl WithField for serde_json::Value {
+    fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
+        if let (Some(object), Ok(value)) = (self.as_object_mut(), serde_json::to_value(value)) {
+            object.insert(key.to_string(), value);
+        }
+        self
+    }
 }
 
 /// Trains one mask per α (everything else from `cfg`) and applies [`select_alpha`] with a

@@ -99,7 +99,7 @@ pub fn official_stage_times(
     reps: usize,
 ) -> Result<Vec<StageTime>> {
     use super::scl_official::{conv_block, panel_attributes, relation_latent, score};
-    use super::{layers::channels_last, with_precision, BnMode, SclModel, SclVariant};
+    use super::{in_precision, layers::channels_last, BnMode, SclModel, SclVariant};
     let cfg = OfficialSclConfig::default();
     let model = SclModel::init(SclVariant::Official(cfg.clone()), 0, tch::Device::Cpu);
     let p = &model.params;
@@ -112,7 +112,7 @@ pub fn official_stage_times(
         // `(out · g).sum()`'s, one extra elementwise pass each way.
         let mut grad: Option<Tensor> = None;
         let times = StepTimes::measure(1, 2, reps, || {
-            let out = with_precision(precision, || stage(&input))?;
+            let out = in_precision(precision, || stage(&input))?;
             let g = grad.get_or_insert_with(|| {
                 Tensor::randn(out.size().as_slice(), f32s).to_kind(out.kind())
             });

@@ -27,7 +27,7 @@ pub enum Precision {
 }
 
 thread_local! {
-    // Like PyTorch's autocast state: per thread, set for a scope (`with_precision`).
+    // Like PyTorch's autocast state: per thread, set for a scope (`in_precision`).
     static COMPUTE_PRECISION: Cell<Precision> = const { Cell::new(Precision::F32) };
 }
 
@@ -42,7 +42,7 @@ impl Drop for PrecisionScope {
 
 /// Runs `f` with the convolutions and linear layers of this thread in `precision`. The backward
 /// pass may run outside the scope: the casts are recorded in the graph.
-pub fn with_precision<T>(precision: Precision, f: impl FnOnce() -> T) -> T {
+pub fn in_precision<T>(precision: Precision, f: impl FnOnce() -> T) -> T {
     let _restore = PrecisionScope(COMPUTE_PRECISION.with(|c| c.replace(precision)));
     f()
 }

@@ -11,7 +11,7 @@ pub mod scl_official;
 pub mod scl_seed;
 
 pub use init::init_params;
-pub use layers::{with_precision, BnMode, Precision};
+pub use layers::{in_precision, BnMode, Precision};
 pub use params::{check_params, ParamSpec, Params};
 pub use scl_official::OfficialSclConfig;
 pub use scl_seed::SeedSclConfig;

@@ -15,7 +15,7 @@ use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
 use crate::data::AvrDataset;
 use crate::display::Table;
-use crate::model::{with_precision, BnMode, Params, Precision, SclModel};
+use crate::model::{in_precision, BnMode, Params, Precision, SclModel};
 use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
 use crate::session::{progress, progress_done, RunSize};
 use crate::{Error, Result};
@@ -383,7 +383,7 @@ pub fn bench_steps(
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
     let mut task = crate::bench::Timed::new(batch, 2, |_| {
-        with_precision(precision, || model.logits(&x, BnMode::Train))
+        in_precision(precision, || model.logits(&x, BnMode::Train))
             .map(|l| l.cross_entropy_for_logits(&y))
     });
     optimise(
@@ -430,7 +430,7 @@ impl TrainStep for SclTraining<'_> {
         let batch: Batch = self.loader.next().ok_or_else(|| {
             Error::DataExhausted(format!("training data ran out before step {step}"))
         })??;
-        let logits = with_precision(self.cfg.precision, || {
+        let logits = in_precision(self.cfg.precision, || {
             self.model.logits(&batch.images, BnMode::Train)
         })?;
         let loss = logits.cross_entropy_for_logits(&batch.targets);

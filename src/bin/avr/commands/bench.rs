@@ -15,8 +15,8 @@ use avr_modularity::data::generate::{
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::AvrDataset;
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
-use avr_modularity::model::flops::official_stage_times;
-use avr_modularity::model::SclModel;
+use avr_modularity::model::flops::{official_stage_flops, official_stage_times};
+use avr_modularity::model::{OfficialSclConfig, SclModel};
 use avr_modularity::train::trainer::bench_steps;
 use avr_modularity::{session, Result};
 
@@ -44,6 +44,8 @@ enum BenchCommand {
     Gemm(GemmArgs),
     /// The official SCL training step stage by stage: FLOPs and measured forward + backward time.
     Stages(StagesArgs),
+    /// The official SCL's work per problem from its layer shapes (no timing): the roofline's FLOPs.
+    Flops(FlopsArgs),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -55,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Modularity(args) => modularity(args),
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Stages(args) => stages(args),
+        BenchCommand::Flops(args) => flops(args),
     }
 }
 
@@ -393,5 +396,36 @@ fn stages(args: StagesArgs) -> Result<()> {
             s.flops / s.seconds / 1e9
         );
     }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct FlopsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+fn flops(args: FlopsArgs) -> Result<()> {
+    let stages = official_stage_flops(&OfficialSclConfig::default());
+    let step_per_problem: f64 = stages.iter().map(|s| s.step()).sum();
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "flops",
+            "stages": stages,
+            "step_flops_per_problem": step_per_problem,
+        }));
+    }
+    for s in &stages {
+        println!(
+            "{:<40} {:>8.4} GFLOP forward + backward",
+            s.stage,
+            s.step() / 1e9
+        );
+    }
+    println!(
+        "{:<40} {:>8.4} GFLOP per problem",
+        "total",
+        step_per_problem / 1e9
+    );
     Ok(())
 }
