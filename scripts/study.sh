@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The study run (`make study`): data → pre-training → test readings of the milestones → the α
-# stage → masks (the report follows), sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
+# stage → masks → RESULTS.md, sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
 # is generated on the fly from the seed (only generator.json is written), training continues
 # from model_ckpts/study/last.* (weights, Adam moments, log; the data order is replayed from the
 # seed), a checkpoint with a test reading is not re-read, a finished mask is skipped.
@@ -109,13 +109,23 @@ masks_stage() {
   done
 }
 
+# RESULTS.md from the masks finished so far (each run of it says how many there are), its SVG
+# figures in binary_masks/study/figures/.
+report_stage() {
+  if ! ls "$masks"/*/*.safetensors > /dev/null 2>&1; then
+    say "report: no study masks yet"; return 0
+  fi
+  "$avr" results --masks "$masks" --out RESULTS.md --figures "$masks/figures" --json
+}
+
 case "$stage" in
   data) data_stage ;;
   train) data_stage; train_stage ;;
   test) test_stage ;;
   alpha) alpha_stage ;;
   masks) masks_stage ;;
-  all) data_stage; train_stage; test_stage; alpha_stage; masks_stage ;;
-  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|masks|all]" >&2; exit 2 ;;
+  report) report_stage ;;
+  all) data_stage; train_stage; test_stage; alpha_stage; masks_stage; report_stage ;;
+  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|masks|report|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"

@@ -302,6 +302,36 @@ impl Table {
         Ok(html)
     }
 
+    /// The table as GitHub markdown (caption in italics above; `|` in cells escaped).
+    pub fn to_markdown(&self) -> Result<String> {
+        let mut md = String::new();
+        if let Some(caption) = &self.caption {
+            let _ = writeln!(md, "*{caption}*\n");
+        }
+        let names: Vec<String> = self
+            .df
+            .get_column_names()
+            .iter()
+            .map(|n| n.replace('|', "\\|"))
+            .collect();
+        let _ = writeln!(md, "| {} |", names.join(" | "));
+        let _ = writeln!(md, "|{}", "---|".repeat(names.len()));
+        for row in 0..self.df.height() {
+            let cells = self
+                .df
+                .columns()
+                .iter()
+                .map(|c| {
+                    Ok(self
+                        .cell_text(c.get(row).map_err(Error::from)?)
+                        .replace('|', "\\|"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
+        }
+        Ok(md)
+    }
+
     /// Inline display in evcxr (`text/html`).
     pub fn evcxr_display(&self) {
         match self.to_html() {

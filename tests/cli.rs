@@ -297,6 +297,99 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     assert!(ok, "{err}");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("squares") && html.contains("Newman Q"));
+    results_md_from_replicated_masks(&ckpt, &p);
+}
+
+/// `avr results` on the pipeline's checkpoint: two tasks × two seeds (the first squares mask
+/// is seed 0), then RESULTS.md with its figures, intervals over seeds, the replicate test
+/// and the study's numbers beside ours.
+fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> String) {
+    for (task, data, seed) in [
+        ("squares", "squares", 1),
+        ("originals", "data", 0),
+        ("originals", "data", 1),
+    ] {
+        let (seed, name) = (seed.to_string(), format!("{task}-s{seed}"));
+        let out = p(&format!("masks/ck/{name}.safetensors"));
+        let (ok, _, err) = avr_env(&[
+            "mask",
+            "train",
+            "--ckpt",
+            ckpt.to_str().unwrap(),
+            "--task",
+            &p(data),
+            "--control",
+            &p("data"),
+            "--steps",
+            "4",
+            "--batch",
+            "8",
+            "--samples",
+            "4",
+            "--eval-every",
+            "2",
+            "--seed",
+            &seed,
+            "--name",
+            &name,
+            "--out",
+            &out,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+    }
+    let (md, figures) = (p("RESULTS.md"), p("results"));
+    let (ok, out, err) = avr_env(&[
+        "results",
+        "--masks",
+        &p("masks"),
+        "--out",
+        &md,
+        "--figures",
+        &figures,
+        "--null-draws",
+        "20",
+        "--shuffles",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["masks"].as_u64(), v["checkpoints"].as_u64()),
+        (Some(4), Some(1)),
+        "{v}"
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    for section in [
+        "## R1",
+        "## R2, R7",
+        "## R3, R6",
+        "## R4",
+        "## Graph modularity",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    assert!(
+        text.contains("(n = 2)"),
+        "intervals over the two seeds:\n{text}"
+    );
+    assert!(
+        text.contains("33.5–72.5 %") && text.contains("6.5–15 %"),
+        "the study's numbers"
+    );
+    assert!(
+        text.contains("permutation p"),
+        "the replicate test:\n{text}"
+    );
+    let sharing = "sharing-whole_scl_official_val12.5.svg";
+    assert!(
+        text.contains(&format!("](results/{sharing})")),
+        "linked relative to RESULTS.md:\n{text}"
+    );
+    let svg = std::fs::read_to_string(format!("{figures}/{sharing}")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("squares"));
+    assert!(std::path::Path::new(&format!("{figures}/module-size.svg")).is_file());
 }
 
 /// `--k 0` used to panic inside the clustering; now it is an error naming the range.

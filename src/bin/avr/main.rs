@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 
 use avr_modularity::Result;
 use commands::{
-    bench, eval, generate, info, inspect, mask, modularity, report, sweep, toumei, toy, train,
+    bench, eval, generate, info, inspect, mask, modularity, report, results, sweep, toumei, toy,
+    train,
 };
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     /// Write the HTML report of a run: module tables and plots by measured checkpoint accuracy,
     /// sharing matrices, graph modularity, plus any extra HTML sections.
     Report(report::Args),
+    /// Write RESULTS.md: the study's questions (module size, sharing, development, ablation)
+    /// answered from a run's masks, with SVG figures, chance levels, intervals and tests.
+    Results(results::Args),
     /// Benchmarks (figures go to BENCHMARKS.md).
     Bench(bench::Args),
     /// Graph modularity (spectral clustering, Newman Q, n-cut, shuffle null model).
@@ -134,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Toumei(args) => toumei::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Report(args) => report::run(args),
+        Command::Results(args) => results::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Modularity(args) => modularity::run(args),
     }

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod mask;
 pub mod modularity;
 pub mod report;
+pub mod results;
 pub mod sweep;
 pub mod toumei;
 pub mod toy;

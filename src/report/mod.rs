@@ -14,6 +14,9 @@ use crate::plot::sharing_chance_heatmap;
 use crate::Result;
 use polars::prelude::*;
 
+pub mod results;
+pub use results::{write_results, ResultsSummary};
+
 /// One row of the graph-modularity table: checkpoint, its accuracy (%), Q, z and p.
 type ModularityRow = (String, Option<f64>, f64, Option<f64>, Option<f64>);
 
@@ -92,29 +95,16 @@ fn replicate_findings(dev: &Development, ckpt: &str) -> Result<String> {
     })
 }
 
-/// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),
-/// plus free-form `sections` (title, HTML) such as training curves, settings and timings.
-pub fn write_report(
-    out: &Path,
-    masks_dir: &Path,
-    shuffles: usize,
-    sections: &[(String, String)],
-) -> Result<()> {
-    let dev = Development::from_dir(masks_dir)?;
-    let mut body = String::new();
-    for (title, html) in sections {
-        body += &format!("<h2>{}</h2>{html}", escape_html(title));
-    }
-    body += &modules_section(&dev)?;
-    body += &sharing_section(&dev)?;
-    body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
+/// Graph modularity of each checkpoint's vision stack (spectral clustering, k = 4, Newman Q
+/// against `shuffles` layer shuffles), and a line for each checkpoint that could not be read —
+/// named, never dropped.
+fn modularity_table(dev: &Development, shuffles: usize) -> Result<(Table, Vec<String>)> {
     let mut rows: Vec<ModularityRow> = Vec::new();
     let mut unreadable = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
         let Some(rec) = dev.records.iter().find(|r| r.checkpoint() == ckpt) else {
             continue;
         };
-        // A mask whose base checkpoint cannot be read is named in the report, never dropped.
         let model = match rec.base_checkpoint_path() {
             Some(path) => match Checkpoint::load(&path) {
                 Ok(c) => c.model,
@@ -154,9 +144,28 @@ pub fn write_report(
         Column::new("z".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
         Column::new("p".into(), rows.iter().map(|r| r.4).collect::<Vec<_>>()),
     ])?;
-    body += &Table::new(df)
-        .with_caption(format!("Newman Q (k = 4) with {shuffles} layer shuffles"))
-        .to_html()?;
+    let caption = format!("Newman Q (k = 4) with {shuffles} layer shuffles");
+    Ok((Table::new(df).with_caption(caption), unreadable))
+}
+
+/// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),
+/// plus free-form `sections` (title, HTML) such as training curves, settings and timings.
+pub fn write_report(
+    out: &Path,
+    masks_dir: &Path,
+    shuffles: usize,
+    sections: &[(String, String)],
+) -> Result<()> {
+    let dev = Development::from_dir(masks_dir)?;
+    let mut body = String::new();
+    for (title, html) in sections {
+        body += &format!("<h2>{}</h2>{html}", escape_html(title));
+    }
+    body += &modules_section(&dev)?;
+    body += &sharing_section(&dev)?;
+    body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
+    let (table, unreadable) = modularity_table(&dev, shuffles)?;
+    body += &table.to_html()?;
     for line in &unreadable {
         body += &format!(
             "<p class=\"warn\">⚠ no graph modularity for {}</p>",

@@ -1,0 +1,365 @@
+//! `RESULTS.md`: the study's questions (spec §6: R1–R4, R6, R7) answered from a run's masks.
+//! Every figure is saved as SVG beside the text, every number carries its n and interval, each
+//! module measure stands beside its chance level, and each sentence that states a finding comes
+//! from a test (it says "no significant …" when the test finds nothing). The study's own
+//! numbers are quoted beside ours, with its label swap (spec §7 B1) corrected.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::analysis::chance::ChanceConfig;
+use crate::analysis::development::{Development, MaskRecord};
+use crate::analysis::masks::{mask_stats, Overlap};
+use crate::analysis::replicates::Interval;
+use crate::display::Figure;
+use crate::plot::sharing_chance_heatmap;
+use crate::{Error, Result};
+
+/// The name of the pooled control mask's task (every shape set at once).
+const CONTROL_TASK: &str = "all-shapes";
+
+/// What `write_results` wrote.
+#[derive(Debug, Clone)]
+pub struct ResultsSummary {
+    /// Masks read.
+    pub masks: usize,
+    /// Checkpoints they belong to.
+    pub checkpoints: usize,
+    /// The SVG figures written.
+    pub figures: Vec<PathBuf>,
+}
+
+/// How much work the chance levels and the graph null model get.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultsConfig {
+    /// Draws of the count-matched null behind every chance level (default 1,000).
+    pub null_draws: usize,
+    /// Layer shuffles of the graph-modularity null model per checkpoint (default 100).
+    pub shuffles: usize,
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        ResultsConfig {
+            null_draws: 1000,
+            shuffles: 100,
+        }
+    }
+}
+
+/// A markdown document and the figures it links to, written together.
+struct Document {
+    text: String,
+    figures_dir: PathBuf,
+    link_prefix: String,
+    figures: Vec<PathBuf>,
+}
+
+impl Document {
+    /// Saves `figure` as `figures_dir/name.svg` (characters other than letters, digits, `.`,
+    /// `-` and `_` become `_`: checkpoint names hold `/`) and links it from the text.
+    fn figure(&mut self, name: &str, figure: &Figure) -> Result<()> {
+        let name: String = name
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() || "._-".contains(c) {
+                true => c,
+                false => '_',
+            })
+            .collect();
+        let path = self.figures_dir.join(format!("{name}.svg"));
+        figure.save_svg(&path)?;
+        let _ = writeln!(self.text, "![{name}]({}{name}.svg)\n", self.link_prefix);
+        self.figures.push(path);
+        Ok(())
+    }
+
+    fn para(&mut self, text: &str) {
+        let _ = writeln!(self.text, "{text}\n");
+    }
+}
+
+/// Writes `out` (markdown) and its figures under `figures_dir` from the masks under `masks_dir`
+/// and the checkpoints their sidecars name.
+pub fn write_results(
+    out: &Path,
+    figures_dir: &Path,
+    masks_dir: &Path,
+    cfg: &ResultsConfig,
+) -> Result<ResultsSummary> {
+    let dev = Development::from_dir(masks_dir)?;
+    std::fs::create_dir_all(figures_dir).map_err(|e| Error::io(figures_dir, e))?;
+    let mut doc = Document {
+        text: String::new(),
+        figures_dir: figures_dir.to_path_buf(),
+        link_prefix: link_prefix(out, figures_dir),
+        figures: Vec::new(),
+    };
+    let chance = ChanceConfig::default().with_draws(cfg.null_draws);
+    provenance(&mut doc, &dev, masks_dir);
+    module_size(&mut doc, &dev, &chance)?;
+    sharing(&mut doc, &dev, &chance)?;
+    development(&mut doc, &dev)?;
+    ablation(&mut doc, &dev);
+    let (table, unreadable) = super::modularity_table(&dev, cfg.shuffles)?;
+    doc.para("## Graph modularity of the vision stack");
+    doc.para(&table.to_markdown()?);
+    for line in unreadable {
+        doc.para(&format!("⚠ no graph modularity for {line}"));
+    }
+    crate::checkpoint::write_atomic(out, doc.text.as_bytes())?;
+    Ok(ResultsSummary {
+        masks: dev.records.len(),
+        checkpoints: dev.checkpoints().len(),
+        figures: doc.figures,
+    })
+}
+
+/// The figures folder as the markdown file links it: relative to the file's folder when it
+/// lies below it.
+fn link_prefix(out: &Path, figures_dir: &Path) -> String {
+    let base = out.parent().unwrap_or(Path::new(""));
+    let rel = figures_dir.strip_prefix(base).unwrap_or(figures_dir);
+    let text = rel.to_string_lossy().replace('\\', "/");
+    match text.is_empty() {
+        true => String::new(),
+        false => format!("{}/", text.trim_end_matches('/')),
+    }
+}
+
+fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) {
+    let first = &dev.records[0].sidecar.config;
+    doc.para("# Results of the study run");
+    doc.para(&format!(
+        "Written by `avr results --masks {}` from {} masks at {} checkpoint(s); do not edit by \
+         hand, re-run it. Settings of every mask: α = {:e}, at most {} steps, lr {}, seeds {}.",
+        masks_dir.display(),
+        dev.records.len(),
+        dev.checkpoints().len(),
+        first.alpha,
+        first.steps,
+        first.lr,
+        seeds(dev)
+    ));
+    if let Some(w) = dev.mixed_settings_warning() {
+        doc.para(&format!("⚠ {w}"));
+    }
+    if !dev.x_is_test() {
+        doc.para(
+            "⚠ some checkpoints have no held-out test reading: their x-axis value is the \
+             validation reading that chose them.",
+        );
+    }
+    let settled = dev
+        .records
+        .iter()
+        .filter(|r| r.sidecar.converged_at.is_some())
+        .count();
+    doc.para(&format!(
+        "{settled} of {} masks met the convergence rule before the step cap; the rest stopped \
+         at the cap (the table below says which).",
+        dev.records.len()
+    ));
+}
+
+fn seeds(dev: &Development) -> String {
+    let mut seeds: Vec<u64> = dev.records.iter().map(|r| r.sidecar.config.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let list: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+    list.join(", ")
+}
+
+/// The masks of the most accurate checkpoint (the last on the x-axis).
+fn best_checkpoint(dev: &Development) -> Option<(String, Option<f64>)> {
+    dev.checkpoints().last().cloned()
+}
+
+fn shape_masks<'a>(dev: &'a Development, ckpt: &str) -> Vec<&'a MaskRecord> {
+    dev.records
+        .iter()
+        .filter(|r| r.checkpoint() == ckpt && r.task() != CONTROL_TASK)
+        .collect()
+}
+
+fn kept_percent(r: &MaskRecord) -> f64 {
+    100.0 * mask_stats(&r.mask).kept_fraction
+}
+
+/// R1: module size, per checkpoint and shape, with dispersity beside its chance level.
+fn module_size(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Result<()> {
+    doc.para("## R1 — How large is a shape module?");
+    doc.para(
+        "The study: \"these modules comprise only ten percent of the total weights\"; most of \
+         its masks keep 6.5–15 % (spec §6 R1), at α chosen per mask.",
+    );
+    doc.para(&dev.table()?.to_markdown()?);
+    doc.para(&dev.module_table(chance)?.to_markdown()?);
+    if let Some((ckpt, _)) = best_checkpoint(dev) {
+        let kept: Vec<f64> = shape_masks(dev, &ckpt)
+            .into_iter()
+            .map(kept_percent)
+            .collect();
+        if !kept.is_empty() {
+            let interval = Interval::t95(&kept);
+            let verdict = study_range_verdict(&interval, 6.5, 15.0);
+            doc.para(&format!(
+                "At the most accurate checkpoint ({ckpt}) a shape module keeps {} of the \
+                 weights (mean over shape masks, 95 % t interval); {verdict}",
+                percent(&interval)
+            ));
+        }
+        let control: Vec<f64> = dev
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt && r.task() == CONTROL_TASK)
+            .map(kept_percent)
+            .collect();
+        if !control.is_empty() {
+            doc.para(&format!(
+                "For reference, the pooled control mask (all shapes at once) keeps {}.",
+                percent(&Interval::t95(&control))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `12.3 % [10.1, 14.5] (n = 3)`: an interval of percentages.
+fn percent(interval: &Interval) -> String {
+    match interval.n < 2 {
+        true => format!("{:.1} % (n = {}, no interval)", interval.mean, interval.n),
+        false => format!(
+            "{:.1} % [{:.1}, {:.1}] (n = {})",
+            interval.mean, interval.low, interval.high, interval.n
+        ),
+    }
+}
+
+/// Where an interval lies against the study's range `[low, high]` (percent).
+fn study_range_verdict(interval: &Interval, low: f64, high: f64) -> String {
+    if interval.n < 2 {
+        return "with one mask there is no interval to set against the study's range.".into();
+    }
+    if interval.high < low {
+        format!("smaller than the study's {low}–{high} % (the whole interval lies below it).")
+    } else if interval.low > high {
+        format!("larger than the study's {low}–{high} % (the whole interval lies above it).")
+    } else {
+        format!(
+            "no significant difference from the study's {low}–{high} % (the interval overlaps it)."
+        )
+    }
+}
+
+/// R2 and R7: sharing between shape modules against chance, and against replicates.
+fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Result<()> {
+    doc.para("## R2, R7 — Do shape modules share weights?");
+    doc.para(&format!(
+        "The study: \"a significant degree of parameter sharing\" (R2), with IoMin 33.5–72.5 % \
+         between its shapes at SCL_90 (R7; its sharing figures are labelled correctly), and \
+         no chance level or replicate. Ours: IoMin % after removing the \
+         weights kept by every mask, beneath each value its count-matched chance level and z \
+         ({} draws); then the decisive test — do two shapes share fewer weights than two seeds \
+         of one shape?",
+        chance.draws
+    ));
+    for (ckpt, _) in dev.checkpoints() {
+        let _ = writeln!(doc.text, "### {ckpt}\n");
+        let masks = dev
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt)
+            .count();
+        if masks < 3 {
+            doc.para("Fewer than three masks: no preprocessed sharing matrix.");
+        } else {
+            let (m, accuracy) = dev.sharing_chance(&ckpt, Overlap::IoMin, true, chance)?;
+            doc.figure(
+                &format!("sharing-{ckpt}"),
+                &sharing_chance_heatmap(&m, accuracy)?,
+            )?;
+            let (above, below) = m.above_below();
+            doc.para(&format!(
+                "{above} pairs share more than chance (one-sided p ≤ 0.05), {below} do not."
+            ));
+        }
+        let tests = dev.replicate_tests(&ckpt, Overlap::IoMin, 0)?;
+        if tests.is_empty() {
+            doc.para("One seed per task here: no replicate test.");
+        }
+        for t in tests {
+            let _ = writeln!(doc.text, "- {}", t.verdict(0.05));
+        }
+        doc.text.push('\n');
+    }
+    Ok(())
+}
+
+/// R3 and R6: module size and dispersity over training, each change decided by a test.
+fn development(doc: &mut Document, dev: &Development) -> Result<()> {
+    doc.para("## R3, R6 — How do modules change over training?");
+    doc.para(
+        "The study's README: modules \"become increasingly sparse and less dispersed\" (R3). \
+         That reading comes from swapped labels (spec §7 B1); paired by folder, its masks \
+         become less sparse and more dispersed from SCL_50 to SCL_90 (R6), e.g. circles keep \
+         6.2 → 8.3 → 25.0 % and dispersity 0.237 → 0.291 → 0.303. Ours, by held-out accuracy:",
+    );
+    doc.figure("module-size", &dev.sparsity_plot()?)?;
+    doc.figure("dispersity", &dev.dispersity_plot()?)?;
+    let changes = [
+        dev.change("module size (kept %)", &kept_percent),
+        dev.change("dispersity", &|r| mask_stats(&r.mask).dispersity),
+    ];
+    let mut any = false;
+    for c in changes.into_iter().flatten() {
+        let _ = writeln!(doc.text, "- {}", c.sentence);
+        any = true;
+    }
+    if !any {
+        doc.para("- No change can be tested yet: masks of at least two checkpoints are needed.");
+    }
+    doc.text.push('\n');
+    Ok(())
+}
+
+/// R4: what removing the weights outside a module costs (the mask's task accuracy against the
+/// unmasked model on the same problems) and what removing the module itself costs.
+fn ablation(doc: &mut Document, dev: &Development) {
+    doc.para("## R4 — Does ablating the weights outside a module hurt?");
+    doc.para(
+        "The study: zero-ablating the non-module weights \"does not affect the performance of \
+         the model significantly\" (R4), without an interval. Ours: the task-accuracy drop of \
+         the masked model from the unmasked one (points, same problems), and the accuracy when \
+         the module itself is removed (the inverted mask; chance is 12.5 %).",
+    );
+    for (ckpt, _) in dev.checkpoints() {
+        let masks = shape_masks(dev, &ckpt);
+        let drops: Vec<f64> = masks.iter().filter_map(|r| task_drop_points(r)).collect();
+        let inverted: Vec<f64> = masks
+            .iter()
+            .filter_map(|r| r.sidecar.final_inverted_task_accuracy.map(|a| 100.0 * a))
+            .collect();
+        if drops.is_empty() {
+            continue;
+        }
+        let drop = Interval::t95(&drops);
+        let verdict = match (drop.n >= 2, drop.excludes(0.0)) {
+            (false, _) => "one mask: no test",
+            (true, true) if drop.mean > 0.0 => "a significant loss",
+            (true, true) => "a significant gain",
+            (true, false) => "no significant difference",
+        };
+        let _ = writeln!(
+            doc.text,
+            "- {ckpt}: drop {} points — {verdict}; with the module removed, {} correct.",
+            drop.summary(1),
+            percent(&Interval::t95(&inverted))
+        );
+    }
+    doc.text.push('\n');
+}
+
+fn task_drop_points(r: &MaskRecord) -> Option<f64> {
+    let unmasked = r.sidecar.unmasked.as_ref()?.task.accuracy;
+    Some(100.0 * (unmasked - r.sidecar.final_task_accuracy?))
+}
