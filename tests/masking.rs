@@ -195,6 +195,26 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     );
     assert!(sidecar.control_dataset.unwrap().ends_with("originals"));
     assert!((sidecar.kept_fraction - kept).abs() < 1e-12);
+    // The readings travel with the mask: a reloaded run has the evaluation rows (and the
+    // last), with the same values, so its curves can be drawn without re-training.
+    let loaded = MaskRun::load(&path).unwrap();
+    let steps: Vec<usize> = loaded.metrics.iter().map(|r| r.step).collect();
+    assert_eq!(steps, vec![3, 6]);
+    for (a, b) in loaded.metrics.iter().zip(&evals) {
+        assert_eq!(a.task_accuracy, b.task_accuracy);
+        assert_eq!(a.kept_fraction, b.kept_fraction);
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "f64 written in full");
+    }
+    assert_eq!(loaded.unmasked, run.unmasked);
+    assert_eq!(loaded.provenance, run.provenance);
+    assert!(loaded.curves().unwrap().svg.contains("mask training"));
+    let bad = avr_modularity::masking::engine::mask_readings_path(&path);
+    std::fs::write(&bad, "step,loss\n1,2\n").unwrap();
+    let err = MaskRun::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("readings.csv") && err.contains("header"),
+        "{err}"
+    );
 }
 
 #[test]
