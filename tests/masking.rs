@@ -215,6 +215,12 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
         err.contains("readings.csv") && err.contains("header"),
         "{err}"
     );
+    std::fs::remove_file(&bad).unwrap();
+    let set = avr_modularity::masking::set::MaskSet::load_dir(dir.path(), None).unwrap();
+    assert_eq!(set.runs.len(), 1);
+    assert_eq!(set.runs[0].mask.kept(), run.mask.kept());
+    let other_seed = avr_modularity::masking::set::MaskSet::load_dir(dir.path(), Some(7));
+    assert!(other_seed.unwrap_err().to_string().contains("no masks"));
 }
 
 #[test]

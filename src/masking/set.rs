@@ -242,4 +242,51 @@ impl MaskSet {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         self.runs.iter().map(|r| r.save(dir.as_ref())).collect()
     }
+
+    /// The masks saved in `dir` (one checkpoint's: `<task>-s<seed>.safetensors` + sidecars +
+    /// readings), in file-name order, as runs ([`MaskRun::load`]). Seed replicates are kept,
+    /// so with `seed` given only that seed's masks are read (each task once). Masks of
+    /// different checkpoints in one folder are refused, naming the first that differs.
+    pub fn load_dir(dir: impl AsRef<Path>, seed: Option<u64>) -> Result<MaskSet> {
+        let dir = dir.as_ref();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        paths.sort();
+        let mut runs = Vec::new();
+        for path in &paths {
+            let run = MaskRun::load(path)?;
+            if seed.is_none_or(|s| run.config.seed == s) {
+                runs.push((path, run));
+            }
+        }
+        let Some((_, first)) = runs.first() else {
+            return Err(Error::bad_file(
+                dir,
+                "no masks (*.safetensors with .json sidecars)",
+            ));
+        };
+        let base = first.provenance.base_hash.clone();
+        if let Some((path, _)) = runs.iter().find(|(_, r)| r.provenance.base_hash != base) {
+            return Err(Error::bad_file(
+                path,
+                "trained on another checkpoint than the folder's first mask",
+            ));
+        }
+        Ok(MaskSet {
+            checkpoint: checkpoint_name(&first.provenance.base_checkpoint),
+            base_accuracy: first.provenance.base_accuracy,
+            runs: runs.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+}
+
+/// A checkpoint's name from its path (`…/scl_official_val80.2.safetensors` → `scl_official_val80.2`).
+fn checkpoint_name(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned())
 }
