@@ -20,8 +20,8 @@ use crate::data::digits::Digits;
 use crate::data::generate::{generate_dataset, GeneratorConfig};
 use crate::data::{AvrDataset, Shape, Split};
 use crate::display::Figure;
-use crate::masking::engine::MaskTrainConfig;
-use crate::masking::set::TaskSets;
+use crate::masking::engine::{AlphaSweep, MaskTrainConfig};
+use crate::masking::set::{MaskSet, TaskSets};
 use crate::masking::toy::ToyConfig;
 use crate::model::SclModel;
 use crate::session::{self, RunSize, Session};
@@ -164,9 +164,62 @@ impl Study {
         ToyConfig::for_size(self.size)
     }
 
+    /// `smoke()` in a smoke run, else `full()`: only the one asked for runs (a smoke run
+    /// trains what a full run reads from the shipped artifacts).
+    pub fn pick_with<T>(&self, smoke: impl FnOnce() -> T, full: impl FnOnce() -> T) -> T {
+        match self.size {
+            RunSize::Smoke => smoke(),
+            RunSize::Full => full(),
+        }
+    }
+
     /// The study run shipped in `model_ckpts/study/` ([`ShippedRun`]), read, not retrained.
     pub fn study_run(&self) -> Result<ShippedRun> {
-        ShippedRun::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("model_ckpts/study"))
+        ShippedRun::load(repo_root().join("model_ckpts/study"))
+    }
+
+    /// The shipped run's best milestone (highest validation reading), on this study's device:
+    /// the checkpoint the study's masks were trained on first.
+    pub fn shipped_checkpoint(&self) -> Result<Checkpoint> {
+        let run = self.study_run()?;
+        let best = run.best_milestone().ok_or_else(|| {
+            Error::bad_file(&run.dir, "no milestone checkpoints (scl_*.json sidecars)")
+        })?;
+        let mut ckpt = Checkpoint::load(run.dir.join(format!("{}.safetensors", best.name)))?;
+        ckpt.model = ckpt.model.to_device(self.device);
+        Ok(ckpt)
+    }
+
+    /// The study's α stage as shipped: the masks `binary_masks/study/alpha.json` lists, read
+    /// back, with the study's rule (5 points) applied to them again.
+    pub fn shipped_alpha_stage(&self) -> Result<AlphaSweep> {
+        let record = repo_root().join("binary_masks/study/alpha.json");
+        let text = std::fs::read_to_string(&record).map_err(|e| Error::io(&record, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(&record, format!("not an α record: {e}")))?;
+        let masks: Vec<PathBuf> = v["runs"]
+            .as_array()
+            .map(|runs| runs.iter().filter_map(|r| r["mask"].as_str()))
+            .into_iter()
+            .flatten()
+            .map(|m| repo_root().join(m))
+            .collect();
+        AlphaSweep::from_masks(&masks, 0.05)
+    }
+
+    /// The study's shape masks of the best milestone with `seed`, shipped in
+    /// `binary_masks/study/<milestone>/` (the pooled control left out: it is no shape).
+    pub fn shipped_masks(&self, seed: u64) -> Result<MaskSet> {
+        let run = self.study_run()?;
+        let best = run.best_milestone().ok_or_else(|| {
+            Error::bad_file(&run.dir, "no milestone checkpoints (scl_*.json sidecars)")
+        })?;
+        let mut set = MaskSet::load_dir(
+            repo_root().join("binary_masks/study").join(&best.name),
+            Some(seed),
+        )?;
+        set.runs.retain(|r| r.provenance.shape.is_some());
+        Ok(set)
     }
 
     /// The toumei graph-modularity experiments at this run size ([`ToumeiConfig::for_size`]).
@@ -233,7 +286,19 @@ pub struct ShippedMilestone {
     pub test: Option<(f64, usize, f64, f64)>,
 }
 
+/// The crate's folder: the shipped artifacts live under it.
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 impl ShippedRun {
+    /// The milestone with the highest validation reading.
+    pub fn best_milestone(&self) -> Option<&ShippedMilestone> {
+        self.milestones
+            .iter()
+            .max_by(|a, b| a.val.0.total_cmp(&b.val.0))
+    }
+
     /// Reads `dir/metrics.csv` and every `dir/scl_*.json` sidecar.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();

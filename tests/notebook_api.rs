@@ -167,3 +167,34 @@ fn the_shipped_study_run_reads_back_with_its_milestones_and_test_readings() {
     let fig = run.curves(250).unwrap();
     assert!(fig.svg.contains("validation (2,100 problems)"));
 }
+
+/// mask_SCL at full size reads the study's artifacts instead of training: the best milestone,
+/// and the α stage from its shipped masks (saved before readings were kept, so each run's log
+/// is its sidecar's final reading) with the rule applied again — the choice alpha.json records.
+#[test]
+fn the_shipped_alpha_stage_and_checkpoint_read_back_for_the_notebooks() {
+    let study = Study::setup(0).unwrap();
+    let ckpt = study.shipped_checkpoint().unwrap();
+    let best = study.study_run().unwrap();
+    let best = best.best_milestone().unwrap();
+    assert_eq!(ckpt.name(), best.name);
+    assert!(best.val.0 >= 0.80, "{}", best.val.0);
+    let sweep = study.shipped_alpha_stage().unwrap();
+    assert_eq!(sweep.runs.len(), 7);
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("binary_masks/study/alpha.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sweep.chosen_alpha(),
+        record["chosen_alpha"].as_f64().unwrap()
+    );
+    let run = sweep.chosen_run().unwrap();
+    assert_eq!(run.metrics.len(), 1, "the sidecar's final reading");
+    assert_eq!(run.metrics[0].step, 3000);
+    assert!((run.last(|m| m.kept_fraction).unwrap() - 0.212).abs() < 0.001);
+    assert!(sweep.table().unwrap().df.height() == 7);
+}

@@ -649,7 +649,7 @@ impl MaskRun {
         let readings = mask_readings_path(path);
         let metrics = match readings.exists() {
             true => read_mask_readings_csv(&readings)?,
-            false => Vec::new(),
+            false => vec![final_reading(&s)],
         };
         Ok(MaskRun {
             mask,
@@ -668,6 +668,24 @@ impl MaskRun {
             task_problems: s.task_problems,
             control_problems: s.control_problems,
         })
+    }
+}
+
+/// A mask saved without readings (before they were written): its sidecar's final reading as
+/// the one row of its log (losses unknown: NaN).
+fn final_reading(s: &MaskSidecar) -> MaskMetricRow {
+    MaskMetricRow {
+        step: s.steps_done,
+        loss: f64::NAN,
+        cross_entropy: f64::NAN,
+        sample_kept: f64::NAN,
+        train_accuracy: f64::NAN,
+        task_accuracy: s.final_task_accuracy,
+        control_accuracy: s.final_control_accuracy,
+        inverted_task_accuracy: s.final_inverted_task_accuracy,
+        inverted_control_accuracy: s.final_inverted_control_accuracy,
+        kept_fraction: Some(s.kept_fraction),
+        undecided_fraction: s.decisiveness.as_ref().map(|d| d.undecided_fraction),
     }
 }
 
@@ -1302,6 +1320,27 @@ pub struct AlphaSweep {
 }
 
 impl AlphaSweep {
+    /// The α stage from saved masks (one per α, e.g. the study's `binary_masks/study-alpha/`):
+    /// [`select_alpha`] on their final validation task accuracies, as [`alpha_sweep`] chooses.
+    pub fn from_masks(masks: &[PathBuf], tolerance: f64) -> Result<AlphaSweep> {
+        let runs = masks
+            .iter()
+            .map(MaskRun::load)
+            .collect::<Result<Vec<_>>>()?;
+        let scores: Vec<(f64, f64)> = runs
+            .iter()
+            .map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0)))
+            .collect();
+        if scores.is_empty() {
+            return Err(Error::NotEnough("α stage: no masks given".into()));
+        }
+        Ok(AlphaSweep {
+            chosen: select_alpha(&scores, tolerance),
+            runs,
+            tolerance,
+        })
+    }
+
     /// The chosen α (a sweep always holds at least one run: [`alpha_sweep`] refuses an empty list).
     pub fn chosen_alpha(&self) -> f64 {
         self.runs
