@@ -102,6 +102,14 @@ impl Study {
         self.masks.clone().unwrap_or_else(|| self.out_dir(default))
     }
 
+    /// The study's masks to analyse: `AVR_MASKS` when set, else the shipped
+    /// `binary_masks/study/` of this crate (every milestone, every task and seed).
+    pub fn study_masks_dir(&self) -> PathBuf {
+        self.masks
+            .clone()
+            .unwrap_or_else(|| repo_root().join("binary_masks/study"))
+    }
+
     /// `<out_root>/<name>` (e.g. `binary_masks/notebook`).
     pub fn out_dir(&self, name: &str) -> PathBuf {
         self.out_root.join(name)
