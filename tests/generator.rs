@@ -555,6 +555,21 @@ fn a_dataset_generated_on_the_fly_gives_the_pixels_of_the_written_files() {
     );
     assert!(a.images.equal(&b.images), "same panels");
     assert!(a.targets.equal(&b.targets), "same answers");
+    // The second reading comes from the render cache (block sums): still the files' values, to
+    // the bit, also transposed as the study's loader read them.
+    let (kept, _) = avr_modularity::data::render_cache::usage();
+    assert!(kept >= idx.len(), "the rendered problems were kept");
+    let again = generated.batch(&idx, opts, tch::Device::Cpu).unwrap();
+    assert!(a.images.equal(&again.images) && a.targets.equal(&again.targets));
+    let transposed = BatchOptions {
+        transpose_panels: true,
+        ..opts
+    };
+    let (a, b) = (
+        on_disk.batch(&idx, transposed, tch::Device::Cpu).unwrap(),
+        generated.batch(&idx, transposed, tch::Device::Cpu).unwrap(),
+    );
+    assert!(a.images.equal(&b.images), "same transposed panels");
     let test = generated.split(avr_modularity::data::Split::Test);
     assert_eq!(
         test.len(),

@@ -13,6 +13,7 @@ use super::generate::{
     file_name, generate_problem, CandidateMode, ConfigSpec, GeneratorConfig, Preset,
 };
 use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
+use super::render_cache::{self, block_sums, BlockSums, RenderKey, MAX_FACTOR};
 use crate::{Error, Result};
 
 /// Dataset split.
@@ -78,7 +79,7 @@ pub struct ProblemFile {
 
 /// Everything that determines a generated problem: rendered from it, the problem is
 /// pixel-identical to the file `avr generate` writes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProblemRecipe {
     /// The generator preset (`originals`, a shape, …).
     pub preset: String,
@@ -294,6 +295,9 @@ impl AvrDataset {
                 format!("problem {i} asked for; the set holds {}", self.files.len()),
             ));
         }
+        if let Some(reduced) = self.generated_block_sums(indices, options)? {
+            return self.batch_from_block_sums(indices, &reduced, options, device);
+        }
         let files: Vec<ProblemBytes> = indices
             .iter()
             .map(|&i| self.problem_bytes(i))
@@ -359,10 +363,21 @@ impl AvrDataset {
                 images = images.adaptive_avg_pool2d([side, side]);
             }
         }
-        let targets = Tensor::from_slice(&parsed.iter().map(|p| p.2).collect::<Vec<_>>());
-        Ok(Batch {
+        let targets: Vec<i64> = parsed.iter().map(|p| p.2).collect();
+        Ok(self.batch_of(indices, images, &targets, device))
+    }
+
+    /// The batch of `indices` with its panels and answers.
+    fn batch_of(
+        &self,
+        indices: &[usize],
+        images: Tensor,
+        targets: &[i64],
+        device: Device,
+    ) -> Batch {
+        Batch {
             images: images.to_device(device),
-            targets: targets.to_device(device),
+            targets: Tensor::from_slice(targets).to_device(device),
             configurations: indices
                 .iter()
                 .map(|&i| self.files[i].configuration.clone())
@@ -371,7 +386,91 @@ impl AvrDataset {
                 .iter()
                 .map(|&i| self.files[i].path.clone())
                 .collect(),
-        })
+        }
+    }
+
+    /// Generated problems asked for at an integer fraction of their side: their block sums, from
+    /// the render cache (rendered and kept on a miss). `None` where the plain path applies
+    /// (files, no resize, u8 output, or a side the resize does not divide).
+    fn generated_block_sums(
+        &self,
+        indices: &[usize],
+        options: BatchOptions,
+    ) -> Result<Option<Vec<std::sync::Arc<BlockSums>>>> {
+        let Some(side) = options.resize.filter(|&r| r > 0 && options.to_unit_float) else {
+            return Ok(None);
+        };
+        let r = side as usize;
+        let mut reduced = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let file = &self.files[i];
+            let Some(recipe) = &file.generated else {
+                return Ok(None);
+            };
+            let key = RenderKey {
+                recipe: recipe.clone(),
+                configuration: file.configuration.clone(),
+                side: r,
+            };
+            if let Some(kept) = render_cache::get(&key) {
+                reduced.push(kept);
+                continue;
+            }
+            let ProblemBytes::Rendered(pixels, source_side, target) = self.problem_bytes(i)? else {
+                return Ok(None);
+            };
+            if r >= source_side || source_side % r != 0 || source_side / r > MAX_FACTOR {
+                return Ok(None);
+            }
+            let factor = source_side / r;
+            let mut sums = vec![0u16; PANELS * r * r];
+            block_sums(&pixels, source_side, factor, &mut sums);
+            let value = BlockSums {
+                sums,
+                source_side,
+                factor,
+                target,
+            };
+            reduced.push(render_cache::keep(key, value));
+        }
+        Ok(Some(reduced))
+    }
+
+    /// A batch of reduced problems: each block sum times 1 / (255 f²), as [`box_downsample`]
+    /// computes it from the pixels, so the values are the same to the bit.
+    fn batch_from_block_sums(
+        &self,
+        indices: &[usize],
+        reduced: &[std::sync::Arc<BlockSums>],
+        options: BatchOptions,
+        device: Device,
+    ) -> Result<Batch> {
+        let first = &reduced[0];
+        if let Some(p) = reduced
+            .iter()
+            .position(|b| b.source_side != first.source_side)
+        {
+            return Err(Error::bad_file(
+                &self.files[indices[p]].path,
+                format!(
+                    "panel size {} differs from the batch's {}",
+                    reduced[p].source_side, first.source_side
+                ),
+            ));
+        }
+        let (f, r) = (first.factor, first.source_side / first.factor);
+        let scale = 1.0 / (255.0 * (f * f) as f32);
+        let values: Vec<f32> = reduced
+            .iter()
+            .flat_map(|b| b.sums.iter().map(move |&s| s as f32 * scale))
+            .collect();
+        let shape = [reduced.len() as i64, PANELS as i64, r as i64, r as i64];
+        let mut images = Tensor::from_slice(&values).reshape(shape);
+        if options.transpose_panels {
+            images = images.transpose(2, 3).contiguous();
+        }
+        let targets: Vec<i64> = reduced.iter().map(|b| b.target).collect();
+        Ok(self.batch_of(indices, images, &targets, device))
     }
 }
 
@@ -390,21 +489,13 @@ impl ProblemBytes {
     }
 }
 
-/// Mean of each `f × f` block of every panel in `pixels` (`16 × side²` u8), times `scale`·f².
+/// Mean of each `f × f` block of every panel in `pixels` (`16 × side²` u8), times `scale`·f²:
+/// the block sums (integers, so exact in f32) times `scale`, as the render cache's batches are.
 fn box_downsample(pixels: &[u8], side: usize, f: usize, scale: f32, dst: &mut [f32]) {
-    let r = side / f;
-    for (panel, out) in pixels
-        .chunks_exact(side * side)
-        .zip(dst.chunks_exact_mut(r * r))
-    {
-        for y in 0..side {
-            let row = &panel[y * side..(y + 1) * side];
-            let out_row = &mut out[(y / f) * r..(y / f + 1) * r];
-            for (x, &v) in row.iter().enumerate() {
-                out_row[x / f] += v as f32;
-            }
-        }
-        out.iter_mut().for_each(|v| *v *= scale);
+    let mut sums = vec![0u32; dst.len()];
+    block_sums(pixels, side, f, &mut sums);
+    for (out, &s) in dst.iter_mut().zip(&sums) {
+        *out = s as f32 * scale;
     }
 }
 

@@ -5,6 +5,7 @@ pub mod digits;
 pub mod generate;
 pub mod loader;
 pub mod npz;
+pub mod render_cache;
 pub mod shape;
 
 pub use dataset::{AvrDataset, Batch, Split};

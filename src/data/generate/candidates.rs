@@ -7,7 +7,7 @@ use super::rules::{Component, EntityRule, NpRule, Stuck};
 use crate::rng::Rng;
 
 /// Which answer set to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CandidateMode {
     /// Balanced candidates: every attribute value occurs in half of them (no context-blind shortcut).
