@@ -256,27 +256,13 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["n"], 8);
     let mask = p("masks/ck/squares.safetensors");
-    let (ok, out, err) = avr_env(&[
-        "mask",
-        "train",
-        "--ckpt",
-        ckpt.to_str().unwrap(),
-        "--task",
+    let (ok, out, err) = avr_env(&tiny_mask_args(
+        &ckpt,
         &p("squares"),
-        "--control",
         &p("data"),
-        "--steps",
-        "4",
-        "--batch",
-        "8",
-        "--samples",
-        "4",
-        "--eval-every",
-        "2",
-        "--out",
         &mask,
-        "--json",
-    ]);
+        &[],
+    ));
     assert!(ok, "{err}");
     let side: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(side["steps_done"], 4);
@@ -300,6 +286,37 @@ fn pipeline_generate_train_kill_resume_eval_mask_report() {
     results_md_from_replicated_masks(&ckpt, &p);
 }
 
+/// `avr mask train` for 4 steps of batch 8 with 4 samples, evaluated every 2 steps.
+fn tiny_mask_args<'a>(
+    ckpt: &'a std::path::Path,
+    task: &'a str,
+    control: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "mask",
+        "train",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--task",
+        task,
+    ];
+    args.extend([
+        "--control",
+        control,
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--samples",
+        "4",
+    ]);
+    args.extend(["--eval-every", "2", "--out", out, "--json"]);
+    args.extend(extra);
+    args
+}
+
 /// `avr results` on the pipeline's checkpoint: two tasks × two seeds (the first squares mask
 /// is seed 0), then RESULTS.md with its figures, intervals over seeds, the replicate test
 /// and the study's numbers beside ours.
@@ -311,31 +328,8 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
     ] {
         let (seed, name) = (seed.to_string(), format!("{task}-s{seed}"));
         let out = p(&format!("masks/ck/{name}.safetensors"));
-        let (ok, _, err) = avr_env(&[
-            "mask",
-            "train",
-            "--ckpt",
-            ckpt.to_str().unwrap(),
-            "--task",
-            &p(data),
-            "--control",
-            &p("data"),
-            "--steps",
-            "4",
-            "--batch",
-            "8",
-            "--samples",
-            "4",
-            "--eval-every",
-            "2",
-            "--seed",
-            &seed,
-            "--name",
-            &name,
-            "--out",
-            &out,
-            "--json",
-        ]);
+        let extra = ["--seed", &seed, "--name", &name];
+        let (ok, _, err) = avr_env(&tiny_mask_args(ckpt, &p(data), &p("data"), &out, &extra));
         assert!(ok, "{err}");
     }
     let (md, figures) = (p("RESULTS.md"), p("results"));

@@ -174,6 +174,14 @@ impl Development {
         Ok(Development { records, mixed })
     }
 
+    /// The masks trained on `checkpoint`.
+    pub fn masks_at(&self, checkpoint: &str) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint)
+            .count()
+    }
+
     /// Checkpoints in order of accuracy (the x-axis reading): `(name, accuracy)`.
     pub fn checkpoints(&self) -> Vec<(String, Option<f64>)> {
         let mut out: Vec<(String, Option<f64>)> = Vec::new();

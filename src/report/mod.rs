@@ -62,11 +62,7 @@ fn sharing_section(dev: &Development) -> Result<String> {
     let chance = ChanceConfig::default().with_draws(NULL_DRAWS);
     for (ckpt, _) in dev.checkpoints() {
         html += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        let count = dev
-            .records
-            .iter()
-            .filter(|r| r.checkpoint() == ckpt)
-            .count();
+        let count = dev.masks_at(&ckpt);
         if count < 3 {
             html += "<p>fewer than three masks: no preprocessed sharing matrix (with two, \
                      removing the weights kept by all removes their whole intersection).</p>";

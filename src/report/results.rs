@@ -265,11 +265,7 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
     ));
     for (ckpt, _) in dev.checkpoints() {
         let _ = writeln!(doc.text, "### {ckpt}\n");
-        let masks = dev
-            .records
-            .iter()
-            .filter(|r| r.checkpoint() == ckpt)
-            .count();
+        let masks = dev.masks_at(&ckpt);
         if masks < 3 {
             doc.para("Fewer than three masks: no preprocessed sharing matrix.");
         } else {
