@@ -130,7 +130,7 @@ fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) {
     let first = &dev.records[0].sidecar.config;
     doc.para("# Results of the study run");
     doc.para(&format!(
-        "Written by `avr results --masks {}` from {} masks at {} checkpoint(s); do not edit by \
+        "Written by `avr results --masks {}` from {} mask(s) at {} checkpoint(s); do not edit by \
          hand, re-run it. Settings of every mask: α = {:e}, at most {} steps, lr {}, seeds {}.",
         masks_dir.display(),
         dev.records.len(),
