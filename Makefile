@@ -46,7 +46,7 @@ demo: build
 	@echo "demo: wrote report/index.html, report/notebooks/*.html and report/cli/"
 
 # The study run at study scale (datasets/study/manifest.env; hours: run it niced in the
-# background, it resumes where it stopped). STAGE=data|train|test|alpha|masks|report|all.
+# background, it resumes where it stopped). STAGE=data|train|test|alpha|alpha-check|masks|report|all.
 study: build
 	$(ENV) bash scripts/study.sh $(or $(STAGE),all)
 

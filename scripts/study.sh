@@ -65,6 +65,40 @@ alpha_stage() {
   "$avr" mask choose-alpha "${outs[@]}" --out "$masks/alpha.json" --json
 }
 
+# The α check: the α stage chose on 3,000-step masks. Here the smallest candidate, the choice
+# and its two neighbours are trained to the convergence rule (cap MASK_STEP_CAP) on the same
+# milestone, shape and seed, and the rule is applied again to the settled masks
+# (binary_masks/study-alpha-settled/<milestone>/alpha.json). The study keeps its α unless this
+# check picks another; then that is a finding to report, not a silent switch.
+alpha_check_stage() {
+  local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
+  local stem; stem=$(basename "$ck" .safetensors)
+  local chosen; chosen=$(study_alpha)
+  local candidates=($ALPHA_CANDIDATES) picked=() i j
+  for i in "${!candidates[@]}"; do
+    python3 -c 'import sys; sys.exit(abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) > 1e-6)' \
+      "${candidates[$i]}" "$chosen" || continue
+    # The smallest α (the rule's reference), the choice and its neighbours, each once.
+    for j in 0 $((i - 1)) "$i" $((i + 1)); do
+      if [ "$j" -ge 0 ] && [ "$j" -lt ${#candidates[@]} ] && [[ " ${picked[*]} " != *" ${candidates[$j]} "* ]]; then
+        picked+=("${candidates[$j]}")
+      fi
+    done
+  done
+  [ ${#picked[@]} -gt 0 ] || { echo "α check: $chosen is not among ALPHA_CANDIDATES" >&2; exit 2; }
+  local outs=()
+  for a in "${picked[@]}"; do
+    local out="$masks-alpha-settled/$stem/$ALPHA_SHAPE-a$a.safetensors"
+    outs+=("$out")
+    [ -f "$out" ] && continue
+    say "α check: $stem/$ALPHA_SHAPE α = $a to the convergence rule"
+    "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" --control "$data/originals" \
+      --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
+      --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
+  done
+  "$avr" mask choose-alpha "${outs[@]}" --out "$masks-alpha-settled/$stem/alpha.json" --json
+}
+
 # The study's one α: the α stage's choice once it has run, else the manifest's MASK_ALPHA.
 study_alpha() {
   if [ -f "$masks/alpha.json" ]; then
@@ -123,9 +157,10 @@ case "$stage" in
   train) data_stage; train_stage ;;
   test) test_stage ;;
   alpha) alpha_stage ;;
+  alpha-check) alpha_check_stage ;;
   masks) masks_stage ;;
   report) report_stage ;;
   all) data_stage; train_stage; test_stage; alpha_stage; masks_stage; report_stage ;;
-  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|masks|report|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|alpha-check|masks|report|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"
