@@ -244,6 +244,8 @@ fn study_range_verdict(interval: &Interval, low: f64, high: f64) -> String {
         format!("smaller than the study's {low}–{high} % (the whole interval lies below it).")
     } else if interval.low > high {
         format!("larger than the study's {low}–{high} % (the whole interval lies above it).")
+    } else if interval.low >= low && interval.high <= high {
+        format!("inside the study's {low}–{high} % (the whole interval lies within it).")
     } else {
         format!(
             "no significant difference from the study's {low}–{high} % (the interval overlaps it)."
