@@ -52,17 +52,24 @@ test_stage() {
 alpha_stage() {
   local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
   local stem; stem=$(basename "$ck" .safetensors)
-  local outs=()
-  for a in $ALPHA_CANDIDATES; do
-    local out="$masks-alpha/$stem/$ALPHA_SHAPE-a$a.safetensors"
+  alpha_masks_and_rule "$ck" "$masks-alpha/$stem" "$masks/alpha.json" $ALPHA_CANDIDATES
+}
+
+# One mask per α (the remaining arguments) on checkpoint $1, shape ALPHA_SHAPE, seed 0, into
+# folder $2 (finished masks skipped), then the α rule on them into the record $3.
+alpha_masks_and_rule() {
+  local ck=$1 dir=$2 record=$3; shift 3
+  local outs=() a
+  for a in "$@"; do
+    local out="$dir/$ALPHA_SHAPE-a$a.safetensors"
     outs+=("$out")
     [ -f "$out" ] && continue
-    say "α stage: $stem/$ALPHA_SHAPE α = $a"
+    say "α masks: $(basename "$ck" .safetensors)/$ALPHA_SHAPE α = $a into $dir"
     "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" --control "$data/originals" \
       --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
       --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
   done
-  "$avr" mask choose-alpha "${outs[@]}" --out "$masks/alpha.json" --json
+  "$avr" mask choose-alpha "${outs[@]}" --out "$record" --json
 }
 
 # The α check: the α stage chose on 3,000-step masks. Here the smallest candidate, the choice
@@ -86,17 +93,8 @@ alpha_check_stage() {
     done
   done
   [ ${#picked[@]} -gt 0 ] || { echo "α check: $chosen is not among ALPHA_CANDIDATES" >&2; exit 2; }
-  local outs=()
-  for a in "${picked[@]}"; do
-    local out="$masks-alpha-settled/$stem/$ALPHA_SHAPE-a$a.safetensors"
-    outs+=("$out")
-    [ -f "$out" ] && continue
-    say "α check: $stem/$ALPHA_SHAPE α = $a to the convergence rule"
-    "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" --control "$data/originals" \
-      --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
-      --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
-  done
-  "$avr" mask choose-alpha "${outs[@]}" --out "$masks-alpha-settled/$stem/alpha.json" --json
+  local dir="$masks-alpha-settled/$stem"
+  alpha_masks_and_rule "$ck" "$dir" "$dir/alpha.json" "${picked[@]}"
 }
 
 # The study's one α: the α stage's choice once it has run, else the manifest's MASK_ALPHA.
