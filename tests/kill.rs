@@ -52,6 +52,9 @@ fn assert_whole(dir: &Path, after: &str) {
         let name = rel.to_string_lossy();
         let ok = match path.extension().and_then(|e| e.to_str()) {
             Some("npz") => AvrProblem::read(&path).map(drop),
+            Some("csv") if name.ends_with(".readings.csv") => {
+                avr_modularity::masking::engine::read_mask_readings_csv(&path).map(drop)
+            }
             Some("csv") => read_metrics_csv(&path).map(drop),
             Some("safetensors") if name.contains("last") => read_safetensors(&path).map(drop),
             Some("safetensors") if name.starts_with("scl_") => Checkpoint::load(&path).map(drop),
