@@ -190,9 +190,7 @@ impl Study {
     /// the checkpoint the study's masks were trained on first.
     pub fn shipped_checkpoint(&self) -> Result<Checkpoint> {
         let run = self.study_run()?;
-        let best = run.best_milestone().ok_or_else(|| {
-            Error::bad_file(&run.dir, "no milestone checkpoints (scl_*.json sidecars)")
-        })?;
+        let best = run.best_milestone_or_err()?;
         let mut ckpt = Checkpoint::load(run.dir.join(format!("{}.safetensors", best.name)))?;
         ckpt.model = ckpt.model.to_device(self.device);
         Ok(ckpt)
@@ -219,9 +217,7 @@ impl Study {
     /// `binary_masks/study/<milestone>/` (the pooled control left out: it is no shape).
     pub fn shipped_masks(&self, seed: u64) -> Result<MaskSet> {
         let run = self.study_run()?;
-        let best = run.best_milestone().ok_or_else(|| {
-            Error::bad_file(&run.dir, "no milestone checkpoints (scl_*.json sidecars)")
-        })?;
+        let best = run.best_milestone_or_err()?;
         let mut set = MaskSet::load_dir(
             repo_root().join("binary_masks/study").join(&best.name),
             Some(seed),
@@ -305,6 +301,13 @@ impl ShippedRun {
         self.milestones
             .iter()
             .max_by(|a, b| a.val.0.total_cmp(&b.val.0))
+    }
+
+    /// [`ShippedRun::best_milestone`], or an error naming the run's folder when it has none.
+    pub fn best_milestone_or_err(&self) -> Result<&ShippedMilestone> {
+        self.best_milestone().ok_or_else(|| {
+            Error::bad_file(&self.dir, "no milestone checkpoints (scl_*.json sidecars)")
+        })
     }
 
     /// Reads `dir/metrics.csv` and every `dir/scl_*.json` sidecar.

@@ -542,6 +542,12 @@ fn exit_codes_and_json_errors() {
     );
 }
 
+/// Mask logits that keep half of four weights (the sidecars below say kept 0.5).
+fn write_half_kept_logits(path: &std::path::Path) {
+    let logits = tch::Tensor::from_slice(&[1.0f32, -1.0, 2.0, -2.0]);
+    tch::Tensor::write_safetensors(&[("conv.weight", &logits)], path).unwrap();
+}
+
 /// The α stage's rule on finished masks: one mask sidecar written as four α values with
 /// made-up final validation accuracies, so the right choice is known.
 #[test]
@@ -562,6 +568,7 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
         s["final_task_accuracy"] = serde_json::json!(accuracy);
         let mask = dir.path().join(format!("a{i}.safetensors"));
         std::fs::write(mask.with_extension("json"), s.to_string()).unwrap();
+        write_half_kept_logits(&mask);
         masks.push(mask.display().to_string());
     }
     let out = dir.path().join("alpha.json");
@@ -573,6 +580,7 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
     let record: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(record["chosen_alpha"].as_f64(), Some(2e-5));
     assert_eq!(record["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(record["runs"][0]["kept_fraction"].as_f64(), Some(0.5));
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(written, record);
@@ -581,6 +589,7 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
     other["task_dataset"] = serde_json::json!("datasets/demo/squares");
     let stray = dir.path().join("stray.safetensors");
     std::fs::write(stray.with_extension("json"), other.to_string()).unwrap();
+    write_half_kept_logits(&stray);
     let stray_arg = stray.display().to_string();
     let (ok, _, stderr) = avr(&[
         "mask",

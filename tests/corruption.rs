@@ -154,7 +154,7 @@ fn read_problem(path: &Path) -> avr_modularity::Result<String> {
 fn read_for_training(path: &Path) -> avr_modularity::Result<String> {
     let bytes = std::fs::read(path).map_err(|e| avr_modularity::Error::io(path, e))?;
     let (image, side, target) = image_and_target(path, &bytes)?;
-    Ok(format!("{:08x} {side} {target}", crc32(image)))
+    Ok(format!("{:08x} {side} {target}", crc32(&image)))
 }
 
 fn read_checkpoint(path: &Path) -> avr_modularity::Result<String> {
@@ -218,7 +218,7 @@ fn every_byte_of_the_zip_directory_damaged_is_refused() {
 
 fn read_for_training_bytes(path: &Path, bytes: &[u8]) -> Result<String, String> {
     let (image, side, target) = image_and_target(path, bytes).map_err(|e| e.to_string())?;
-    Ok(format!("{:08x} {side} {target}", crc32(image)))
+    Ok(format!("{:08x} {side} {target}", crc32(&image)))
 }
 
 /// Hand-made members that used to panic: a one-character dtype, a version-2 header cut at

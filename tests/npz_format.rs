@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use avr_modularity::data::npz::{inspect, AvrProblem};
+use avr_modularity::data::npz::{inspect, AvrProblem, Packing};
 use avr_modularity::data::{AvrDataset, Split};
 use avr_modularity::fixtures::require_fixtures;
 
@@ -189,6 +189,137 @@ print("ok")
     assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
 }
 
+/// A deflated problem (`avr generate --compress`) is the same problem to numpy and to us, and
+/// numpy's own `savez_compressed` files (zlib's dynamic Huffman codes) read the same too.
+#[test]
+fn deflated_files_round_trip_through_numpy_in_both_directions() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `make setup` first: {} is missing",
+        python.display()
+    );
+    let source = require_fixtures()
+        .unwrap()
+        .join("iraven/distribute_nine/RAVEN_8_test.npz");
+    let problem = AvrProblem::read(&source).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours.npz"), dir.path().join("theirs.npz"));
+    problem.write_generated(&ours, Packing::Deflated).unwrap();
+    let stored = std::fs::metadata(&source).unwrap().len();
+    let deflated = std::fs::metadata(&ours).unwrap().len();
+    assert!(
+        deflated * 8 < stored,
+        "deflated {deflated} bytes against {stored} stored"
+    );
+    let script = r#"
+import sys, zipfile, numpy as np
+src, ours, theirs = sys.argv[1:4]
+assert zipfile.ZipFile(ours).getinfo("image.npy").compress_type == zipfile.ZIP_DEFLATED
+assert zipfile.ZipFile(ours).testzip() is None
+a, b = np.load(src), np.load(ours)
+assert sorted(a.files) == sorted(b.files), (a.files, b.files)
+for k in a.files:
+    assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and (a[k] == b[k]).all(), k
+np.savez_compressed(theirs, **{k: a[k] for k in a.files})
+print("ok")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .args([&source, &ours, &theirs])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "numpy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(AvrProblem::read(&ours).unwrap(), problem);
+    assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
+}
+
+/// A folder of deflated problems gives the stored folder's batches exactly, at 160 and 80 px.
+#[test]
+fn deflated_and_stored_folders_give_identical_batches() {
+    let fixtures = require_fixtures().unwrap().join("iraven");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures.join("center_single")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "npz") {
+            let to = dir
+                .path()
+                .join("center_single")
+                .join(path.file_name().unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            let p = AvrProblem::read(&path).unwrap();
+            p.write_generated(&to, Packing::Deflated).unwrap();
+        }
+    }
+    let stored = AvrDataset::open(&fixtures).unwrap();
+    let stored = stored.select(
+        &[Split::Train, Split::Val, Split::Test],
+        Some(&["center_single"]),
+    );
+    let deflated = AvrDataset::open(dir.path()).unwrap();
+    assert_eq!(deflated.len(), stored.len());
+    assert!(deflated.len() >= 6);
+    let indices: Vec<usize> = (0..deflated.len()).collect();
+    for resize in [None, Some(80)] {
+        let options = avr_modularity::data::dataset::BatchOptions {
+            resize,
+            ..Default::default()
+        };
+        let device = tch::Device::Cpu;
+        let a = stored.batch(&indices, options, device).unwrap();
+        let b = deflated.batch(&indices, options, device).unwrap();
+        assert!(
+            a.images.equal(&b.images),
+            "resize {resize:?}: pixels differ"
+        );
+        assert!(
+            a.targets.equal(&b.targets),
+            "resize {resize:?}: targets differ"
+        );
+    }
+}
+
+/// A damaged deflated member is an error naming the file, never a panic or a wrong image.
+#[test]
+fn damaged_deflated_members_name_the_file() {
+    let source = require_fixtures()
+        .unwrap()
+        .join("iraven/center_single/RAVEN_0_train.npz");
+    let bytes = AvrProblem::read(&source)
+        .unwrap()
+        .to_npz_bytes_packed(Packing::Deflated);
+    let image_at = bytes.windows(9).position(|w| w == b"image.npy").unwrap() + 9;
+    let dir = tempfile::tempdir().unwrap();
+    let damage = |name: &str, edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        edit(&mut b);
+        let path = dir.path().join(name);
+        std::fs::write(&path, b).unwrap();
+        AvrProblem::read(&path).unwrap_err().to_string()
+    };
+    let flipped = damage("flipped.npz", &|b| b[image_at + 500] ^= 0x55);
+    assert!(
+        flipped.contains("flipped.npz") && flipped.contains("'image.npy'"),
+        "{flipped}"
+    );
+    // The central directory's "original size" of image.npy claims 4 GB.
+    let entry_of_image = (0..bytes.len() - 55)
+        .filter(|&i| bytes[i..].starts_with(b"PK\x01\x02"))
+        .find(|&i| bytes[i + 46..].starts_with(b"image.npy"))
+        .unwrap();
+    let huge = damage("huge.npz", &|b| {
+        b[entry_of_image + 24..entry_of_image + 28].copy_from_slice(&0xfff0_0000u32.to_le_bytes())
+    });
+    assert!(
+        huge.contains("huge.npz") && huge.contains("corrupt"),
+        "{huge}"
+    );
+}
+
 #[test]
 fn integer_downscaling_equals_area_resizing() {
     use avr_modularity::data::dataset::BatchOptions;
@@ -219,4 +350,52 @@ fn integer_downscaling_equals_area_resizing() {
     assert_eq!(fast.images.size(), vec![3, 16, 80, 80]);
     let diff = (fast.images - reference).abs().max().double_value(&[]);
     assert!(diff < 1e-5, "max difference {diff}");
+}
+
+/// The run-length deflate coder against an independent inflater (miniz_oxide, through flate2) on
+/// every match length, every literal, noise, and real panels.
+#[test]
+fn run_length_deflate_inflates_to_its_input() {
+    use avr_modularity::data::deflate::deflate_runs;
+    use std::io::Read;
+    let inflate = |packed: &[u8]| {
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(packed)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let mut inputs: Vec<Vec<u8>> = vec![Vec::new(), vec![7], (0..=255).collect()];
+    for run in [2, 3, 4, 10, 11, 257, 258, 259, 260, 516, 517, 600] {
+        let mut v = vec![255u8; run];
+        v.extend([0, 0, 1, 255]);
+        inputs.push(v);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    inputs.push(
+        (0..100_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 3) as u8 * 127
+            })
+            .collect(),
+    );
+    let panel = AvrProblem::read(
+        require_fixtures()
+            .unwrap()
+            .join("iraven/distribute_nine/RAVEN_8_test.npz"),
+    )
+    .unwrap();
+    inputs.push(panel.image.clone());
+    for input in &inputs {
+        let packed = deflate_runs(input);
+        assert_eq!(inflate(&packed), *input, "input of {} bytes", input.len());
+    }
+    let packed = deflate_runs(&panel.image).len();
+    assert!(
+        packed * 8 < panel.image.len(),
+        "a panel packs to {packed} bytes"
+    );
 }

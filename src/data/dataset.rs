@@ -15,6 +15,7 @@ use super::generate::{
 use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
 use super::render_cache::{self, block_sums, BlockSums, RenderKey, MAX_FACTOR};
 use crate::{Error, Result};
+use std::borrow::Cow;
 
 /// Dataset split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -481,10 +482,12 @@ enum ProblemBytes {
 }
 
 impl ProblemBytes {
-    fn image_and_target(&self, path: &Path) -> Result<(&[u8], usize, i64)> {
+    fn image_and_target(&self, path: &Path) -> Result<(Cow<'_, [u8]>, usize, i64)> {
         match self {
             ProblemBytes::File(bytes) => image_and_target(path, bytes),
-            ProblemBytes::Rendered(pixels, side, target) => Ok((pixels, *side, *target)),
+            ProblemBytes::Rendered(pixels, side, target) => {
+                Ok((Cow::Borrowed(pixels), *side, *target))
+            }
         }
     }
 }

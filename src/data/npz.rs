@@ -1,10 +1,14 @@
-//! I-RAVEN / RAVEN problem files: `.npz` = an uncompressed ZIP of `.npy` members, exactly as the
+//! I-RAVEN / RAVEN problem files: `.npz` = a ZIP of `.npy` members, stored exactly as the
 //! original generators write them (`numpy.savez`; `../shared/fixtures/README.md` §4.3).
 //!
-//! The reader accepts every stored (uncompressed) zip numpy writes, including zip64 extras; the
-//! writer reproduces the originals' layout: members in the order `target, predict, image,
-//! meta_matrix, meta_structure, meta_target, structure`, NPY format 1.0, `structure` as
-//! NUL-padded bytes `|S<n>`. Errors name the file and the key.
+//! The reader accepts every zip numpy writes, stored (`numpy.savez`) or deflated
+//! (`numpy.savez_compressed`), including zip64 extras; the writer reproduces the originals'
+//! layout: members in the order `target, predict, image, meta_matrix, meta_structure,
+//! meta_target, structure`, NPY format 1.0, `structure` as NUL-padded bytes `|S<n>`. With
+//! [`Packing::Deflated`] the pixels are deflated ([`super::deflate`]), 10–16× smaller.
+//! Errors name the file and the key.
+
+use std::borrow::Cow;
 
 use std::path::{Path, PathBuf};
 
@@ -94,17 +98,21 @@ impl<'a> ZipBytes<'a, '_> {
     }
 }
 
-/// Members of a stored ZIP archive as `(name, bytes)`, in central-directory order.
+/// A zip member's name and bytes: borrowed from the archive when stored, inflated when deflated.
+pub type Member<'a> = (String, Cow<'a, [u8]>);
+
+/// Members of a ZIP archive as `(name, bytes)`, in central-directory order.
 pub fn read_zip(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(zip_slices(path, bytes)?
         .into_iter()
-        .map(|(n, b)| (n, b.to_vec()))
+        .map(|(n, b)| (n, b.into_owned()))
         .collect())
 }
 
-/// Like [`read_zip`], borrowing the members from `bytes` (no copies). Every member's CRC-32 is
-/// checked against the central directory, as numpy's loader does: flipped bytes are an error.
-pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>> {
+/// Like [`read_zip`], borrowing stored members from `bytes` (no copies; deflated ones are
+/// inflated). Every member's CRC-32 is checked against the central directory, as numpy's
+/// loader does: flipped bytes are an error.
+pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Member<'a>>> {
     let z = ZipBytes { bytes, path };
     if bytes.len() < 22 || &bytes[..2] != b"PK" {
         return Err(z.bad("not a zip archive (.npz files are zip archives of .npy members)".into()));
@@ -145,13 +153,14 @@ pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<(String, &'a [
 }
 
 /// The member whose central-directory entry starts at `at`, and where the next entry starts.
-fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<((String, &'a [u8]), usize)> {
+fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<(Member<'a>, usize)> {
     if z.slice(at, 46, "central-directory entry")?[..4] != *b"PK\x01\x02" {
         return Err(z.bad("truncated or corrupt zip central directory".into()));
     }
     let method = z.le16(at + 10, "compression method")?;
     let stored_crc = z.le32(at + 16, "CRC-32")? as u32;
     let mut size = z.le32(at + 20, "member size")?;
+    let mut original_size = z.le32(at + 24, "original size")?;
     let name_len = z.le16(at + 28, "name length")?;
     let extra_len = z.le16(at + 30, "extra-field length")?;
     let comment_len = z.le16(at + 32, "comment length")?;
@@ -169,7 +178,8 @@ fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<((String, &'a [u8])
         );
         if id == 1 {
             let mut f = extra + 4;
-            if z.le32(at + 24, "original size")? == 0xffff_ffff {
+            if original_size == 0xffff_ffff {
+                original_size = z.le64(f, "zip64 original size")?;
                 f += 8;
             }
             if size == 0xffff_ffff {
@@ -182,8 +192,8 @@ fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<((String, &'a [u8])
         }
         extra += 4 + len;
     }
-    if method != 0 {
-        return Err(z.bad(format!("member '{name}' is compressed (method {method}); only stored .npz (numpy.savez) is supported")));
+    if method != STORED && method != DEFLATED {
+        return Err(z.bad(format!("member '{name}' uses compression method {method}; .npz members are stored (0) or deflated (8)")));
     }
     let header = z.slice(local, 30, "local header").map_err(|_| {
         z.bad(format!(
@@ -205,13 +215,43 @@ fn zip_member<'a>(z: &ZipBytes<'a, '_>, at: usize) -> Result<((String, &'a [u8])
             z.bytes.len()
         ))
     })?;
-    let computed = crc32(data);
+    let data = match method {
+        DEFLATED => Cow::Owned(inflate(z, &name, data, original_size)?),
+        _ => Cow::Borrowed(data),
+    };
+    let computed = crc32(&data);
     if computed != stored_crc {
         return Err(z.bad(format!(
             "member '{name}' is corrupt: CRC-32 {computed:08x} does not match the stored {stored_crc:08x}"
         )));
     }
     Ok(((name, data), at + 46 + name_len + extra_len + comment_len))
+}
+
+const STORED: usize = 0;
+const DEFLATED: usize = 8;
+
+/// A deflated member's bytes, which must fill exactly the `original_size` its entry states.
+fn inflate(z: &ZipBytes<'_, '_>, name: &str, data: &[u8], original_size: usize) -> Result<Vec<u8>> {
+    // Deflate expands at most ~1032×: a larger claim is a corrupt header, not an allocation.
+    if original_size > data.len().saturating_mul(1032).saturating_add(64) {
+        return Err(z.bad(format!(
+            "member '{name}' claims {original_size} bytes from {} deflated ones: corrupt entry",
+            data.len()
+        )));
+    }
+    let mut out = vec![0u8; original_size];
+    let mut inflater = flate2::Decompress::new(false);
+    let status = inflater
+        .decompress(data, &mut out, flate2::FlushDecompress::Finish)
+        .map_err(|e| z.bad(format!("member '{name}' does not inflate: {e}")))?;
+    if status != flate2::Status::StreamEnd || inflater.total_out() as usize != original_size {
+        return Err(z.bad(format!(
+            "member '{name}' inflates to {} bytes without its end, the entry states {original_size}",
+            inflater.total_out()
+        )));
+    }
+    Ok(out)
 }
 
 /// CRC-32 (IEEE), as ZIP requires; slicing-by-8 (8 bytes per step) because every written
@@ -257,13 +297,38 @@ pub fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// How a problem's pixels are kept in its `.npz`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Packing {
+    /// Stored, like `numpy.savez` and the original generators (default): 410 kB a problem.
+    #[default]
+    Stored,
+    /// `image.npy` deflated by [`super::deflate::deflate_runs`] (the small members stay
+    /// stored): 10–16× smaller, read by numpy's `np.load` and by this reader.
+    Deflated,
+}
+
 /// A stored ZIP archive like Python's `zipfile` writes it (DOS time 1980-01-01, no extras).
 pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    write_zip_deflating(members, &[])
+}
+
+/// [`write_zip`] with the members named in `deflate` deflated, the rest stored.
+pub fn write_zip_deflating(members: &[(&str, Vec<u8>)], deflate: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in members {
         let offset = out.len() as u32;
         let crc = crc32(data);
+        let packed = match deflate.contains(name) {
+            true => Some(super::deflate::deflate_runs(data)),
+            false => None,
+        };
+        let (method, body) = match &packed {
+            Some(bytes) => (DEFLATED as u16, bytes.as_slice()),
+            None => (STORED as u16, data.as_slice()),
+        };
         let header = |sig: &[u8], central: bool| {
             let mut h = Vec::new();
             h.extend_from_slice(sig);
@@ -272,11 +337,11 @@ pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
             }
             h.extend_from_slice(&20u16.to_le_bytes()); // version needed
             h.extend_from_slice(&0u16.to_le_bytes()); // flags
-            h.extend_from_slice(&0u16.to_le_bytes()); // stored
+            h.extend_from_slice(&method.to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes()); // time
             h.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
             h.extend_from_slice(&crc.to_le_bytes());
-            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&(body.len() as u32).to_le_bytes());
             h.extend_from_slice(&(data.len() as u32).to_le_bytes());
             h.extend_from_slice(&(name.len() as u16).to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes()); // extra
@@ -289,7 +354,7 @@ pub fn write_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
             h
         };
         out.extend(header(b"PK\x03\x04", false));
-        out.extend_from_slice(data);
+        out.extend_from_slice(body);
         central.extend(header(b"PK\x01\x02", true));
     }
     let cd_offset = out.len() as u32;
@@ -522,17 +587,19 @@ impl Members<'_> {
 
 /// The pixels (borrowed), panel side and target of a problem file's bytes — the part training
 /// needs, without copying the image.
-pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], usize, i64)> {
-    let members = zip_slices(path, bytes)?;
-    let member = |key: &str| {
+pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Cow<'a, [u8]>, usize, i64)> {
+    let mut members = zip_slices(path, bytes)?;
+    let mut member = |key: &str| {
         members
-            .iter()
+            .iter_mut()
             .find(|(n, _)| n.strip_suffix(".npy") == Some(key))
-            .map(|(_, b)| *b)
+            .map(|(_, b)| std::mem::take(b))
             .ok_or_else(|| Error::bad_file(path, format!("missing key '{key}'")))
     };
     let bad = |key: &str, m: String| Error::bad_file(path, format!("key '{key}': {m}"));
-    let (descr, shape, image) = npy_view(member("image")?).map_err(|m| bad("image", m))?;
+    let image_member = member("image")?;
+    let (descr, shape, image) = npy_view(&image_member).map_err(|m| bad("image", m))?;
+    let image_len = image.len();
     if descr != "|u1"
         || shape.len() != 3
         || shape[0] != PANELS
@@ -544,7 +611,8 @@ pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], u
             format!("dtype '{descr}' shape {shape:?}, expected |u1 (16, H, H) with H > 0"),
         ));
     }
-    let (descr, shape, t) = npy_view(member("target")?).map_err(|m| bad("target", m))?;
+    let target_member = member("target")?;
+    let (descr, shape, t) = npy_view(&target_member).map_err(|m| bad("target", m))?;
     if descr != "<i8" || !shape.is_empty() {
         return Err(bad(
             "target",
@@ -555,7 +623,21 @@ pub fn image_and_target<'a>(path: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], u
     if !(0..8).contains(&target) {
         return Err(bad("target", format!("{target}, expected 0..7")));
     }
-    Ok((image, shape_side(image.len()), target))
+    let image = npy_data(image_member, image_len);
+    Ok((image, shape_side(image_len), target))
+}
+
+/// The last `data_len` bytes of an `.npy` member (its data, the header dropped), borrowed when
+/// the member is.
+fn npy_data(member: Cow<'_, [u8]>, data_len: usize) -> Cow<'_, [u8]> {
+    let start = member.len() - data_len;
+    match member {
+        Cow::Borrowed(bytes) => Cow::Borrowed(&bytes[start..]),
+        Cow::Owned(mut bytes) => {
+            bytes.drain(..start);
+            Cow::Owned(bytes)
+        }
+    }
 }
 
 fn shape_side(image_len: usize) -> usize {
@@ -611,6 +693,11 @@ impl AvrProblem {
 
     /// The `.npz` bytes, laid out like the original generators' files.
     pub fn to_npz_bytes(&self) -> Vec<u8> {
+        self.to_npz_bytes_packed(Packing::Stored)
+    }
+
+    /// The `.npz` bytes with the pixels packed as `packing` says.
+    pub fn to_npz_bytes_packed(&self, packing: Packing) -> Vec<u8> {
         let width = self
             .structure
             .iter()
@@ -642,15 +729,16 @@ impl AvrProblem {
                 _ => write_npy(&format!("|S{width}"), &[self.structure.len()], &structure),
             }
         };
-        let members: Vec<(String, Vec<u8>)> = MEMBER_ORDER
+        let names: Vec<String> = MEMBER_ORDER.iter().map(|k| format!("{k}.npy")).collect();
+        let members: Vec<(&str, Vec<u8>)> = names
             .iter()
-            .map(|k| (format!("{k}.npy"), array(k)))
+            .zip(MEMBER_ORDER)
+            .map(|(name, key)| (name.as_str(), array(key)))
             .collect();
-        let refs: Vec<(&str, Vec<u8>)> = members
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.clone()))
-            .collect();
-        write_zip(&refs)
+        match packing {
+            Packing::Stored => write_zip(&members),
+            Packing::Deflated => write_zip_deflating(&members, &["image.npy"]),
+        }
     }
 
     /// Writes the problem atomically.
@@ -660,8 +748,9 @@ impl AvrProblem {
 
     /// Writes a generated problem atomically without `fsync` ([`write_atomic_unsynced`]): it
     /// can be made again from its seed, and a resumed generation checks every file it keeps.
-    pub fn write_generated(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::files::write_atomic_unsynced(path.as_ref(), &self.to_npz_bytes())
+    pub fn write_generated(&self, path: impl AsRef<Path>, packing: Packing) -> Result<()> {
+        let bytes = self.to_npz_bytes_packed(packing);
+        crate::files::write_atomic_unsynced(path.as_ref(), &bytes)
     }
 
     /// Pixels of panel `i` (0..16), row-major.

@@ -1322,17 +1322,34 @@ pub struct AlphaSweep {
 impl AlphaSweep {
     /// The α stage from saved masks (one per α, e.g. the study's `binary_masks/study-alpha/`):
     /// [`select_alpha`] on their final validation task accuracies, as [`alpha_sweep`] chooses.
+    /// Masks without a final task accuracy, or that disagree on checkpoint or task, are refused
+    /// with the file named.
     pub fn from_masks(masks: &[PathBuf], tolerance: f64) -> Result<AlphaSweep> {
         let runs = masks
             .iter()
             .map(MaskRun::load)
             .collect::<Result<Vec<_>>>()?;
-        let scores: Vec<(f64, f64)> = runs
-            .iter()
-            .map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0)))
-            .collect();
-        if scores.is_empty() {
-            return Err(Error::NotEnough("α stage: no masks given".into()));
+        let Some(first) = runs.first() else {
+            return Err(Error::NotEnough(
+                "α stage: no masks given (one per α is needed)".into(),
+            ));
+        };
+        let mut scores = Vec::new();
+        for (path, run) in masks.iter().zip(&runs) {
+            let (p, f) = (&run.provenance, &first.provenance);
+            if p.base_hash != f.base_hash || p.task_dataset != f.task_dataset {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "α stage: trained on {} / {}, the first mask on {} / {}",
+                        p.base_checkpoint, p.task_dataset, f.base_checkpoint, f.task_dataset
+                    ),
+                ));
+            }
+            let accuracy = run.last(|m| m.task_accuracy).ok_or_else(|| {
+                Error::bad_file(path, "α stage: the mask has no final task accuracy")
+            })?;
+            scores.push((run.config.alpha, accuracy));
         }
         Ok(AlphaSweep {
             chosen: select_alpha(&scores, tolerance),
@@ -1353,25 +1370,38 @@ impl AlphaSweep {
         self.runs.get(self.chosen)
     }
 
-    /// The study's record of the choice: every α with its kept fraction and validation task
-    /// accuracy (n), the rule, and the chosen α — written atomically as JSON to `path`, so the
-    /// one α of a study is on file beside its masks.
-    pub fn save_record(&self, path: &Path) -> Result<()> {
+    /// The study's record of the choice: every α with its final kept fraction and validation
+    /// task accuracy (n), the rule, and the chosen α — the one α of a study, on file beside its
+    /// masks.
+    pub fn record(&self) -> serde_json::Value {
         let runs = self
             .runs
             .iter()
             .map(|r| {
-                alpha_run_row(
-                    r.config.alpha,
-                    r.last(|m| m.kept_fraction),
-                    r.last(|m| m.task_accuracy),
-                    r.converged_at,
-                )
-                .with("val_problems", r.task_problems)
+                let (kept, total) = r.mask.kept();
+                serde_json::json!({
+                    "alpha": r.config.alpha,
+                    "kept_fraction": kept as f64 / total.max(1) as f64,
+                    "val_task_accuracy": r.last(|m| m.task_accuracy),
+                    "val_problems": r.task_problems,
+                    "converged_at": r.converged_at,
+                    "steps_done": r.metrics.last().map_or(0, |m| m.step),
+                })
             })
-            .collect();
-        let record = alpha_record(self.tolerance, self.chosen_alpha(), runs);
-        let text = serde_json::to_vec_pretty(&record).map_err(Error::from)?;
+            .collect::<Vec<_>>();
+        serde_json::json!({
+            "rule": format!(
+                "the largest α whose validation task accuracy is within {} of the smallest α's",
+                self.tolerance
+            ),
+            "chosen_alpha": self.chosen_alpha(),
+            "runs": runs,
+        })
+    }
+
+    /// [`AlphaSweep::record`], written atomically as JSON to `path`.
+    pub fn save_record(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(&self.record()).map_err(Error::from)?;
         crate::checkpoint::write_atomic(path, &text)
     }
 
@@ -1455,80 +1485,20 @@ pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usi
         .unwrap_or(0)
 }
 
-/// The α stage of a study from finished masks (one per α, same checkpoint, task and seed):
-/// [`select_alpha`] on their final validation task accuracies, as the record
-/// [`AlphaSweep::save_record`] writes. Masks without a final task accuracy, or that disagree on
-/// checkpoint or task, are refused with the file named.
+/// The α stage of a study from finished masks ([`AlphaSweep::from_masks`]): its
+/// [`AlphaSweep::record`], each row naming its mask, with the checkpoint and task.
 pub fn alpha_record_from_masks(masks: &[PathBuf], tolerance: f64) -> Result<serde_json::Value> {
-    let sidecars = masks
-        .iter()
-        .map(|m| crate::checkpoint::read_sidecar::<MaskSidecar>(m).map(|s| (m, s)))
-        .collect::<Result<Vec<_>>>()?;
-    let Some((_, first)) = sidecars.first() else {
-        return Err(Error::NotEnough(
-            "α stage: no masks given (one per α is needed)".into(),
-        ));
-    };
-    let mut scores = Vec::new();
-    for (path, s) in &sidecars {
-        if s.base_hash != first.base_hash || s.task_dataset != first.task_dataset {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "α stage: trained on {} / {}, the first mask on {} / {}",
-                    s.base_checkpoint, s.task_dataset, first.base_checkpoint, first.task_dataset
-                ),
-            ));
+    let sweep = AlphaSweep::from_masks(masks, tolerance)?;
+    let mut record = sweep.record();
+    if let Some(rows) = record["runs"].as_array_mut() {
+        for (row, path) in rows.iter_mut().zip(masks) {
+            *row = row.take().with("mask", path);
         }
-        let accuracy = s.final_task_accuracy.ok_or_else(|| {
-            Error::bad_file(path, "α stage: the sidecar has no final task accuracy")
-        })?;
-        scores.push((s.config.alpha, accuracy));
     }
-    let chosen = select_alpha(&scores, tolerance);
-    let runs = sidecars
-        .iter()
-        .map(|(path, s)| {
-            let row = alpha_run_row(
-                s.config.alpha,
-                Some(s.kept_fraction),
-                s.final_task_accuracy,
-                s.converged_at,
-            );
-            row.with("mask", path).with("steps_done", s.steps_done)
-        })
-        .collect();
-    Ok(alpha_record(tolerance, scores[chosen].0, runs)
+    let first = &sweep.runs[0].provenance;
+    Ok(record
         .with("checkpoint", &first.base_checkpoint)
         .with("task", &first.task_dataset))
-}
-
-/// One α's row of the α stage's record.
-fn alpha_run_row(
-    alpha: f64,
-    kept_fraction: Option<f64>,
-    val_task_accuracy: Option<f64>,
-    converged_at: Option<usize>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "alpha": alpha,
-        "kept_fraction": kept_fraction,
-        "val_task_accuracy": val_task_accuracy,
-        "converged_at": converged_at,
-    })
-}
-
-/// The α stage's record (`alpha.json`): the rule, the chosen α and one row per α.
-fn alpha_record(
-    tolerance: f64,
-    chosen_alpha: f64,
-    runs: Vec<serde_json::Value>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "rule": format!("the largest α whose validation task accuracy is within {tolerance} of the smallest α's"),
-        "chosen_alpha": chosen_alpha,
-        "runs": runs,
-    })
 }
 
 /// Adds a field to a JSON object (a record row) in a chain.

@@ -13,7 +13,7 @@ use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
 };
 use avr_modularity::data::loader::{bench_loader, LoaderConfig};
-use avr_modularity::data::AvrDataset;
+use avr_modularity::data::{AvrDataset, Packing};
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
 use avr_modularity::model::flops::{official_stage_flops, official_stage_times};
 use avr_modularity::model::{OfficialSclConfig, SclModel};
@@ -94,8 +94,8 @@ struct GenerateArgs {
     mode: Mode,
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Also write the problems into fresh folders under DIR, with and without a per-file fsync
-    /// (the writer before and after 2026-12-02), in the same run.
+    /// Also write the problems into fresh folders under DIR, in the same run: stored with a
+    /// per-file fsync (the writer before 2026-12-02), stored without, and deflated without.
     #[arg(long)]
     to_disk: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -108,10 +108,18 @@ fn written_per_s(
     dir: &std::path::Path,
     label: &str,
     durability: Durability,
+    packing: Packing,
 ) -> Result<f64> {
     let out = dir.join(label);
     let _ = std::fs::remove_dir_all(&out);
-    let report = generate_dataset_with(cfg, &out, false, durability)?;
+    // Every writer starts on a clean page cache: the previous writer's dirty pages must not be
+    // flushed on this one's time.
+    let _ = std::process::Command::new("sync").status();
+    let cfg = GeneratorConfig {
+        packing,
+        ..cfg.clone()
+    };
+    let report = generate_dataset_with(&cfg, &out, false, durability)?;
     let _ = std::fs::remove_dir_all(&out);
     Ok(report.problems_per_s)
 }
@@ -126,8 +134,15 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let problems_per_s = bench_generate(&cfg)?;
     let disk = match &args.to_disk {
         Some(dir) => Some((
-            written_per_s(&cfg, dir, "synced", Durability::Synced)?,
-            written_per_s(&cfg, dir, "unsynced", Durability::Unsynced)?,
+            written_per_s(&cfg, dir, "synced", Durability::Synced, Packing::Stored)?,
+            written_per_s(&cfg, dir, "unsynced", Durability::Unsynced, Packing::Stored)?,
+            written_per_s(
+                &cfg,
+                dir,
+                "deflated",
+                Durability::Unsynced,
+                Packing::Deflated,
+            )?,
         )),
         None => None,
     };
@@ -144,6 +159,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
             "problems_per_s": problems_per_s,
             "written_per_s_fsync_each": disk.map(|d| d.0),
             "written_per_s": disk.map(|d| d.1),
+            "written_per_s_deflated": disk.map(|d| d.2),
             "problems": problems,
             "mode": mode,
             "threads": threads,
@@ -152,8 +168,11 @@ fn generate(args: GenerateArgs) -> Result<()> {
     println!(
         "generate ({mode}, {problems} problems, {threads} threads): {problems_per_s:.0} problems/s"
     );
-    if let Some((synced, unsynced)) = disk {
-        println!("written: {unsynced:.0} problems/s ({synced:.0} with an fsync per file)");
+    if let Some((synced, unsynced, deflated)) = disk {
+        println!(
+            "written: {unsynced:.0} problems/s stored ({synced:.0} with an fsync per file), \
+             {deflated:.0} deflated"
+        );
     }
     Ok(())
 }
