@@ -68,10 +68,13 @@ impl Study {
         let fixtures = crate::fixtures::fixtures_dir();
         let data = env_path("AVR_DATA");
         let default_data = root.join(size.pick("target/notebook-train-data", "datasets/train_SCL"));
-        let tasks_dir = match (env_path("AVR_TASKS"), &fixtures) {
-            (Some(dir), _) => dir,
-            (None, Some(f)) => f.join("seed/datasets"),
-            (None, None) => root.join("datasets/tasks"),
+        // Full size reads the study run's shape sets (generated on the fly from the seed); a
+        // smoke run the study's 24-problem fixture sets.
+        let tasks_dir = match (env_path("AVR_TASKS"), &fixtures, size) {
+            (Some(dir), _, _) => dir,
+            (None, _, RunSize::Full) => root.join("datasets/study"),
+            (None, Some(f), RunSize::Smoke) => f.join("seed/datasets"),
+            (None, None, RunSize::Smoke) => root.join("datasets/tasks"),
         };
         let checkpoint = match (env_path("AVR_CKPT"), &fixtures) {
             (Some(path), _) => path,
@@ -145,7 +148,21 @@ impl Study {
     pub fn tasks(&self) -> Result<TaskSets> {
         match self.size {
             RunSize::Smoke => TaskSets::open_unsplit(&self.tasks_dir, &self.shapes()),
-            RunSize::Full => TaskSets::open(&self.tasks_dir, &self.shapes()),
+            RunSize::Full => {
+                if let Some(missing) = self
+                    .shapes()
+                    .iter()
+                    .map(|s| s.dir_in(&self.tasks_dir))
+                    .find(|d| !d.is_dir())
+                {
+                    return Err(Error::bad_file(
+                        &missing,
+                        "no such shape set: `make study STAGE=data` writes the study's (seconds; \
+                         the problems are generated from the seed when read), or set AVR_TASKS",
+                    ));
+                }
+                TaskSets::open(&self.tasks_dir, &self.shapes())
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 
 use avr_modularity::data::generate::grammar::{Ranges, COLOR_VALUES};
 use avr_modularity::data::generate::*;
-use avr_modularity::data::{AvrProblem, CONFIGURATIONS};
+use avr_modularity::data::{AvrProblem, Packing, CONFIGURATIONS};
 use avr_modularity::fixtures::require_fixtures;
 use avr_modularity::rng::Rng;
 
@@ -470,6 +470,38 @@ fn generate_dataset_writes_the_original_layout_and_resumes() {
     assert_eq!(
         std::fs::read(synced.path().join("center_single/RAVEN_3_train.npz")).unwrap(),
         before
+    );
+    // The same folder re-run with --compress packs every file anew (none is kept as stored),
+    // into the same problems; a second run keeps them all.
+    let deflated = GeneratorConfig {
+        packing: Packing::Deflated,
+        ..cfg.clone()
+    };
+    let packed = generate_dataset(&deflated, dir.path(), false).unwrap();
+    assert_eq!((packed.written, packed.skipped), (20, 0));
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes.len() * 5 < before.len(),
+        "{} bytes deflated",
+        bytes.len()
+    );
+    assert_eq!(
+        AvrProblem::from_bytes(&path, &bytes).unwrap(),
+        AvrProblem::from_bytes(&path, &before).unwrap()
+    );
+    let kept = generate_dataset(&deflated, dir.path(), false).unwrap();
+    assert_eq!((kept.written, kept.skipped), (0, 20));
+    // The fsync-each writer packs as asked too.
+    let synced_deflated = tempfile::tempdir().unwrap();
+    generate_dataset_with(&deflated, synced_deflated.path(), false, Durability::Synced).unwrap();
+    assert_eq!(
+        std::fs::read(
+            synced_deflated
+                .path()
+                .join("center_single/RAVEN_3_train.npz")
+        )
+        .unwrap(),
+        bytes
     );
 }
 

@@ -366,7 +366,7 @@ fn run_length_deflate_inflates_to_its_input() {
         out
     };
     let mut inputs: Vec<Vec<u8>> = vec![Vec::new(), vec![7], (0..=255).collect()];
-    for run in [2, 3, 4, 10, 11, 257, 258, 259, 260, 516, 517, 600] {
+    for run in 0..=600 {
         let mut v = vec![255u8; run];
         v.extend([0, 0, 1, 255]);
         inputs.push(v);

@@ -110,7 +110,7 @@ pub fn read_zip(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Like [`read_zip`], borrowing stored members from `bytes` (no copies; deflated ones are
-/// inflated). Every member's CRC-32 is checked against the central directory, as numpy's
+/// inflated, so a member is borrowed exactly when it is stored). Every member's CRC-32 is checked against the central directory, as numpy's
 /// loader does: flipped bytes are an error.
 pub fn zip_slices<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Member<'a>>> {
     let z = ZipBytes { bytes, path };
@@ -582,6 +582,16 @@ impl Members<'_> {
                 ),
             )),
         }
+    }
+}
+
+/// How a problem file's pixels (`image.npy`) are packed: stored or deflated.
+pub fn image_packing(path: &Path, bytes: &[u8]) -> Result<Packing> {
+    let members = zip_slices(path, bytes)?;
+    match members.iter().find(|(n, _)| n == "image.npy") {
+        Some((_, Cow::Borrowed(_))) => Ok(Packing::Stored),
+        Some((_, Cow::Owned(_))) => Ok(Packing::Deflated),
+        None => Err(Error::bad_file(path, "missing key 'image'")),
     }
 }
 

@@ -523,8 +523,9 @@ pub fn generate_dataset_with(
                         let spec = specs[s];
                         let path = out.join(spec.folder).join(file_name(k));
                         // A kept file must read whole (every member's CRC-32): files are
-                        // written without fsync, so a power loss could leave a damaged one.
-                        if path.exists() && AvrProblem::read(&path).is_ok() {
+                        // written without fsync, so a power loss could leave a damaged one. It
+                        // must also be packed as asked (a stored set re-run with --compress).
+                        if path.exists() && keeps_as(&path, cfg.packing) {
                             skipped += 1;
                         } else {
                             let g = generate_problem(spec, preset, cfg.mode, cfg.seed, k)?;
@@ -539,7 +540,10 @@ pub fn generate_dataset_with(
                                 Durability::Unsynced => {
                                     g.problem.write_generated(&path, cfg.packing)?
                                 }
-                                Durability::Synced => g.problem.write(&path)?,
+                                Durability::Synced => crate::files::write_atomic(
+                                    &path,
+                                    &g.problem.to_npz_bytes_packed(cfg.packing),
+                                )?,
                             }
                             written += 1;
                         }
@@ -576,6 +580,15 @@ pub fn generate_dataset_with(
         seconds,
         problems_per_s: (written + skipped) as f64 / seconds.max(1e-9),
     })
+}
+
+/// Whether the problem file at `path` reads whole and its pixels are packed as `packing`.
+fn keeps_as(path: &Path, packing: Packing) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    AvrProblem::from_bytes(path, &bytes).is_ok()
+        && crate::data::npz::image_packing(path, &bytes).ok() == Some(packing)
 }
 
 /// Hands out the problems folder by folder: each thread starts in its own configuration
