@@ -243,6 +243,25 @@ impl Study {
         Ok(set)
     }
 
+    /// The settings the study's masks of the best milestone were trained with (their sidecars:
+    /// the α stage's α, the step cap, the convergence rule), `seed` as given. An error when the
+    /// masks disagree on any of them.
+    pub fn shipped_mask_config(&self, seed: u64) -> Result<MaskTrainConfig> {
+        let set = self.shipped_masks(seed)?;
+        let Some(first) = set.runs.first() else {
+            return Err(Error::NotEnough(format!(
+                "no shipped masks with seed {seed} under binary_masks/study"
+            )));
+        };
+        if let Some(other) = set.runs.iter().find(|r| r.config != first.config) {
+            return Err(Error::Config(format!(
+                "the shipped masks {} and {} were trained with different settings",
+                first.mask.name, other.mask.name
+            )));
+        }
+        Ok(first.config.clone())
+    }
+
     /// The toumei graph-modularity experiments at this run size ([`ToumeiConfig::for_size`]).
     pub fn toumei_config(&self) -> ToumeiConfig {
         ToumeiConfig::for_size(self.size)

@@ -197,4 +197,13 @@ fn the_shipped_alpha_stage_and_checkpoint_read_back_for_the_notebooks() {
     assert_eq!(run.metrics[0].step, 3000);
     assert!((run.last(|m| m.kept_fraction).unwrap() - 0.212).abs() < 0.001);
     assert!(sweep.table().unwrap().df.height() == 7);
+    // The shipped shape masks were trained at that α, under the manifest's step cap.
+    let cfg = study.shipped_mask_config(0).unwrap();
+    assert_eq!(cfg.alpha, sweep.chosen_alpha());
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/study/manifest.env"),
+    )
+    .unwrap();
+    assert!(manifest.contains(&format!("\nMASK_STEP_CAP={}\n", cfg.steps)), "{cfg:?}");
+    assert!(cfg.convergence.is_some() && cfg.seed == 0, "{cfg:?}");
 }
