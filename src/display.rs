@@ -251,6 +251,11 @@ pub struct Table {
     pub float_decimals: usize,
 }
 
+/// Rows a table shows inline: a longer one shows its first and last half of these, with a row
+/// saying how many are left out (a 35,000-step training log would otherwise put megabytes of
+/// HTML into the notebook). `to_markdown` and the DataFrame keep every row.
+pub const HTML_ROWS: usize = 100;
+
 impl Table {
     /// Wraps a DataFrame.
     pub fn new(df: DataFrame) -> Self {
@@ -278,7 +283,7 @@ impl Table {
         }
     }
 
-    /// The table as an HTML `<table>`.
+    /// The table as an HTML `<table>` (at most [`HTML_ROWS`] rows shown).
     pub fn to_html(&self) -> Result<String> {
         let mut html = String::from("<table class=\"avr-table\">");
         if let Some(caption) = &self.caption {
@@ -290,7 +295,19 @@ impl Table {
         }
         html.push_str("</tr></thead><tbody>");
         let columns = self.df.columns();
-        for row in 0..self.df.height() {
+        let (height, half) = (self.df.height(), HTML_ROWS / 2);
+        for row in 0..height {
+            if height > HTML_ROWS && row == half {
+                let _ = write!(
+                    html,
+                    "<tr><td colspan=\"{}\" style=\"text-align:center\">… {} more rows of {height} …</td></tr>",
+                    columns.len(),
+                    height - HTML_ROWS
+                );
+            }
+            if height > HTML_ROWS && (half..height - half).contains(&row) {
+                continue;
+            }
             html.push_str("<tr>");
             for column in columns {
                 let value = column.get(row).map_err(Error::from)?;

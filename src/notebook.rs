@@ -25,6 +25,7 @@ use crate::masking::set::{MaskSet, TaskSets};
 use crate::masking::toy::ToyConfig;
 use crate::model::SclModel;
 use crate::session::{self, RunSize, Session};
+use crate::train::trainer::Milestone;
 use crate::train::{train, TrainConfig, TrainRun};
 use crate::{Error, Result};
 
@@ -67,7 +68,8 @@ impl Study {
         let size = session.run_size;
         let fixtures = crate::fixtures::fixtures_dir();
         let data = env_path("AVR_DATA");
-        let default_data = root.join(size.pick("target/notebook-train-data", "datasets/train_SCL"));
+        let default_data =
+            root.join(size.pick("target/notebook-train-data", "datasets/study/originals"));
         // Full size reads the study run's shape sets (generated on the fly from the seed); a
         // smoke run the study's 24-problem fixture sets.
         let tasks_dir = match (env_path("AVR_TASKS"), &fixtures, size) {
@@ -118,19 +120,29 @@ impl Study {
         self.out_root.join(name)
     }
 
-    /// The training dataset: `AVR_DATA` as given, else generated (once; existing files are
-    /// kept) — smoke: two configurations × 40 problems, full: all seven × 1,000.
+    /// The training dataset: `AVR_DATA` as given; else, smoke: two configurations × 40
+    /// problems, generated once (existing files are kept); full: the study run's data
+    /// (`datasets/study/originals`, all seven × 10,000, generated from the seed when read).
     pub fn training_data(&self) -> Result<AvrDataset> {
-        if !self.data_given {
-            let mut cfg = GeneratorConfig {
-                per_config: self.pick(40, 1000),
-                seed: self.seed,
-                ..Default::default()
-            };
-            if self.size == RunSize::Smoke {
-                cfg.configs = vec!["center_single".into(), "distribute_four".into()];
+        match (self.data_given, self.size) {
+            (true, _) => {}
+            (false, RunSize::Smoke) => {
+                let cfg = GeneratorConfig {
+                    per_config: 40,
+                    seed: self.seed,
+                    configs: vec!["center_single".into(), "distribute_four".into()],
+                    ..Default::default()
+                };
+                generate_dataset(&cfg, &self.data_dir, false)?;
             }
-            generate_dataset(&cfg, &self.data_dir, false)?;
+            (false, RunSize::Full) if !self.data_dir.join("generator.json").is_file() => {
+                return Err(Error::bad_file(
+                    &self.data_dir,
+                    "the study's data is not there: `make study STAGE=data` writes it \
+                     (seconds; the problems are generated from the seed when read), or set AVR_DATA",
+                ));
+            }
+            (false, RunSize::Full) => {}
         }
         AvrDataset::open(&self.data_dir)
     }
@@ -201,6 +213,13 @@ impl Study {
     /// The study run shipped in `model_ckpts/study/` ([`ShippedRun`]), read, not retrained.
     pub fn study_run(&self) -> Result<ShippedRun> {
         ShippedRun::load(repo_root().join("model_ckpts/study"))
+    }
+
+    /// The study run as a [`TrainRun`], read from `model_ckpts/study/` rather than retrained:
+    /// its log, its milestones, and its best milestone's model on this study's device.
+    pub fn shipped_training(&self) -> Result<TrainRun> {
+        let run = self.study_run()?;
+        Ok(run.train_run(self.shipped_checkpoint()?.model))
     }
 
     /// The shipped run's best milestone (highest validation reading), on this study's device:
@@ -321,9 +340,25 @@ pub struct ShippedMilestone {
     pub step: usize,
     /// Validation accuracy that named it, and on how many problems.
     pub val: (f64, usize),
+    /// The milestone level it was saved for: the highest of the run's levels (its sidecar's
+    /// `train_config.milestones`) at or below `val`.
+    pub level: Option<f64>,
     /// Test reading from the sidecar (`avr eval --split test --record`): accuracy, n, and the
     /// 95 % Wilson interval.
     pub test: Option<(f64, usize, f64, f64)>,
+}
+
+/// `n` with thousands separators (2,100).
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The crate's folder: the shipped artifacts live under it.
@@ -394,54 +429,52 @@ impl ShippedRun {
                     ))
                 })
         });
+        let val = number("measured_val_accuracy")?;
+        let level = v["train_config"]["milestones"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_f64())
+            .filter(|&l| l <= val)
+            .max_by(f64::total_cmp);
         Ok(ShippedMilestone {
             name,
             step: number("step")? as usize,
-            val: (
-                number("measured_val_accuracy")?,
-                number("val_problems")? as usize,
-            ),
+            val: (val, number("val_problems")? as usize),
+            level,
             test,
         })
+    }
+
+    /// This run as a [`TrainRun`] with `model` (e.g. its best milestone's): the log and the
+    /// milestones (each with its checkpoint file) as read.
+    pub fn train_run(&self, model: SclModel) -> TrainRun {
+        let milestones = self
+            .milestones
+            .iter()
+            .map(|m| Milestone {
+                level: m.level.unwrap_or(f64::NAN),
+                measured_val_accuracy: m.val.0,
+                step: m.step,
+                path: Some(self.dir.join(format!("{}.safetensors", m.name))),
+            })
+            .collect();
+        TrainRun {
+            model,
+            metrics: self.metrics.clone(),
+            milestones,
+        }
     }
 
     /// Loss and training accuracy averaged over every `every` steps (one batch each is noisy),
     /// and the validation readings, against step.
     pub fn curves(&self, every: usize) -> Result<Figure> {
-        let every = every.max(1);
-        let chunks: Vec<&[crate::train::trainer::MetricRow]> = self.metrics.chunks(every).collect();
-        let mean = |c: &[crate::train::trainer::MetricRow],
-                    f: fn(&crate::train::trainer::MetricRow) -> f64| {
-            c.iter().map(f).sum::<f64>() / c.len() as f64
-        };
-        let steps: Vec<f64> = chunks.iter().map(|c| c[c.len() - 1].step as f64).collect();
-        let loss: Vec<f64> = chunks.iter().map(|c| mean(c, |r| r.train_loss)).collect();
-        let train: Vec<f64> = chunks
-            .iter()
-            .map(|c| 100.0 * mean(c, |r| r.train_accuracy))
-            .collect();
-        let (val_steps, val): (Vec<f64>, Vec<f64>) = self
-            .metrics
-            .iter()
-            .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, 100.0 * v)))
-            .unzip();
         let title = format!("{}: {} steps", self.shown_dir(), self.metrics.len());
-        let loss_fig = crate::plot::line_plot(
-            &format!("Training loss (mean of {every} steps)"),
-            "step",
-            "cross-entropy",
-            &[crate::plot::Line::new("train", &steps, &loss)],
-        )?;
-        let acc_fig = crate::plot::line_plot(
-            "Accuracy %",
-            "step",
-            "accuracy %",
-            &[
-                crate::plot::Line::new(format!("train (mean of {every} batches)"), &steps, &train),
-                crate::plot::Line::new("validation (2,100 problems)", &val_steps, &val),
-            ],
-        )?;
-        Ok(Figure::side_by_side(title, &[loss_fig, acc_fig]))
+        let validation = match self.milestones.first() {
+            Some(m) => format!("validation ({} problems)", grouped(m.val.1)),
+            None => "validation".to_string(),
+        };
+        crate::plot::training_curves(&title, &self.metrics, every, &validation)
     }
 
     /// The milestones: step, validation reading, test reading with its interval and n.

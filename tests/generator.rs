@@ -576,6 +576,19 @@ fn a_dataset_generated_on_the_fly_gives_the_pixels_of_the_written_files() {
             .collect()
     };
     assert_eq!(names(&on_disk), names(&generated));
+    // Whole problems too (panels and metadata), and an index past the end is an error.
+    for i in [0, 13, 23] {
+        assert_eq!(
+            generated.problem(i).unwrap(),
+            on_disk.problem(i).unwrap(),
+            "problem {i}"
+        );
+    }
+    assert!(generated
+        .problem(24)
+        .unwrap_err()
+        .to_string()
+        .contains("holds 24"));
     let opts = BatchOptions {
         resize: Some(80),
         ..Default::default()

@@ -204,6 +204,52 @@ fn the_shipped_alpha_stage_and_checkpoint_read_back_for_the_notebooks() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/study/manifest.env"),
     )
     .unwrap();
-    assert!(manifest.contains(&format!("\nMASK_STEP_CAP={}\n", cfg.steps)), "{cfg:?}");
+    assert!(
+        manifest.contains(&format!("\nMASK_STEP_CAP={}\n", cfg.steps)),
+        "{cfg:?}"
+    );
     assert!(cfg.convergence.is_some() && cfg.seed == 0, "{cfg:?}");
+}
+
+/// train_SCL at full size reads the study run instead of retraining it: its whole log, every
+/// milestone with its level and checkpoint file, and its best milestone's model.
+#[test]
+fn the_shipped_training_run_reads_back_as_a_train_run() {
+    let study = Study::setup(0).unwrap();
+    let shipped = study.study_run().unwrap();
+    let run = study.shipped_training().unwrap();
+    assert_eq!(run.metrics.len(), shipped.metrics.len());
+    assert!(run.metrics.len() >= 28_500, "{}", run.metrics.len());
+    assert_eq!(run.milestones.len(), shipped.milestones.len());
+    for m in &run.milestones {
+        assert!(m.path.as_ref().unwrap().is_file(), "{:?}", m.path);
+        // Each milestone is saved for the highest level its reading reached.
+        assert!(m.level <= m.measured_val_accuracy, "{m:?}");
+        assert!(m.measured_val_accuracy - m.level < 0.2, "{m:?}");
+    }
+    let levels: Vec<f64> = run.milestones.iter().map(|m| m.level).collect();
+    assert_eq!(levels, vec![0.3, 0.5, 0.7, 0.8]);
+    let best = shipped.best_milestone().unwrap();
+    assert_eq!(
+        run.model.num_trainable(),
+        study.shipped_checkpoint().unwrap().model.num_trainable()
+    );
+    assert_eq!(best.level, Some(0.8));
+    // A long log is drawn averaged (≤ ~500 points a line), not one point per step.
+    let curves = run.curves().unwrap();
+    let every = avr_modularity::plot::readable_window(run.metrics.len());
+    assert!(every >= 50 && run.metrics.len() / every <= 500, "{every}");
+    assert!(curves.svg.contains(&format!("Training loss (mean of {every} steps)")));
+    assert!(curves.svg.len() < 400_000, "{} bytes", curves.svg.len());
+    // A long log shows its ends inline, not all its rows.
+    let html = run.metrics_table().unwrap().to_html().unwrap();
+    assert_eq!(
+        html.matches("<tr><td>").count(),
+        avr_modularity::display::HTML_ROWS
+    );
+    assert!(
+        html.contains(&format!("more rows of {}", run.metrics.len())),
+        "{}",
+        &html[..300]
+    );
 }

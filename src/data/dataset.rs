@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 use super::generate::{
     file_name, generate_problem, CandidateMode, ConfigSpec, GeneratorConfig, Preset,
 };
-use super::npz::{image_and_target, CONFIGURATIONS, PANELS};
+use super::npz::{image_and_target, AvrProblem, CONFIGURATIONS, PANELS};
 use super::render_cache::{self, block_sums, BlockSums, RenderKey, MAX_FACTOR};
 use crate::{Error, Result};
 use std::borrow::Cow;
@@ -210,16 +210,27 @@ impl AvrDataset {
     fn problem_bytes(&self, i: usize) -> Result<ProblemBytes> {
         let file = &self.files[i];
         match &file.generated {
-            Some(r) => {
-                let spec = ConfigSpec::by_name(&file.configuration)
-                    .ok_or_else(|| Error::bad_file(&file.path, "unknown configuration folder"))?;
-                let preset = Preset::named(&r.preset)?;
-                let p = generate_problem(spec, &preset, r.mode, r.seed, r.k)?.problem;
+            Some(recipe) => {
+                let p = generated_problem(file, recipe)?;
                 Ok(ProblemBytes::Rendered(p.image, p.side, p.target))
             }
             None => std::fs::read(&file.path)
                 .map(ProblemBytes::File)
                 .map_err(|e| Error::io(&file.path, e)),
+        }
+    }
+
+    /// Problem `i` whole (panels and metadata): read from its file, or generated from the seed.
+    pub fn problem(&self, i: usize) -> Result<AvrProblem> {
+        let file = self.files.get(i).ok_or_else(|| {
+            Error::bad_file(
+                &self.root,
+                format!("problem {i} asked for; the set holds {}", self.files.len()),
+            )
+        })?;
+        match &file.generated {
+            Some(recipe) => generated_problem(file, recipe),
+            None => AvrProblem::read(&file.path),
         }
     }
 
@@ -500,6 +511,14 @@ fn box_downsample(pixels: &[u8], side: usize, f: usize, scale: f32, dst: &mut [f
     for (out, &s) in dst.iter_mut().zip(&sums) {
         *out = s as f32 * scale;
     }
+}
+
+/// The problem a recipe describes, made again from its seed.
+fn generated_problem(file: &ProblemFile, recipe: &ProblemRecipe) -> Result<AvrProblem> {
+    let spec = ConfigSpec::by_name(&file.configuration)
+        .ok_or_else(|| Error::bad_file(&file.path, "unknown configuration folder"))?;
+    let preset = Preset::named(&recipe.preset)?;
+    Ok(generate_problem(spec, &preset, recipe.mode, recipe.seed, recipe.k)?.problem)
 }
 
 /// Adds `dir/<config>/RAVEN_*.npz` files; the split is `split` or taken from the file name.

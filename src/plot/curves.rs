@@ -6,41 +6,69 @@ use crate::masking::engine::{MaskMetricRow, MaskRun};
 use crate::train::trainer::{MetricRow, TrainRun};
 use crate::Result;
 
-/// Loss, and train / validation accuracy, against step (two figures side by side: the loss is
-/// on its own scale).
-pub fn training_curves(metrics: &[MetricRow]) -> Result<Figure> {
-    let steps: Vec<f64> = metrics.iter().map(|r| r.step as f64).collect();
-    let loss: Vec<f64> = metrics.iter().map(|r| r.train_loss).collect();
-    let train_acc: Vec<f64> = metrics.iter().map(|r| r.train_accuracy).collect();
-    let (val_steps, val_acc): (Vec<f64>, Vec<f64>) = metrics
+/// Loss, and train / validation accuracy in %, against step (two figures side by side: the
+/// loss is on its own scale). Loss and training accuracy are averaged over every `every` steps
+/// (one batch each is noisy; 1 plots every step); `validation` labels the validation readings.
+pub fn training_curves(
+    title: &str,
+    metrics: &[MetricRow],
+    every: usize,
+    validation: &str,
+) -> Result<Figure> {
+    let every = every.max(1);
+    let chunks: Vec<&[MetricRow]> = metrics.chunks(every).collect();
+    let mean =
+        |c: &[MetricRow], f: fn(&MetricRow) -> f64| c.iter().map(f).sum::<f64>() / c.len() as f64;
+    let steps: Vec<f64> = chunks.iter().map(|c| c[c.len() - 1].step as f64).collect();
+    let loss: Vec<f64> = chunks.iter().map(|c| mean(c, |r| r.train_loss)).collect();
+    let train: Vec<f64> = chunks
         .iter()
-        .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, v)))
+        .map(|c| 100.0 * mean(c, |r| r.train_accuracy))
+        .collect();
+    let (val_steps, val): (Vec<f64>, Vec<f64>) = metrics
+        .iter()
+        .filter_map(|r| r.val_accuracy.map(|v| (r.step as f64, 100.0 * v)))
         .unzip();
+    let (loss_title, train_label) = match every {
+        1 => ("Training loss".to_string(), "train (batch)".to_string()),
+        n => (
+            format!("Training loss (mean of {n} steps)"),
+            format!("train (mean of {n} batches)"),
+        ),
+    };
     let loss_fig = line_plot(
-        "Training loss",
+        &loss_title,
         "step",
         "cross-entropy",
         &[Line::new("train", &steps, &loss)],
     )?;
     let acc_fig = line_plot(
-        "Accuracy",
+        "Accuracy %",
         "step",
-        "accuracy",
+        "accuracy %",
         &[
-            Line::new("train (batch)", &steps, &train_acc),
-            Line::new("validation", &val_steps, &val_acc),
+            Line::new(train_label, &steps, &train),
+            Line::new(validation, &val_steps, &val),
         ],
     )?;
-    Ok(Figure::side_by_side(
-        "Training curves",
-        &[loss_fig, acc_fig],
-    ))
+    Ok(Figure::side_by_side(title, &[loss_fig, acc_fig]))
+}
+
+/// The averaging window that draws a log of `steps` steps with at most ~500 points: 1, 10, 50,
+/// 100, 250, 500 or 1,000 steps.
+pub fn readable_window(steps: usize) -> usize {
+    [1, 10, 50, 100, 250, 500]
+        .into_iter()
+        .find(|&w| steps / w <= 500)
+        .unwrap_or(1000)
 }
 
 impl TrainRun {
-    /// Loss vs step, and train / validation accuracy vs step.
+    /// Loss vs step, and train / validation accuracy vs step; a long log averaged over a
+    /// [`readable_window`].
     pub fn curves(&self) -> Result<Figure> {
-        training_curves(&self.metrics)
+        let every = readable_window(self.metrics.len());
+        training_curves("Training curves", &self.metrics, every, "validation")
     }
 
     /// Inline display: the training curves.

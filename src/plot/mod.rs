@@ -11,7 +11,7 @@ mod style;
 pub mod usage;
 
 pub use bars::{log_bar_chart, mask_probability_histogram, spatial_distribution};
-pub use curves::{plot_sharing_matrix, training_curves};
+pub use curves::{plot_sharing_matrix, readable_window, training_curves};
 pub use graph::{cluster_graph, q_over_training, run_graph};
 pub use heatmap::{sharing_chance_heatmap, sharing_heatmap};
 pub use lines::{line_plot, line_plot_with_bands, Band, Line};

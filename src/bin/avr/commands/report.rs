@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use avr_modularity::display::escape_html;
-use avr_modularity::plot::training_curves;
+use avr_modularity::plot::{readable_window, training_curves};
 use avr_modularity::report::write_report;
 use avr_modularity::train::trainer::read_metrics_csv;
 use avr_modularity::{session, Error, Result};
@@ -55,7 +55,16 @@ pub fn run(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     if let Some(csv) = &args.metrics {
         let rows = read_metrics_csv(csv)?;
-        sections.push(("Training".into(), training_curves(&rows)?.to_html()));
+        sections.push((
+            "Training".into(),
+            training_curves(
+                "Training curves",
+                &rows,
+                readable_window(rows.len()),
+                "validation",
+            )?
+            .to_html(),
+        ));
     }
     write_report(&args.out, &args.masks, args.shuffles, &sections)?;
     println!("{}", args.out.display());
