@@ -285,6 +285,16 @@ impl Table {
 
     /// The table as an HTML `<table>` (at most [`HTML_ROWS`] rows shown).
     pub fn to_html(&self) -> Result<String> {
+        self.html_with(HTML_ROWS)
+    }
+
+    /// The table as an HTML `<table>` with every row (for standalone reports).
+    pub fn to_html_all(&self) -> Result<String> {
+        self.html_with(usize::MAX)
+    }
+
+    /// The HTML table, its middle rows left out beyond `max_rows`.
+    fn html_with(&self, max_rows: usize) -> Result<String> {
         let mut html = String::from("<table class=\"avr-table\">");
         if let Some(caption) = &self.caption {
             let _ = write!(html, "<caption>{}</caption>", escape_html(caption));
@@ -295,17 +305,17 @@ impl Table {
         }
         html.push_str("</tr></thead><tbody>");
         let columns = self.df.columns();
-        let (height, half) = (self.df.height(), HTML_ROWS / 2);
+        let (height, half) = (self.df.height(), max_rows / 2);
         for row in 0..height {
-            if height > HTML_ROWS && row == half {
+            if height > max_rows && row == half {
                 let _ = write!(
                     html,
-                    "<tr><td colspan=\"{}\" style=\"text-align:center\">… {} more rows of {height} …</td></tr>",
+                    "<tr><td colspan=\"{}\" style=\"text-align:center\">… {} of {height} rows not shown …</td></tr>",
                     columns.len(),
-                    height - HTML_ROWS
+                    height - 2 * half
                 );
             }
-            if height > HTML_ROWS && (half..height - half).contains(&row) {
+            if height > max_rows && (half..height - half).contains(&row) {
                 continue;
             }
             html.push_str("<tr>");

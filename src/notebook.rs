@@ -219,7 +219,7 @@ impl Study {
     /// its log, its milestones, and its best milestone's model on this study's device.
     pub fn shipped_training(&self) -> Result<TrainRun> {
         let run = self.study_run()?;
-        Ok(run.train_run(self.shipped_checkpoint()?.model))
+        run.train_run(self.shipped_checkpoint()?.model)
     }
 
     /// The shipped run's best milestone (highest validation reading), on this study's device:
@@ -446,30 +446,68 @@ impl ShippedRun {
         })
     }
 
-    /// This run as a [`TrainRun`] with `model` (e.g. its best milestone's): the log and the
-    /// milestones (each with its checkpoint file) as read.
-    pub fn train_run(&self, model: SclModel) -> TrainRun {
-        let milestones = self
-            .milestones
-            .iter()
-            .map(|m| Milestone {
-                level: m.level.unwrap_or(f64::NAN),
-                measured_val_accuracy: m.val.0,
-                step: m.step,
-                path: Some(self.dir.join(format!("{}.safetensors", m.name))),
-            })
-            .collect();
-        TrainRun {
+    /// This run as a [`TrainRun`] with `model` (e.g. its best milestone's): the log as read,
+    /// and the milestones as the trainer recorded them in `last.json` (a reading that crossed
+    /// two levels is two milestones of one file there); without `last.json`, one per sidecar,
+    /// each of which must then name its level.
+    pub fn train_run(&self, model: SclModel) -> Result<TrainRun> {
+        let milestones = match self.recorded_milestones()? {
+            Some(recorded) => recorded,
+            None => self
+                .milestones
+                .iter()
+                .map(|m| {
+                    let path = self.dir.join(format!("{}.safetensors", m.name));
+                    let level = m.level.ok_or_else(|| {
+                        Error::bad_file(
+                            path.with_extension("json"),
+                            "no milestone levels in train_config",
+                        )
+                    })?;
+                    Ok(Milestone {
+                        level,
+                        measured_val_accuracy: m.val.0,
+                        step: m.step,
+                        path: Some(path),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok(TrainRun {
             model,
             metrics: self.metrics.clone(),
             milestones,
+        })
+    }
+
+    /// The milestones in `last.json` (the trainer's resumable state), paths resolved against
+    /// the crate's folder when they are relative; `None` when there is no `last.json`.
+    fn recorded_milestones(&self) -> Result<Option<Vec<Milestone>>> {
+        let last = self.dir.join("last.json");
+        if !last.is_file() {
+            return Ok(None);
         }
+        let text = std::fs::read_to_string(&last).map_err(|e| Error::io(&last, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(&last, format!("not a training state: {e}")))?;
+        let mut milestones: Vec<Milestone> = serde_json::from_value(v["milestones"].clone())
+            .map_err(|e| Error::bad_file(&last, format!("milestones: {e}")))?;
+        for m in &mut milestones {
+            if let Some(p) = m.path.as_mut().filter(|p| p.is_relative()) {
+                *p = repo_root().join(&*p);
+            }
+        }
+        Ok(Some(milestones))
     }
 
     /// Loss and training accuracy averaged over every `every` steps (one batch each is noisy),
     /// and the validation readings, against step.
     pub fn curves(&self, every: usize) -> Result<Figure> {
-        let title = format!("{}: {} steps", self.shown_dir(), self.metrics.len());
+        let title = format!(
+            "{}: {} steps",
+            self.shown_dir(),
+            grouped(self.metrics.len())
+        );
         let validation = match self.milestones.first() {
             Some(m) => format!("validation ({} problems)", grouped(m.val.1)),
             None => "validation".to_string(),

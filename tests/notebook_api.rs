@@ -230,16 +230,22 @@ fn the_shipped_training_run_reads_back_as_a_train_run() {
     let levels: Vec<f64> = run.milestones.iter().map(|m| m.level).collect();
     assert_eq!(levels, vec![0.3, 0.5, 0.7, 0.8]);
     let best = shipped.best_milestone().unwrap();
-    assert_eq!(
-        run.model.num_trainable(),
-        study.shipped_checkpoint().unwrap().model.num_trainable()
-    );
+    // The best milestone's weights, tensor for tensor (not just a model of the same shape).
+    let best_weights =
+        tch::Tensor::read_safetensors(run.milestones.last().unwrap().path.as_ref().unwrap())
+            .unwrap();
+    assert_eq!(best_weights.len(), run.model.params.len());
+    for (name, tensor) in &best_weights {
+        assert!(run.model.params.get(name).unwrap().equal(tensor), "{name}");
+    }
     assert_eq!(best.level, Some(0.8));
     // A long log is drawn averaged (≤ ~500 points a line), not one point per step.
     let curves = run.curves().unwrap();
     let every = avr_modularity::plot::readable_window(run.metrics.len());
     assert!(every >= 50 && run.metrics.len() / every <= 500, "{every}");
-    assert!(curves.svg.contains(&format!("Training loss (mean of {every} steps)")));
+    assert!(curves
+        .svg
+        .contains(&format!("Training loss (mean of {every} steps)")));
     assert!(curves.svg.len() < 400_000, "{} bytes", curves.svg.len());
     // A long log shows its ends inline, not all its rows.
     let html = run.metrics_table().unwrap().to_html().unwrap();
@@ -248,8 +254,38 @@ fn the_shipped_training_run_reads_back_as_a_train_run() {
         avr_modularity::display::HTML_ROWS
     );
     assert!(
-        html.contains(&format!("more rows of {}", run.metrics.len())),
+        html.contains(&format!("of {} rows not shown", run.metrics.len())),
         "{}",
         &html[..300]
+    );
+}
+
+/// Inline tables show every row up to HTML_ROWS, and beyond it their first and last halves
+/// with one row saying how many are left out; the report's `to_html_all` keeps them all.
+#[test]
+fn long_tables_elide_their_middle_inline_only() {
+    use avr_modularity::display::{Table, HTML_ROWS};
+    use avr_modularity::polars::prelude::{df, DataFrame};
+    let table = |n: usize| {
+        let df: DataFrame = df!("row" => (0..n as u64).collect::<Vec<_>>()).unwrap();
+        Table::new(df)
+    };
+    let rows = |html: &str| html.matches("<tr><td>").count();
+    for n in [0, 1, HTML_ROWS] {
+        let html = table(n).to_html().unwrap();
+        assert_eq!(rows(&html), n);
+        assert!(!html.contains("not shown"));
+    }
+    let html = table(HTML_ROWS + 1).to_html().unwrap();
+    assert_eq!(rows(&html), HTML_ROWS);
+    assert!(html.contains(&format!("… 1 of {} rows not shown …", HTML_ROWS + 1)));
+    assert!(html.contains("<td>0</td>") && html.contains(&format!("<td>{HTML_ROWS}</td>")));
+    assert!(
+        !html.contains(&format!("<td>{}</td>", HTML_ROWS / 2)),
+        "the middle row is out"
+    );
+    assert_eq!(
+        rows(&table(HTML_ROWS + 1).to_html_all().unwrap()),
+        HTML_ROWS + 1
     );
 }

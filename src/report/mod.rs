@@ -35,9 +35,9 @@ fn modules_section(dev: &Development) -> Result<String> {
                  (<code>avr eval --split test --record</code>): the x-axis shows the validation \
                  readings that chose them, which favour them.</p>";
     }
-    html += &dev.table()?.to_html()?;
+    html += &dev.table()?.to_html_all()?;
     let chance = ChanceConfig::default().with_draws(200);
-    html += &dev.module_table(&chance)?.to_html()?;
+    html += &dev.module_table(&chance)?.to_html_all()?;
     html += &dev.sparsity_plot()?.to_html();
     html += &dev.dispersity_plot()?.to_html();
     let findings = [
@@ -161,7 +161,7 @@ pub fn write_report(
     body += &sharing_section(&dev)?;
     body += "<h2>Graph modularity of the vision stack (spectral clustering, layer-shuffle null model)</h2>";
     let (table, unreadable) = modularity_table(&dev, shuffles)?;
-    body += &table.to_html()?;
+    body += &table.to_html_all()?;
     for line in &unreadable {
         body += &format!(
             "<p class=\"warn\">⚠ no graph modularity for {}</p>",
