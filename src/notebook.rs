@@ -246,7 +246,7 @@ impl Study {
             .flatten()
             .map(|m| repo_root().join(m))
             .collect();
-        AlphaSweep::from_masks(&masks, 0.05)
+        AlphaSweep::from_masks(&masks, crate::masking::engine::ALPHA_TOLERANCE)
     }
 
     /// The study's shape masks of the best milestone with `seed`, shipped in

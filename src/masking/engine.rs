@@ -1466,6 +1466,10 @@ impl AlphaSweep {
     }
 }
 
+/// The α rule's tolerance: the study's α is the largest whose validation task accuracy is within
+/// 5 points of the smallest α's.
+pub const ALPHA_TOLERANCE: f64 = 0.05;
+
 /// Index of the largest α whose task accuracy is within `tolerance` of the smallest α's.
 pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usize {
     let Some(reference) = alphas_and_accuracies
@@ -1543,7 +1547,7 @@ pub fn alpha_sweep(
         .iter()
         .map(|r| (r.config.alpha, r.last(|m| m.task_accuracy).unwrap_or(0.0)))
         .collect();
-    let tolerance = 0.05;
+    let tolerance = ALPHA_TOLERANCE;
     Ok(AlphaSweep {
         chosen: select_alpha(&scores, tolerance),
         runs,

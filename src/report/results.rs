@@ -12,6 +12,7 @@ use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
 use crate::analysis::replicates::Interval;
 use crate::display::Figure;
+use crate::masking::engine::ALPHA_TOLERANCE;
 use crate::plot::sharing_chance_heatmap;
 use crate::{Error, Result};
 
@@ -353,11 +354,63 @@ fn ablation(doc: &mut Document, dev: &Development) {
             drop.summary(1),
             percent(&Interval::t95(&inverted))
         );
+        if let Some(differs) = loss_against_the_study(&drop, 100.0 * ALPHA_TOLERANCE) {
+            let _ = writeln!(doc.text, "  {differs}");
+        }
     }
     doc.text.push('\n');
+}
+
+/// When the masked model loses significantly, how that differs from the study's R4 and how
+/// much of it the α rule builds in: the rule takes the sparsest mask within `tolerance` points
+/// of the smallest α's task accuracy. `None` unless the loss is significant.
+fn loss_against_the_study(drop: &Interval, tolerance: f64) -> Option<String> {
+    if drop.n < 2 || !drop.excludes(0.0) || drop.mean <= 0.0 {
+        return None;
+    }
+    let place = if drop.high <= tolerance {
+        "lies within them"
+    } else if drop.low > tolerance {
+        "lies beyond them"
+    } else {
+        "reaches past them"
+    };
+    Some(format!(
+        "This differs from the study's R4, which gave no interval. Part of the loss is built \
+         into our α rule, which takes the sparsest mask within {tolerance:.0} points of the \
+         smallest α's task accuracy; this drop's interval {place}."
+    ))
 }
 
 fn task_drop_points(r: &MaskRecord) -> Option<f64> {
     let unmasked = r.sidecar.unmasked.as_ref()?.task.accuracy;
     Some(100.0 * (unmasked - r.sidecar.final_task_accuracy?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sentence follows the interval: none without a significant loss, and where the
+    /// interval lies against the α rule's tolerance.
+    #[test]
+    fn a_significant_loss_is_set_against_the_study_and_the_alpha_rule() {
+        let ours = Interval::t95(&[7.0, 4.5, 4.5, 1.5, 4.0]);
+        let text = loss_against_the_study(&ours, 5.0).unwrap();
+        assert!(text.contains("differs from the study's R4") && text.contains("reaches past them"));
+        let small = Interval::t95(&[2.0, 2.5, 3.0]);
+        assert!(loss_against_the_study(&small, 5.0)
+            .unwrap()
+            .contains("lies within them"));
+        let large = Interval::t95(&[9.0, 9.5, 10.0]);
+        assert!(loss_against_the_study(&large, 5.0)
+            .unwrap()
+            .contains("lies beyond them"));
+        for none in [&[1.0, -1.0, 0.5][..], &[-3.0, -2.5, -3.5], &[4.0]] {
+            assert!(
+                loss_against_the_study(&Interval::t95(none), 5.0).is_none(),
+                "{none:?}"
+            );
+        }
+    }
 }

@@ -13,7 +13,7 @@ use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{
     alpha_record_from_masks, train_mask_resumable, Convergence, MaskFilter, MaskResume,
-    MaskSidecar, MaskTask, MaskTrainConfig,
+    MaskSidecar, MaskTask, MaskTrainConfig, ALPHA_TOLERANCE,
 };
 use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
@@ -488,7 +488,7 @@ struct ChooseAlphaArgs {
     #[arg(required = true)]
     masks: Vec<PathBuf>,
     /// Allowed drop of validation task accuracy from the smallest α's (fraction).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = ALPHA_TOLERANCE)]
     tolerance: f64,
     /// Where the record goes (written atomically).
     #[arg(long)]
