@@ -136,15 +136,40 @@ fn kill_repeatedly(
             expected.keys().collect::<Vec<_>>(),
             "{label}: the files differ after kills"
         );
-        for (rel, bytes) in &found {
-            assert!(
-                bytes == &expected[rel],
-                "{label}: {} differs after kills",
-                rel.display()
-            );
-        }
+        let differing: Vec<String> = found
+            .iter()
+            .filter(|(rel, bytes)| *bytes != &expected[*rel])
+            .map(|(rel, bytes)| first_difference(rel, &expected[rel], bytes))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{label}: files differ after kills (scenario {scenarios}, {kills} kills so far):\n{}",
+            differing.join("\n")
+        );
     }
     eprintln!("{label}: {kills} kills over {scenarios} scenarios; outputs byte-identical");
+}
+
+/// Where two versions of a file part: the first differing byte, with the text around it (so
+/// that a failure says what the resumed run did differently).
+fn first_difference(rel: &Path, expected: &[u8], found: &[u8]) -> String {
+    let at = expected
+        .iter()
+        .zip(found)
+        .position(|(x, y)| x != y)
+        .unwrap_or(expected.len().min(found.len()));
+    let around = |b: &[u8]| {
+        let (from, to) = (at.saturating_sub(120), (at + 120).min(b.len()));
+        String::from_utf8_lossy(&b[from..to]).into_owned()
+    };
+    format!(
+        "  {}: {} vs {} bytes, first difference at byte {at}\n    expected …{}…\n    found    …{}…",
+        rel.display(),
+        expected.len(),
+        found.len(),
+        around(expected),
+        around(found)
+    )
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

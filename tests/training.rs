@@ -312,13 +312,32 @@ fn a_run_stops_at_its_target_accuracy_and_stays_stopped_when_resumed() {
         small_official(),
         &data,
         &data,
-        &cfg.with_resume(true),
+        &cfg.clone().with_resume(true),
         Some(out.path()),
     );
     assert_eq!(
         again.unwrap().metrics.len(),
         3,
         "a finished run takes no step"
+    );
+    // A kill between the last state's two writes leaves last.json behind the weights file. The
+    // resumed run takes no step, yet it must not leave last.json stale: a kill test once found
+    // exactly that.
+    let readable = out.path().join("last.json");
+    let whole = std::fs::read(&readable).unwrap();
+    std::fs::write(&readable, b"{\"step\": 0}").unwrap();
+    train(
+        small_official(),
+        &data,
+        &data,
+        &cfg.with_resume(true),
+        Some(out.path()),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(&readable).unwrap(),
+        whole,
+        "last.json restored"
     );
 }
 

@@ -260,6 +260,12 @@ fn load_state(
     };
     let state: TrainState = serde_json::from_slice(&json)
         .map_err(|e| Error::bad_file(&json_path, format!("resumable state: {e}")))?;
+    // A kill between the two writes of `save_state` leaves last.json one state behind the
+    // weights file; a run resumed at its last step then takes no step that would rewrite it.
+    let readable = dir.join("last.json");
+    if json_path == weights_path && std::fs::read(&readable).ok().as_deref() != Some(&json[..]) {
+        write_atomic(&readable, &json)?;
+    }
     if state.variant != model.variant_name() || state.image_size != model.image_size() {
         return Err(Error::bad_file(
             &json_path,
