@@ -145,16 +145,31 @@ fn bad_files_name_the_file_and_what_is_wrong() {
     );
 }
 
-/// numpy (from the project venv) must load what we write with identical arrays, and we must read
-/// what numpy writes.
-#[test]
-fn numpy_round_trip_in_both_directions() {
+/// Runs a Python `script` with numpy from the project venv on `args`; its failure fails the test.
+fn run_numpy(script: &str, args: &[&Path]) {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(
         python.exists(),
         "run `make setup` first: {} is missing",
         python.display()
     );
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "numpy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// numpy (from the project venv) must load what we write with identical arrays, and we must read
+/// what numpy writes.
+#[test]
+fn numpy_round_trip_in_both_directions() {
     let source = require_fixtures()
         .unwrap()
         .join("raven/up_center_single_down_center_single/RAVEN_8_test.npz");
@@ -173,19 +188,7 @@ for k in a.files:
 np.savez(theirs, **{k: a[k] for k in a.files})
 print("ok")
 "#;
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&source)
-        .arg(&ours)
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "numpy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_numpy(script, &[&source, &ours, &theirs]);
     assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
 }
 
@@ -193,12 +196,6 @@ print("ok")
 /// numpy's own `savez_compressed` files (zlib's dynamic Huffman codes) read the same too.
 #[test]
 fn deflated_files_round_trip_through_numpy_in_both_directions() {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "run `make setup` first: {} is missing",
-        python.display()
-    );
     let source = require_fixtures()
         .unwrap()
         .join("iraven/distribute_nine/RAVEN_8_test.npz");
@@ -224,16 +221,7 @@ for k in a.files:
 np.savez_compressed(theirs, **{k: a[k] for k in a.files})
 print("ok")
 "#;
-    let out = Command::new(&python)
-        .args(["-c", script])
-        .args([&source, &ours, &theirs])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "numpy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_numpy(script, &[&source, &ours, &theirs]);
     assert_eq!(AvrProblem::read(&ours).unwrap(), problem);
     assert_eq!(AvrProblem::read(&theirs).unwrap(), problem);
 }
