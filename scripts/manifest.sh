@@ -2,7 +2,7 @@
 # Lines are KEY=VALUE (a value may be "double quoted"), comments (#) or blank; anything else, an
 # unknown or repeated key, a missing key or a value of the wrong form is an error naming the
 # file and line, exit 1.
-MANIFEST_INTEGERS="SEED PER_CONFIG SHAPE_PER_CONFIG SIZE BATCH STEPS STOP_AT VAL_EVERY VAL_PROBLEMS STATE_EVERY MASK_STEP_CAP MASK_EVAL_EVERY"
+MANIFEST_INTEGERS="SEED PER_CONFIG SHAPE_PER_CONFIG SIZE BATCH STEPS STOP_AT VAL_EVERY VAL_PROBLEMS STATE_EVERY MASK_STEP_CAP MASK_EVAL_EVERY MASK_JOBS MASK_THREADS"
 MANIFEST_NUMBERS="LR WEIGHT_DECAY CLIP_GRAD_NORM MASK_ALPHA MASK_LR"
 MANIFEST_WORDS="SHAPES VARIANT MILESTONES MASK_SEEDS ALPHA_CANDIDATES ALPHA_SHAPE"
 MANIFEST_KEYS="$MANIFEST_INTEGERS $MANIFEST_NUMBERS $MANIFEST_WORDS"
@@ -37,6 +37,7 @@ read_manifest() {
   [[ "$SHAPES" =~ ^[a-z]+( [a-z]+)*$ ]] || manifest_fail "$file: SHAPES='$SHAPES' is not a list of names"
   [[ "$VARIANT" =~ ^(official|seed)$ ]] || manifest_fail "$file: VARIANT='$VARIANT' is not official or seed"
   [[ "$MILESTONES" =~ ^[0-9]+(,[0-9]+)*$ ]] || manifest_fail "$file: MILESTONES='$MILESTONES' is not a list of percents"
+  [ "$MASK_THREADS" -ge 1 ] || manifest_fail "$file: MASK_THREADS=$MASK_THREADS must be at least 1"
   [[ "$MASK_SEEDS" =~ ^[0-9]+( [0-9]+)*$ ]] || manifest_fail "$file: MASK_SEEDS='$MASK_SEEDS' is not a list of seeds"
 }
 

@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/manifest.sh
+source scripts/study_jobs.sh
 read_manifest datasets/study/manifest.env
 stage="${1:-all}"
 if [ "$stage" = check ]; then print_manifest; exit 0; fi
@@ -106,39 +107,32 @@ study_alpha() {
   fi
 }
 
-# The milestones, best first, then the lowest, then the rest from the top: a run stopped part
-# way has the best checkpoint's masks (with replicates) first, then the span from low to high.
-milestones_in_mask_order() {
-  local sorted; sorted=$(ls "$ckpts"/scl_*.safetensors 2> /dev/null | sort -V)
-  [ -n "$sorted" ] || return 0
-  local best lowest; best=$(tail -n 1 <<< "$sorted"); lowest=$(head -n 1 <<< "$sorted")
-  echo "$best"
-  [ "$lowest" != "$best" ] && echo "$lowest"
-  sort -rV <<< "$sorted" | grep -vxF -e "$best" -e "$lowest" || true
-}
-
 # Every milestone × (each shape + the control pooled over all shapes) × seed; a finished mask
 # (its logits exist: moved into place after the sidecar) is skipped, an unfinished one resumes
-# from its `.resume` state (logits, Adam moments, log).
+# from its `.resume` state (logits, Adam moments, log). MASK_JOBS masks run at once (0: one per
+# core), each on MASK_THREADS libtorch threads.
 masks_stage() {
   local alpha; alpha=$(study_alpha)
-  say "masks with α = $alpha"
-  local pooled; pooled=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); pooled=${pooled%,}
-  for ck in $(milestones_in_mask_order); do
-    [ -e "$ck" ] || continue
-    local stem; stem=$(basename "$ck" .safetensors)
-    for r in $MASK_SEEDS; do
-      for task in $SHAPES all-shapes; do
-        local out="$masks/$stem/$task-s$r.safetensors"
-        [ -f "$out" ] && continue
-        local dirs="$data/$task"; [ "$task" = all-shapes ] && dirs="$pooled"
-        say "mask $stem/$task seed $r"
-        "$avr" mask train --ckpt "$ck" --task "$dirs" --control "$data/originals" --name "$task-s$r" \
-          --alpha "$alpha" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" --eval-every "$MASK_EVAL_EVERY" \
-          --seed "$r" --out "$out" --json > /dev/null
-      done
-    done
-  done
+  local width=$MASK_JOBS; [ "$width" -gt 0 ] || width=$(nproc)
+  say "masks with α = $alpha, $width at once on $MASK_THREADS thread(s) each"
+  local list; list=$(mask_jobs)
+  [ -n "$list" ] || { say "masks: none left"; return 0; }
+  STUDY_ALPHA=$alpha pool_run "$width" <<< "$list"
+}
+
+# One mask (the pool's job): checkpoint $1, task $2 (a shape or all-shapes), seed $3.
+pool_job() {
+  local ck=$1 task=$2 r=$3 stem; stem=$(basename "$ck" .safetensors)
+  local dirs="$data/$task"
+  if [ "$task" = all-shapes ]; then
+    dirs=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); dirs=${dirs%,}
+  fi
+  say "mask $stem/$task seed $r"
+  AVR_THREADS=$MASK_THREADS "$avr" mask train --ckpt "$ck" --task "$dirs" --control "$data/originals" \
+    --name "$task-s$r" --alpha "$STUDY_ALPHA" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
+    --eval-every "$MASK_EVAL_EVERY" --seed "$r" --out "$masks/$stem/$task-s$r.safetensors" \
+    --json > /dev/null
+  say "mask $stem/$task seed $r: done"
 }
 
 # RESULTS.md from the masks finished so far (each run of it says how many there are), its SVG

@@ -195,6 +195,9 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     );
     assert!(sidecar.control_dataset.unwrap().ends_with("originals"));
     assert!((sidecar.kept_fraction - kept).abs() < 1e-12);
+    // The thread count (the order of float reductions) is recorded with the mask.
+    let threads = tch::get_num_threads() as usize;
+    assert_eq!(sidecar.threads, Some(threads));
     // The readings travel with the mask: a reloaded run has the evaluation rows (and the
     // last), with the same values, so its curves can be drawn without re-training.
     let loaded = MaskRun::load(&path).unwrap();
@@ -207,6 +210,11 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     }
     assert_eq!(loaded.unmasked, run.unmasked);
     assert_eq!(loaded.provenance, run.provenance);
+    assert_eq!(
+        loaded.threads,
+        Some(threads),
+        "a reloaded run keeps its own count"
+    );
     assert!(loaded.curves().unwrap().svg.contains("mask training"));
     let bad = avr_modularity::masking::engine::mask_readings_path(&path);
     std::fs::write(&bad, "step,loss\n1,2\n").unwrap();

@@ -482,6 +482,11 @@ pub struct MaskSidecar {
     /// Control problems behind the control accuracies.
     #[serde(default)]
     pub control_problems: usize,
+    /// libtorch's intra-op threads in the process that finished the mask (`AVR_THREADS`): the
+    /// order of float reductions, so a rerun with another count differs in the last bits
+    /// (older sidecars lack it).
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// The unmasked model's accuracies on a mask's evaluation sets.
@@ -531,6 +536,9 @@ pub struct MaskRun {
     pub task_problems: usize,
     /// Control problems evaluated.
     pub control_problems: usize,
+    /// libtorch's intra-op threads of the process that trained it (`None` for a mask loaded
+    /// from a sidecar that lacks them).
+    pub threads: Option<usize>,
 }
 
 impl MaskRun {
@@ -612,6 +620,7 @@ impl MaskRun {
             unmasked: self.unmasked.clone(),
             task_problems: self.task_problems,
             control_problems: self.control_problems,
+            threads: self.threads,
         }
     }
 
@@ -667,6 +676,7 @@ impl MaskRun {
             unmasked: s.unmasked,
             task_problems: s.task_problems,
             control_problems: s.control_problems,
+            threads: s.threads,
         })
     }
 }
@@ -1221,6 +1231,7 @@ pub fn train_mask_resumable(
         unmasked: Some(unmasked),
         task_problems,
         control_problems,
+        threads: Some(tch::get_num_threads().max(1) as usize),
     })
 }
 

@@ -1,0 +1,132 @@
+//! The study's masks stage (`scripts/study_jobs.sh`): the order in which masks are trained, and
+//! the pool that trains several at once, stops on the first failure and leaves nothing running.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs `body` in bash with `scripts/study_jobs.sh` sourced, in folder `dir`.
+fn with_study_jobs(dir: &Path, body: &str) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/study_jobs.sh");
+    Command::new("bash")
+        .args([
+            "-c",
+            &format!("set -euo pipefail; source \"$0\"\n{body}"),
+            script,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn masks_come_seed_by_seed_over_the_low_to_high_span_first_and_finished_ones_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = dir.path().join("ckpts");
+    std::fs::create_dir_all(ckpts.join("..").join("masks/scl_val80.2")).unwrap();
+    std::fs::create_dir_all(&ckpts).unwrap();
+    for stem in ["scl_val36.1", "scl_val53.2", "scl_val70.0", "scl_val80.2"] {
+        std::fs::write(ckpts.join(format!("{stem}.safetensors")), b"").unwrap();
+    }
+    // One finished mask; an unfinished one (only its `.resume`) is still a job.
+    let done = dir.path().join("masks/scl_val80.2/a-s0.safetensors");
+    std::fs::write(&done, b"").unwrap();
+    std::fs::write(done.with_extension("safetensors.resume"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("masks/scl_val80.2/b-s0.safetensors.resume"),
+        b"",
+    )
+    .unwrap();
+    let out = with_study_jobs(
+        dir.path(),
+        "ckpts=ckpts masks=masks SHAPES='a b' MASK_SEEDS='0 1'; mask_jobs",
+    );
+    let jobs: Vec<String> = stdout_lines(&out)
+        .iter()
+        .map(|l| l.replace("ckpts/scl_", "").replace(".safetensors", ""))
+        .collect();
+    let mut expected = vec!["val80.2 b 0".to_string(), "val80.2 all-shapes 0".into()];
+    let span_and_seed = |ck: &str, r: u32| {
+        ["a", "b", "all-shapes"]
+            .iter()
+            .map(move |t| format!("{ck} {t} {r}"))
+            .collect::<Vec<_>>()
+    };
+    for ck in ["val36.1", "val70.0"] {
+        expected.extend(span_and_seed(ck, 0));
+    }
+    for ck in ["val80.2", "val36.1", "val70.0"] {
+        expected.extend(span_and_seed(ck, 1));
+    }
+    expected.extend(span_and_seed("val53.2", 0));
+    expected.extend(span_and_seed("val53.2", 1));
+    assert_eq!(jobs, expected);
+}
+
+#[test]
+fn the_pool_runs_every_job_in_order_never_more_than_its_width_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each job marks itself running, records how many are running, and finishes after a pause.
+    let out = with_study_jobs(
+        dir.path(),
+        r#"pool_job() {
+  echo "$1" >> started; touch "running.$1"
+  ls running.* | wc -l >> widths; sleep 0.3
+  rm "running.$1"; echo "$1" >> finished
+}
+pool_run 2 <<< "$(printf 'j%s\n' 1 2 3 4 5)"
+cat started; echo --; sort -u widths; echo --; sort finished"#,
+    );
+    let lines = stdout_lines(&out);
+    let jobs: Vec<String> = (1..=5).map(|i| format!("j{i}")).collect();
+    let parts: Vec<&[String]> = lines.split(|l| l == "--").collect();
+    assert_eq!(
+        parts[0],
+        jobs.as_slice(),
+        "started in the order of the lines"
+    );
+    assert_eq!(parts[1], ["1", "2"], "two at once, never three");
+    assert_eq!(parts[2], jobs.as_slice(), "every job finished");
+    let bad = with_study_jobs(dir.path(), "pool_job() { :; }; pool_run 0 <<< j1");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a positive count"));
+}
+
+#[test]
+fn a_failing_job_stops_the_pool_and_the_jobs_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    // j1 runs a long child process (as a mask job runs `avr`); j2 fails after a moment.
+    let started = Instant::now();
+    let out = with_study_jobs(
+        dir.path(),
+        r#"pool_job() {
+  case $1 in
+    j1) sleep 60 & echo $! > child; wait ;;
+    j2) sleep 0.5; exit 3 ;;
+    *) touch "ran.$1" ;;
+  esac
+}
+status=0; pool_run 2 <<< "$(printf 'j%s\n' 1 2 3)" || status=$?
+echo "status $status"
+if kill -0 "$(cat child)" 2> /dev/null; then echo "child alive"; else echo "child gone"; fi
+ls ran.* 2> /dev/null || echo "j3 not started""#,
+    );
+    let lines = stdout_lines(&out);
+    assert_eq!(lines, ["status 3", "child gone", "j3 not started"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it did not wait for j1"
+    );
+}
