@@ -57,20 +57,37 @@ alpha_stage() {
 }
 
 # One mask per α (the remaining arguments) on checkpoint $1, shape ALPHA_SHAPE, seed 0, into
-# folder $2 (finished masks skipped), then the α rule on them into the record $3.
+# folder $2 (finished masks skipped; MASK_JOBS at once), then the α rule on them into the record
+# $3. A mask with exactly these settings that the masks stage already trained (REUSE_ALPHA, with
+# its path in REUSE_MASK) is read from there, not trained again.
 alpha_masks_and_rule() {
   local ck=$1 dir=$2 record=$3; shift 3
-  local outs=() a
+  local outs=() list="" a
   for a in "$@"; do
+    if [ -n "${REUSE_ALPHA:-}" ] && same_number "$a" "$REUSE_ALPHA" && [ -f "$REUSE_MASK" ]; then
+      say "α masks: α = $a is the masks stage's $REUSE_MASK"
+      outs+=("$REUSE_MASK"); continue
+    fi
     local out="$dir/$ALPHA_SHAPE-a$a.safetensors"
     outs+=("$out")
-    [ -f "$out" ] && continue
-    say "α masks: $(basename "$ck" .safetensors)/$ALPHA_SHAPE α = $a into $dir"
-    "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" --control "$data/originals" \
-      --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" --lr "$MASK_LR" \
-      --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
+    [ -f "$out" ] || list+="$ck $a $out"$'\n'
   done
+  [ -z "$list" ] || pool_run "$(mask_pool_width)" alpha_mask_job <<< "${list%$'\n'}"
   "$avr" mask choose-alpha "${outs[@]}" --out "$record" --json
+}
+
+# One α mask (a pool job): checkpoint $1, α $2, into $3.
+alpha_mask_job() {
+  local ck=$1 a=$2 out=$3
+  say "α masks: $(basename "$ck" .safetensors)/$ALPHA_SHAPE α = $a into $(dirname "$out")"
+  AVR_THREADS=$MASK_THREADS "$avr" mask train --ckpt "$ck" --task "$data/$ALPHA_SHAPE" \
+    --control "$data/originals" --name "$ALPHA_SHAPE-a$a" --alpha "$a" --steps "$MASK_STEP_CAP" \
+    --lr "$MASK_LR" --eval-every "$MASK_EVAL_EVERY" --seed 0 --out "$out" --json > /dev/null
+}
+
+# Whether two numbers written differently (1e-05, 1e-5) are the same.
+same_number() {
+  python3 -c 'import sys; sys.exit(abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) > 1e-6)' "$1" "$2"
 }
 
 # The α check: the α stage chose on 3,000-step masks. Here the smallest candidate, the choice
@@ -84,8 +101,7 @@ alpha_check_stage() {
   local chosen; chosen=$(study_alpha)
   local candidates=($ALPHA_CANDIDATES) picked=() i j
   for i in "${!candidates[@]}"; do
-    python3 -c 'import sys; sys.exit(abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) > 1e-6)' \
-      "${candidates[$i]}" "$chosen" || continue
+    same_number "${candidates[$i]}" "$chosen" || continue
     # The smallest α (the rule's reference), the choice and its neighbours, each once.
     for j in 0 $((i - 1)) "$i" $((i + 1)); do
       if [ "$j" -ge 0 ] && [ "$j" -lt ${#candidates[@]} ] && [[ " ${picked[*]} " != *" ${candidates[$j]} "* ]]; then
@@ -95,7 +111,9 @@ alpha_check_stage() {
   done
   [ ${#picked[@]} -gt 0 ] || { echo "α check: $chosen is not among ALPHA_CANDIDATES" >&2; exit 2; }
   local dir="$masks-alpha-settled/$stem"
-  alpha_masks_and_rule "$ck" "$dir" "$dir/alpha.json" "${picked[@]}"
+  # The chosen α at seed 0 on this milestone and shape is a study mask, trained to the same rule.
+  REUSE_ALPHA=$chosen REUSE_MASK="$masks/$stem/$ALPHA_SHAPE-s0.safetensors" \
+    alpha_masks_and_rule "$ck" "$dir" "$dir/alpha.json" "${picked[@]}"
 }
 
 # The study's one α: the α stage's choice once it has run, else the manifest's MASK_ALPHA.
@@ -112,16 +130,20 @@ study_alpha() {
 # from its `.resume` state (logits, Adam moments, log). MASK_JOBS masks run at once (0: one per
 # core), each on MASK_THREADS libtorch threads.
 masks_stage() {
-  local alpha; alpha=$(study_alpha)
-  local width=$MASK_JOBS; [ "$width" -gt 0 ] || width=$(nproc)
-  say "masks with α = $alpha, $width at once on $MASK_THREADS thread(s) each"
+  STUDY_ALPHA=$(study_alpha)
+  say "masks with α = $STUDY_ALPHA, $(mask_pool_width) at once on $MASK_THREADS thread(s) each"
   local list; list=$(mask_jobs)
   [ -n "$list" ] || { say "masks: none left"; return 0; }
-  STUDY_ALPHA=$alpha pool_run "$width" <<< "$list"
+  pool_run "$(mask_pool_width)" study_mask_job <<< "$list"
 }
 
-# One mask (the pool's job): checkpoint $1, task $2 (a shape or all-shapes), seed $3.
-pool_job() {
+# How many masks run at once: MASK_JOBS, or one per core when it is 0.
+mask_pool_width() {
+  if [ "$MASK_JOBS" -gt 0 ]; then echo "$MASK_JOBS"; else nproc; fi
+}
+
+# One study mask (a pool job): checkpoint $1, task $2 (a shape or all-shapes), seed $3.
+study_mask_job() {
   local ck=$1 task=$2 r=$3 stem; stem=$(basename "$ck" .safetensors)
   local dirs="$data/$task"
   if [ "$task" = all-shapes ]; then

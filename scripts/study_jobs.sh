@@ -34,41 +34,61 @@ mask_job_line() {
   [ -f "$out" ] || echo "$1 $2 $3"
 }
 
-# The pool. `pool_run N` reads one job per line on stdin and runs
-# `pool_job <the line's words>` for each, in the order of the lines, at most N at once. It returns
-# once every job has finished. The first job that fails stops the pool: the jobs still running
+# The pool. `pool_run N JOB` reads one job per line on stdin and runs `JOB <the line's words>`
+# (a shell function or command) for each, in the order of the lines, at most N at once. It
+# returns once every job has finished. The first job that fails stops the pool: the jobs still running
 # are stopped (TERM) and waited for, and the pool returns that job's status. A TERM or INT to
 # the shell stops the running jobs too, so killing the stage never leaves a job behind.
 # Why a pool: on this 2-core machine two one-thread masks at once finish 1.44–1.50× sooner
 # than the same masks one after another on two threads (BENCHMARKS.md).
 
 pool_stop() {
-  local pids; pids=$(jobs -pr)
+  local pids kids p tries; pids=$(jobs -pr)
   [ -z "$pids" ] && return 0
-  # A job is a subshell running its command as a child: stop the child, then the subshell.
-  local p; for p in $pids; do pkill -TERM -P "$p" 2> /dev/null || true; done
-  kill -TERM $pids 2> /dev/null || true
+  # A job is a subshell running its command as a child: stop both. The children are not this
+  # shell's to wait for, so wait until they are gone (KILL after 30 s).
+  kids=$(for p in $pids; do pgrep -P "$p" || true; done)
+  kill -TERM $kids $pids 2> /dev/null || true
   wait $pids 2> /dev/null || true
+  for p in $kids; do
+    for tries in $(seq 300); do process_alive "$p" || break; sleep 0.1; done
+    ! process_alive "$p" || kill -KILL "$p" 2> /dev/null || true
+  done
+}
+
+# Whether process $1 runs (a zombie has finished: it only waits to be reaped).
+process_alive() {
+  local state; state=$(sed 's/.*) //' "/proc/$1/stat" 2> /dev/null | cut -d' ' -f1) || true
+  [ -n "$state" ] && [ "$state" != Z ]
 }
 
 pool_run() {
-  local width=$1 line running=0 status=0
+  local width=$1 job=$2 line status=0 pids=()
   [[ "$width" =~ ^[1-9][0-9]*$ ]] || { echo "pool: width '$width' is not a positive count" >&2; return 2; }
+  [ -n "$job" ] || { echo "pool: no job named" >&2; return 2; }
   trap 'pool_stop; exit 143' TERM INT
   while read -r line; do
-    if [ "$running" -ge "$width" ]; then
-      wait -n || { status=$?; break; }
-      running=$((running - 1))
-    fi
+    while [ "$status" -eq 0 ] && [ ${#pids[@]} -ge "$width" ]; do pool_reap || status=$?; done
+    [ "$status" -eq 0 ] || break
     # The job must not read the pool's list.
-    pool_job $line < /dev/null &
-    running=$((running + 1))
+    "$job" $line < /dev/null &
+    pids+=($!)
   done
-  while [ "$status" -eq 0 ] && [ "$running" -gt 0 ]; do
-    wait -n || status=$?
-    running=$((running - 1))
-  done
+  while [ "$status" -eq 0 ] && [ ${#pids[@]} -gt 0 ]; do pool_reap || status=$?; done
   [ "$status" -eq 0 ] || pool_stop
   trap - TERM INT
   return "$status"
+}
+
+# Takes the finished jobs out of pool_run's `pids`, or waits a moment when none has finished;
+# fails with the status of a job that failed. (Not `wait -n`: a job that ends while the shell
+# is busy elsewhere can be reaped before it, and then `wait -n` never reports it.)
+pool_reap() {
+  local p left=() failed=0
+  for p in "${pids[@]}"; do
+    if process_alive "$p"; then left+=("$p"); else wait "$p" || failed=$?; fi
+  done
+  pids=(${left[@]+"${left[@]}"})
+  [ "$failed" -eq 0 ] || return "$failed"
+  [ ${#pids[@]} -lt "$width" ] || sleep 0.2
 }
