@@ -2,6 +2,7 @@
 //! trained through `train_masks` record their real base checkpoint, save with one argument,
 //! and appear in `avr report` (the report used to skip masks whose sidecar named "notebook").
 
+use avr_modularity::analysis::development::MaskRecord;
 use avr_modularity::fixtures::{require_fixtures, study_checkpoint_path};
 use avr_modularity::prelude::*;
 
@@ -128,6 +129,41 @@ fn development_reads_test_accuracies_and_reports_findings_with_tests() {
     assert_eq!(
         change.interval.n, 4,
         "2 shapes × 2 seeds paired across checkpoints"
+    );
+    // The development questions: size, dispersity, and dispersity above its chance level,
+    // whose change is the dispersity's change less the change of the chance level itself.
+    let chance = ChanceConfig::default().with_draws(20);
+    let changes = dev.changes(&chance);
+    assert_eq!(changes.len(), 3);
+    assert!(changes.iter().all(|c| c.interval.n == 4));
+    assert!(changes[2]
+        .sentence
+        .contains("dispersity minus its chance level"));
+    let null_of = |r: &MaskRecord| {
+        let mut d = dispersity_chance(std::slice::from_ref(&r.mask), &chance).unwrap();
+        d.pop().unwrap().dispersity.null_mean
+    };
+    let at = |stage: &str| -> Vec<&MaskRecord> {
+        let mut v: Vec<&MaskRecord> = dev
+            .records
+            .iter()
+            .filter(|r| r.checkpoint().ends_with(stage))
+            .collect();
+        v.sort_by_key(|r| (r.task(), r.sidecar.config.seed));
+        v
+    };
+    let (early, late) = (at("early"), at("late"));
+    let null_change = late
+        .iter()
+        .zip(&early)
+        .map(|(l, e)| null_of(l) - null_of(e))
+        .sum::<f64>()
+        / 4.0;
+    let expected = changes[1].interval.mean - null_change;
+    assert!(
+        (changes[2].interval.mean - expected).abs() < 1e-12,
+        "{} vs {expected}",
+        changes[2].interval.mean
     );
     let out = root.join("report.html");
     avr_modularity::report::write_report(&out, &masks_dir, 2, &[]).unwrap();

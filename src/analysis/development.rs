@@ -328,6 +328,31 @@ impl Development {
         Some(Change { interval, sentence })
     }
 
+    /// The study's development questions (R3, R6), each a [`change`](Self::change) from the
+    /// least to the most accurate checkpoint: module size (kept %), dispersity, and dispersity
+    /// above its count-matched chance level (`chance`). The last separates a change in how
+    /// spread a module is from the change that its size alone brings: a larger mask placed at
+    /// random is more dispersed too.
+    pub fn changes(&self, chance: &ChanceConfig) -> Vec<Change> {
+        let kept = |r: &MaskRecord| 100.0 * mask_stats(&r.mask).kept_fraction;
+        let dispersity = |r: &MaskRecord| mask_stats(&r.mask).dispersity;
+        let above_chance = |r: &MaskRecord| {
+            let null = dispersity_chance(std::slice::from_ref(&r.mask), chance)
+                .ok()
+                .and_then(|mut d| d.pop())
+                .map_or(f64::NAN, |d| d.dispersity.null_mean);
+            dispersity(r) - null
+        };
+        [
+            self.change("module size (kept %)", &kept),
+            self.change("dispersity", &dispersity),
+            self.change("dispersity minus its chance level", &above_chance),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// A warning when the masks were not all trained with the same settings (possible only
     /// when loaded with [`MixedSettings::Allow`]).
     pub fn mixed_settings_warning(&self) -> Option<String> {
