@@ -39,8 +39,8 @@ mask_job_line() {
 # returns once every job has finished. The first job that fails stops the pool: the jobs still running
 # are stopped (TERM) and waited for, and the pool returns that job's status. A TERM or INT to
 # the shell stops the running jobs too, so killing the stage never leaves a job behind.
-# Why a pool: on this 2-core machine two one-thread masks at once finish 1.44–1.50× sooner
-# than the same masks one after another on two threads (BENCHMARKS.md).
+# Why a pool: on this 2-core machine two one-thread masks at once run 1.2–1.5× the steps of
+# one mask on two threads (BENCHMARKS.md).
 
 pool_stop() {
   local pids kids p tries; pids=$(jobs -pr)

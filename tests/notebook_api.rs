@@ -247,6 +247,33 @@ fn the_shipped_alpha_stage_and_checkpoint_read_back_for_the_notebooks() {
     assert!(cfg.convergence.is_some() && cfg.seed == 0, "{cfg:?}");
 }
 
+/// The shipped study masks as a development: the shape modules leave out exactly the pooled
+/// controls, and every development test pairs shape masks only.
+#[test]
+fn the_shipped_masks_split_into_shape_modules_and_pooled_controls() {
+    let study = Study::setup(0).unwrap();
+    let dev = Development::from_dir(study.study_masks_dir()).unwrap();
+    let pooled = dev
+        .records
+        .iter()
+        .filter(|r| r.task() == "all-shapes")
+        .count();
+    assert!(pooled >= 1, "the pooled control is shipped");
+    let shapes = dev.shape_modules();
+    assert_eq!(shapes.records.len(), dev.records.len() - pooled);
+    assert!(shapes.records.iter().all(|r| r.task() != "all-shapes"));
+    let chance = ChanceConfig::default().with_draws(10);
+    let (all, shape) = (dev.changes(&chance), shapes.changes(&chance));
+    assert_eq!(
+        (all.len(), shape.len()),
+        (3, 3),
+        "two milestones are shipped"
+    );
+    for (all, shape) in all.iter().zip(shape) {
+        assert!(shape.interval.n < all.interval.n, "{}", shape.sentence);
+    }
+}
+
 /// train_SCL at full size reads the study run instead of retraining it: its whole log, every
 /// milestone with its level and checkpoint file, and its best milestone's model.
 #[test]

@@ -328,6 +328,20 @@ impl Development {
         Some(Change { interval, sentence })
     }
 
+    /// The shape modules only: every mask trained for one shape, without the pooled control
+    /// (or any other task without a shape). The study's questions are about shape modules.
+    pub fn shape_modules(&self) -> Development {
+        Development {
+            records: self
+                .records
+                .iter()
+                .filter(|r| r.sidecar.shape.is_some())
+                .cloned()
+                .collect(),
+            mixed: self.mixed,
+        }
+    }
+
     /// The study's development questions (R3, R6), each a [`change`](Self::change) from the
     /// least to the most accurate checkpoint: module size (kept %), dispersity, and dispersity
     /// above its count-matched chance level (`chance`). The last separates a change in how

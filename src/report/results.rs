@@ -307,7 +307,8 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
     );
     doc.figure("module-size", &dev.sparsity_plot()?)?;
     doc.figure("dispersity", &dev.dispersity_plot()?)?;
-    let changes = dev.changes(chance);
+    // Over the shape modules, as R1 and R4: the pooled control is a different task.
+    let changes = dev.shape_modules().changes(chance);
     for c in &changes {
         let _ = writeln!(doc.text, "- {}", c.sentence);
     }
