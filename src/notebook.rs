@@ -115,6 +115,12 @@ impl Study {
             .unwrap_or_else(|| repo_root().join("binary_masks/study"))
     }
 
+    /// `path` relative to this crate's folder when it lies inside it, as shown in captions
+    /// and committed outputs (no machine's absolute path); other paths as they are.
+    pub fn shown(&self, path: &Path) -> String {
+        shown_path(path)
+    }
+
     /// `<out_root>/<name>` (e.g. `binary_masks/notebook`).
     pub fn out_dir(&self, name: &str) -> PathBuf {
         self.out_root.join(name)
@@ -560,12 +566,7 @@ impl ShippedRun {
 
     /// The folder relative to the repository when it lies inside it.
     fn shown_dir(&self) -> String {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        self.dir
-            .strip_prefix(root)
-            .unwrap_or(&self.dir)
-            .display()
-            .to_string()
+        shown_path(&self.dir)
     }
 
     /// Inline display: the curves, averaged over 250 steps.
@@ -593,4 +594,13 @@ pub fn train_scl(
         ));
     }
     train(model, &fit, &val, cfg, out)
+}
+
+/// `path` relative to this crate's folder when it lies inside it.
+fn shown_path(path: &Path) -> String {
+    let root = repo_root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -65,6 +65,10 @@ fn study_setup_reads_paths_once_and_picks_by_size() {
     assert!(study.out_dir("binary_masks/x").ends_with("binary_masks/x"));
     let rows = study.summary();
     assert!(rows.iter().any(|(k, _)| *k == "checkpoint"));
+    // Paths inside the crate are shown relative to it (committed outputs name no machine).
+    let inside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("binary_masks/study");
+    assert_eq!(study.shown(&inside), "binary_masks/study");
+    assert_eq!(study.shown(std::path::Path::new("/tmp/x")), "/tmp/x");
 }
 
 /// The development end to end on two small checkpoints with held-out test readings and two

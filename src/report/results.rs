@@ -155,10 +155,13 @@ fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) {
         .iter()
         .filter(|r| r.sidecar.converged_at.is_some())
         .count();
+    let total = dev.records.len();
+    let rest = match total - settled {
+        0 => String::new(),
+        capped => format!("; {capped} stopped at the cap (the table below says which)"),
+    };
     doc.para(&format!(
-        "{settled} of {} masks met the convergence rule before the step cap; the rest stopped \
-         at the cap (the table below says which).",
-        dev.records.len()
+        "{settled} of {total} masks met the convergence rule before the step cap{rest}."
     ));
 }
 
