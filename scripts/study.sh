@@ -91,8 +91,9 @@ same_number() {
 }
 
 # The α check: the α stage chose on 3,000-step masks. Here the smallest candidate, the choice
-# and its two neighbours are trained to the convergence rule (cap MASK_STEP_CAP) on the same
-# milestone, shape and seed, and the rule is applied again to the settled masks
+# and its two neighbours are read at the convergence rule (cap MASK_STEP_CAP) on the same
+# milestone, shape and seed (the choice's mask is the masks stage's own; the others are trained
+# through the pool), and the rule is applied again to the settled masks
 # (binary_masks/study-alpha-settled/<milestone>/alpha.json). The study keeps its α unless this
 # check picks another; then that is a finding to report, not a silent switch.
 alpha_check_stage() {

@@ -43,16 +43,16 @@ mask_job_line() {
 # one mask on two threads (BENCHMARKS.md).
 
 pool_stop() {
-  local pids kids p tries; pids=$(jobs -pr)
-  [ -z "$pids" ] && return 0
-  # A job is a subshell running its command as a child: stop both. The children are not this
-  # shell's to wait for, so wait until they are gone (KILL after 30 s).
-  kids=$(for p in $pids; do pgrep -P "$p" || true; done)
-  kill -TERM $kids $pids 2> /dev/null || true
-  wait $pids 2> /dev/null || true
-  for p in $kids; do
-    for tries in $(seq 300); do process_alive "$p" || break; sleep 0.1; done
-    ! process_alive "$p" || kill -KILL "$p" 2> /dev/null || true
+  local p tries
+  [ ${#pids[@]} -gt 0 ] || return 0
+  # Each job is its own process group (set -m in pool_run): stop the whole group, so that
+  # the command a job runs stops too, even when the job's shell is already gone (a
+  # `pkill -f scripts/study.sh` also hits the jobs' subshells, which share the command line).
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2> /dev/null || true; done
+  for p in "${pids[@]}"; do
+    for tries in $(seq 300); do kill -0 -- "-$p" 2> /dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$p" 2> /dev/null || true
+    wait "$p" 2> /dev/null || true
   done
 }
 
@@ -67,6 +67,7 @@ pool_run() {
   [[ "$width" =~ ^[1-9][0-9]*$ ]] || { echo "pool: width '$width' is not a positive count" >&2; return 2; }
   [ -n "$job" ] || { echo "pool: no job named" >&2; return 2; }
   trap 'pool_stop; exit 143' TERM INT
+  set -m
   while read -r line; do
     while [ "$status" -eq 0 ] && [ ${#pids[@]} -ge "$width" ]; do pool_reap || status=$?; done
     [ "$status" -eq 0 ] || break
@@ -76,6 +77,7 @@ pool_run() {
   done
   while [ "$status" -eq 0 ] && [ ${#pids[@]} -gt 0 ]; do pool_reap || status=$?; done
   [ "$status" -eq 0 ] || pool_stop
+  set +m
   trap - TERM INT
   return "$status"
 }

@@ -164,9 +164,19 @@ pool_run 2 job <<< "$(printf 'j%s
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(pids.iter().all(|p| process_runs(p)));
-    let term = Command::new("kill")
-        .args(["-TERM", &shell.id().to_string()])
-        .status();
+    // As `pkill -f scripts/study.sh` does: the stage's shell and the jobs' subshells (which
+    // share its command line) all get TERM at once.
+    let subshells = Command::new("pgrep")
+        .args(["-P", &shell.id().to_string()])
+        .output()
+        .unwrap();
+    let mut targets = vec![shell.id().to_string()];
+    targets.extend(
+        String::from_utf8_lossy(&subshells.stdout)
+            .split_whitespace()
+            .map(str::to_owned),
+    );
+    let term = Command::new("kill").arg("-TERM").args(&targets).status();
     assert!(term.unwrap().success());
     let status = shell.wait().unwrap();
     assert_eq!(status.code(), Some(143), "the stage reports it was stopped");
