@@ -35,10 +35,11 @@ mask_job_line() {
 }
 
 # The pool. `pool_run N JOB` reads one job per line on stdin and runs `JOB <the line's words>`
-# (a shell function or command) for each, in the order of the lines, at most N at once. It
-# returns once every job has finished. The first job that fails stops the pool: the jobs still running
-# are stopped (TERM) and waited for, and the pool returns that job's status. A TERM or INT to
-# the shell stops the running jobs too, so killing the stage never leaves a job behind.
+# (a shell function or command) for each, in the order of the lines, at most N at once, each
+# job its own process group. It returns once every job has finished. The first job that fails
+# stops the pool: the jobs still running are stopped (TERM to their groups) and waited for, and
+# the pool returns that job's status. A TERM or INT to the shell stops the running jobs too, so
+# killing the stage never leaves a job behind.
 # Why a pool: on this 2-core machine two one-thread masks at once run 1.2–1.5× the steps of
 # one mask on two threads (BENCHMARKS.md).
 
