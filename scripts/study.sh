@@ -170,10 +170,12 @@ report_stage() {
 case "$stage" in
   data) data_stage ;;
   train) data_stage; train_stage ;;
-  test) test_stage ;;
-  alpha) alpha_stage ;;
-  alpha-check) alpha_check_stage ;;
-  masks) masks_stage ;;
+  # Every stage that reads the data writes its generator.json files first (seconds,
+  # idempotent): a fresh clone holds only the manifest.
+  test) data_stage; test_stage ;;
+  alpha) data_stage; alpha_stage ;;
+  alpha-check) data_stage; alpha_check_stage ;;
+  masks) data_stage; masks_stage ;;
   report) report_stage ;;
   all) data_stage; train_stage; test_stage; alpha_stage; masks_stage; report_stage ;;
   *) echo "usage: scripts/study.sh [check|data|train|test|alpha|alpha-check|masks|report|all]" >&2; exit 2 ;;

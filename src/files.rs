@@ -2,7 +2,7 @@
 //! under its final name.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
@@ -40,4 +40,51 @@ fn write_via_rename(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
         .and_then(|_| if sync { file.sync_all() } else { Ok(()) })
         .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// This crate's folder (where it was built from).
+pub fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `path` as captions and committed outputs show it: relative to this crate's folder when it
+/// lies inside it (`.` for the folder itself), `../…` when it lies beside it (the shared
+/// fixtures), else as given. No machine's absolute path ends up in a committed notebook.
+pub fn shown_path(path: &Path) -> String {
+    let root = crate_root();
+    if let Ok(inside) = path.strip_prefix(&root) {
+        return match inside.as_os_str().is_empty() {
+            true => ".".into(),
+            false => inside.display().to_string(),
+        };
+    }
+    // Beside the crate, not anywhere under `/` when the crate sits at the top.
+    let parent = root.parent().filter(|p| p.parent().is_some());
+    match parent.and_then(|parent| path.strip_prefix(parent).ok()) {
+        Some(beside) if !beside.as_os_str().is_empty() => {
+            Path::new("..").join(beside).display().to_string()
+        }
+        _ => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_paths_name_no_machine_folder_inside_or_beside_the_crate() {
+        let root = crate_root();
+        assert_eq!(shown_path(&root), ".");
+        assert_eq!(
+            shown_path(&root.join("binary_masks/study")),
+            "binary_masks/study"
+        );
+        if let Some(parent) = root.parent().filter(|p| p.parent().is_some()) {
+            let beside = parent.join("shared/fixtures/iraven");
+            assert_eq!(shown_path(&beside), "../shared/fixtures/iraven");
+        }
+        let elsewhere = Path::new("/nonexistent-avr-root/data");
+        assert_eq!(shown_path(elsewhere), "/nonexistent-avr-root/data");
+    }
 }

@@ -20,6 +20,7 @@ use crate::data::digits::Digits;
 use crate::data::generate::{generate_dataset, GeneratorConfig};
 use crate::data::{AvrDataset, Shape, Split};
 use crate::display::Figure;
+use crate::files::{crate_root, shown_path};
 use crate::masking::engine::{AlphaSweep, MaskTrainConfig};
 use crate::masking::set::{MaskSet, TaskSets};
 use crate::masking::toy::ToyConfig;
@@ -115,8 +116,8 @@ impl Study {
             .unwrap_or_else(|| repo_root().join("binary_masks/study"))
     }
 
-    /// `path` relative to this crate's folder when it lies inside it, as shown in captions
-    /// and committed outputs (no machine's absolute path); other paths as they are.
+    /// `path` as captions and committed outputs show it ([`shown_path`]): no machine's
+    /// absolute path.
     pub fn shown(&self, path: &Path) -> String {
         shown_path(path)
     }
@@ -310,10 +311,10 @@ impl Study {
             ("run size", format!("{:?}", self.size).to_lowercase()),
             ("device", self.session.device.clone()),
             ("threads", self.session.threads.to_string()),
-            ("training data", self.data_dir.display().to_string()),
-            ("shape tasks", self.tasks_dir.display().to_string()),
-            ("checkpoint", self.checkpoint.display().to_string()),
-            ("outputs", self.out_root.display().to_string()),
+            ("training data", shown_path(&self.data_dir)),
+            ("shape tasks", shown_path(&self.tasks_dir)),
+            ("checkpoint", shown_path(&self.checkpoint)),
+            ("outputs", shown_path(&self.out_root)),
             ("version", self.session.crate_version.clone()),
         ]
     }
@@ -369,7 +370,7 @@ fn grouped(n: usize) -> String {
 
 /// The crate's folder: the shipped artifacts live under it.
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate_root()
 }
 
 impl ShippedRun {
@@ -594,13 +595,4 @@ pub fn train_scl(
         ));
     }
     train(model, &fit, &val, cfg, out)
-}
-
-/// `path` relative to this crate's folder when it lies inside it.
-fn shown_path(path: &Path) -> String {
-    let root = repo_root();
-    path.strip_prefix(&root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }

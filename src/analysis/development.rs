@@ -350,13 +350,7 @@ impl Development {
     pub fn changes(&self, chance: &ChanceConfig) -> Vec<Change> {
         let kept = |r: &MaskRecord| 100.0 * mask_stats(&r.mask).kept_fraction;
         let dispersity = |r: &MaskRecord| mask_stats(&r.mask).dispersity;
-        let above_chance = |r: &MaskRecord| {
-            let null = dispersity_chance(std::slice::from_ref(&r.mask), chance)
-                .ok()
-                .and_then(|mut d| d.pop())
-                .map_or(f64::NAN, |d| d.dispersity.null_mean);
-            dispersity(r) - null
-        };
+        let above_chance = |r: &MaskRecord| dispersity(r) - dispersity_null_mean(r, chance);
         [
             self.change("module size (kept %)", &kept),
             self.change("dispersity", &dispersity),
@@ -494,12 +488,7 @@ impl Development {
     pub fn module_table(&self, chance: &ChanceConfig) -> Result<Table> {
         let kept = self.over_seeds(&|r| 100.0 * mask_stats(&r.mask).kept_fraction);
         let spread = self.over_seeds(&|r| mask_stats(&r.mask).dispersity);
-        let null = self.over_seeds(&|r| {
-            dispersity_chance(std::slice::from_ref(&r.mask), chance)
-                .ok()
-                .and_then(|mut d| d.pop())
-                .map_or(f64::NAN, |d| d.dispersity.null_mean)
-        });
+        let null = self.over_seeds(&|r| dispersity_null_mean(r, chance));
         let reading = |ckpt: &str| -> String {
             let r = self.records.iter().find(|r| r.checkpoint() == ckpt);
             match r.and_then(|r| r.base_test.as_ref()) {
@@ -586,4 +575,14 @@ impl Development {
             Err(e) => println!("{e}"),
         }
     }
+}
+
+/// The count-matched chance level of `record`'s dispersity: the mean dispersity of random masks
+/// that keep as many weights. NaN when the null cannot be drawn, so a table shows a gap rather
+/// than failing.
+fn dispersity_null_mean(record: &MaskRecord, chance: &ChanceConfig) -> f64 {
+    dispersity_chance(std::slice::from_ref(&record.mask), chance)
+        .ok()
+        .and_then(|mut d| d.pop())
+        .map_or(f64::NAN, |d| d.dispersity.null_mean)
 }

@@ -228,7 +228,7 @@ impl Checkpoint {
                 "trainable parameters".into(),
                 self.model.num_trainable().to_string(),
             ),
-            ("path".into(), self.path_string()),
+            ("path".into(), crate::files::shown_path(&self.path)),
         ]
     }
 
