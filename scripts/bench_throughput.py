@@ -101,12 +101,15 @@ def main():
                     compile_s.setdefault(label, []).append(report["compile_s"])
             print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
     flops = flops_per_problem(avr)
-    peaks = {p["kind"]: p["gflops"] for p in run_json([avr, "bench", "gemm", "--json"])["peaks"]}
+    roofs = run_json([avr, "bench", "gemm", "--json"])
+    peaks = {p["kind"]: p["gflops"] for p in roofs["peaks"]}
+    bandwidth = {b["pattern"]: b["gb_per_s"] for b in roofs["bandwidth"]}
     print_throughput(rows, runs, compile_s, a)
-    print_roofline(rows, runs, flops, peaks)
+    print_roofline(rows, runs, flops, peaks, bandwidth)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"runs": runs, "compile_s": compile_s, "flops_per_problem": flops, "peak_gflops": peaks}, f, indent=1)
+            json.dump({"runs": runs, "compile_s": compile_s, "flops_per_problem": flops, "peak_gflops": peaks,
+                       "bandwidth_gb_per_s": bandwidth}, f, indent=1)
 
 
 def flops_per_problem(avr):
@@ -130,9 +133,10 @@ def print_throughput(rows, runs, compile_s, a):
             print(f"| {label} | {SIDE_NAMES[side]} | {cell} | {ratio} |")
 
 
-def print_roofline(rows, runs, flops, peaks):
+def print_roofline(rows, runs, flops, peaks, bandwidth):
     print()
     print(f"FLOPs per problem, official @80, forward + backward: {flops / 1e9:.3f} GFLOP. Measured peak (2048² matrix products, 2 threads): f32 {peaks['float']:.1f} GFLOP/s, bf16 {peaks['bfloat16']:.1f} GFLOP/s.")
+    print(f"Measured memory bandwidth (512 MB f32 buffer, 2 threads): read {bandwidth['read']:.1f} GB/s, copy {bandwidth['copy']:.1f} GB/s (bytes read + written).")
     print()
     print("| bench | side | achieved GFLOP/s | fraction of the f32 peak |")
     print("|---|---|---|---|")

@@ -141,3 +141,45 @@ pub fn gemm_peak(n: i64, kind: tch::Kind, reps: usize) -> Result<GemmPeak> {
         gflops: 2.0 * (n as f64).powi(3) / times.median() / 1e9,
     })
 }
+
+/// Measured memory bandwidth: the roofline's other roof, which bounds the layers that do few
+/// operations per byte (the first convolution block of the official SCL).
+#[derive(Debug, Clone, Serialize)]
+pub struct Bandwidth {
+    /// `"read"` (a sum over the buffer: bytes read once) or `"copy"` (read once, written once).
+    pub pattern: String,
+    /// Size of the buffer read, in MB (far above the caches).
+    pub megabytes: f64,
+    /// libtorch threads.
+    pub threads: i32,
+    /// Median over the timed passes, in GB/s of bytes moved.
+    pub gb_per_s: f64,
+}
+
+/// Times `reps` passes of a read (`sum`) and of a copy (`copy_`) over an f32 buffer of
+/// `megabytes` MB, after two warm-ups each. A copy moves twice the buffer (read + write).
+pub fn memory_bandwidth(megabytes: usize, reps: usize) -> Result<Vec<Bandwidth>> {
+    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    let elements = (megabytes * 1_000_000 / 4) as i64;
+    let source = Tensor::randn([elements], opts);
+    let mut target = Tensor::zeros([elements], opts);
+    let bytes = (elements * 4) as f64;
+    let read = StepTimes::measure(1, 2, reps, || {
+        let _ = source.f_sum(tch::Kind::Float)?;
+        Ok(())
+    })?;
+    let copy = StepTimes::measure(1, 2, reps, || {
+        target.f_copy_(&source)?;
+        Ok(())
+    })?;
+    let figure = |pattern: &str, times: &StepTimes, moved: f64| Bandwidth {
+        pattern: pattern.into(),
+        megabytes: bytes / 1e6,
+        threads: tch::get_num_threads(),
+        gb_per_s: moved / times.median() / 1e9,
+    };
+    Ok(vec![
+        figure("read", &read, bytes),
+        figure("copy", &copy, 2.0 * bytes),
+    ])
+}

@@ -51,8 +51,9 @@ pub struct Session {
 
 /// Seeds libtorch, sets the thread count and picks CUDA when present.
 ///
-/// Threads default to the machine's cores; `AVR_THREADS` overrides (use 1 for results that
-/// are bit-identical across machines).
+/// Threads default to the machine's cores; `AVR_THREADS` overrides. Results are bit-identical
+/// for the same thread count on the same [`simd_level`]: the count and libtorch's kernels for
+/// the CPU's vector width both set the order of float reductions.
 pub fn setup(seed: u64) -> Session {
     keep_freed_memory();
     tch::manual_seed(seed as i64);
@@ -94,6 +95,28 @@ fn keep_freed_memory() {
             mallopt(M_TRIM_THRESHOLD, i32::MAX);
         }
     }
+}
+
+/// The widest vector instructions this CPU offers to libtorch's kernels (`avx512_bf16`,
+/// `avx512f`, `avx2`, `sse4.2`, else the architecture): oneDNN and MKL pick their kernels by it,
+/// so two machines of different levels differ in the last bits of the same computation.
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            return "avx512_bf16";
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            return "sse4.2";
+        }
+    }
+    std::env::consts::ARCH
 }
 
 /// CUDA when available, else CPU.

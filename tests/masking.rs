@@ -198,6 +198,9 @@ fn train_mask_on_the_study_checkpoint_saves_and_reloads() {
     // The thread count (the order of float reductions) is recorded with the mask.
     let threads = tch::get_num_threads() as usize;
     assert_eq!(sidecar.threads, Some(threads));
+    // So is the CPU's vector width, which picks libtorch's kernels (the other half of it).
+    let simd = avr_modularity::session::simd_level();
+    assert_eq!(sidecar.simd.as_deref(), Some(simd));
     // The readings travel with the mask: a reloaded run has the evaluation rows (and the
     // last), with the same values, so its curves can be drawn without re-training.
     let loaded = MaskRun::load(&path).unwrap();

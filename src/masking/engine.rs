@@ -26,7 +26,7 @@ use crate::data::{AvrDataset, Shape};
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
 use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
-use crate::session::{progress, progress_done, RunSize};
+use crate::session::{self, progress, progress_done, RunSize};
 use crate::train::eval::{evaluate_with, EvalOptions};
 use crate::{Error, Result};
 
@@ -487,6 +487,10 @@ pub struct MaskSidecar {
     /// (older sidecars lack it).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// The vector instructions of the CPU that finished the mask ([`session::simd_level`]):
+    /// with the thread count, what a bit-identical rerun needs (older sidecars lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simd: Option<String>,
 }
 
 /// The unmasked model's accuracies on a mask's evaluation sets.
@@ -539,6 +543,8 @@ pub struct MaskRun {
     /// libtorch's intra-op threads of the process that trained it (`None` for a mask loaded
     /// from a sidecar that lacks them).
     pub threads: Option<usize>,
+    /// The vector instructions of the CPU that finished it (`None` when the sidecar lacks them).
+    pub simd: Option<String>,
 }
 
 impl MaskRun {
@@ -621,6 +627,7 @@ impl MaskRun {
             task_problems: self.task_problems,
             control_problems: self.control_problems,
             threads: self.threads,
+            simd: self.simd.clone(),
         }
     }
 
@@ -677,6 +684,7 @@ impl MaskRun {
             task_problems: s.task_problems,
             control_problems: s.control_problems,
             threads: s.threads,
+            simd: s.simd,
         })
     }
 }
@@ -1232,6 +1240,7 @@ pub fn train_mask_resumable(
         task_problems,
         control_problems,
         threads: Some(tch::get_num_threads().max(1) as usize),
+        simd: Some(session::simd_level().into()),
     })
 }
 

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
-use avr_modularity::bench::gemm_peak;
+use avr_modularity::bench::{gemm_peak, memory_bandwidth};
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
@@ -40,7 +40,8 @@ enum BenchCommand {
     Mask(MaskArgs),
     /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
     Modularity(ModularityArgs),
-    /// This CPU's practical peak: n × n matrix products in f32 and bf16 (GFLOP/s).
+    /// This CPU's practical peaks: n × n matrix products in f32 and bf16 (GFLOP/s) and memory
+    /// bandwidth, read and copy (GB/s).
     Gemm(GemmArgs),
     /// The official SCL training step stage by stage: FLOPs and measured forward + backward time.
     Stages(StagesArgs),
@@ -357,6 +358,9 @@ fn modularity(args: ModularityArgs) -> Result<()> {
 struct GemmArgs {
     #[arg(long, default_value_t = 2048)]
     n: i64,
+    /// Buffer of the memory-bandwidth passes, in MB (far above the caches).
+    #[arg(long, default_value_t = 512)]
+    megabytes: usize,
     #[arg(long, default_value_t = 10)]
     reps: usize,
     #[arg(long)]
@@ -369,13 +373,24 @@ fn gemm(args: GemmArgs) -> Result<()> {
         .into_iter()
         .map(|kind| gemm_peak(args.n, kind, args.reps))
         .collect::<Result<Vec<_>>>()?;
+    let bandwidth = memory_bandwidth(args.megabytes, args.reps)?;
     if args.json {
-        return print_json(&serde_json::json!({ "bench": "gemm", "peaks": peaks }));
+        return print_json(&serde_json::json!({
+            "bench": "gemm",
+            "peaks": peaks,
+            "bandwidth": bandwidth,
+        }));
     }
     for p in &peaks {
         println!(
             "gemm {} n = {}, {} threads: {:.1} GFLOP/s",
             p.kind, p.n, p.threads, p.gflops
+        );
+    }
+    for b in &bandwidth {
+        println!(
+            "memory {} of {:.0} MB, {} threads: {:.1} GB/s",
+            b.pattern, b.megabytes, b.threads, b.gb_per_s
         );
     }
     Ok(())

@@ -16,11 +16,15 @@ pub fn run(args: Args) -> Result<()> {
     let s = session::setup(args.seed);
     let cuda = tch::Cuda::is_available();
     if args.json {
-        print_json(&serde_json::json!({"session": s, "cuda_available": cuda}))
+        let simd = session::simd_level();
+        print_json(&serde_json::json!({"session": s, "cuda_available": cuda, "simd": simd}))
     } else {
         println!(
-            "avr-modularity {} · device {} · {} threads · CUDA available: {cuda}",
-            s.crate_version, s.device, s.threads
+            "avr-modularity {} · device {} · {} threads · {} · CUDA available: {cuda}",
+            s.crate_version,
+            s.device,
+            s.threads,
+            session::simd_level()
         );
         Ok(())
     }
