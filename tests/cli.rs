@@ -623,3 +623,33 @@ fn bench_flops_json_adds_up_from_the_layer_shapes() {
     assert_eq!(conv0, 2.0 * 16.0 * 16.0 * 9.0 * 40.0 * 40.0, "{v}");
     assert!(stages[0]["reads_data"].as_bool().unwrap());
 }
+
+/// bf16 where the CPU emulates it would run two orders of magnitude slower than f32: refused
+/// with an error that names the CPU's level; where it is native, the same command runs.
+#[test]
+fn bf16_is_refused_where_the_cpu_would_emulate_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_avr"))
+        .args([
+            "bench",
+            "stages",
+            "--precision",
+            "bf16",
+            "--batch",
+            "2",
+            "--reps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let simd = avr_modularity::session::simd_level();
+    if simd == "avx512_bf16" || tch::Cuda::is_available() {
+        assert!(out.status.success(), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("AVX-512-BF16") && stderr.contains(simd),
+            "{stderr}"
+        );
+    }
+}

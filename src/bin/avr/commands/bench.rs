@@ -239,7 +239,7 @@ struct TrainArgs {
 fn train(args: TrainArgs) -> Result<()> {
     let s = session::setup(0);
     let m = &args.model;
-    let times = bench_steps(m.model(), m.batch, m.steps, args.precision.into())?;
+    let times = bench_steps(m.model(), m.batch, m.steps, args.precision.checked()?)?;
     let problems_per_s = times.problems_per_s();
     let variant = value_name(&m.variant);
     if args.json {
@@ -420,7 +420,7 @@ struct StagesArgs {
 
 fn stages(args: StagesArgs) -> Result<()> {
     session::setup(0);
-    let stages = official_stage_times(args.batch, args.precision.into(), args.reps)?;
+    let stages = official_stage_times(args.batch, args.precision.checked()?, args.reps)?;
     if args.json {
         return print_json(&serde_json::json!({
             "bench": "stages",

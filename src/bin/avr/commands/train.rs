@@ -69,6 +69,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     session::setup(args.seed);
+    let precision = args.precision.checked()?;
     let model = SclModel::init(
         args.variant.at_size(args.size),
         args.seed,
@@ -90,7 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_resume(args.resume)
         .with_bn_recalibration_batches(args.bn_recalibration)
         .with_stop_at_accuracy(args.stop_at.map(|a| a / 100.0))
-        .with_precision(args.precision.into());
+        .with_precision(precision);
     let run = train(model, &train_set, &val_set, &cfg, Some(&args.out))?;
     let csv = args.out.join("metrics.csv");
     write_metrics_csv(&csv, &run.metrics)?;
