@@ -48,8 +48,9 @@ pub fn crate_root() -> PathBuf {
 }
 
 /// `path` as captions and committed outputs show it: relative to this crate's folder when it
-/// lies inside it (`.` for the folder itself), `../…` when it lies beside it (the shared
-/// fixtures), else as given. No machine's absolute path ends up in a committed notebook.
+/// lies inside it (`.` for the folder itself), `../shared/…` when it lies in the reference
+/// folder beside it (the fixtures), else as given. No machine's absolute path ends up in a
+/// committed notebook.
 pub fn shown_path(path: &Path) -> String {
     let root = crate_root();
     if let Ok(inside) = path.strip_prefix(&root) {
@@ -58,13 +59,10 @@ pub fn shown_path(path: &Path) -> String {
             false => inside.display().to_string(),
         };
     }
-    // Beside the crate, not anywhere under `/` when the crate sits at the top.
-    let parent = root.parent().filter(|p| p.parent().is_some());
-    match parent.and_then(|parent| path.strip_prefix(parent).ok()) {
-        Some(beside) if !beside.as_os_str().is_empty() => {
-            Path::new("..").join(beside).display().to_string()
-        }
-        _ => path.display().to_string(),
+    let shared = root.parent().map(|parent| parent.join("shared"));
+    match shared.and_then(|shared| path.strip_prefix(shared).ok()) {
+        Some(within) => Path::new("../shared").join(within).display().to_string(),
+        None => path.display().to_string(),
     }
 }
 
@@ -80,11 +78,11 @@ mod tests {
             shown_path(&root.join("binary_masks/study")),
             "binary_masks/study"
         );
-        if let Some(parent) = root.parent().filter(|p| p.parent().is_some()) {
-            let beside = parent.join("shared/fixtures/iraven");
-            assert_eq!(shown_path(&beside), "../shared/fixtures/iraven");
-        }
-        let elsewhere = Path::new("/nonexistent-avr-root/data");
-        assert_eq!(shown_path(elsewhere), "/nonexistent-avr-root/data");
+        let parent = root.parent().unwrap();
+        let fixtures = parent.join("shared/fixtures/iraven");
+        assert_eq!(shown_path(&fixtures), "../shared/fixtures/iraven");
+        // Any other folder beside the crate is shown as it is.
+        let beside = parent.join("elsewhere/data");
+        assert_eq!(shown_path(&beside), beside.display().to_string());
     }
 }
