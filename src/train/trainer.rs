@@ -346,6 +346,23 @@ pub struct Milestone {
     pub path: Option<PathBuf>,
 }
 
+impl std::fmt::Display for Milestone {
+    /// `level 70 %: measured 70.0 % at step 6000 → model_ckpts/study/….safetensors`, the
+    /// path as committed outputs show it ([`crate::files::shown_path`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (level, measured) = (100.0 * self.level, 100.0 * self.measured_val_accuracy);
+        write!(
+            f,
+            "level {level:.0} %: measured {measured:.1} % at step {}",
+            self.step
+        )?;
+        match &self.path {
+            Some(path) => write!(f, " → {}", crate::files::shown_path(path)),
+            None => write!(f, " (not saved)"),
+        }
+    }
+}
+
 /// What a training run produced (its inline display, the training curves, is drawn by
 /// [`crate::plot`]).
 #[derive(Debug)]
@@ -683,4 +700,28 @@ pub fn save_milestone(
     };
     let stem = format!("scl_{}_val{:.1}", model.variant_name(), 100.0 * accuracy);
     crate::checkpoint::save_checkpoint(model, dir, &stem, &sidecar)
+}
+
+#[cfg(test)]
+mod milestone_tests {
+    use super::*;
+
+    #[test]
+    fn a_milestone_reads_as_a_sentence_with_its_path_inside_the_crate() {
+        let root = crate::files::crate_root();
+        let path = root.join("model_ckpts/study/scl_official_val70.0.safetensors");
+        let m = Milestone {
+            level: 0.7,
+            measured_val_accuracy: 0.70048,
+            step: 6000,
+            path: Some(path),
+        };
+        assert_eq!(
+            m.to_string(),
+            "level 70 %: measured 70.0 % at step 6000 → \
+             model_ckpts/study/scl_official_val70.0.safetensors"
+        );
+        let unsaved = Milestone { path: None, ..m };
+        assert!(unsaved.to_string().ends_with("(not saved)"));
+    }
 }
