@@ -113,7 +113,7 @@ impl Study {
     pub fn study_masks_dir(&self) -> PathBuf {
         self.masks
             .clone()
-            .unwrap_or_else(|| repo_root().join("binary_masks/study"))
+            .unwrap_or_else(|| crate_root().join("binary_masks/study"))
     }
 
     /// `path` as captions and committed outputs show it ([`shown_path`]): no machine's
@@ -219,7 +219,7 @@ impl Study {
 
     /// The study run shipped in `model_ckpts/study/` ([`ShippedRun`]), read, not retrained.
     pub fn study_run(&self) -> Result<ShippedRun> {
-        ShippedRun::load(repo_root().join("model_ckpts/study"))
+        ShippedRun::load(crate_root().join("model_ckpts/study"))
     }
 
     /// The study run as a [`TrainRun`], read from `model_ckpts/study/` rather than retrained:
@@ -242,7 +242,7 @@ impl Study {
     /// The study's α stage as shipped: the masks `binary_masks/study/alpha.json` lists, read
     /// back, with the study's rule (5 points) applied to them again.
     pub fn shipped_alpha_stage(&self) -> Result<AlphaSweep> {
-        let record = repo_root().join("binary_masks/study/alpha.json");
+        let record = crate_root().join("binary_masks/study/alpha.json");
         let text = std::fs::read_to_string(&record).map_err(|e| Error::io(&record, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(&record, format!("not an α record: {e}")))?;
@@ -251,7 +251,7 @@ impl Study {
             .map(|runs| runs.iter().filter_map(|r| r["mask"].as_str()))
             .into_iter()
             .flatten()
-            .map(|m| repo_root().join(m))
+            .map(|m| crate_root().join(m))
             .collect();
         AlphaSweep::from_masks(&masks, crate::masking::engine::ALPHA_TOLERANCE)
     }
@@ -262,7 +262,7 @@ impl Study {
         let run = self.study_run()?;
         let best = run.best_milestone_or_err()?;
         let mut set = MaskSet::load_dir(
-            repo_root().join("binary_masks/study").join(&best.name),
+            crate_root().join("binary_masks/study").join(&best.name),
             Some(seed),
         )?;
         set.runs.retain(|r| r.provenance.shape.is_some());
@@ -366,11 +366,6 @@ fn grouped(n: usize) -> String {
         out.push(c);
     }
     out
-}
-
-/// The crate's folder: the shipped artifacts live under it.
-fn repo_root() -> PathBuf {
-    crate_root()
 }
 
 impl ShippedRun {
@@ -501,7 +496,7 @@ impl ShippedRun {
             .map_err(|e| Error::bad_file(&last, format!("milestones: {e}")))?;
         for m in &mut milestones {
             if let Some(p) = m.path.as_mut().filter(|p| p.is_relative()) {
-                *p = repo_root().join(&*p);
+                *p = crate_root().join(&*p);
             }
         }
         Ok(Some(milestones))
