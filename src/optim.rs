@@ -3,8 +3,10 @@
 //! SCL training, mask training, the toy tasks and the throughput benches differ only in how a
 //! step's loss is computed and what happens after the update (logging, evaluation,
 //! checkpoints). They implement [`TrainStep`]; [`optimise`] owns the loop: zero the gradients,
-//! compute the loss, refuse a non-finite loss, backward, clip, update (burn's `TrainStep` idea).
+//! compute the loss, refuse a non-finite loss, backward (and the deferred backward passes of
+//! hand-written kernels), clip, update (burn's `TrainStep` idea).
 
+use std::cell::RefCell;
 use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +124,75 @@ pub fn clip_grad_norm(leaves: &[Tensor], max_norm: f64) {
     }
 }
 
+// --- Deferred backward passes: a hand-written kernel's backward, run after `loss.backward()`.
+// tch offers no custom autograd function, so such a kernel returns a fresh leaf and registers
+// how to turn that leaf's gradient into its inputs' gradients. ---
+
+/// A backward pass owed by a forward computed outside autograd (see `model::fused`).
+pub trait DeferredBackward {
+    /// Runs after `loss.backward()` has filled the gradients of the kernel's output leaf.
+    fn apply(self: Box<Self>) -> Result<()>;
+}
+
+thread_local! {
+    // Open (Some) while a step's forward pass runs inside [`deferring`].
+    static DEFERRED: RefCell<Option<Vec<Box<dyn DeferredBackward>>>> = const { RefCell::new(None) };
+}
+
+/// The deferred backward passes of one forward pass, in the order they were registered.
+#[must_use = "the kernels' inputs get no gradient unless `apply` runs after `loss.backward()`"]
+pub struct DeferredGrads(Vec<Box<dyn DeferredBackward>>);
+
+impl DeferredGrads {
+    /// Runs every deferred backward pass, last registered first (as autograd would).
+    pub fn apply(self) -> Result<()> {
+        self.0.into_iter().rev().try_for_each(|d| d.apply())
+    }
+
+    /// How many backward passes are owed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is owed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Runs `f` (a forward pass) with deferral open: kernels that need it may then register
+/// [`DeferredBackward`]s, returned with `f`'s result. Nested scopes keep their own lists.
+pub fn deferring<T>(f: impl FnOnce() -> T) -> (T, DeferredGrads) {
+    /// Restores the enclosing scope's list, also on a panic.
+    struct Restore(Option<Vec<Box<dyn DeferredBackward>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEFERRED.with(|d| *d.borrow_mut() = self.0.take());
+        }
+    }
+    let restore = Restore(DEFERRED.with(|d| d.borrow_mut().replace(Vec::new())));
+    let out = f();
+    let owed = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    drop(restore);
+    (out, DeferredGrads(owed))
+}
+
+/// Whether a [`deferring`] scope is open on this thread (else a kernel takes autograd's path).
+pub fn deferral_open() -> bool {
+    DEFERRED.with(|d| d.borrow().is_some())
+}
+
+/// Registers a backward pass with the open scope; returns `false` (and drops it) if none is open.
+pub fn defer(backward: Box<dyn DeferredBackward>) -> bool {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(backward);
+            true
+        }
+        None => false,
+    })
+}
+
 /// Whether the loop goes on after a step: a task stops early by its own rule (a target
 /// accuracy, a converged mask).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,12 +228,14 @@ pub fn optimise(
     let mut last = steps.start().saturating_sub(1);
     for step in steps {
         zero_grads(leaves);
-        let loss = task.loss(step)?;
+        let (loss, deferred) = deferring(|| task.loss(step));
+        let loss = loss?;
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             return Err(Error::Diverged { step, loss: value });
         }
         loss.backward();
+        deferred.apply()?;
         if let Some(max_norm) = cfg.clip_grad_norm {
             clip_grad_norm(leaves, max_norm);
         }
@@ -223,5 +296,35 @@ mod tests {
         let mut opt = AdamW::new(&[x.shallow_clone()]);
         let err = optimise(&mut Nan, &[x], &mut opt, &AdamConfig::adam(0.1), 7..=9).unwrap_err();
         assert!(matches!(err, Error::Diverged { step: 7, .. }), "{err}");
+    }
+
+    struct Record(
+        &'static str,
+        std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>,
+    );
+
+    impl DeferredBackward for Record {
+        fn apply(self: Box<Self>) -> Result<()> {
+            self.1.borrow_mut().push(self.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn deferred_backwards_run_last_first_and_only_inside_a_scope() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let record = |name| Box::new(Record(name, log.clone()));
+        assert!(!deferral_open() && !defer(record("outside")));
+        let (inner, outer) = deferring(|| {
+            assert!(defer(record("first")));
+            let ((), inner) = deferring(|| assert!(defer(record("nested"))));
+            assert!(deferral_open() && defer(record("second")));
+            inner
+        });
+        assert!(!deferral_open());
+        assert_eq!((inner.len(), outer.len()), (1, 2));
+        outer.apply().unwrap();
+        inner.apply().unwrap();
+        assert_eq!(*log.borrow(), ["second", "first", "nested"]);
     }
 }

@@ -3,6 +3,7 @@
 //! are the PyTorch state-dict keys.
 
 pub mod flops;
+pub mod fused;
 pub mod init;
 pub mod layers;
 pub mod mlp;

@@ -245,6 +245,12 @@ pub fn encode_panels(
 pub fn conv_block(p: &Params, i: usize, h: &Tensor, bn: BnMode) -> Result<Tensor> {
     // The official model reads raw 0–255 pixels: the scale is folded into the first kernel.
     let input_scale = if i == 0 { 255.0 } else { 1.0 };
+    if i == 0 && bn == BnMode::Train {
+        // In a training step's forward (inside `optim::deferring`): one hand-written kernel.
+        if let Some(y) = super::fused::first_block_train(p, h, input_scale)? {
+            return Ok(y);
+        }
+    }
     // In place: neither the convolution's nor BatchNorm's backward needs its output.
     Ok(conv_s2_bn(
         p,

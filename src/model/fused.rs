@@ -1,0 +1,1058 @@
+//! The official SCL's first conv block in training — 3×3 stride-2 convolution of the raw panel,
+//! train-mode BatchNorm, ReLU — as one hand-written kernel with its own backward.
+//!
+//! Why: that block has one input channel, so its convolution does 9 multiply-adds per output
+//! value, and libtorch spends its time on the passes over the 52 MB activation that follow
+//! (BatchNorm's statistics, normalisation and backward, the ReLU and its backward, the weight
+//! gradient): 104.5 ms of a ≈ 260 ms step on this machine, 2.9× what those passes' bytes need
+//! (BENCHMARKS.md, "The memory roof"). Here the forward reads the panels twice (the statistics,
+//! then the output) and writes the activation once; the backward reads the panels and the output
+//! gradient once and reduces everything it needs in that one pass.
+//!
+//! tch has no custom autograd function, so the block's backward is *deferred*
+//! ([`crate::optim::deferring`]): inside that scope the block's output is a fresh leaf, and after
+//! `loss.backward()` the block's [`DeferredBackward`] reads that leaf's gradient and adds the
+//! block's parameter gradients to theirs. [`crate::optim::optimise`] opens the scope around every
+//! step's forward pass, so every training loop built on it gets the kernel; a forward outside
+//! the scope (a notebook's own loop, evaluation, recalibration) takes libtorch's path as before.
+//!
+//! Exactness: the same function as libtorch's path, rounded differently. The statistics are
+//! shifted sums, f32 per output row and then f64; so are the backward's sums. `tests` check every
+//! output and gradient against libtorch's f32 path and an f64 reference. The loops are AVX2 + FMA
+//! instructions only, so the result is the same on every x86-64 CPU that has them, AVX-512 ones
+//! included, given the number of threads (how the batch is split). Without them the block
+//! takes libtorch's path.
+
+use tch::{Device, Kind, Tensor};
+
+use super::layers::BN_MOMENTUM;
+use super::Params;
+use crate::optim::DeferredBackward;
+use crate::{Error, Result};
+
+/// Output channels the kernel is written for (the official SCL's first block).
+const C: usize = 16;
+/// Taps of a 3×3 kernel.
+const TAPS: usize = 9;
+/// BatchNorm's epsilon (PyTorch's default, as in `layers`).
+const EPS: f64 = 1e-5;
+
+/// The first block's output `(N, 16, ⌈H/2⌉, ⌈W/2⌉)` (channels-last) when the fused kernel
+/// applies: inside [`crate::optim::deferring`], f32 on the CPU, plain trainable weights of 16
+/// output channels and one input channel. `None` means: take libtorch's path.
+///
+/// `x` holds raw panels in [0, 1]; like the official model, the block sees them ×255.
+pub fn first_block_train(p: &Params, x: &Tensor, input_scale: f64) -> Result<Option<Tensor>> {
+    if !crate::optim::deferral_open() || !enabled() {
+        return Ok(None);
+    }
+    let Some(params) = BlockParams::get(p)? else {
+        return Ok(None);
+    };
+    if !applies(x) {
+        return Ok(None);
+    }
+    let (y, block) = forward(&params, x, input_scale)?;
+    crate::optim::defer(Box::new(block));
+    Ok(Some(y))
+}
+
+/// `AVR_FUSED_FIRST_BLOCK=0` turns the kernel off (libtorch's path throughout), so that one
+/// binary can measure both sides of the comparison in BENCHMARKS.md.
+pub fn enabled() -> bool {
+    std::env::var("AVR_FUSED_FIRST_BLOCK").map_or(true, |v| v != "0")
+}
+
+/// Whether the input is one the kernel reads: `(N, 1, H, W)` f32 on the CPU, its values
+/// contiguous, needing no gradient itself (the data), and the compute precision f32.
+fn applies(x: &Tensor) -> bool {
+    let size = x.size();
+    size.len() == 4
+        && size[1] == 1
+        && x.kind() == Kind::Float
+        && x.device() == Device::Cpu
+        && x.is_contiguous()
+        && !x.requires_grad()
+        && super::layers::compute_precision() == super::Precision::F32
+        && simd::available()
+}
+
+/// The first block's parameters and running buffers (shallow clones: the same storage).
+struct BlockParams {
+    weight: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BlockParams {
+    /// `visual.conv.0.*` and `visual.bn.0.*` when they have the kernel's shapes, f32 on the CPU.
+    fn get(p: &Params) -> Result<Option<Self>> {
+        let get = |n: &str| p.get(n).map(Tensor::shallow_clone);
+        let b = BlockParams {
+            weight: get("visual.conv.0.weight")?,
+            bias: get("visual.conv.0.bias")?,
+            gamma: get("visual.bn.0.weight")?,
+            beta: get("visual.bn.0.bias")?,
+            running_mean: get("visual.bn.0.running_mean")?,
+            running_var: get("visual.bn.0.running_var")?,
+        };
+        let vectors = [&b.bias, &b.gamma, &b.beta, &b.running_mean, &b.running_var];
+        let fits = b.weight.size() == [C as i64, 1, 3, 3]
+            && vectors.iter().all(|t| t.size() == [C as i64])
+            && std::iter::once(&b.weight)
+                .chain(vectors)
+                .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu);
+        // Nothing to train (a frozen block): autograd's path costs nothing extra then.
+        let trained = [&b.weight, &b.bias, &b.gamma, &b.beta]
+            .iter()
+            .any(|t| t.requires_grad());
+        Ok((fits && trained).then_some(b))
+    }
+
+    fn values(t: &Tensor) -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            t.detach().to_kind(Kind::Double).flatten(0, -1),
+        )?)
+    }
+}
+
+/// The block's geometry: `n` panels of `h × w` → `oh × ow` outputs per channel.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    fn of(x: &Tensor) -> Self {
+        let s: Vec<usize> = x.size().iter().map(|&v| v as usize).collect();
+        let (h, w) = (s[2], s[3]);
+        Geometry {
+            n: s[0],
+            h,
+            w,
+            oh: h.div_ceil(2),
+            ow: w.div_ceil(2),
+        }
+    }
+
+    /// Output positions per channel over the whole batch (BatchNorm's count).
+    fn count(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+}
+
+/// A 3×3 kernel with one input and [`C`] output channels, tap-major (`taps[k][c]`), so one
+/// output position is 9 vector multiply-adds over the channels.
+#[derive(Debug, Clone, Copy)]
+struct Kernel {
+    taps: [[f32; C]; TAPS],
+    bias: [f32; C],
+}
+
+impl Kernel {
+    /// From f64 values: `weight` `[c][k]` (PyTorch's `(C, 1, 3, 3)` order) and `bias` `[c]`.
+    fn new(weight: impl Fn(usize, usize) -> f64, bias: impl Fn(usize) -> f64) -> Self {
+        let mut k = Kernel {
+            taps: [[0.0; C]; TAPS],
+            bias: [0.0; C],
+        };
+        for c in 0..C {
+            for t in 0..TAPS {
+                k.taps[t][c] = weight(c, t) as f32;
+            }
+            k.bias[c] = bias(c) as f32;
+        }
+        k
+    }
+}
+
+/// The normalised block: `x̂ = kernel(patch)` and `y = relu(γ x̂ + β)`. The forward and the
+/// backward both compute `γ x̂ + β` this way, so the backward's ReLU mask is the forward's.
+#[derive(Debug, Clone, Copy)]
+struct Normalised {
+    kernel: Kernel,
+    gamma: [f32; C],
+    beta: [f32; C],
+}
+
+/// What the deferred backward of one block call needs.
+struct PendingBlock {
+    input: Tensor,
+    output: Tensor,
+    params: BlockParams,
+    geometry: Geometry,
+    input_scale: f64,
+    /// 1/√(var + ε) per channel, var the batch's.
+    inv_std: [f64; C],
+    norm: Normalised,
+}
+
+impl DeferredBackward for PendingBlock {
+    /// Reads the output's gradient and adds the block's parameter gradients to theirs (through
+    /// any graph above them). An output that got no gradient adds none.
+    fn apply(self: Box<Self>) -> Result<()> {
+        let grad = self.output.grad();
+        if !grad.defined() {
+            return Ok(());
+        }
+        let grads = self.backward(&grad.contiguous())?;
+        let p = &self.params;
+        let mut surrogate: Option<Tensor> = None;
+        for (t, g) in [&p.weight, &p.bias, &p.gamma, &p.beta]
+            .into_iter()
+            .zip(grads)
+        {
+            if t.requires_grad() {
+                let term = (t * g).sum(Kind::Float);
+                surrogate = Some(match surrogate {
+                    Some(s) => s + term,
+                    None => term,
+                });
+            }
+        }
+        if let Some(s) = surrogate {
+            s.backward();
+        }
+        Ok(())
+    }
+}
+
+/// Splits `n` panels into one contiguous range per thread.
+fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+    let threads = (tch::get_num_threads().max(1) as usize).min(n.max(1));
+    let per = n.div_ceil(threads);
+    (0..threads)
+        .map(|t| (t * per).min(n)..((t + 1) * per).min(n))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+fn slice_of(t: &Tensor) -> &[f32] {
+    // SAFETY: callers pass contiguous f32 CPU tensors that outlive the slice; `numel` values
+    // start at `data_ptr` (the storage offset included).
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+}
+
+/// Forward: the batch statistics (one pass), the normalised output (a second pass), the running
+/// averages updated as libtorch's train-mode BatchNorm does.
+fn forward(params: &BlockParams, x: &Tensor, input_scale: f64) -> Result<(Tensor, PendingBlock)> {
+    let g = Geometry::of(x);
+    let w = BlockParams::values(&params.weight)?;
+    let b = BlockParams::values(&params.bias)?;
+    let raw = Kernel::new(|c, t| w[c * TAPS + t] * input_scale, |c| b[c]);
+    let input = slice_of(x);
+    let (mean, var) = statistics(&g, &raw, input);
+    let m = g.count() as f64;
+    let inv_std: [f64; C] = std::array::from_fn(|c| 1.0 / (var[c] + EPS).sqrt());
+    let var_unbiased: [f64; C] = std::array::from_fn(|c| var[c] * m / (m - 1.0).max(1.0));
+    let gamma = BlockParams::values(&params.gamma)?;
+    let beta = BlockParams::values(&params.beta)?;
+    let norm = Normalised {
+        kernel: Kernel::new(
+            |c, t| w[c * TAPS + t] * input_scale * inv_std[c],
+            |c| (b[c] - mean[c]) * inv_std[c],
+        ),
+        gamma: std::array::from_fn(|c| gamma[c] as f32),
+        beta: std::array::from_fn(|c| beta[c] as f32),
+    };
+    let out = Tensor::empty(
+        [g.n as i64, g.oh as i64, g.ow as i64, C as i64],
+        (Kind::Float, Device::Cpu),
+    );
+    write_output(&g, &norm, input, &out);
+    update_running(params, &mean, &var_unbiased);
+    let output = out.set_requires_grad(true);
+    let y = output.permute([0, 3, 1, 2]);
+    let block = PendingBlock {
+        input: x.shallow_clone(),
+        output,
+        params: BlockParams {
+            weight: params.weight.shallow_clone(),
+            bias: params.bias.shallow_clone(),
+            gamma: params.gamma.shallow_clone(),
+            beta: params.beta.shallow_clone(),
+            running_mean: params.running_mean.shallow_clone(),
+            running_var: params.running_var.shallow_clone(),
+        },
+        geometry: g,
+        input_scale,
+        inv_std,
+        norm,
+    };
+    Ok((y, block))
+}
+
+/// The batch mean and (biased) variance per channel of z, the convolution's output.
+///
+/// Summed as `d = z − s` per output row in f32, then in f64, with the shift `s` the first
+/// panel's mean: with `s ≈ mean`, `Σd² / M − (Σd / M)²` loses no digits to cancellation.
+fn statistics(g: &Geometry, raw: &Kernel, input: &[f32]) -> ([f64; C], [f64; C]) {
+    let positions = (g.oh * g.ow) as f64;
+    // SAFETY: `applies` checked `simd::available()` (also for the threads below).
+    let (first, _) = unsafe { simd::statistics(g, raw, input, 0..1, &[0.0; C]) };
+    let shift: [f32; C] = std::array::from_fn(|c| (first[c] / positions) as f32);
+    let parts: Vec<([f64; C], [f64; C])> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranges(g.n)
+            .into_iter()
+            .map(|r| s.spawn(move || unsafe { simd::statistics(g, raw, input, r, &shift) }))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("statistics thread"))
+            .collect()
+    });
+    let (mut sum, mut sum_sq) = ([0.0; C], [0.0; C]);
+    for (s1, s2) in parts {
+        for c in 0..C {
+            sum[c] += s1[c];
+            sum_sq[c] += s2[c];
+        }
+    }
+    let m = g.count() as f64;
+    let mean = std::array::from_fn(|c| shift[c] as f64 + sum[c] / m);
+    let var = std::array::from_fn(|c| (sum_sq[c] / m - (sum[c] / m).powi(2)).max(0.0));
+    (mean, var)
+}
+
+/// Writes `relu(γ x̂ + β)` channels-last into `out` `(N, oh, ow, C)`.
+fn write_output(g: &Geometry, norm: &Normalised, input: &[f32], out: &Tensor) {
+    // SAFETY: `out` is a fresh contiguous f32 tensor of `count · C` values, written only here;
+    // the threads write disjoint panel ranges of it.
+    let all = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()) };
+    let per_panel = g.oh * g.ow * C;
+    std::thread::scope(|s| {
+        let mut rest = all;
+        for r in ranges(g.n) {
+            let (mine, tail) = rest.split_at_mut(r.len() * per_panel);
+            rest = tail;
+            // SAFETY: `applies` checked `simd::available()`.
+            s.spawn(move || unsafe { simd::write_output(g, norm, input, r, mine) });
+        }
+    });
+}
+
+/// `running ← (1 − momentum)·running + momentum·batch`, the variance unbiased (as libtorch).
+fn update_running(params: &BlockParams, mean: &[f64; C], var_unbiased: &[f64; C]) {
+    let _guard = tch::no_grad_guard();
+    let update = |running: &Tensor, batch: &[f64; C]| {
+        let batch = Tensor::from_slice(batch).to_kind(Kind::Float);
+        let mut r = running.shallow_clone();
+        let _ = r.g_mul_scalar_(1.0 - BN_MOMENTUM);
+        let _ = r.g_add_(&(batch * BN_MOMENTUM));
+    };
+    update(&params.running_mean, mean);
+    update(&params.running_var, var_unbiased);
+}
+
+/// Sums over one thread's panels for the backward (f64 totals of f32 per-row partials).
+#[derive(Debug, Clone, Copy)]
+struct BackwardSums {
+    /// Σ ĝ (ĝ: the output gradient through the ReLU).
+    g: [f64; C],
+    /// Σ ĝ x̂.
+    gx: [f64; C],
+    /// Σ x̂.
+    x: [f64; C],
+    /// Σ ĝ pₖ per tap.
+    gp: [[f64; C]; TAPS],
+    /// Σ x̂ pₖ per tap.
+    xp: [[f64; C]; TAPS],
+    /// Σ pₖ (the patches; the same for every channel).
+    p: [f64; TAPS],
+}
+
+impl BackwardSums {
+    fn zero() -> Self {
+        BackwardSums {
+            g: [0.0; C],
+            gx: [0.0; C],
+            x: [0.0; C],
+            gp: [[0.0; C]; TAPS],
+            xp: [[0.0; C]; TAPS],
+            p: [0.0; TAPS],
+        }
+    }
+
+    fn add(&mut self, o: &BackwardSums) {
+        for c in 0..C {
+            self.g[c] += o.g[c];
+            self.gx[c] += o.gx[c];
+            self.x[c] += o.x[c];
+            for t in 0..TAPS {
+                self.gp[t][c] += o.gp[t][c];
+                self.xp[t][c] += o.xp[t][c];
+            }
+        }
+        for t in 0..TAPS {
+            self.p[t] += o.p[t];
+        }
+    }
+}
+
+impl PendingBlock {
+    /// Gradients of the weight `(16, 1, 3, 3)`, the conv bias, γ and β from the output's
+    /// gradient `grad` `(N, oh, ow, 16)` (contiguous, as the output leaf).
+    ///
+    /// With `ĝ = grad · [γ x̂ + β > 0]`, BatchNorm's backward is
+    /// `dz = γ σ⁻¹/M · (M ĝ − Σĝ − x̂ Σĝx̂)`, and the convolution's weight gradient
+    /// `Σ dz pₖ` expands into the sums one pass collects: `Σĝpₖ`, `Σĝ`, `Σpₖ`... (see
+    /// [`BackwardSums`]).
+    fn backward(&self, grad: &Tensor) -> Result<[Tensor; 4]> {
+        let g = self.geometry;
+        if grad.size() != self.output.size() || grad.kind() != Kind::Float {
+            return Err(Error::Config(format!(
+                "fused first block: output gradient {:?} {:?}, expected {:?} f32",
+                grad.size(),
+                grad.kind(),
+                self.output.size()
+            )));
+        }
+        let (input, upstream) = (slice_of(&self.input), slice_of(grad));
+        let norm = &self.norm;
+        let parts: Vec<BackwardSums> = std::thread::scope(|s| {
+            let handles: Vec<_> = ranges(g.n)
+                .into_iter()
+                .map(|r| {
+                    // SAFETY: the forward ran, so `applies` checked `simd::available()`.
+                    s.spawn(move || unsafe { simd::backward_sums(&g, norm, input, upstream, r) })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("backward thread"))
+                .collect()
+        });
+        let mut sums = BackwardSums::zero();
+        for part in &parts {
+            sums.add(part);
+        }
+        let gamma = BlockParams::values(&self.params.gamma)?;
+        let m = g.count() as f64;
+        let mut d_weight = vec![0.0f64; C * TAPS];
+        let mut d_bias = vec![0.0f64; C];
+        for c in 0..C {
+            let k = gamma[c] * self.inv_std[c] / m;
+            for t in 0..TAPS {
+                let dz_p = m * sums.gp[t][c] - sums.g[c] * sums.p[t] - sums.gx[c] * sums.xp[t][c];
+                d_weight[c * TAPS + t] = k * dz_p * self.input_scale;
+            }
+            // Σ dz: the first two terms cancel (Σ 1 = M), and Σx̂ is 0 up to rounding.
+            d_bias[c] = -k * sums.gx[c] * sums.x[c];
+        }
+        let tensor = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float);
+        Ok([
+            tensor(&d_weight).reshape([C as i64, 1, 3, 3]),
+            tensor(&d_bias),
+            tensor(&sums.gx),
+            tensor(&sums.g),
+        ])
+    }
+}
+
+/// The per-thread loops, written for AVX2 (sixteen channels = two vectors of eight). Without
+/// AVX2 [`first_block_train`] declines and the block takes libtorch's path.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{BackwardSums, Geometry, Kernel, Normalised, C, TAPS};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// Whether this CPU runs the loops.
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    // The helpers below are `unsafe` because they use AVX2: they are inlined into the three
+    // `#[target_feature(enable = "avx2")]` loops (as memchr's vector helpers are), and only
+    // there is AVX2 known to be present.
+
+    /// One value per channel, as two vectors of eight.
+    #[derive(Clone, Copy)]
+    struct Ch([__m256; 2]);
+
+    impl Ch {
+        #[inline(always)]
+        unsafe fn zero() -> Ch {
+            Ch([_mm256_setzero_ps(); 2])
+        }
+
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Ch {
+            Ch([_mm256_set1_ps(v); 2])
+        }
+
+        #[inline(always)]
+        unsafe fn load(v: &[f32]) -> Ch {
+            assert!(v.len() >= C, "a channel vector needs {C} values");
+            // SAFETY: 16 values are in bounds (checked above); unaligned loads.
+            unsafe {
+                Ch([
+                    _mm256_loadu_ps(v.as_ptr()),
+                    _mm256_loadu_ps(v.as_ptr().add(8)),
+                ])
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, out: &mut [f32]) {
+            assert!(out.len() >= C, "a channel vector needs {C} values");
+            // SAFETY: 16 values are in bounds (checked above); unaligned stores.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), self.0[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), self.0[1]);
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn add(self, o: Ch) -> Ch {
+            Ch([
+                _mm256_add_ps(self.0[0], o.0[0]),
+                _mm256_add_ps(self.0[1], o.0[1]),
+            ])
+        }
+
+        #[inline(always)]
+        unsafe fn sub(self, o: Ch) -> Ch {
+            Ch([
+                _mm256_sub_ps(self.0[0], o.0[0]),
+                _mm256_sub_ps(self.0[1], o.0[1]),
+            ])
+        }
+
+        /// `self · a + b`, one rounding (FMA).
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Ch, b: Ch) -> Ch {
+            Ch([
+                _mm256_fmadd_ps(self.0[0], a.0[0], b.0[0]),
+                _mm256_fmadd_ps(self.0[1], a.0[1], b.0[1]),
+            ])
+        }
+
+        /// `self` where `test > 0`, else 0 (the ReLU and its backward).
+        #[inline(always)]
+        unsafe fn where_positive(self, test: Ch) -> Ch {
+            let zero = _mm256_setzero_ps();
+            let lo = _mm256_cmp_ps::<_CMP_GT_OQ>(test.0[0], zero);
+            let hi = _mm256_cmp_ps::<_CMP_GT_OQ>(test.0[1], zero);
+            Ch([_mm256_and_ps(self.0[0], lo), _mm256_and_ps(self.0[1], hi)])
+        }
+
+        /// `acc[c] += self[c]` (`squared`: `+= self[c]²`), widened to f64 first.
+        #[inline(always)]
+        unsafe fn widen_add_to(self, acc: &mut [f64; C], squared: bool) {
+            for (half, v) in self.0.into_iter().enumerate() {
+                let quads = [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+                for (q, quad) in quads.into_iter().enumerate() {
+                    let mut wide = _mm256_cvtps_pd(quad);
+                    if squared {
+                        wide = _mm256_mul_pd(wide, wide);
+                    }
+                    let at = &mut acc[half * 8 + q * 4..half * 8 + q * 4 + 4];
+                    // SAFETY: `at` holds exactly 4 f64s; unaligned load and store.
+                    unsafe {
+                        let sum = _mm256_add_pd(_mm256_loadu_pd(at.as_ptr()), wide);
+                        _mm256_storeu_pd(at.as_mut_ptr(), sum);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `bias + Σₜ taps[t] · p[t]`, taps in order, one FMA each: the convolution at two
+    /// positions, interleaved so that four FMA chains are in flight instead of two.
+    #[inline(always)]
+    unsafe fn conv_pair(k: &Kernel, a: &[f32; TAPS], b: &[f32; TAPS]) -> (Ch, Ch) {
+        let (mut za, mut zb) = (Ch::load(&k.bias), Ch::load(&k.bias));
+        for (t, tap) in k.taps.iter().enumerate() {
+            let tap = Ch::load(tap);
+            za = tap.mul_add(Ch::splat(a[t]), za);
+            zb = tap.mul_add(Ch::splat(b[t]), zb);
+        }
+        (za, zb)
+    }
+
+    /// The convolution along output row `oy` of the padded panel into `out` (`ow · C`
+    /// values). The forward and the backward both take x̂ from here, so they agree bit for bit.
+    #[inline(always)]
+    unsafe fn conv_row(k: &Kernel, pad: &Padded, oy: usize, out: &mut [f32]) {
+        let width = out.len() / C;
+        let mut ox = 0;
+        while ox < width {
+            // An odd last position pairs with itself.
+            let next = (ox + 1).min(width - 1);
+            let (za, zb) = conv_pair(k, &pad.patch(oy, ox), &pad.patch(oy, next));
+            za.store(&mut out[ox * C..]);
+            zb.store(&mut out[next * C..]);
+            ox += 2;
+        }
+    }
+
+    /// One panel with a zero border of one pixel, so every 3×3 patch is nine plain loads.
+    struct Padded {
+        values: Vec<f32>,
+        width: usize,
+    }
+
+    impl Padded {
+        fn new(g: &Geometry) -> Self {
+            let width = g.w + 2;
+            Padded {
+                values: vec![0.0; (g.h + 2) * width],
+                width,
+            }
+        }
+
+        /// Copies panel `n` of `input` inside the border.
+        #[inline(always)]
+        fn fill(&mut self, g: &Geometry, input: &[f32], n: usize) {
+            let panel = &input[n * g.h * g.w..(n + 1) * g.h * g.w];
+            for (y, row) in panel.chunks_exact(g.w).enumerate() {
+                let at = (y + 1) * self.width + 1;
+                self.values[at..at + g.w].copy_from_slice(row);
+            }
+        }
+
+        /// The 9 values under the kernel at output `(oy, ox)` (stride 2, padding 1).
+        #[inline(always)]
+        fn patch(&self, oy: usize, ox: usize) -> [f32; TAPS] {
+            let top = 2 * oy * self.width + 2 * ox;
+            std::array::from_fn(|t| self.values[top + (t / 3) * self.width + t % 3])
+        }
+    }
+
+    /// Σ(z − shift) and Σ(z − shift)² per channel over panels `r`, z the raw convolution:
+    /// f32 per output row, then f64.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn statistics(
+        g: &Geometry,
+        raw: &Kernel,
+        input: &[f32],
+        r: Range<usize>,
+        shift: &[f32; C],
+    ) -> ([f64; C], [f64; C]) {
+        let shift = Ch::load(shift);
+        let mut pad = Padded::new(g);
+        let mut z = vec![0f32; g.ow * C];
+        let (mut sum, mut sum_sq) = ([0f64; C], [0f64; C]);
+        for n in r {
+            pad.fill(g, input, n);
+            for oy in 0..g.oh {
+                conv_row(raw, &pad, oy, &mut z);
+                let (mut d1, mut d2) = (Ch::zero(), Ch::zero());
+                for z in z.chunks_exact(C) {
+                    let d = Ch::load(z).sub(shift);
+                    d1 = d1.add(d);
+                    d2 = d.mul_add(d, d2);
+                }
+                d1.widen_add_to(&mut sum, false);
+                d2.widen_add_to(&mut sum_sq, false);
+            }
+        }
+        (sum, sum_sq)
+    }
+
+    /// Writes `relu(γ x̂ + β)` for panels `r` into `out` (their `(oh, ow, C)` blocks in order).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn write_output(
+        g: &Geometry,
+        norm: &Normalised,
+        input: &[f32],
+        r: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let (gamma, beta) = (Ch::load(&norm.gamma), Ch::load(&norm.beta));
+        let mut pad = Padded::new(g);
+        let row_len = g.ow * C;
+        for (i, n) in r.enumerate() {
+            pad.fill(g, input, n);
+            let panel = &mut out[i * g.oh * row_len..(i + 1) * g.oh * row_len];
+            for (oy, row) in panel.chunks_exact_mut(row_len).enumerate() {
+                conv_row(&norm.kernel, &pad, oy, row);
+                for y in row.chunks_exact_mut(C) {
+                    let u = gamma.mul_add(Ch::load(y), beta);
+                    u.where_positive(u).store(y);
+                }
+            }
+        }
+    }
+
+    /// The backward's sums over panels `r` ([`BackwardSums`]): f32 per output row, then f64.
+    ///
+    /// Per row, a first loop recomputes x̂ and the gradient through the ReLU (ĝ) at each
+    /// position into small buffers; a second forms `Σ ĝ pₜ` and `Σ x̂ pₜ` tap by tap, with the
+    /// accumulators in registers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn backward_sums(
+        g: &Geometry,
+        norm: &Normalised,
+        input: &[f32],
+        upstream: &[f32],
+        r: Range<usize>,
+    ) -> BackwardSums {
+        let (gamma, beta) = (Ch::load(&norm.gamma), Ch::load(&norm.beta));
+        let mut pad = Padded::new(g);
+        let mut total = BackwardSums::zero();
+        let per_panel = g.oh * g.ow * C;
+        let mut row = Row::new(g.ow);
+        for n in r {
+            pad.fill(g, input, n);
+            let grads = &upstream[n * per_panel..(n + 1) * per_panel];
+            for (oy, row_grads) in grads.chunks_exact(g.ow * C).enumerate() {
+                conv_row(&norm.kernel, &pad, oy, &mut row.x_hat);
+                let (mut sg, mut sgx, mut sx) = (Ch::zero(), Ch::zero(), Ch::zero());
+                for (ox, up) in row_grads.chunks_exact(C).enumerate() {
+                    let x_hat = Ch::load(&row.x_hat[ox * C..]);
+                    let gh = Ch::load(up).where_positive(gamma.mul_add(x_hat, beta));
+                    sg = sg.add(gh);
+                    sgx = gh.mul_add(x_hat, sgx);
+                    sx = sx.add(x_hat);
+                    gh.store(&mut row.gh[ox * C..]);
+                    row.patches[ox] = pad.patch(oy, ox);
+                }
+                sg.widen_add_to(&mut total.g, false);
+                sgx.widen_add_to(&mut total.gx, false);
+                sx.widen_add_to(&mut total.x, false);
+                row.add_tap_sums_to(&mut total);
+            }
+        }
+        total
+    }
+
+    /// One output row's patches, ĝ and x̂ (the per-tap sums read them after the row).
+    struct Row {
+        patches: Vec<[f32; TAPS]>,
+        gh: Vec<f32>,
+        x_hat: Vec<f32>,
+    }
+
+    impl Row {
+        fn new(width: usize) -> Self {
+            Row {
+                patches: vec![[0.0; TAPS]; width],
+                gh: vec![0.0; width * C],
+                x_hat: vec![0.0; width * C],
+            }
+        }
+
+        /// `Σ ĝ pₜ`, `Σ x̂ pₜ` and `Σ pₜ` over the row, into the f64 totals.
+        #[inline(always)]
+        unsafe fn add_tap_sums_to(&self, total: &mut BackwardSums) {
+            Self::tap_sums(&self.patches, &self.gh, &mut total.gp);
+            Self::tap_sums(&self.patches, &self.x_hat, &mut total.xp);
+            let mut p = [0f32; TAPS];
+            for patch in &self.patches {
+                for (sum, &v) in p.iter_mut().zip(patch) {
+                    *sum += v;
+                }
+            }
+            for (sum, v) in total.p.iter_mut().zip(p) {
+                *sum += v as f64;
+            }
+        }
+
+        /// `Σ values · pₜ` over the row per tap, three taps (a kernel row) at a time: six FMA
+        /// chains in flight, and few enough registers that none spills.
+        #[inline(always)]
+        unsafe fn tap_sums(patches: &[[f32; TAPS]], values: &[f32], total: &mut [[f64; C]; TAPS]) {
+            for ky in 0..3 {
+                let mut acc = [Ch::zero(); 3];
+                for (patch, v) in patches.iter().zip(values.chunks_exact(C)) {
+                    let v = Ch::load(v);
+                    for kx in 0..3 {
+                        acc[kx] = v.mul_add(Ch::splat(patch[ky * 3 + kx]), acc[kx]);
+                    }
+                }
+                for (kx, a) in acc.into_iter().enumerate() {
+                    a.widen_add_to(&mut total[ky * 3 + kx], false);
+                }
+            }
+        }
+    }
+}
+
+/// Off x86-64 there are no AVX2 loops: [`first_block_train`] declines, so these never run.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    use super::{BackwardSums, Geometry, Kernel, Normalised, C};
+    use std::ops::Range;
+
+    pub fn available() -> bool {
+        false
+    }
+
+    pub unsafe fn statistics(
+        _: &Geometry,
+        _: &Kernel,
+        _: &[f32],
+        _: Range<usize>,
+        _: &[f32; C],
+    ) -> ([f64; C], [f64; C]) {
+        unreachable!("the fused first block runs only where `available()`")
+    }
+
+    pub unsafe fn write_output(
+        _: &Geometry,
+        _: &Normalised,
+        _: &[f32],
+        _: Range<usize>,
+        _: &mut [f32],
+    ) {
+        unreachable!("the fused first block runs only where `available()`")
+    }
+
+    pub unsafe fn backward_sums(
+        _: &Geometry,
+        _: &Normalised,
+        _: &[f32],
+        _: &[f32],
+        _: Range<usize>,
+    ) -> BackwardSums {
+        unreachable!("the fused first block runs only where `available()`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scl_official::conv_block;
+    use super::super::{BnMode, OfficialSclConfig, Params, SclModel, SclVariant};
+    use super::*;
+
+    /// An official model's parameters with non-trivial BatchNorm affines and running buffers,
+    /// every trainable tensor needing a gradient.
+    fn params(seed: u64) -> Params {
+        let model = SclModel::init(
+            SclVariant::Official(OfficialSclConfig::default()),
+            seed,
+            Device::Cpu,
+        );
+        let mut p = Params::new();
+        for s in model.param_specs() {
+            let t = model.params.get(&s.name).unwrap().detach().copy();
+            let t = match s.name.as_str() {
+                "visual.bn.0.weight" => Tensor::rand([16], (Kind::Float, Device::Cpu)) + 0.5,
+                "visual.bn.0.bias" | "visual.bn.0.running_mean" => {
+                    Tensor::randn([16], (Kind::Float, Device::Cpu)) * 0.3
+                }
+                "visual.bn.0.running_var" => Tensor::rand([16], (Kind::Float, Device::Cpu)) + 0.5,
+                _ => t,
+            };
+            p.insert(&s.name, t.set_requires_grad(s.trainable));
+        }
+        p
+    }
+
+    /// A copy of `p` in `kind`, each tensor needing a gradient where `p`'s does.
+    fn copy_as(p: &Params, names: &[String], kind: Kind) -> Params {
+        let mut q = Params::new();
+        for n in names {
+            let t = p.get(n).unwrap();
+            q.insert(
+                n,
+                t.detach()
+                    .to_kind(kind)
+                    .copy()
+                    .set_requires_grad(t.requires_grad()),
+            );
+        }
+        q
+    }
+
+    /// max |t − truth| / max |truth|.
+    fn error(t: &Tensor, truth: &Tensor) -> f64 {
+        let t = t.to_kind(Kind::Double);
+        let scale = truth.abs().max().double_value(&[]).max(1e-300);
+        (t - truth).abs().max().double_value(&[]) / scale
+    }
+
+    /// The fused block and libtorch's f32 conv → BatchNorm → ReLU, on the same panels,
+    /// parameters and output gradient, each against the same computation in f64: outputs,
+    /// running buffers and parameter gradients. The fused block must be as close to the f64
+    /// result as libtorch's path (within 2×) or closer than 1e-6, and never off by more than 1e-5.
+    fn compare(n: i64, side: i64) {
+        tch::manual_seed(7);
+        let names: Vec<String> = OfficialSclConfig::default()
+            .param_specs()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let fused = params(3);
+        let libtorch = copy_as(&fused, &names, Kind::Float);
+        let truth = copy_as(&fused, &names, Kind::Double);
+        let x = super::super::layers::channels_last(&Tensor::rand(
+            [n, 1, side, side],
+            (Kind::Float, Device::Cpu),
+        ));
+        let out_side = (side + 1) / 2;
+        let g = Tensor::randn([n, 16, out_side, out_side], (Kind::Float, Device::Cpu));
+
+        let run = |p: &Params, x: &Tensor, g: &Tensor| {
+            let y = conv_block(p, 0, x, BnMode::Train).unwrap();
+            (&y * g).sum(y.kind()).backward();
+            y
+        };
+        let want = run(&truth, &x.to_kind(Kind::Double), &g.to_kind(Kind::Double));
+        let plain = run(&libtorch, &x, &g);
+        let (got, owed) = crate::optim::deferring(|| {
+            let y = conv_block(&fused, 0, &x, BnMode::Train).unwrap();
+            (&y * &g).sum(Kind::Float).backward();
+            y
+        });
+        assert_eq!(owed.len(), 1, "the fused kernel ran");
+        owed.apply().unwrap();
+
+        let check = |what: &str, ours: &Tensor, theirs: &Tensor, exact: &Tensor| {
+            let (e_ours, e_theirs) = (error(ours, exact), error(theirs, exact));
+            assert!(
+                e_ours <= 1e-5 && (e_ours <= 2.0 * e_theirs || e_ours <= 1e-6),
+                "{what}: fused off by {e_ours:e}, libtorch's f32 path by {e_theirs:e}"
+            );
+        };
+        assert_eq!(got.size(), want.size());
+        check("output", &got, &plain, &want);
+        let buffers = ["visual.bn.0.running_mean", "visual.bn.0.running_var"];
+        for name in buffers {
+            let get = |p: &Params| p.get(name).unwrap().shallow_clone();
+            check(name, &get(&fused), &get(&libtorch), &get(&truth));
+        }
+        for name in [
+            "visual.conv.0.weight",
+            "visual.bn.0.weight",
+            "visual.bn.0.bias",
+        ] {
+            let grad = |p: &Params| p.get(name).unwrap().grad();
+            check(name, &grad(&fused), &grad(&libtorch), &grad(&truth));
+        }
+        // The conv bias's gradient is 0 in exact arithmetic (BatchNorm removes the mean); all
+        // three leave rounding noise, far below β's gradient.
+        let beta = truth
+            .get("visual.bn.0.bias")
+            .unwrap()
+            .grad()
+            .abs()
+            .max()
+            .double_value(&[]);
+        let noise = fused.get("visual.conv.0.bias").unwrap().grad().abs().max();
+        assert!(
+            noise.double_value(&[]) <= 1e-5 * beta,
+            "bias gradient {noise}"
+        );
+    }
+
+    #[test]
+    fn the_fused_first_block_equals_libtorchs_conv_batchnorm_relu() {
+        compare(48, 80);
+    }
+
+    #[test]
+    fn the_fused_first_block_handles_odd_sides_and_a_batch_smaller_than_the_threads() {
+        compare(1, 13);
+        compare(3, 8);
+    }
+
+    #[test]
+    fn outside_a_deferral_scope_the_block_takes_libtorchs_path() {
+        let p = params(1);
+        let x = Tensor::rand([2, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let y = conv_block(&p, 0, &x, BnMode::Train).unwrap();
+        assert!(
+            y.requires_grad() && !y.is_leaf(),
+            "autograd recorded the block"
+        );
+        let (y, owed) = crate::optim::deferring(|| conv_block(&p, 0, &x, BnMode::Eval).unwrap());
+        assert!(
+            owed.is_empty() && !y.is_leaf(),
+            "eval mode keeps the folded path"
+        );
+    }
+
+    /// A training step through `optim::optimise` (fused first block, deferred backward) leaves
+    /// every parameter of the whole model with the gradient of libtorch's path (the wiring; the
+    /// accuracy of the block itself is the test above's).
+    #[test]
+    fn optimise_gives_the_whole_model_the_gradients_of_libtorchs_path() {
+        tch::manual_seed(11);
+        let cfg = OfficialSclConfig::default();
+        let names: Vec<String> = cfg.param_specs().iter().map(|s| s.name.clone()).collect();
+        let trained = params(5);
+        let reference = copy_as(&trained, &names, Kind::Float);
+        let x = Tensor::rand([3, 16, 80, 80], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[1i64, 4, 7]);
+        let forward = |p: &Params, x: &Tensor| {
+            super::super::scl_official::forward(&cfg, p, x, BnMode::Train)
+                .unwrap()
+                .cross_entropy_for_logits(&y)
+        };
+        forward(&reference, &x).backward();
+
+        struct Step<'a>(&'a dyn Fn() -> Tensor);
+        impl crate::optim::TrainStep for Step<'_> {
+            fn loss(&mut self, _: usize) -> crate::Result<Tensor> {
+                Ok((self.0)())
+            }
+        }
+        let leaves: Vec<Tensor> = cfg
+            .param_specs()
+            .iter()
+            .filter(|s| s.trainable)
+            .map(|s| trained.get(&s.name).unwrap().shallow_clone())
+            .collect();
+        let mut opt = crate::optim::AdamW::new(&leaves);
+        let adam = crate::optim::AdamConfig::adam(1e-3);
+        let f = || forward(&trained, &x);
+        crate::optim::optimise(&mut Step(&f), &leaves, &mut opt, &adam, 1..=1).unwrap();
+
+        let largest = names
+            .iter()
+            .map(|n| reference.get(n).unwrap().grad())
+            .filter(Tensor::defined)
+            .map(|g| g.abs().max().double_value(&[]))
+            .fold(0.0, f64::max);
+        for spec in cfg.param_specs().iter().filter(|s| s.trainable) {
+            let (got, want) = (
+                trained.get(&spec.name).unwrap().grad(),
+                reference.get(&spec.name).unwrap().grad(),
+            );
+            // LayerNorm over one value ignores its input and γ: no gradient on either side.
+            assert_eq!(got.defined(), want.defined(), "{}", spec.name);
+            if !want.defined() {
+                continue;
+            }
+            if spec.name.starts_with("visual.conv.") && spec.name.ends_with(".bias") {
+                continue; // before BatchNorm: 0 in exact arithmetic, both sides rounding noise
+            }
+            // libtorch's f32 path is itself off by up to ~1e-2 (relative) in the first block's
+            // gradients (the test above measures ~1e-3 at 48 panels), and its BatchNorm errors
+            // reach the conv blocks above (measured up to 2.5e-3) and, less, the rest (≤ 3e-4);
+            // a few gradients nearly cancel, so the model's largest gradient is the floor.
+            let tol =
+                if spec.name.starts_with("visual.bn.") || spec.name.starts_with("visual.conv.") {
+                    3e-2
+                } else {
+                    1e-3
+                };
+            let diff = (&got - &want).abs().max().double_value(&[]);
+            let scale = want.abs().max().double_value(&[]);
+            assert!(
+                diff <= tol * scale + 1e-5 * largest,
+                "{}: |diff| {diff:e} at scale {scale:e}",
+                spec.name
+            );
+        }
+    }
+}
