@@ -37,6 +37,7 @@ OUR_ALLOCATOR = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_thresh
 # (label, `avr bench` arguments, `bench_pytorch.py` arguments or None, anchors)
 ROWS = [
     ("train official @80", "train --variant official --size 80", "train --variant official --size 80", ["naive", "compile"]),
+    ("train official @80, libtorch's first block", "train --variant official --size 80", None, []),
     ("train official @80, --precision bf16", "train --variant official --size 80 --precision bf16", None, []),
     ("train seed @160", "train --variant seed --size 160", "train --variant seed --size 160", ["naive"]),
     ("mask official @80, K-batched", "mask --variant official --size 80 --samples 4", "mask --variant official --size 80 --samples 4", ["naive", "compile", "batched"]),
@@ -44,6 +45,10 @@ ROWS = [
     ("mask seed @160, K-batched", "mask --variant seed --size 160 --samples 4", "mask --variant seed --size 160 --samples 4", ["naive"]),
     ("mask seed @160, K separate passes", "mask --variant seed --size 160 --samples 4 --separate", None, []),
 ]
+
+# Rows of ours run with extra environment: the same binary with the fused first block off
+# (`model::fused`), so that the kernel's gain is measured side by side in the same run.
+OUR_ENV = {"train official @80, libtorch's first block": {"AVR_FUSED_FIRST_BLOCK": "0"}}
 
 SIDE_NAMES = {
     "ours": "ours",
@@ -96,7 +101,9 @@ def main():
     for rep in range(a.repeats):
         for label, ours, theirs, anchors in rows:
             r = runs[label]
-            r["ours"].append(run_json([avr, "bench", *ours.split(), "--batch", "32", "--steps", str(a.steps), "--json"])["problems_per_s"])
+            env = dict(os.environ, **OUR_ENV.get(label, {}))
+            cmd = [avr, "bench", *ours.split(), "--batch", "32", "--steps", str(a.steps), "--json"]
+            r["ours"].append(run_json(cmd, env)["problems_per_s"])
             for side in sides_of(anchors):
                 anchor = "naive" if side.startswith("naive") else side
                 cmd = [python, reference, *theirs.split(), "--anchor", anchor, "--batch", "32", "--steps", str(a.pytorch_steps), "--json"]
