@@ -52,7 +52,7 @@ pub fn first_block_train(p: &Params, x: &Tensor, input_scale: f64) -> Result<Opt
     if !applies(x) {
         return Ok(None);
     }
-    let (y, block) = forward(&params, x, input_scale)?;
+    let (y, block) = forward(params, x, input_scale)?;
     crate::optim::defer(Box::new(block));
     Ok(Some(y))
 }
@@ -242,7 +242,7 @@ fn slice_of(t: &Tensor) -> &[f32] {
 
 /// Forward: the batch statistics (one pass), the normalised output (a second pass), the running
 /// averages updated as libtorch's train-mode BatchNorm does.
-fn forward(params: &BlockParams, x: &Tensor, input_scale: f64) -> Result<(Tensor, PendingBlock)> {
+fn forward(params: BlockParams, x: &Tensor, input_scale: f64) -> Result<(Tensor, PendingBlock)> {
     let g = Geometry::of(x);
     let w = BlockParams::values(&params.weight)?;
     let b = BlockParams::values(&params.bias)?;
@@ -267,20 +267,13 @@ fn forward(params: &BlockParams, x: &Tensor, input_scale: f64) -> Result<(Tensor
         (Kind::Float, Device::Cpu),
     );
     write_output(&g, &norm, input, &out);
-    update_running(params, &mean, &var_unbiased);
+    update_running(&params, &mean, &var_unbiased);
     let output = out.set_requires_grad(true);
     let y = output.permute([0, 3, 1, 2]);
     let block = PendingBlock {
         input: x.shallow_clone(),
         output,
-        params: BlockParams {
-            weight: params.weight.shallow_clone(),
-            bias: params.bias.shallow_clone(),
-            gamma: params.gamma.shallow_clone(),
-            beta: params.beta.shallow_clone(),
-            running_mean: params.running_mean.shallow_clone(),
-            running_var: params.running_var.shallow_clone(),
-        },
+        params,
         geometry: g,
         input_scale,
         inv_std,
