@@ -4,7 +4,7 @@
 use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::AvrDataset;
 use avr_modularity::fixtures::require_fixtures;
-use avr_modularity::model::{OfficialSclConfig, SclModel, SclVariant};
+use avr_modularity::model::{OfficialSclConfig, Precision, SclModel, SclVariant};
 use avr_modularity::train::{train, TrainConfig};
 use tch::Device;
 
@@ -373,4 +373,25 @@ fn batch_norm_recalibration_is_a_function_of_the_weights() {
             "{a} vs {b}: not the plain mean"
         );
     }
+}
+
+#[test]
+fn bf16_training_is_refused_on_a_cpu_that_would_emulate_it() {
+    let (data, cfg) = setup();
+    let cfg = TrainConfig {
+        precision: Precision::Bf16,
+        steps: 1,
+        ..cfg
+    };
+    let result = train(small_official(), &data, &data, &cfg, None);
+    let simd = avr_modularity::session::simd_level();
+    if simd == "avx512_bf16" {
+        assert!(result.is_ok(), "{:?}", result.err());
+    } else {
+        let err = result.err().expect("refused").to_string();
+        assert!(err.contains("AVX-512-BF16") && err.contains(simd), "{err}");
+    }
+    // On a GPU the CPU's vector level does not matter.
+    assert!(Precision::Bf16.check_native(Device::Cuda(0)).is_ok());
+    assert!(Precision::F32.check_native(Device::Cpu).is_ok());
 }

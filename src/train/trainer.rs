@@ -399,6 +399,7 @@ pub fn bench_steps(
     precision: Precision,
 ) -> Result<crate::bench::StepTimes> {
     let device = model.device();
+    precision.check_native(device)?;
     let s = model.image_size();
     let cfg = TrainConfig::default();
     let weights = trainable_leaves(&model)?;
@@ -594,6 +595,7 @@ pub fn train(
             "training needs non-empty train and validation sets".into(),
         ));
     }
+    cfg.precision.check_native(model.device())?;
     let device = model.device();
     let names: Vec<String> = model
         .param_specs()

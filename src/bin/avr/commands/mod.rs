@@ -90,19 +90,12 @@ impl From<PrecisionArg> for avr_modularity::model::Precision {
 }
 
 impl PrecisionArg {
-    /// The precision, refused when it is bf16 on a CPU without native bf16 (AVX-512-BF16):
-    /// there libtorch emulates it, two orders of magnitude slower than f32 (0.3 against
-    /// 82 GFLOP/s measured on an AVX2 EPYC), so a bf16 run would only waste the machine.
+    /// The precision, refused when it is bf16 on a CPU without native bf16
+    /// ([`avr_modularity::model::Precision::check_native`]) — before any data is read.
     pub fn checked(self) -> Result<avr_modularity::model::Precision> {
-        let cpu_only = !tch::Cuda::is_available();
-        let simd = avr_modularity::session::simd_level();
-        if self == PrecisionArg::Bf16 && cpu_only && simd != "avx512_bf16" {
-            return Err(Error::Config(format!(
-                "--precision bf16 needs a GPU or a CPU with AVX-512-BF16; this CPU offers {simd}, \
-                 where bf16 is emulated about 100× slower than f32: use --precision f32"
-            )));
-        }
-        Ok(self.into())
+        let precision: avr_modularity::model::Precision = self.into();
+        precision.check_native(avr_modularity::session::default_device())?;
+        Ok(precision)
     }
 }
 
