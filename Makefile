@@ -69,8 +69,10 @@ lab: setup
 	$(ENV) jupyter lab notebooks/
 
 # Re-execute the notebooks at full size and store their outputs in place (for the code host).
+# A failed notebook keeps its committed outputs (NAME.failed.ipynb beside it). Cells may run for
+# hours here: graph_modularity's toumei cell took over an hour on one core of the AVX2 machine.
 notebooks-full: build
-	$(ENV) AVR_SMOKE=0 python scripts/run_notebooks.py --out notebooks $(NOTEBOOKS)
+	$(ENV) AVR_SMOKE=0 python scripts/run_notebooks.py --timeout 14400 --out notebooks $(NOTEBOOKS)
 
 clean-cache:
 	rm -rf "$(HOME)/.cache/avr-modularity/target" "$(HOME)/.cache/avr-modularity/evcxr-tmp"

@@ -84,21 +84,33 @@ def run_one(path, out_dir, html, timeout):
     elapsed = time.time() - start
     name = os.path.splitext(os.path.basename(path))[0]
     if out_dir:
+        # A failed run never replaces a notebook's outputs (`make notebooks-full` writes into
+        # notebooks/ itself): it goes beside them as NAME.failed.ipynb, for reading the error.
+        stem = os.path.join(out_dir, name + (".failed" if failures else ""))
         os.makedirs(out_dir, exist_ok=True)
-        nbformat.write(nb, os.path.join(out_dir, name + ".ipynb"))
+        write_atomically(stem + ".ipynb", nbformat.writes(nb))
         if html:
             from nbconvert import HTMLExporter
 
             body, _ = HTMLExporter().from_notebook_node(nb)
-            with open(os.path.join(out_dir, name + ".html"), "w") as f:
-                f.write(body)
+            write_atomically(stem + ".html", body)
     return failures, elapsed
+
+
+def write_atomically(path, text):
+    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+")
-    parser.add_argument("--out", help="folder for executed notebooks")
+    parser.add_argument("--out", help="folder for executed notebooks (a failed one: NAME.failed.ipynb)")
     parser.add_argument("--html", action="store_true", help="also write HTML next to each executed notebook")
     parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON summary line per notebook")

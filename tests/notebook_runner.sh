@@ -22,4 +22,15 @@ expect 1 tests/notebooks/compile_error.ipynb "mismatched types"
 expect 1 tests/notebooks/no_config/panics_default_settings.ipynb "panicked at"
 expect 1 tests/notebooks/stderr.ipynb "stderr output"
 expect 0 tests/notebooks/passes.ipynb "ok"
+
+# A failed run leaves the notebook already in --out untouched and writes NAME.failed.ipynb.
+out_dir=$(mktemp -d)
+printf '%s\n' '{"earlier": "outputs"}' > "$out_dir/panics.ipynb"
+$runner --out "$out_dir" tests/notebooks/panics.ipynb > /dev/null 2>&1
+if grep -qF '"earlier": "outputs"' "$out_dir/panics.ipynb" && grep -qF "deliberate panic" "$out_dir/panics.failed.ipynb"; then
+  echo "runner test ok: a failed run keeps $out_dir/panics.ipynb and writes panics.failed.ipynb"
+else
+  echo "runner test FAILED: a failed run replaced the earlier outputs or wrote no .failed copy"; ls -l "$out_dir"; status=1
+fi
+rm -rf "$out_dir"
 exit $status
