@@ -94,6 +94,11 @@ def run_one(path, out_dir, html, timeout):
 
             body, _ = HTMLExporter().from_notebook_node(nb)
             write_atomically(stem + ".html", body)
+        if not failures:  # an earlier failure's copy would now mislead
+            for ext in (".ipynb", ".html"):
+                stale = os.path.join(out_dir, name + ".failed" + ext)
+                if os.path.exists(stale):
+                    os.remove(stale)
     return failures, elapsed
 
 

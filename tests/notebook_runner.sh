@@ -32,5 +32,13 @@ if grep -qF '"earlier": "outputs"' "$out_dir/panics.ipynb" && grep -qF "delibera
 else
   echo "runner test FAILED: a failed run replaced the earlier outputs or wrote no .failed copy"; ls -l "$out_dir"; status=1
 fi
+# A later clean run removes the failed copy it supersedes.
+touch "$out_dir/passes.failed.ipynb"
+$runner --out "$out_dir" tests/notebooks/passes.ipynb > /dev/null 2>&1
+if [ -f "$out_dir/passes.ipynb" ] && [ ! -e "$out_dir/passes.failed.ipynb" ]; then
+  echo "runner test ok: a clean run removes the stale passes.failed.ipynb"
+else
+  echo "runner test FAILED: a clean run left a stale .failed copy or wrote no notebook"; ls -l "$out_dir"; status=1
+fi
 rm -rf "$out_dir"
 exit $status
