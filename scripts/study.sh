@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The study run (`make study`): data → pre-training → test readings of the milestones → the α
-# stage → masks → RESULTS.md, sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
+# stage → masks → ablations → RESULTS.md, sized by datasets/study/manifest.env. Every stage resumes where it stopped: the data
 # is generated on the fly from the seed (only generator.json is written), training continues
 # from model_ckpts/study/last.* (weights, Adam moments, log; the data order is replayed from the
 # seed), a checkpoint with a test reading is not re-read, a finished mask is skipped.
@@ -158,12 +158,30 @@ study_mask_job() {
   say "mask $stem/$task seed $r: done"
 }
 
+# Each finished mask's ablation (`avr mask ablate`: the module removed against as many random
+# weights removed, ≈ 5 s a mask) into `<mask>.ablation.json` beside it; measured ones are kept.
+ablate_stage() {
+  local m stem task dirs
+  for m in "$masks"/*/*.safetensors; do
+    [ -e "$m" ] || continue
+    [ -f "${m%.safetensors}.ablation.json" ] && continue
+    stem=$(basename "$(dirname "$m")"); task=$(basename "$m" .safetensors); task=${task%-s*}
+    dirs="$data/$task"
+    if [ "$task" = all-shapes ]; then
+      dirs=$(for s in $SHAPES; do printf '%s,' "$data/$s"; done); dirs=${dirs%,}
+    fi
+    say "ablation of $stem/$(basename "$m" .safetensors)"
+    "$avr" mask ablate --ckpt "$ckpts/$stem.safetensors" --task "$dirs" --mask "$m" --json > /dev/null
+  done
+}
+
 # RESULTS.md from the masks finished so far (each run of it says how many there are), its SVG
 # figures in binary_masks/study/figures/.
 report_stage() {
   if ! ls "$masks"/*/*.safetensors > /dev/null 2>&1; then
     say "report: no study masks yet"; return 0
   fi
+  ablate_stage
   "$avr" results --masks "$masks" --out RESULTS.md --figures "$masks/figures" --json
 }
 
@@ -176,8 +194,9 @@ case "$stage" in
   alpha) data_stage; alpha_stage ;;
   alpha-check) data_stage; alpha_check_stage ;;
   masks) data_stage; masks_stage ;;
-  report) report_stage ;;
+  ablate) data_stage; ablate_stage ;;
+  report) data_stage; report_stage ;;
   all) data_stage; train_stage; test_stage; alpha_stage; masks_stage; report_stage ;;
-  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|alpha-check|masks|report|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/study.sh [check|data|train|test|alpha|alpha-check|masks|ablate|report|all]" >&2; exit 2 ;;
 esac
 say "done: $stage"

@@ -38,6 +38,7 @@ pub use crate::masking::toy::{run_toy, ToyConfig, ToyTask};
 pub use crate::masking::{Mask, MixedSettings};
 
 // --- analysis and plots ------------------------------------------------------------------
+pub use crate::analysis::ablation::{ablate, ablate_shapes, Ablation, AblationConfig, Ablations};
 pub use crate::analysis::chance::{
     decisiveness_table, dispersity_chance, dispersity_table, sharing_chance, ChanceConfig,
 };

@@ -332,6 +332,45 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
         let (ok, _, err) = avr_env(&tiny_mask_args(ckpt, &p(data), &p("data"), &out, &extra));
         assert!(ok, "{err}");
     }
+    // The two squares masks' ablations; the two on the originals stay unmeasured.
+    for name in ["squares", "squares-s1"] {
+        let mask = p(&format!("masks/ck/{name}.safetensors"));
+        let (ok, out, err) = avr_env(&[
+            "mask",
+            "ablate",
+            "--ckpt",
+            ckpt.to_str().unwrap(),
+            "--task",
+            &p("squares"),
+            "--mask",
+            &mask,
+            "--problems",
+            "8",
+            "--draws",
+            "2",
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["random_removed"].as_array().map(Vec::len), Some(2), "{v}");
+        // As many held-out problems as mask training read (the set has fewer than 8).
+        let side: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(mask.replace(".safetensors", ".json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["module_removed"]["n"], side["task_problems"], "{v}");
+        assert_eq!(
+            v["module_only"]["accuracy"], side["final_task_accuracy"],
+            "{v}"
+        );
+        let written = p(&format!("masks/ck/{name}.ablation.json"));
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+        assert_eq!(
+            record, v,
+            "the record written beside the mask is the one printed"
+        );
+    }
     let (md, figures) = (p("RESULTS.md"), p("results"));
     let (ok, out, err) = avr_env(&[
         "results",
@@ -376,6 +415,10 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
         text.contains("permutation p"),
         "the replicate test:\n{text}"
     );
+    assert!(
+        text.contains("(2 draws a mask)") && text.contains("(2 of 4 masks not yet measured)"),
+        "the ablation against its chance level, from the two records:\n{text}"
+    );
     // The checkpoint is named from its validation reading, which the CPU's kernels can move.
     let stem = ckpt.file_stem().unwrap().to_str().unwrap();
     let sharing = format!("sharing-whole_{stem}.svg");
@@ -386,6 +429,28 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
     let svg = std::fs::read_to_string(format!("{figures}/{sharing}")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("squares"));
     assert!(std::path::Path::new(&format!("{figures}/module-size.svg")).is_file());
+}
+
+/// A missing mask is an error that names the file, not a panic.
+#[test]
+fn mask_ablate_names_a_missing_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.safetensors");
+    let ckpt = avr_modularity::files::crate_root()
+        .join("model_ckpts/study/scl_official_val80.2.safetensors");
+    let (ok, _, err) = avr(&[
+        "mask",
+        "ablate",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--task",
+        "datasets/study/circles",
+        "--mask",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("nowhere.safetensors"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// `--k 0` used to panic inside the clustering; now it is an error naming the range.

@@ -1,5 +1,6 @@
 //! Stage 5 — module analysis: sparsity, dispersity, sharing between masks, graph modularity.
 
+pub mod ablation;
 pub mod chance;
 pub mod development;
 pub mod graph;

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::analysis::ablation::{Ablation, Ablations};
 use crate::analysis::chance::ChanceConfig;
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
@@ -100,7 +101,7 @@ pub fn write_results(
     module_size(&mut doc, &dev, &chance)?;
     sharing(&mut doc, &dev, &chance)?;
     development(&mut doc, &dev, &chance)?;
-    ablation(&mut doc, &dev);
+    ablation(&mut doc, &dev)?;
     let (table, unreadable) = super::modularity_table(&dev, cfg.shuffles)?;
     doc.para("## Graph modularity of the vision stack");
     doc.para(&table.to_markdown()?);
@@ -323,22 +324,24 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
 }
 
 /// R4: what removing the weights outside a module costs (the mask's task accuracy against the
-/// unmasked model on the same problems) and what removing the module itself costs.
-fn ablation(doc: &mut Document, dev: &Development) {
+/// unmasked model on the same problems), and what removing the module itself costs against
+/// removing as many random weights (`avr mask ablate`'s records beside the masks).
+fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
     doc.para("## R4 — Does ablating the weights outside a module hurt?");
     doc.para(
         "The study: zero-ablating the non-module weights \"does not affect the performance of \
          the model significantly\" (R4), without an interval. Ours: the task-accuracy drop of \
-         the masked model from the unmasked one (points, same problems), and the accuracy when \
-         the module itself is removed (the inverted mask; chance is 12.5 %).",
+         the masked model from the unmasked one (points, same problems). Then the other side, \
+         which the study did not measure against chance: the module removed (the inverted \
+         mask) against as many weights removed at random from all masked tensors (the chance \
+         level of an ablation), paired per mask. Accuracies count tied scores as a fair coin \
+         breaks them (chance is 12.5 %): a model that scores every candidate alike has no \
+         answer, whatever index `argmax` returns.",
     );
+    let mut measured = Vec::new();
     for (ckpt, _) in dev.checkpoints() {
         let masks = shape_masks(dev, &ckpt);
         let drops: Vec<f64> = masks.iter().filter_map(|r| task_drop_points(r)).collect();
-        let inverted: Vec<f64> = masks
-            .iter()
-            .filter_map(|r| r.sidecar.final_inverted_task_accuracy.map(|a| 100.0 * a))
-            .collect();
         if drops.is_empty() {
             continue;
         }
@@ -351,15 +354,32 @@ fn ablation(doc: &mut Document, dev: &Development) {
         };
         let _ = writeln!(
             doc.text,
-            "- {ckpt}: drop {} points — {verdict}; with the module removed, {} correct.",
-            drop.summary(1),
-            percent(&Interval::t95(&inverted))
+            "- {ckpt}: drop {} points — {verdict}.",
+            drop.summary(1)
         );
         if let Some(differs) = loss_against_the_study(&drop, 100.0 * ALPHA_TOLERANCE) {
             let _ = writeln!(doc.text, "  {differs}");
         }
+        let ablations = ablations_of(&masks)?;
+        let _ = writeln!(doc.text, "  {}", ablations.against_chance(masks.len()));
+        measured.extend(ablations.records);
     }
     doc.text.push('\n');
+    if !measured.is_empty() {
+        doc.para(&Ablations { records: measured }.collapse());
+    }
+    Ok(())
+}
+
+/// The ablation records beside `masks` (those measured so far).
+fn ablations_of(masks: &[&MaskRecord]) -> Result<Ablations> {
+    let records = masks
+        .iter()
+        .map(|r| Ablation::path_for(&r.path))
+        .filter(|p| p.is_file())
+        .map(|p| Ablation::load(&p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ablations { records })
 }
 
 /// When the masked model loses significantly, how that differs from the study's R4 and how

@@ -13,7 +13,9 @@ use crate::model::{BnMode, Params, SclModel};
 use crate::Result;
 
 /// Evaluation result. Ties between candidates go to the first maximal index, like
-/// `torch.argmax` (some fixture files hold pixel-identical candidates).
+/// `torch.argmax` (some fixture files hold pixel-identical candidates). Because a model that
+/// scores every candidate alike (say, with the weights it needs removed) would then "answer"
+/// index 0 on every problem, ties are also counted and scored as a fair coin would break them.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     /// Fraction correct in [0, 1].
@@ -22,6 +24,11 @@ pub struct EvalReport {
     pub n: usize,
     /// Problems solved.
     pub correct: usize,
+    /// Problems whose highest score is shared by two or more candidates.
+    pub tied: usize,
+    /// Expected problems solved when ties are broken uniformly at random: a problem counts
+    /// `1 / m` when its answer is one of `m` tied maxima.
+    pub expected_correct: f64,
     /// `configuration → (correct, n)`.
     pub per_configuration: BTreeMap<String, (usize, usize)>,
 }
@@ -39,6 +46,16 @@ pub fn wilson_interval(correct: usize, n: usize) -> (f64, f64) {
 }
 
 impl EvalReport {
+    /// Accuracy when ties are broken uniformly at random (equals `accuracy` without ties).
+    pub fn expected_accuracy(&self) -> f64 {
+        self.expected_correct / self.n.max(1) as f64
+    }
+
+    /// Fraction of problems with tied maxima.
+    pub fn tied_fraction(&self) -> f64 {
+        self.tied as f64 / self.n.max(1) as f64
+    }
+
     /// 95 % Wilson interval of the accuracy.
     pub fn interval(&self) -> (f64, f64) {
         wilson_interval(self.correct, self.n)
@@ -57,11 +74,21 @@ impl EvalReport {
         }
     }
 
-    /// `44.8 % [41.0, 48.7] (n = 500)`.
+    /// `44.8 % [41.0, 48.7] (n = 500)`, plus the ties when there are any:
+    /// `12.0 % [8.2, 17.2] (n = 200; 200 tied, 12.5 % with ties broken at random)`.
     pub fn summary(&self) -> String {
         let (lo, hi) = self.interval();
+        let ties = if self.tied > 0 {
+            format!(
+                "; {} tied, {:.1} % with ties broken at random",
+                self.tied,
+                100.0 * self.expected_accuracy()
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{:.1} % [{:.1}, {:.1}] (n = {})",
+            "{:.1} % [{:.1}, {:.1}] (n = {}{ties})",
             100.0 * self.accuracy,
             100.0 * lo,
             100.0 * hi,
@@ -146,6 +173,7 @@ pub fn evaluate_with(
 ) -> Result<EvalReport> {
     let params = params.to_device(opts.device);
     let mut per_configuration: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut tied, mut expected_correct) = (0, 0.0);
     let indices: Vec<usize> = (0..data.len()).collect();
     let _guard = tch::no_grad_guard();
     for chunk in indices.chunks(opts.batch_size.max(1)) {
@@ -155,6 +183,9 @@ pub fn evaluate_with(
             .eq_tensor(&batch.targets)
             .to_kind(Kind::Int64)
             .to_device(Device::Cpu);
+        let ties = TieReading::of(&logits, &batch.targets);
+        tied += ties.tied;
+        expected_correct += ties.expected_correct;
         for (i, config) in batch.configurations.iter().enumerate() {
             let entry = per_configuration.entry(config.clone()).or_default();
             entry.0 += hits.int64_value(&[i as i64]) as usize;
@@ -171,8 +202,36 @@ pub fn evaluate_with(
         },
         n,
         correct,
+        tied,
+        expected_correct,
         per_configuration,
     })
+}
+
+/// Ties among one batch's maxima: how many problems have them, and the expected hits when a
+/// fair coin breaks them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TieReading {
+    /// Problems whose maximum is shared by two or more candidates.
+    pub tied: usize,
+    /// `Σ [answer is a maximum] / (number of maxima)`.
+    pub expected_correct: f64,
+}
+
+impl TieReading {
+    /// Reads `logits` (`[batch, candidates]`) against `targets` (`[batch]`).
+    pub fn of(logits: &Tensor, targets: &Tensor) -> TieReading {
+        let maxima = logits.eq_tensor(&logits.amax([-1], true));
+        let count = maxima.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        let answer_is_max = maxima
+            .gather(-1, &targets.unsqueeze(-1), false)
+            .squeeze_dim(-1)
+            .to_kind(Kind::Float);
+        TieReading {
+            tied: count.gt(1.0).sum(Kind::Int64).int64_value(&[]) as usize,
+            expected_correct: (answer_is_max / count).sum(Kind::Double).double_value(&[]),
+        }
+    }
 }
 
 /// Index of the first maximum along the last axis (what `torch.argmax` documents).
@@ -188,7 +247,25 @@ pub fn first_argmax(logits: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
-    use super::wilson_interval;
+    use super::{wilson_interval, TieReading};
+    use tch::Tensor;
+
+    #[test]
+    fn ties_are_counted_and_scored_as_a_fair_coin_breaks_them() {
+        // Row 0: a clear hit; row 1: all 4 tied (answer among them, 1/4); row 2: the answer
+        // is one of 2 maxima (1/2); row 3: 2 tied maxima, answer not among them (0).
+        let logits = Tensor::from_slice(&[
+            0.1f32, 0.9, 0.2, 0.3, //
+            0.5, 0.5, 0.5, 0.5, //
+            0.7, 0.1, 0.7, 0.2, //
+            0.4, 0.4, 0.1, 0.0,
+        ])
+        .view([4, 4]);
+        let targets = Tensor::from_slice(&[1i64, 3, 2, 3]);
+        let r = TieReading::of(&logits, &targets);
+        assert_eq!(r.tied, 3);
+        assert!((r.expected_correct - 1.75).abs() < 1e-9, "{r:?}");
+    }
 
     #[test]
     fn wilson_interval_matches_the_textbook_values() {

@@ -1,9 +1,10 @@
-//! `avr mask train|stats|sharing`: binary weight masks.
+//! `avr mask train|stats|sharing|choose-alpha|ablate`: binary weight masks.
 
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 
+use avr_modularity::analysis::ablation::{ablate, Ablation, AblationConfig};
 use avr_modularity::analysis::chance::{
     dispersity_chance, sharing_chance, ChanceConfig, DispersityChance, SharingChance,
 };
@@ -38,6 +39,9 @@ enum MaskCommand {
     /// The α stage: from one finished mask per α, the largest α whose validation task accuracy
     /// is within the tolerance of the smallest α's; writes the record (OUT, JSON).
     ChooseAlpha(ChooseAlphaArgs),
+    /// What removing a module costs against removing as many random weights (the chance
+    /// level), with tied scores counted; writes `<mask stem>.ablation.json` beside the mask.
+    Ablate(AblateArgs),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -46,6 +50,7 @@ pub fn run(args: Args) -> Result<()> {
         MaskCommand::Stats(args) => stats(args),
         MaskCommand::Sharing(args) => sharing(args),
         MaskCommand::ChooseAlpha(args) => choose_alpha(args),
+        MaskCommand::Ablate(args) => ablate_mask(args),
     }
 }
 
@@ -114,6 +119,91 @@ struct TrainArgs {
     json: bool,
 }
 
+/// One task set, or several pooled (the control mask on all shapes).
+fn pooled(parts: &[AvrDataset]) -> AvrDataset {
+    match parts.len() {
+        1 => parts[0].clone(),
+        _ => AvrDataset::concat("pooled", &parts.iter().collect::<Vec<_>>()),
+    }
+}
+
+#[derive(clap::Args)]
+struct AblateArgs {
+    /// The checkpoint the mask was trained on.
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// The mask's task dataset folder(s), as given to `mask train --task`: its held-out split
+    /// (validation, else test) is read.
+    #[arg(long, value_delimiter = ',', required = true)]
+    task: Vec<PathBuf>,
+    /// The mask.
+    #[arg(long)]
+    mask: PathBuf,
+    /// Held-out problems evaluated, evenly spread (0 = all).
+    #[arg(long, default_value_t = AblationConfig::default().problems)]
+    problems: usize,
+    /// Random count-matched removals.
+    #[arg(long, default_value_t = AblationConfig::default().draws)]
+    draws: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the record (default: `<mask stem>.ablation.json` beside the mask).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn ablate_mask(args: AblateArgs) -> Result<()> {
+    session::setup(args.seed);
+    let mut ckpt = Checkpoint::load(&args.ckpt)?;
+    ckpt.model = ckpt.model.to_device(session::default_device());
+    let mask = Mask::load(&args.mask)?;
+    let parts = args
+        .task
+        .iter()
+        .map(AvrDataset::open)
+        .collect::<Result<Vec<_>>>()?;
+    let held_out = first_non_empty(&pooled(&parts), &[Split::Val, Split::Test]);
+    let cfg = AblationConfig::default()
+        .with_problems(args.problems)
+        .with_draws(args.draws)
+        .with_seed(args.seed);
+    let record = ablate(&ckpt, &mask, &held_out, &cfg)?;
+    let out = args.out.unwrap_or_else(|| Ablation::path_for(&args.mask));
+    record.save(&out)?;
+    if args.json {
+        return print_json(&record);
+    }
+    let pct = |r: &avr_modularity::analysis::ablation::AblatedAccuracy| {
+        format!(
+            "{:5.1} % ({:5.1} % ties at random, {} of {} tied)",
+            100.0 * r.accuracy,
+            100.0 * r.expected_accuracy,
+            r.tied,
+            r.n
+        )
+    };
+    println!(
+        "{}: {} of {} weights kept",
+        record.mask, record.kept, record.total
+    );
+    println!("  unmasked        {}", pct(&record.unmasked));
+    println!("  module only     {}", pct(&record.module_only));
+    println!("  module removed  {}", pct(&record.module_removed));
+    for (i, r) in record.random_removed.iter().enumerate() {
+        println!("  random {:<8} {}", i + 1, pct(r));
+    }
+    println!(
+        "  removing the module costs {:.1} points beyond the random removals; whole tensors \
+         it keeps: {}",
+        record.excess_loss_points(),
+        record.whole_tensors.join(", ")
+    );
+    println!("  written to {}", out.display());
+    Ok(())
+}
+
 /// The first of `splits` with any problems in `data` (the last one when all are empty).
 fn first_non_empty(data: &AvrDataset, splits: &[Split]) -> AvrDataset {
     splits
@@ -177,10 +267,7 @@ fn train(args: TrainArgs) -> Result<()> {
         .iter()
         .map(AvrDataset::open)
         .collect::<Result<Vec<_>>>()?;
-    let task_set = match parts.len() {
-        1 => parts[0].clone(),
-        _ => AvrDataset::concat("pooled", &parts.iter().collect::<Vec<_>>()),
-    };
+    let task_set = pooled(&parts);
     let fit = task_set.split(Split::Train);
     // The task's validation split scores the mask during training (and chooses α); its test
     // split is left for the report. The control is the originals' test split: disjoint from

@@ -1,0 +1,508 @@
+//! Ablation against its chance level: what removing a module costs.
+//!
+//! Removing a module zeroes the weights its mask keeps (the inverted mask). On its own that
+//! reading says little: any 10 % of the weights might matter. The chance level removes as many
+//! weights drawn uniformly from all masked tensors, in seeded draws; a module matters beyond
+//! its size only where removing it costs more than removing those.
+//!
+//! Accuracies are read as a fair coin breaks tied scores, and the ties are counted. A model
+//! that scores every candidate alike has no answer, whatever index `argmax` happens to return.
+//! This is what removing a module does when it keeps a whole tensor (every BatchNorm scale of a
+//! layer, say): every panel then gets the same embedding.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::replicates::Interval;
+use crate::checkpoint::Checkpoint;
+use crate::data::AvrDataset;
+use crate::display::Table;
+use crate::masking::bits::TensorBits;
+use crate::masking::set::{MaskSet, TaskSets};
+use crate::masking::Mask;
+use crate::model::Params;
+use crate::rng::Rng;
+use crate::train::eval::{evaluate_with, EvalOptions, EvalReport};
+use crate::{Error, Result};
+
+/// Settings of an ablation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AblationConfig {
+    /// Held-out problems evaluated, evenly spread; 0 = all (default 200, as many as mask
+    /// training evaluates on).
+    pub problems: usize,
+    /// Random count-matched removals (default 5).
+    pub draws: usize,
+    /// Seed of the random removals (default 0).
+    pub seed: u64,
+}
+
+impl Default for AblationConfig {
+    fn default() -> Self {
+        AblationConfig {
+            problems: 200,
+            draws: 5,
+            seed: 0,
+        }
+    }
+}
+
+crate::with_setters!(AblationConfig {
+    with_problems => problems: usize,
+    with_draws => draws: usize,
+    with_seed => seed: u64,
+});
+
+/// One accuracy reading of an ablation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AblatedAccuracy {
+    /// Fraction correct, ties to the first maximal index (`torch.argmax`).
+    pub accuracy: f64,
+    /// Fraction correct with ties broken uniformly at random: the reading to compare.
+    pub expected_accuracy: f64,
+    /// Problems whose highest score is shared by two or more candidates.
+    pub tied: usize,
+    /// Problems evaluated.
+    pub n: usize,
+}
+
+impl From<&EvalReport> for AblatedAccuracy {
+    fn from(r: &EvalReport) -> Self {
+        AblatedAccuracy {
+            accuracy: r.accuracy,
+            expected_accuracy: r.expected_accuracy(),
+            tied: r.tied,
+            n: r.n,
+        }
+    }
+}
+
+/// What removing one module costs, against removing as many random weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ablation {
+    /// The mask's name.
+    pub mask: String,
+    /// The settings used.
+    pub config: AblationConfig,
+    /// Weights the module keeps (and its removal zeroes), of all masked weights.
+    pub kept: i64,
+    /// All masked weights.
+    pub total: i64,
+    /// Masked tensors the module keeps entirely: removing it zeroes them.
+    pub whole_tensors: Vec<String>,
+    /// The model unmasked.
+    pub unmasked: AblatedAccuracy,
+    /// Only the module kept (the mask applied).
+    pub module_only: AblatedAccuracy,
+    /// The module removed (the inverted mask).
+    pub module_removed: AblatedAccuracy,
+    /// `kept` weights drawn uniformly from all masked tensors removed, one reading per draw.
+    pub random_removed: Vec<AblatedAccuracy>,
+}
+
+impl Ablation {
+    /// Where the ablation of the mask at `mask_path` is kept: `<stem>.ablation.json` beside it.
+    pub fn path_for(mask_path: &Path) -> PathBuf {
+        mask_path.with_extension("ablation.json")
+    }
+
+    /// Mean accuracy (ties broken at random) over the random removals.
+    pub fn random_removed_accuracy(&self) -> f64 {
+        let n = self.random_removed.len().max(1) as f64;
+        self.random_removed
+            .iter()
+            .map(|r| r.expected_accuracy)
+            .sum::<f64>()
+            / n
+    }
+
+    /// Points lost by removing the module beyond removing as many random weights.
+    pub fn excess_loss_points(&self) -> f64 {
+        100.0 * (self.random_removed_accuracy() - self.module_removed.expected_accuracy)
+    }
+
+    /// Writes this record as JSON, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::bad_file(path, format!("cannot encode the ablation: {e}")))?;
+        crate::files::write_atomic(path, &text)
+    }
+
+    /// Reads a record [`Ablation::save`] wrote.
+    pub fn load(path: &Path) -> Result<Ablation> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not an ablation record: {e}")))
+    }
+
+    /// One row per setting: accuracy, accuracy with ties broken at random, ties.
+    pub fn table(&self) -> Result<Table> {
+        let mut rows: Vec<(String, AblatedAccuracy)> = vec![
+            ("unmasked".into(), self.unmasked),
+            ("module only".into(), self.module_only),
+            ("module removed".into(), self.module_removed),
+        ];
+        rows.extend(
+            self.random_removed
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("random removal {}", i + 1), *r)),
+        );
+        let pct = |f: fn(&AblatedAccuracy) -> f64| -> Vec<f64> {
+            rows.iter().map(|(_, r)| 100.0 * f(r)).collect()
+        };
+        let df = df!(
+            "setting" => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "accuracy_%" => pct(|r| r.accuracy),
+            "ties_broken_at_random_%" => pct(|r| r.expected_accuracy),
+            "tied" => rows.iter().map(|r| r.1.tied as u32).collect::<Vec<_>>(),
+            "n" => rows.iter().map(|r| r.1.n as u32).collect::<Vec<_>>(),
+        )?;
+        Ok(Table::new(df).with_caption(format!(
+            "{}: removing its {} of {} weights costs {:.1} points beyond removing as many \
+             random ones (mean of {} draws)",
+            self.mask,
+            self.kept,
+            self.total,
+            self.excess_loss_points(),
+            self.random_removed.len()
+        )))
+    }
+
+    /// Inline display: the table.
+    pub fn evcxr_display(&self) {
+        match self.table() {
+            Ok(t) => t.evcxr_display(),
+            Err(_) => println!("{self:?}"),
+        }
+    }
+}
+
+/// Ablations of several modules, read together: one checkpoint's shape masks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ablations {
+    /// One record per mask.
+    pub records: Vec<Ablation>,
+}
+
+impl Ablations {
+    /// Points lost by removing each module beyond as many random weights: mean and 95 %
+    /// interval over the modules (a paired comparison, each module against its own draws).
+    pub fn excess_loss(&self) -> Interval {
+        Interval::t95(
+            &self
+                .records
+                .iter()
+                .map(Ablation::excess_loss_points)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The finding of [`Ablations::excess_loss`] in words.
+    pub fn finding(&self) -> &'static str {
+        let excess = self.excess_loss();
+        match (excess.n >= 2, excess.excludes(0.0)) {
+            (false, _) => "one mask: no test",
+            (true, true) if excess.mean > 0.0 => {
+                "removing the module costs significantly more than removing as many random \
+                 weights"
+            }
+            (true, true) => {
+                "removing the module costs significantly less than removing as many random \
+                 weights"
+            }
+            (true, false) => {
+                "no significant difference between removing the module and removing as many \
+                 random weights"
+            }
+        }
+    }
+
+    /// The removals against their chance level in one paragraph; `masks` is how many masks
+    /// there are, measured or not.
+    pub fn against_chance(&self, masks: usize) -> String {
+        if self.records.is_empty() {
+            return format!(
+                "The module's removal is not yet measured against chance for these {masks} \
+                 masks (`avr mask ablate`; `scripts/study.sh report` runs it)."
+            );
+        }
+        let pct = |f: &dyn Fn(&Ablation) -> f64| -> String {
+            let values: Vec<f64> = self.records.iter().map(|a| 100.0 * f(a)).collect();
+            // `12.5 % [11.0, 14.0] (n = 5)`: the unit on the reading, not after the n.
+            let summary = Interval::t95(&values).summary(1);
+            match summary.split_once(' ') {
+                Some((mean, rest)) => format!("{mean} % {rest}"),
+                None => format!("{summary} %"),
+            }
+        };
+        let (tied, n) = self.records.iter().fold((0, 0), |(t, n), a| {
+            (t + a.module_removed.tied, n + a.module_removed.n)
+        });
+        let unmeasured = match masks.saturating_sub(self.records.len()) {
+            0 => String::new(),
+            k => format!(" ({k} of {masks} masks not yet measured)"),
+        };
+        format!(
+            "With the module removed, {} correct, and every candidate tied on {tied} of {n} \
+             problems; with as many random weights removed ({} draws a mask), {} correct. \
+             Excess loss {} points (paired over masks): {}{unmeasured}.",
+            pct(&|a| a.module_removed.expected_accuracy),
+            self.records[0].random_removed.len(),
+            pct(&|a| a.random_removed_accuracy()),
+            self.excess_loss().summary(1),
+            self.finding()
+        )
+    }
+
+    /// What the removals have in common: how many tie every candidate on every problem, and
+    /// how many keep a whole BatchNorm scale (whose zeroing alone would do it).
+    pub fn collapse(&self) -> String {
+        let m = self.records.len();
+        let all_tied = self
+            .records
+            .iter()
+            .filter(|a| a.module_removed.tied == a.module_removed.n)
+            .count();
+        let whole_norm = self
+            .records
+            .iter()
+            .filter(|a| a.whole_tensors.iter().any(|t| t.contains(".bn.")))
+            .count();
+        format!(
+            "Removing the module ties every candidate on every problem for {all_tied} of {m} \
+             measured modules: the scores no longer depend on the candidate. {whole_norm} of \
+             them keep a BatchNorm scale whole, and a zero scale alone makes its layer's \
+             output the same for every input; the others collapse without one. Where the \
+             removal ties everything, its 12.5 % is that collapse, not a measure of how much \
+             of the task the module carries: the random removal of as many weights is the \
+             comparison that is."
+        )
+    }
+
+    /// One row per module: kept %, accuracy unmasked, module only, module removed and random
+    /// removal (ties broken at random), ties, excess loss.
+    pub fn table(&self) -> Result<Table> {
+        let r = &self.records;
+        let pct =
+            |f: &dyn Fn(&Ablation) -> f64| -> Vec<f64> { r.iter().map(|a| 100.0 * f(a)).collect() };
+        let df = df!(
+            "mask" => r.iter().map(|a| a.mask.clone()).collect::<Vec<_>>(),
+            "kept_%" => pct(&|a| a.kept as f64 / a.total.max(1) as f64),
+            "unmasked_%" => pct(&|a| a.unmasked.expected_accuracy),
+            "module_only_%" => pct(&|a| a.module_only.expected_accuracy),
+            "module_removed_%" => pct(&|a| a.module_removed.expected_accuracy),
+            "tied_when_removed" => r.iter().map(|a| a.module_removed.tied as u32).collect::<Vec<_>>(),
+            "random_removal_%" => pct(&|a| a.random_removed_accuracy()),
+            "excess_loss_points" => r.iter().map(Ablation::excess_loss_points).collect::<Vec<_>>(),
+            "n" => r.iter().map(|a| a.module_removed.n as u32).collect::<Vec<_>>(),
+        )?;
+        Ok(Table::new(df).with_caption(format!(
+            "Removing each module against removing as many random weights (ties broken at \
+             random; chance 12.5 %). {}",
+            self.against_chance(r.len())
+        )))
+    }
+
+    /// Inline display: the table.
+    pub fn evcxr_display(&self) {
+        match self.table() {
+            Ok(t) => t.evcxr_display(),
+            Err(_) => println!("{self:?}"),
+        }
+    }
+}
+
+/// The ablation of every shape mask of `set` on `ckpt`, each read on its own shape's held-out
+/// problems in `tasks`.
+pub fn ablate_shapes(
+    ckpt: &Checkpoint,
+    set: &MaskSet,
+    tasks: &TaskSets,
+    cfg: &AblationConfig,
+) -> Result<Ablations> {
+    let records = set
+        .runs
+        .iter()
+        .filter_map(|run| run.provenance.shape.map(|shape| (run, shape)))
+        .map(|(run, shape)| ablate(ckpt, &run.mask, tasks.task(shape)?.held_out, cfg))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ablations { records })
+}
+
+/// The ablation of `mask` on `ckpt`, read on `held_out` (at most `cfg.problems` problems).
+pub fn ablate(
+    ckpt: &Checkpoint,
+    mask: &Mask,
+    held_out: &AvrDataset,
+    cfg: &AblationConfig,
+) -> Result<Ablation> {
+    let data = held_out.spread(cfg.problems);
+    if data.is_empty() {
+        return Err(Error::NotEnough(format!(
+            "ablating {}: {} has no held-out problems",
+            mask.name,
+            held_out.root.display()
+        )));
+    }
+    let base = &ckpt.model.params;
+    let opts = EvalOptions {
+        batch_size: 32,
+        device: ckpt.model.device(),
+    };
+    let read = |params: &Params| -> Result<AblatedAccuracy> {
+        Ok((&evaluate_with(&ckpt.model, params, &data, &opts)?).into())
+    };
+    let (kept, total) = mask.kept();
+    let mut rng = Rng::new(cfg.seed).fork("ablation");
+    let random_removed = (0..cfg.draws)
+        .map(|_| read(&random_removal(mask, base, kept as usize, &mut rng)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ablation {
+        mask: mask.name.clone(),
+        config: *cfg,
+        kept,
+        total,
+        whole_tensors: whole_tensors(mask),
+        unmasked: read(base)?,
+        module_only: read(&mask.apply(base, false)?)?,
+        module_removed: read(&mask.apply(base, true)?)?,
+        random_removed,
+    })
+}
+
+/// The masked tensors whose every weight the mask keeps.
+pub fn whole_tensors(mask: &Mask) -> Vec<String> {
+    mask.logits
+        .iter()
+        .filter(|(_, l)| l.le(0.0).sum(Kind::Int64).int64_value(&[]) == 0)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// `params` with `removed` of the mask's weights zeroed, drawn uniformly over all of its
+/// tensors together (not per tensor: a per-tensor count would zero the same whole tensors).
+fn random_removal(mask: &Mask, params: &Params, removed: usize, rng: &mut Rng) -> Result<Params> {
+    mask.check_fits(params)?;
+    let total = mask.logits.numel();
+    let mut drawn = TensorBits::zeros("all", &[total]);
+    (0..removed.min(total as usize)).for_each(|i| drawn.set(i));
+    let drawn = drawn.shuffled(rng);
+    let keep: Vec<f32> = (0..total as usize)
+        .map(|i| if drawn.get(i) { 0.0 } else { 1.0 })
+        .collect();
+    let keep = Tensor::from_slice(&keep);
+    let mut out = Params::new();
+    let mut offset = 0;
+    for (name, w) in params.iter() {
+        let t = match mask.logits.contains(name) {
+            true => {
+                let n = w.numel() as i64;
+                let k = keep.narrow(0, offset, n).view(w.size().as_slice());
+                offset += n;
+                w * k.to_device(w.device()).to_kind(w.kind())
+            }
+            false => w.shallow_clone(),
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_of(values: &[(&str, Vec<f32>)]) -> (Mask, Params) {
+        let (mut logits, mut params) = (Params::new(), Params::new());
+        for (name, v) in values {
+            logits.insert(*name, Tensor::from_slice(v));
+            params.insert(
+                *name,
+                Tensor::ones([v.len() as i64], (Kind::Float, tch::Device::Cpu)),
+            );
+        }
+        (Mask::new("m", logits, None), params)
+    }
+
+    #[test]
+    fn whole_tensors_are_those_kept_entirely() {
+        let (mask, _) = mask_of(&[("a", vec![1.0, 2.0]), ("b", vec![1.0, -1.0])]);
+        assert_eq!(whole_tensors(&mask), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn a_random_removal_zeroes_exactly_the_count_across_tensors() {
+        let (mask, params) = mask_of(&[("a", vec![1.0; 30]), ("b", vec![-1.0; 70])]);
+        let mut rng = Rng::new(1);
+        let (mut in_a, draws) = (0.0, 200);
+        for _ in 0..draws {
+            let out = random_removal(&mask, &params, 10, &mut rng).unwrap();
+            let zeros = |n: &str| {
+                let t = out.get(n).unwrap();
+                t.numel() as f64 - t.sum(Kind::Float).double_value(&[])
+            };
+            let (za, zb) = (zeros("a"), zeros("b"));
+            assert_eq!(za + zb, 10.0);
+            in_a += za;
+        }
+        // Drawn over both tensors together: about 30 % land in `a`.
+        let share = in_a / (10.0 * draws as f64);
+        assert!((0.25..0.35).contains(&share), "{share}");
+    }
+
+    fn ablation_with(removed: f64, tied: usize, random: &[f64]) -> Ablation {
+        let reading = |expected_accuracy: f64, tied: usize| AblatedAccuracy {
+            accuracy: expected_accuracy,
+            expected_accuracy,
+            tied,
+            n: 200,
+        };
+        Ablation {
+            mask: "m".into(),
+            config: AblationConfig::default(),
+            kept: 10,
+            total: 100,
+            whole_tensors: vec![],
+            unmasked: reading(0.9, 0),
+            module_only: reading(0.85, 0),
+            module_removed: reading(removed, tied),
+            random_removed: random.iter().map(|&r| reading(r, 0)).collect(),
+        }
+    }
+
+    /// The finding follows the paired interval of excess losses; unmeasured masks are counted.
+    #[test]
+    fn the_removal_paragraph_follows_the_paired_test() {
+        let costly = Ablations {
+            records: vec![
+                ablation_with(0.125, 200, &[0.30, 0.20]),
+                ablation_with(0.125, 200, &[0.25, 0.27]),
+                ablation_with(0.125, 200, &[0.22, 0.28]),
+            ],
+        };
+        let text = costly.against_chance(4);
+        assert!(text.contains("costs significantly more"), "{text}");
+        assert!(text.contains("600 of 600 problems"), "{text}");
+        assert!(text.contains("(1 of 4 masks not yet measured)"), "{text}");
+        let alike = Ablations {
+            records: vec![
+                ablation_with(0.30, 0, &[0.25, 0.27]),
+                ablation_with(0.20, 0, &[0.22, 0.26]),
+                ablation_with(0.26, 0, &[0.25, 0.21]),
+            ],
+        };
+        let text = alike.against_chance(3);
+        assert!(text.contains("no significant difference"), "{text}");
+        assert!(!text.contains("not yet measured"), "{text}");
+        let none = Ablations { records: vec![] };
+        assert!(none.against_chance(2).contains("not yet measured"));
+        let collapse = costly.collapse();
+        assert!(collapse.contains("for 3 of 3 measured modules") && collapse.contains("0 of"));
+        assert_eq!(costly.table().unwrap().df.height(), 3);
+    }
+}
