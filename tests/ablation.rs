@@ -3,6 +3,7 @@
 //! BatchNorm scales ties every candidate.
 
 use avr_modularity::analysis::ablation::{ablate, AblationConfig};
+use avr_modularity::analysis::development::Development;
 use avr_modularity::checkpoint::Checkpoint;
 use avr_modularity::data::{AvrDataset, Split};
 use avr_modularity::files::crate_root;
@@ -55,4 +56,39 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
         );
     }
     assert!(a.excess_loss_points() > 0.0);
+}
+
+#[test]
+fn a_development_measures_only_the_missing_ablations_and_reads_them_back() {
+    let root = crate_root();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("scl_official_val80.2");
+    std::fs::create_dir_all(&folder).unwrap();
+    let shipped = root.join("binary_masks/study/scl_official_val80.2");
+    for file in [
+        "circles-s0.safetensors",
+        "circles-s0.json",
+        "all-shapes-s0.safetensors",
+        "all-shapes-s0.json",
+    ] {
+        std::fs::copy(shipped.join(file), folder.join(file)).unwrap();
+    }
+    // The sidecars name the checkpoint and task set relative to the crate root, where cargo
+    // runs the tests.
+    let dev = Development::from_dir(dir.path()).unwrap();
+    let cfg = AblationConfig::default().with_draws(1).with_problems(40);
+    // Only the shape mask: the pooled control has no shape.
+    assert_eq!(dev.ablate_missing(&cfg).unwrap(), 1);
+    assert!(folder.join("circles-s0.ablation.json").is_file());
+    assert!(!folder.join("all-shapes-s0.ablation.json").exists());
+    assert_eq!(
+        dev.ablate_missing(&cfg).unwrap(),
+        0,
+        "a measured mask is kept"
+    );
+    let ablations = dev.ablations("study/scl_official_val80.2").unwrap();
+    assert_eq!(ablations.records.len(), 1);
+    assert_eq!(ablations.records[0].module_removed.n, 40);
+    let table = dev.shape_modules().ablation_table().unwrap();
+    assert_eq!(table.df.height(), 1);
 }

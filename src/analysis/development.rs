@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use super::ablation::{ablate, Ablation, AblationConfig, Ablations};
 use super::chance::{dispersity_chance, sharing_chance, ChanceConfig, SharingChance};
 use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
 use super::replicates::{replicate_test, task_of, Interval, ReplicateTest, Replicates};
-use crate::checkpoint::{read_sidecar, CheckpointSidecar, RecordedAccuracy};
+use crate::checkpoint::{read_sidecar, Checkpoint, CheckpointSidecar, RecordedAccuracy};
+use crate::data::{AvrDataset, Split};
 use crate::display::Table;
 use crate::masking::engine::MaskSidecar;
 use crate::masking::{check_comparable, Mask, MixedSettings};
@@ -34,15 +36,28 @@ impl MaskRecord {
     /// The base checkpoint's file: the sidecar's path as given, else resolved against the
     /// mask file's ancestor folders (sidecars store the path relative to where `avr` ran).
     pub fn base_checkpoint_path(&self) -> Option<PathBuf> {
-        let given = PathBuf::from(&self.sidecar.base_checkpoint);
-        if given.is_file() {
+        self.resolve(&self.sidecar.base_checkpoint)
+            .filter(|p| p.is_file())
+    }
+
+    /// The task dataset's folder, resolved the same way (`None` for a pooled task).
+    pub fn task_dataset_path(&self) -> Option<PathBuf> {
+        self.resolve(&self.sidecar.task_dataset)
+            .filter(|p| p.is_dir())
+    }
+
+    /// `given` as it stands when it exists, else the first of the mask's ancestor folders
+    /// joined with it that exists.
+    fn resolve(&self, given: &str) -> Option<PathBuf> {
+        let given = PathBuf::from(given);
+        if given.exists() {
             return Some(given);
         }
         self.path
             .ancestors()
             .skip(1)
             .map(|a| a.join(&given))
-            .find(|p| p.is_file())
+            .find(|p| p.exists())
     }
 
     /// The task without its seed suffix (`squares-s1` → `squares`): replicates share it.
@@ -522,6 +537,107 @@ impl Development {
             "modules over seeds ({} null draws per mask for chance)",
             chance.draws
         )))
+    }
+
+    /// The ablation records (`avr mask ablate`) of the masks trained on `checkpoint`, those
+    /// measured so far: each `<mask>.ablation.json` beside its mask.
+    pub fn ablations(&self, checkpoint: &str) -> Result<Ablations> {
+        let records = self
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint)
+            .map(|r| Ablation::path_for(&r.path))
+            .filter(|p| p.is_file())
+            .map(|p| Ablation::load(&p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ablations { records })
+    }
+
+    /// Measures the ablation of every shape mask that has no record yet (on the checkpoint and
+    /// task set its sidecar names, the task's validation split, else its test split) and writes
+    /// each record beside its mask; returns how many were measured.
+    pub fn ablate_missing(&self, cfg: &AblationConfig) -> Result<usize> {
+        let missing: Vec<&MaskRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.sidecar.shape.is_some() && !Ablation::path_for(&r.path).is_file())
+            .collect();
+        for r in &missing {
+            let unresolved = |what: &str, given: &str| {
+                Error::bad_file(&r.path, format!("its {what} `{given}` is not found"))
+            };
+            let ckpt = r
+                .base_checkpoint_path()
+                .ok_or_else(|| unresolved("checkpoint", &r.sidecar.base_checkpoint))?;
+            let task = r
+                .task_dataset_path()
+                .ok_or_else(|| unresolved("task dataset", &r.sidecar.task_dataset))?;
+            let ckpt = Checkpoint::load(&ckpt)?;
+            let task = AvrDataset::open(&task)?;
+            let held_out = task.first_split(&[Split::Val, Split::Test]);
+            ablate(&ckpt, &r.mask, &held_out, cfg)?.save(&Ablation::path_for(&r.path))?;
+        }
+        Ok(missing.len())
+    }
+
+    /// One row per checkpoint: removing each module against removing as many random weights
+    /// (accuracies with ties broken at random), the paired excess loss with its 95 % interval
+    /// over the measured masks, and the finding.
+    pub fn ablation_table(&self) -> Result<Table> {
+        let rows = self
+            .checkpoints()
+            .into_iter()
+            .map(|(c, _)| Ok((c.clone(), self.masks_at(&c), self.ablations(&c)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mean = |a: &Ablations, f: &dyn Fn(&Ablation) -> f64| -> f64 {
+            let n = a.records.len().max(1) as f64;
+            100.0 * a.records.iter().map(f).sum::<f64>() / n
+        };
+        let col = |name: &str, v: Vec<String>| Column::new(name.into(), v);
+        let df = DataFrame::new_infer_height(vec![
+            col("checkpoint", rows.iter().map(|r| r.0.clone()).collect()),
+            col(
+                "measured",
+                rows.iter()
+                    .map(|r| format!("{} of {}", r.2.records.len(), r.1))
+                    .collect(),
+            ),
+            col(
+                "module_removed_%",
+                rows.iter()
+                    .map(|r| format!("{:.1}", mean(&r.2, &|a| a.module_removed.expected_accuracy)))
+                    .collect(),
+            ),
+            col(
+                "tied_when_removed_%",
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{:.1}",
+                            mean(&r.2, &|a| a.module_removed.tied as f64
+                                / a.module_removed.n.max(1) as f64)
+                        )
+                    })
+                    .collect(),
+            ),
+            col(
+                "random_removal_%",
+                rows.iter()
+                    .map(|r| format!("{:.1}", mean(&r.2, &Ablation::random_removed_accuracy)))
+                    .collect(),
+            ),
+            col(
+                "excess_loss_points [95 % CI]",
+                rows.iter().map(|r| r.2.excess_loss().summary(1)).collect(),
+            ),
+            col(
+                "finding",
+                rows.iter().map(|r| r.2.finding().to_string()).collect(),
+            ),
+        ])?;
+        Ok(Table::new(df).with_caption(
+            "removing a module against removing as many random weights (chance 12.5 %)",
+        ))
     }
 
     /// The sharing matrix of the masks trained on `checkpoint`, and its accuracy.

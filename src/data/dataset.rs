@@ -283,6 +283,16 @@ impl AvrDataset {
         self.select(&[split], None)
     }
 
+    /// The first of `splits` that holds any problems (the last one, empty, when none does):
+    /// e.g. `[Val, Test]` for sets with only train/test folders, like the study's.
+    pub fn first_split(&self, splits: &[Split]) -> AvrDataset {
+        splits
+            .iter()
+            .map(|&s| self.split(s))
+            .find(|d| !d.is_empty())
+            .unwrap_or_else(|| self.split(splits.last().copied().unwrap_or(Split::Test)))
+    }
+
     /// Number of problems.
     pub fn len(&self) -> usize {
         self.files.len()

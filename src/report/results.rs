@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::analysis::ablation::{Ablation, Ablations};
+use crate::analysis::ablation::Ablations;
 use crate::analysis::chance::ChanceConfig;
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
@@ -360,7 +360,7 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
         if let Some(differs) = loss_against_the_study(&drop, 100.0 * ALPHA_TOLERANCE) {
             let _ = writeln!(doc.text, "  {differs}");
         }
-        let ablations = ablations_of(&masks)?;
+        let ablations = dev.shape_modules().ablations(&ckpt)?;
         let _ = writeln!(doc.text, "  {}", ablations.against_chance(masks.len()));
         measured.extend(ablations.records);
     }
@@ -369,17 +369,6 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
         doc.para(&Ablations { records: measured }.collapse());
     }
     Ok(())
-}
-
-/// The ablation records beside `masks` (those measured so far).
-fn ablations_of(masks: &[&MaskRecord]) -> Result<Ablations> {
-    let records = masks
-        .iter()
-        .map(|r| Ablation::path_for(&r.path))
-        .filter(|p| p.is_file())
-        .map(|p| Ablation::load(&p))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Ablations { records })
 }
 
 /// When the masked model loses significantly, how that differs from the study's R4 and how

@@ -164,7 +164,7 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
         .iter()
         .map(AvrDataset::open)
         .collect::<Result<Vec<_>>>()?;
-    let held_out = first_non_empty(&pooled(&parts), &[Split::Val, Split::Test]);
+    let held_out = pooled(&parts).first_split(&[Split::Val, Split::Test]);
     let cfg = AblationConfig::default()
         .with_problems(args.problems)
         .with_draws(args.draws)
@@ -202,15 +202,6 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
     );
     println!("  written to {}", out.display());
     Ok(())
-}
-
-/// The first of `splits` with any problems in `data` (the last one when all are empty).
-fn first_non_empty(data: &AvrDataset, splits: &[Split]) -> AvrDataset {
-    splits
-        .iter()
-        .map(|&s| data.split(s))
-        .find(|d| !d.is_empty())
-        .unwrap_or_else(|| data.split(splits[splits.len() - 1]))
 }
 
 /// `--filter`: mirrors [`MaskFilter`].
@@ -273,13 +264,13 @@ fn train(args: TrainArgs) -> Result<()> {
     // split is left for the report. The control is the originals' test split: disjoint from
     // the validation problems that chose the checkpoints. Sets with only train/test folders
     // (the study's) fall back to the split they have.
-    let held_out = first_non_empty(&task_set, &[Split::Val, Split::Test]);
+    let held_out = task_set.first_split(&[Split::Val, Split::Test]);
     let control = args
         .control
         .as_ref()
         .map(AvrDataset::open)
         .transpose()?
-        .map(|c| first_non_empty(&c, &[Split::Test, Split::Val]));
+        .map(|c| c.first_split(&[Split::Test, Split::Val]));
     let name = args
         .name
         .clone()
