@@ -390,6 +390,14 @@ impl Development {
     /// from the unmasked model on the same problems (points).
     pub fn table(&self) -> Result<Table> {
         let stats: Vec<_> = self.records.iter().map(|r| mask_stats(&r.mask)).collect();
+        let ablations = self
+            .records
+            .iter()
+            .map(|r| {
+                let path = Ablation::path_for(&r.path);
+                path.is_file().then(|| Ablation::load(&path)).transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
         let df = DataFrame::new_infer_height(vec![
             Column::new(
@@ -486,15 +494,31 @@ impl Development {
                     .map(|r| pct(r.sidecar.final_control_accuracy))
                     .collect::<Vec<_>>(),
             ),
+            // The module removed and as many random weights removed, ties broken at random
+            // (the ablation record); the training log's inverted reading is argmax's, which
+            // turns "every candidate tied" into "answer 0".
             Column::new(
-                "inverted_task_acc_%".into(),
-                self.records
+                "removed_acc_%".into(),
+                ablations
                     .iter()
-                    .map(|r| pct(r.sidecar.final_inverted_task_accuracy))
+                    .map(|a| {
+                        a.as_ref()
+                            .map(|a| 100.0 * a.module_removed.expected_accuracy)
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "random_removal_acc_%".into(),
+                ablations
+                    .iter()
+                    .map(|a| a.as_ref().map(|a| 100.0 * a.random_removed_accuracy()))
                     .collect::<Vec<_>>(),
             ),
         ])?;
-        Ok(Table::new(df).with_caption("masks by measured checkpoint accuracy"))
+        Ok(Table::new(df).with_caption(
+            "masks by measured checkpoint accuracy; removed / random removal: ties broken at \
+             random, empty where `avr mask ablate` has not run",
+        ))
     }
 
     /// One row per checkpoint and task: the checkpoint's accuracy reading (test when recorded,
