@@ -56,6 +56,13 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
         );
     }
     assert!(a.excess_loss_points() > 0.0);
+    // A per-tensor count-matched removal zeroes the same whole BatchNorm scales: it collapses
+    // the same way, so the ablation cannot tell the module's weights from its layer profile.
+    assert_eq!(a.layer_matched_removed.len(), 2);
+    for r in &a.layer_matched_removed {
+        assert_eq!(r.tied, r.n, "{r:?}");
+    }
+    assert_eq!(a.layer_matched_excess_points(), Some(0.0));
 }
 
 #[test]

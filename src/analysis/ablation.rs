@@ -20,7 +20,7 @@ use super::replicates::Interval;
 use crate::checkpoint::Checkpoint;
 use crate::data::AvrDataset;
 use crate::display::Table;
-use crate::masking::bits::TensorBits;
+use crate::masking::bits::{Binarize, MaskBits, TensorBits};
 use crate::masking::set::{MaskSet, TaskSets};
 use crate::masking::Mask;
 use crate::model::Params;
@@ -102,6 +102,11 @@ pub struct Ablation {
     pub module_removed: AblatedAccuracy,
     /// `kept` weights drawn uniformly from all masked tensors removed, one reading per draw.
     pub random_removed: Vec<AblatedAccuracy>,
+    /// As many weights removed from each tensor as the module keeps there, at random places
+    /// inside it (the count-matched null of the other measures), one reading per draw. It
+    /// keeps the module's layer profile and asks whether its particular weights matter.
+    #[serde(default)]
+    pub layer_matched_removed: Vec<AblatedAccuracy>,
 }
 
 impl Ablation {
@@ -120,9 +125,23 @@ impl Ablation {
             / n
     }
 
+    /// Mean accuracy (ties broken at random) over the layer-matched removals (`None` in a
+    /// record written before they were measured).
+    pub fn layer_matched_accuracy(&self) -> Option<f64> {
+        let r = &self.layer_matched_removed;
+        (!r.is_empty()).then(|| r.iter().map(|r| r.expected_accuracy).sum::<f64>() / r.len() as f64)
+    }
+
     /// Points lost by removing the module beyond removing as many random weights.
     pub fn excess_loss_points(&self) -> f64 {
         100.0 * (self.random_removed_accuracy() - self.module_removed.expected_accuracy)
+    }
+
+    /// Points lost by removing the module beyond removing as many weights per tensor at
+    /// random places.
+    pub fn layer_matched_excess_points(&self) -> Option<f64> {
+        self.layer_matched_accuracy()
+            .map(|a| 100.0 * (a - self.module_removed.expected_accuracy))
     }
 
     /// Writes this record as JSON, atomically.
@@ -151,6 +170,12 @@ impl Ablation {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (format!("random removal {}", i + 1), *r)),
+        );
+        rows.extend(
+            self.layer_matched_removed
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("layer-matched removal {}", i + 1), *r)),
         );
         let pct = |f: fn(&AblatedAccuracy) -> f64| -> Vec<f64> {
             rows.iter().map(|(_, r)| 100.0 * f(r)).collect()
@@ -202,27 +227,32 @@ impl Ablations {
         )
     }
 
-    /// The finding of [`Ablations::excess_loss`] in words.
-    pub fn finding(&self) -> &'static str {
-        let excess = self.excess_loss();
-        match (excess.n >= 2, excess.excludes(0.0)) {
-            (false, _) => "one mask: no test",
-            (true, true) if excess.mean > 0.0 => {
-                "removing the module costs significantly more than removing as many random \
-                 weights"
-            }
-            (true, true) => {
-                "removing the module costs significantly less than removing as many random \
-                 weights"
-            }
-            (true, false) => {
-                "no significant difference between removing the module and removing as many \
-                 random weights"
-            }
-        }
+    /// Points lost by removing each module beyond as many weights removed per tensor at
+    /// random places, over the modules whose records have the layer-matched draws.
+    pub fn layer_matched_excess(&self) -> Interval {
+        Interval::t95(
+            &self
+                .records
+                .iter()
+                .filter_map(Ablation::layer_matched_excess_points)
+                .collect::<Vec<_>>(),
+        )
     }
 
-    /// The removals against their chance level in one paragraph; `masks` is how many masks
+    /// The finding of [`Ablations::excess_loss`] in words.
+    pub fn finding(&self) -> String {
+        finding_of(&self.excess_loss(), "as many random weights")
+    }
+
+    /// The finding of [`Ablations::layer_matched_excess`] in words.
+    pub fn layer_matched_finding(&self) -> String {
+        finding_of(
+            &self.layer_matched_excess(),
+            "as many weights per tensor at random places",
+        )
+    }
+
+    /// The removals against their chance levels in one paragraph; `masks` is how many masks
     /// there are, measured or not.
     pub fn against_chance(&self, masks: usize) -> String {
         if self.records.is_empty() {
@@ -231,15 +261,6 @@ impl Ablations {
                  masks (`avr mask ablate`; `scripts/study.sh report` runs it)."
             );
         }
-        let pct = |f: &dyn Fn(&Ablation) -> f64| -> String {
-            let values: Vec<f64> = self.records.iter().map(|a| 100.0 * f(a)).collect();
-            // `12.5 % [11.0, 14.0] (n = 5)`: the unit on the reading, not after the n.
-            let summary = Interval::t95(&values).summary(1);
-            match summary.split_once(' ') {
-                Some((mean, rest)) => format!("{mean} % {rest}"),
-                None => format!("{summary} %"),
-            }
-        };
         let (tied, n) = self.records.iter().fold((0, 0), |(t, n), a| {
             (t + a.module_removed.tied, n + a.module_removed.n)
         });
@@ -247,16 +268,43 @@ impl Ablations {
             0 => String::new(),
             k => format!(" ({k} of {masks} masks not yet measured)"),
         };
-        format!(
+        let mut text = format!(
             "With the module removed, {} correct, and every candidate tied on {tied} of {n} \
              problems; with as many random weights removed ({} draws a mask), {} correct. \
-             Excess loss {} points (paired over masks): {}{unmeasured}.",
-            pct(&|a| a.module_removed.expected_accuracy),
+             Excess loss {} points (paired over masks): {}.",
+            self.percent(&|a| Some(a.module_removed.expected_accuracy)),
             self.records[0].random_removed.len(),
-            pct(&|a| a.random_removed_accuracy()),
+            self.percent(&|a| Some(a.random_removed_accuracy())),
             self.excess_loss().summary(1),
             self.finding()
-        )
+        );
+        if self.layer_matched_excess().n > 0 {
+            text.push_str(&format!(
+                " With as many weights removed from each tensor as the module keeps there, at \
+                 random places, {} correct: excess loss {} points, {}.",
+                self.percent(&|a| a.layer_matched_accuracy()),
+                self.layer_matched_excess().summary(1),
+                self.layer_matched_finding()
+            ));
+        }
+        text.push_str(&unmeasured);
+        text
+    }
+
+    /// `12.5 % [11.0, 14.0] (n = 5)` of `f` over the records that have it (percent).
+    fn percent(&self, f: &dyn Fn(&Ablation) -> Option<f64>) -> String {
+        let values: Vec<f64> = self
+            .records
+            .iter()
+            .filter_map(f)
+            .map(|v| 100.0 * v)
+            .collect();
+        // The unit on the reading, not after the n.
+        let summary = Interval::t95(&values).summary(1);
+        match summary.split_once(' ') {
+            Some((mean, rest)) => format!("{mean} % {rest}"),
+            None => format!("{summary} %"),
+        }
     }
 
     /// What the removals have in common: how many tie every candidate on every problem, and
@@ -273,14 +321,32 @@ impl Ablations {
             .iter()
             .filter(|a| a.whole_tensors.iter().any(|t| t.contains(".bn.")))
             .count();
+        let (layer_tied, layer_n) = self
+            .records
+            .iter()
+            .flat_map(|a| &a.layer_matched_removed)
+            .fold((0, 0), |(t, n), r| (t + r.tied, n + r.n));
+        let layer = match (layer_n, layer_tied == layer_n) {
+            (0, _) => String::new(),
+            (_, true) => format!(
+                " Removing as many weights from each tensor as the module keeps there, at \
+                 random places, ties the candidates on all {layer_n} problems of all draws: \
+                 the collapse follows from how many weights the module takes from each tensor, \
+                 not from which ones."
+            ),
+            (_, false) => format!(
+                " Removing as many weights from each tensor as the module keeps there, at \
+                 random places, ties the candidates on {layer_tied} of {layer_n} problems over \
+                 all draws."
+            ),
+        };
         format!(
             "Removing the module ties every candidate on every problem for {all_tied} of {m} \
-             measured modules: the scores no longer depend on the candidate. {whole_norm} of \
-             them keep a BatchNorm scale whole, and a zero scale alone makes its layer's \
-             output the same for every input; the others collapse without one. Where the \
-             removal ties everything, its 12.5 % is that collapse, not a measure of how much \
-             of the task the module carries: the random removal of as many weights is the \
-             comparison that is."
+             measured modules: the scores no longer depend on the candidate, so its 12.5 % is \
+             a collapse, not a measure of how much of the task the module carries. \
+             {whole_norm} of the {m} keep a BatchNorm scale whole (a zero scale makes its \
+             layer's output the same for every input).{layer} Removing as many weights \
+             anywhere at random is the comparison that does not collapse."
         )
     }
 
@@ -299,6 +365,8 @@ impl Ablations {
             "tied_when_removed" => r.iter().map(|a| a.module_removed.tied as u32).collect::<Vec<_>>(),
             "random_removal_%" => pct(&|a| a.random_removed_accuracy()),
             "excess_loss_points" => r.iter().map(Ablation::excess_loss_points).collect::<Vec<_>>(),
+            "layer_matched_%" => r.iter().map(|a| a.layer_matched_accuracy().map(|v| 100.0 * v)).collect::<Vec<_>>(),
+            "layer_matched_excess_points" => r.iter().map(Ablation::layer_matched_excess_points).collect::<Vec<_>>(),
             "n" => r.iter().map(|a| a.module_removed.n as u32).collect::<Vec<_>>(),
         )?;
         Ok(Table::new(df).with_caption(format!(
@@ -313,6 +381,22 @@ impl Ablations {
         match self.table() {
             Ok(t) => t.evcxr_display(),
             Err(_) => println!("{self:?}"),
+        }
+    }
+}
+
+/// An interval of excess losses (points) against removing `than`, in words.
+fn finding_of(excess: &Interval, than: &str) -> String {
+    match (excess.n >= 2, excess.excludes(0.0)) {
+        (false, _) => format!("{} mask(s): no test against removing {than}", excess.n),
+        (true, true) if excess.mean > 0.0 => {
+            format!("removing the module costs significantly more than removing {than}")
+        }
+        (true, true) => {
+            format!("removing the module costs significantly less than removing {than}")
+        }
+        (true, false) => {
+            format!("no significant difference between removing the module and removing {than}")
         }
     }
 }
@@ -350,6 +434,7 @@ pub fn ablate(
         )));
     }
     let base = &ckpt.model.params;
+    mask.check_fits(base)?;
     let opts = EvalOptions {
         batch_size: 32,
         device: ckpt.model.device(),
@@ -360,7 +445,11 @@ pub fn ablate(
     let (kept, total) = mask.kept();
     let mut rng = Rng::new(cfg.seed).fork("ablation");
     let random_removed = (0..cfg.draws)
-        .map(|_| read(&random_removal(mask, base, kept as usize, &mut rng)?))
+        .map(|_| read(&zeroed(base, &anywhere(mask, kept as usize, &mut rng))?))
+        .collect::<Result<Vec<_>>>()?;
+    let module = mask.bits(Binarize::Threshold, &mut rng)?;
+    let layer_matched_removed = (0..cfg.draws)
+        .map(|_| read(&zeroed(base, &module.shuffled(&mut rng))?))
         .collect::<Result<Vec<_>>>()?;
     Ok(Ablation {
         mask: mask.name.clone(),
@@ -372,6 +461,7 @@ pub fn ablate(
         module_only: read(&mask.apply(base, false)?)?,
         module_removed: read(&mask.apply(base, true)?)?,
         random_removed,
+        layer_matched_removed,
     })
 }
 
@@ -384,29 +474,56 @@ pub fn whole_tensors(mask: &Mask) -> Vec<String> {
         .collect()
 }
 
-/// `params` with `removed` of the mask's weights zeroed, drawn uniformly over all of its
-/// tensors together (not per tensor: a per-tensor count would zero the same whole tensors).
-fn random_removal(mask: &Mask, params: &Params, removed: usize, rng: &mut Rng) -> Result<Params> {
-    mask.check_fits(params)?;
+/// `removed` of the mask's weights drawn uniformly over all of its tensors together (not per
+/// tensor: a per-tensor count would zero the same whole tensors), as bits in the mask's layout.
+fn anywhere(mask: &Mask, removed: usize, rng: &mut Rng) -> MaskBits {
     let total = mask.logits.numel();
     let mut drawn = TensorBits::zeros("all", &[total]);
     (0..removed.min(total as usize)).for_each(|i| drawn.set(i));
     let drawn = drawn.shuffled(rng);
-    let keep: Vec<f32> = (0..total as usize)
-        .map(|i| if drawn.get(i) { 0.0 } else { 1.0 })
-        .collect();
-    let keep = Tensor::from_slice(&keep);
-    let mut out = Params::new();
     let mut offset = 0;
+    let tensors = mask
+        .logits
+        .iter()
+        .map(|(name, l)| {
+            let mut bits = TensorBits::zeros(name, &l.size());
+            (0..bits.numel)
+                .filter(|i| drawn.get(offset + i))
+                .for_each(|i| bits.set(i));
+            offset += bits.numel;
+            bits
+        })
+        .collect();
+    MaskBits {
+        name: mask.name.clone(),
+        tensors,
+    }
+}
+
+/// `params` with every weight `removed` marks set to zero; tensors it does not name are shared
+/// unchanged.
+fn zeroed(params: &Params, removed: &MaskBits) -> Result<Params> {
+    let mut out = Params::new();
     for (name, w) in params.iter() {
-        let t = match mask.logits.contains(name) {
-            true => {
-                let n = w.numel() as i64;
-                let k = keep.narrow(0, offset, n).view(w.size().as_slice());
-                offset += n;
-                w * k.to_device(w.device()).to_kind(w.kind())
+        let t = match removed.tensors.iter().find(|t| t.name == name) {
+            Some(bits) if bits.numel as i64 == w.numel() as i64 => {
+                let keep: Vec<f32> = (0..bits.numel)
+                    .map(|i| if bits.get(i) { 0.0 } else { 1.0 })
+                    .collect();
+                let keep = Tensor::from_slice(&keep).view(w.size().as_slice());
+                w * keep.to_device(w.device()).to_kind(w.kind())
             }
-            false => w.shallow_clone(),
+            Some(bits) => {
+                return Err(Error::MaskMismatch {
+                    mask: removed.name.clone(),
+                    message: format!(
+                        "`{name}` has {} weights in the mask but {} in the model",
+                        bits.numel,
+                        w.numel()
+                    ),
+                })
+            }
+            None => w.shallow_clone(),
         };
         out.insert(name, t);
     }
@@ -441,7 +558,7 @@ mod tests {
         let mut rng = Rng::new(1);
         let (mut in_a, draws) = (0.0, 200);
         for _ in 0..draws {
-            let out = random_removal(&mask, &params, 10, &mut rng).unwrap();
+            let out = zeroed(&params, &anywhere(&mask, 10, &mut rng)).unwrap();
             let zeros = |n: &str| {
                 let t = out.get(n).unwrap();
                 t.numel() as f64 - t.sum(Kind::Float).double_value(&[])
@@ -472,6 +589,25 @@ mod tests {
             module_only: reading(0.85, 0),
             module_removed: reading(removed, tied),
             random_removed: random.iter().map(|&r| reading(r, 0)).collect(),
+            layer_matched_removed: vec![],
+        }
+    }
+
+    #[test]
+    fn a_layer_matched_removal_zeroes_the_modules_count_in_each_tensor() {
+        let (mask, params) = mask_of(&[
+            ("a", vec![1.0, 1.0, -1.0, -1.0]),
+            ("b", vec![-1.0, 2.0, -3.0]),
+        ]);
+        let mut rng = Rng::new(2);
+        let bits = mask.bits(Binarize::Threshold, &mut rng).unwrap();
+        for _ in 0..20 {
+            let out = zeroed(&params, &bits.shuffled(&mut rng)).unwrap();
+            let zeros = |n: &str| {
+                let t = out.get(n).unwrap();
+                t.numel() as f64 - t.sum(Kind::Float).double_value(&[])
+            };
+            assert_eq!((zeros("a"), zeros("b")), (2.0, 1.0));
         }
     }
 
@@ -499,10 +635,34 @@ mod tests {
         let text = alike.against_chance(3);
         assert!(text.contains("no significant difference"), "{text}");
         assert!(!text.contains("not yet measured"), "{text}");
+        let mut layered = costly.clone();
+        for a in &mut layered.records {
+            a.layer_matched_removed = a
+                .random_removed
+                .iter()
+                .map(|r| AblatedAccuracy {
+                    expected_accuracy: 0.125,
+                    tied: 200,
+                    ..*r
+                })
+                .collect();
+        }
+        let text = layered.against_chance(3);
+        assert!(
+            text.contains("no significant difference between removing the module and removing as many weights per tensor"),
+            "{text}"
+        );
+        assert!(
+            layered.collapse().contains("on all 1200 problems"),
+            "{}",
+            layered.collapse()
+        );
         let none = Ablations { records: vec![] };
         assert!(none.against_chance(2).contains("not yet measured"));
         let collapse = costly.collapse();
-        assert!(collapse.contains("for 3 of 3 measured modules") && collapse.contains("0 of"));
+        assert!(
+            collapse.contains("for 3 of 3 measured modules") && collapse.contains("0 of the 3")
+        );
         assert_eq!(costly.table().unwrap().df.height(), 3);
     }
 }

@@ -577,15 +577,22 @@ impl Development {
         Ok(Ablations { records })
     }
 
-    /// Measures the ablation of every shape mask that has no record yet (on the checkpoint and
-    /// task set its sidecar names, the task's validation split, else its test split) and writes
-    /// each record beside its mask; returns how many were measured.
+    /// Measures the ablation of every shape mask that has no record yet, or one written before
+    /// the layer-matched removals existed (on the checkpoint and task set its sidecar names, the
+    /// task's validation split, else its test split), and writes each record beside its mask;
+    /// returns how many were measured.
     pub fn ablate_missing(&self, cfg: &AblationConfig) -> Result<usize> {
-        let missing: Vec<&MaskRecord> = self
-            .records
-            .iter()
-            .filter(|r| r.sidecar.shape.is_some() && !Ablation::path_for(&r.path).is_file())
-            .collect();
+        let current = |r: &MaskRecord| -> Result<bool> {
+            let path = Ablation::path_for(&r.path);
+            Ok(path.is_file()
+                && (cfg.draws == 0 || !Ablation::load(&path)?.layer_matched_removed.is_empty()))
+        };
+        let mut missing: Vec<&MaskRecord> = Vec::new();
+        for r in self.records.iter().filter(|r| r.sidecar.shape.is_some()) {
+            if !current(r)? {
+                missing.push(r);
+            }
+        }
         for r in &missing {
             let unresolved = |what: &str, given: &str| {
                 Error::bad_file(&r.path, format!("its {what} `{given}` is not found"))
@@ -654,9 +661,16 @@ impl Development {
                 "excess_loss_points [95 % CI]",
                 rows.iter().map(|r| r.2.excess_loss().summary(1)).collect(),
             ),
+            col("finding", rows.iter().map(|r| r.2.finding()).collect()),
             col(
-                "finding",
-                rows.iter().map(|r| r.2.finding().to_string()).collect(),
+                "layer_matched_excess_points [95 % CI]",
+                rows.iter()
+                    .map(|r| r.2.layer_matched_excess().summary(1))
+                    .collect(),
+            ),
+            col(
+                "layer_matched_finding",
+                rows.iter().map(|r| r.2.layer_matched_finding()).collect(),
             ),
         ])?;
         Ok(Table::new(df).with_caption(

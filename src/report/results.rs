@@ -333,8 +333,9 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
          the model significantly\" (R4), without an interval. Ours: the task-accuracy drop of \
          the masked model from the unmasked one (points, same problems). Then the other side, \
          which the study did not measure against chance: the module removed (the inverted \
-         mask) against as many weights removed at random from all masked tensors (the chance \
-         level of an ablation), paired per mask. Accuracies count tied scores as a fair coin \
+         mask) against two chance levels of an ablation, paired per mask: as many weights \
+         removed at random from all masked tensors, and as many removed from each tensor as \
+         the module keeps there, at random places (its layer profile). Accuracies count tied scores as a fair coin \
          breaks them (chance is 12.5 %): a model that scores every candidate alike has no \
          answer, whatever index `argmax` returns.",
     );

@@ -194,10 +194,16 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
     for (i, r) in record.random_removed.iter().enumerate() {
         println!("  random {:<8} {}", i + 1, pct(r));
     }
+    for (i, r) in record.layer_matched_removed.iter().enumerate() {
+        println!("  per tensor {:<4} {}", i + 1, pct(r));
+    }
     println!(
-        "  removing the module costs {:.1} points beyond the random removals; whole tensors \
-         it keeps: {}",
+        "  removing the module costs {:.1} points beyond the random removals and {} beyond \
+         the per-tensor ones; whole tensors it keeps: {}",
         record.excess_loss_points(),
+        record
+            .layer_matched_excess_points()
+            .map_or("(not measured)".into(), |p| format!("{p:.1}")),
         record.whole_tensors.join(", ")
     );
     println!("  written to {}", out.display());
