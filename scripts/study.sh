@@ -164,8 +164,9 @@ ablate_stage() {
   local m stem task dirs
   for m in "$masks"/*/*.safetensors; do
     [ -e "$m" ] || continue
-    # Measured already (a record from before the layer-matched removals is measured again).
-    grep -qs '"layer_matched_removed"' "${m%.safetensors}.ablation.json" && continue
+    # Measured already (a record from before the layer-matched removals and the collapse probe
+    # is measured again).
+    grep -qs '"collapsing_tensors"' "${m%.safetensors}.ablation.json" && continue
     stem=$(basename "$(dirname "$m")"); task=$(basename "$m" .safetensors); task=${task%-s*}
     dirs="$data/$task"
     if [ "$task" = all-shapes ]; then

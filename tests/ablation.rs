@@ -63,6 +63,16 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
         assert_eq!(r.tied, r.n, "{r:?}");
     }
     assert_eq!(a.layer_matched_excess_points(), Some(0.0));
+    // Each whole BatchNorm scale, removed alone, already ties every candidate.
+    let collapsing = a.collapsing_tensors.as_ref().unwrap();
+    for bn in [
+        "visual.bn.1.weight",
+        "visual.bn.2.weight",
+        "visual.bn.3.weight",
+    ] {
+        assert!(collapsing.iter().any(|t| t == bn), "{collapsing:?}");
+    }
+    assert!(a.is_current(&cfg));
 }
 
 #[test]

@@ -28,6 +28,10 @@ use crate::rng::Rng;
 use crate::train::eval::{evaluate_with, EvalOptions, EvalReport};
 use crate::{Error, Result};
 
+/// Problems read when looking for the tensors whose removal alone ties every candidate: a
+/// model whose scores tie on all of them no longer depends on the candidate.
+pub const COLLAPSE_PROBE_PROBLEMS: usize = 16;
+
 /// Settings of an ablation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -94,6 +98,11 @@ pub struct Ablation {
     pub total: i64,
     /// Masked tensors the module keeps entirely: removing it zeroes them.
     pub whole_tensors: Vec<String>,
+    /// Tensors where removing only the module's weights, all else intact, already ties every
+    /// candidate on the first [`COLLAPSE_PROBE_PROBLEMS`] held-out problems: where a collapse
+    /// comes from. `None` in a record written before this probe existed.
+    #[serde(default)]
+    pub collapsing_tensors: Option<Vec<String>>,
     /// The model unmasked.
     pub unmasked: AblatedAccuracy,
     /// Only the module kept (the mask applied).
@@ -130,6 +139,13 @@ impl Ablation {
     pub fn layer_matched_accuracy(&self) -> Option<f64> {
         let r = &self.layer_matched_removed;
         (!r.is_empty()).then(|| r.iter().map(|r| r.expected_accuracy).sum::<f64>() / r.len() as f64)
+    }
+
+    /// Whether this record has every reading that `cfg` asks for (records written before the
+    /// layer-matched removals or the collapse probe existed do not).
+    pub fn is_current(&self, cfg: &AblationConfig) -> bool {
+        self.collapsing_tensors.is_some()
+            && (cfg.draws == 0 || !self.layer_matched_removed.is_empty())
     }
 
     /// Points lost by removing the module beyond removing as many random weights.
@@ -345,9 +361,50 @@ impl Ablations {
              measured modules: the scores no longer depend on the candidate, so its 12.5 % is \
              a collapse, not a measure of how much of the task the module carries. \
              {whole_norm} of the {m} keep a BatchNorm scale whole (a zero scale makes its \
-             layer's output the same for every input).{layer} Removing as many weights \
-             anywhere at random is the comparison that does not collapse."
+             layer's output the same for every input).{}{layer} Removing as many weights \
+             anywhere at random is the comparison that does not collapse.",
+            self.single_tensor_collapses()
         )
+    }
+
+    /// Which tensors' module weights, removed alone, already tie every candidate, and in how
+    /// many modules (empty when no record has the probe).
+    fn single_tensor_collapses(&self) -> String {
+        let probed = self
+            .records
+            .iter()
+            .filter_map(|a| a.collapsing_tensors.as_ref())
+            .collect::<Vec<_>>();
+        if probed.is_empty() {
+            return String::new();
+        }
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for name in probed.iter().copied().flatten() {
+            match counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name.clone(), 1)),
+            }
+        }
+        let with = probed.iter().filter(|t| !t.is_empty()).count();
+        let list = counts
+            .iter()
+            .map(|(n, c)| format!("`{n}` {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match with {
+            0 => format!(
+                " In none of the {} probed modules does removing its weights in one tensor \
+                 alone tie the candidates: the collapse takes several tensors together.",
+                probed.len()
+            ),
+            _ => format!(
+                " In {with} of the {} probed modules, removing its weights in one tensor alone \
+                 already ties every candidate (the tensors, with how many modules: {list}); in \
+                 the other {} no single tensor does, the collapse takes several together.",
+                probed.len(),
+                probed.len() - with
+            ),
+        }
     }
 
     /// One row per module: kept %, accuracy unmasked, module only, module removed and random
@@ -370,8 +427,8 @@ impl Ablations {
             "n" => r.iter().map(|a| a.module_removed.n as u32).collect::<Vec<_>>(),
         )?;
         Ok(Table::new(df).with_caption(format!(
-            "Removing each module against removing as many random weights (ties broken at \
-             random; chance 12.5 %). {}",
+            "Removing each module against removing as many weights anywhere at random, and as \
+             many per tensor at random places (ties broken at random; chance 12.5 %). {}",
             self.against_chance(r.len())
         )))
     }
@@ -451,18 +508,43 @@ pub fn ablate(
     let layer_matched_removed = (0..cfg.draws)
         .map(|_| read(&zeroed(base, &module.shuffled(&mut rng))?))
         .collect::<Result<Vec<_>>>()?;
+    let probe = data.spread(COLLAPSE_PROBE_PROBLEMS);
     Ok(Ablation {
         mask: mask.name.clone(),
         config: *cfg,
         kept,
         total,
         whole_tensors: whole_tensors(mask),
+        collapsing_tensors: Some(collapsing_tensors(ckpt, &module, &probe, &opts)?),
         unmasked: read(base)?,
         module_only: read(&mask.apply(base, false)?)?,
         module_removed: read(&mask.apply(base, true)?)?,
         random_removed,
         layer_matched_removed,
     })
+}
+
+/// The tensors of `module` (the mask's bits) whose kept weights, removed alone, tie every
+/// candidate of every problem of `probe`.
+fn collapsing_tensors(
+    ckpt: &Checkpoint,
+    module: &MaskBits,
+    probe: &AvrDataset,
+    opts: &EvalOptions,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for bits in module.tensors.iter().filter(|t| t.kept() > 0) {
+        let alone = MaskBits {
+            name: module.name.clone(),
+            tensors: vec![bits.clone()],
+        };
+        let params = zeroed(&ckpt.model.params, &alone)?;
+        let r = evaluate_with(&ckpt.model, &params, probe, opts)?;
+        if r.tied == r.n {
+            out.push(bits.name.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The masked tensors whose every weight the mask keeps.
@@ -585,6 +667,7 @@ mod tests {
             kept: 10,
             total: 100,
             whole_tensors: vec![],
+            collapsing_tensors: None,
             unmasked: reading(0.9, 0),
             module_only: reading(0.85, 0),
             module_removed: reading(removed, tied),
@@ -656,6 +739,15 @@ mod tests {
             layered.collapse().contains("on all 1200 problems"),
             "{}",
             layered.collapse()
+        );
+        let mut probed = costly.clone();
+        probed.records[0].collapsing_tensors = Some(vec!["visual.bn.3.weight".into()]);
+        probed.records[1].collapsing_tensors = Some(vec![]);
+        let text = probed.collapse();
+        assert!(
+            text.contains("In 1 of the 2 probed modules")
+                && text.contains("`visual.bn.3.weight` 1)"),
+            "{text}"
         );
         let none = Ablations { records: vec![] };
         assert!(none.against_chance(2).contains("not yet measured"));

@@ -578,14 +578,13 @@ impl Development {
     }
 
     /// Measures the ablation of every shape mask that has no record yet, or one written before
-    /// the layer-matched removals existed (on the checkpoint and task set its sidecar names, the
+    /// the layer-matched removals and the collapse probe existed (on the checkpoint and task set its sidecar names, the
     /// task's validation split, else its test split), and writes each record beside its mask;
     /// returns how many were measured.
     pub fn ablate_missing(&self, cfg: &AblationConfig) -> Result<usize> {
         let current = |r: &MaskRecord| -> Result<bool> {
             let path = Ablation::path_for(&r.path);
-            Ok(path.is_file()
-                && (cfg.draws == 0 || !Ablation::load(&path)?.layer_matched_removed.is_empty()))
+            Ok(path.is_file() && Ablation::load(&path)?.is_current(cfg))
         };
         let mut missing: Vec<&MaskRecord> = Vec::new();
         for r in self.records.iter().filter(|r| r.sidecar.shape.is_some()) {
@@ -674,7 +673,8 @@ impl Development {
             ),
         ])?;
         Ok(Table::new(df).with_caption(
-            "removing a module against removing as many random weights (chance 12.5 %)",
+            "removing a module against removing as many weights anywhere at random, and as \
+             many per tensor at random places (ties broken at random; chance 12.5 %)",
         ))
     }
 

@@ -206,6 +206,16 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
             .map_or("(not measured)".into(), |p| format!("{p:.1}")),
         record.whole_tensors.join(", ")
     );
+    if let Some(tensors) = &record.collapsing_tensors {
+        println!(
+            "  tensors whose module weights, removed alone, tie every candidate: {}",
+            if tensors.is_empty() {
+                "none".to_string()
+            } else {
+                tensors.join(", ")
+            }
+        );
+    }
     println!("  written to {}", out.display());
     Ok(())
 }
