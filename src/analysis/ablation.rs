@@ -1,14 +1,17 @@
-//! Ablation against its chance level: what removing a module costs.
+//! Ablation against its chance levels: what removing a module costs.
 //!
 //! Removing a module zeroes the weights its mask keeps (the inverted mask). On its own that
-//! reading says little: any 10 % of the weights might matter. The chance level removes as many
-//! weights drawn uniformly from all masked tensors, in seeded draws; a module matters beyond
-//! its size only where removing it costs more than removing those.
+//! reading says little: any 10 % of the weights might matter. Two chance levels, in seeded
+//! draws: as many weights removed anywhere in the masked tensors, and as many removed from
+//! each tensor as the module keeps there, at random places (its layer profile, the
+//! count-matched null of the other module measures). A module matters beyond its size only
+//! where removing it costs more than the first; beyond its layer profile, more than the second.
 //!
 //! Accuracies are read as a fair coin breaks tied scores, and the ties are counted. A model
 //! that scores every candidate alike has no answer, whatever index `argmax` happens to return.
 //! This is what removing a module does when it keeps a whole tensor (every BatchNorm scale of a
-//! layer, say): every panel then gets the same embedding.
+//! layer, say): every panel then gets the same embedding. A probe names the tensors whose
+//! module weights, removed alone, already do that.
 
 use std::path::{Path, PathBuf};
 
