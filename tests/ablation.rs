@@ -5,10 +5,33 @@
 use avr_modularity::analysis::ablation::{ablate, AblationConfig};
 use avr_modularity::analysis::development::Development;
 use avr_modularity::checkpoint::Checkpoint;
+use avr_modularity::data::generate::{generate_dataset, GeneratorConfig};
 use avr_modularity::data::{AvrDataset, Split};
 use avr_modularity::files::crate_root;
 use avr_modularity::masking::engine::MaskSidecar;
 use avr_modularity::masking::Mask;
+
+/// The study's `shape` set as `scripts/study.sh data` writes it (only `generator.json`: the
+/// problems come from the seed), sized by the manifest, under `dir`; a fresh clone has none.
+fn study_shape_set(dir: &std::path::Path, shape: &str) -> std::path::PathBuf {
+    let manifest =
+        std::fs::read_to_string(crate_root().join("datasets/study/manifest.env")).unwrap();
+    let value = |key: &str| -> usize {
+        let prefix = format!("{key}=");
+        let line = manifest.lines().find(|l| l.starts_with(&prefix)).unwrap();
+        line[prefix.len()..].trim().parse().unwrap()
+    };
+    let cfg = GeneratorConfig {
+        preset: shape.into(),
+        per_config: value("SHAPE_PER_CONFIG"),
+        seed: value("SEED") as u64,
+        on_the_fly: true,
+        ..Default::default()
+    };
+    let out = dir.join(shape);
+    generate_dataset(&cfg, &out, false).unwrap();
+    out
+}
 
 #[test]
 fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_removed() {
@@ -19,7 +42,8 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
     let mask = Mask::load(&path).unwrap();
     let side: MaskSidecar = avr_modularity::checkpoint::read_sidecar(&path).unwrap();
     // Mask training read the validation split, 200 problems evenly spread: the same here.
-    let held_out = AvrDataset::open(root.join("datasets/study/circles"))
+    let data = tempfile::tempdir().unwrap();
+    let held_out = AvrDataset::open(study_shape_set(data.path(), "circles"))
         .unwrap()
         .split(Split::Val);
     let cfg = AblationConfig::default().with_draws(2);
@@ -44,7 +68,7 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
             a.whole_tensors
         );
     }
-    assert_eq!(a.module_removed.tied, a.module_removed.n);
+    assert_eq!(a.module_removed.all_tied, a.module_removed.n);
     assert!((a.module_removed.expected_accuracy - 0.125).abs() < 1e-12);
     // Removing as many random weights leaves scores that differ, and costs less.
     assert_eq!(a.random_removed.len(), 2);
@@ -60,7 +84,7 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
     // the same way, so the ablation cannot tell the module's weights from its layer profile.
     assert_eq!(a.layer_matched_removed.len(), 2);
     for r in &a.layer_matched_removed {
-        assert_eq!(r.tied, r.n, "{r:?}");
+        assert_eq!(r.all_tied, r.n, "{r:?}");
     }
     assert_eq!(a.layer_matched_excess_points(), Some(0.0));
     // Each whole BatchNorm scale, removed alone, already ties every candidate.
@@ -73,6 +97,13 @@ fn a_study_modules_ablation_agrees_with_its_training_record_and_ties_when_remove
         assert!(collapsing.iter().any(|t| t == bn), "{collapsing:?}");
     }
     assert!(a.is_current(&cfg));
+    assert!(
+        !a.is_current(&cfg.with_problems(8)),
+        "measured with other settings"
+    );
+    // Without a draw there is no chance level to compare with: refused, not a 0 % reading.
+    let err = ablate(&ckpt, &mask, &held_out, &cfg.with_draws(0)).unwrap_err();
+    assert!(err.to_string().contains("at least one draw"), "{err}");
 }
 
 #[test]
@@ -84,14 +115,20 @@ fn a_development_measures_only_the_missing_ablations_and_reads_them_back() {
     let shipped = root.join("binary_masks/study/scl_official_val80.2");
     for file in [
         "circles-s0.safetensors",
-        "circles-s0.json",
         "all-shapes-s0.safetensors",
         "all-shapes-s0.json",
     ] {
         std::fs::copy(shipped.join(file), folder.join(file)).unwrap();
     }
-    // The sidecars name the checkpoint and task set relative to the crate root, where cargo
-    // runs the tests.
+    // The sidecar names the checkpoint relative to the crate root, where cargo runs the tests,
+    // and the task set where the study wrote it; here it points at a copy of that set.
+    let data = tempfile::tempdir().unwrap();
+    let task = study_shape_set(data.path(), "circles");
+    let mut side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("circles-s0.json")).unwrap())
+            .unwrap();
+    side["task_dataset"] = task.display().to_string().into();
+    std::fs::write(folder.join("circles-s0.json"), side.to_string()).unwrap();
     let dev = Development::from_dir(dir.path()).unwrap();
     let cfg = AblationConfig::default().with_draws(1).with_problems(40);
     // Only the shape mask: the pooled control has no shape.

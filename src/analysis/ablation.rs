@@ -35,6 +35,10 @@ use crate::{Error, Result};
 /// model whose scores tie on all of them no longer depends on the candidate.
 pub const COLLAPSE_PROBE_PROBLEMS: usize = 16;
 
+/// The format of the records [`ablate`] writes: 2 adds the layer-matched removals, the
+/// collapse probe and the all-candidates tie count.
+pub const ABLATION_FORMAT: u32 = 2;
+
 /// Settings of an ablation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -73,6 +77,9 @@ pub struct AblatedAccuracy {
     pub expected_accuracy: f64,
     /// Problems whose highest score is shared by two or more candidates.
     pub tied: usize,
+    /// Problems whose candidates all share the highest score: no answer at all.
+    #[serde(default)]
+    pub all_tied: usize,
     /// Problems evaluated.
     pub n: usize,
 }
@@ -83,6 +90,7 @@ impl From<&EvalReport> for AblatedAccuracy {
             accuracy: r.accuracy,
             expected_accuracy: r.expected_accuracy(),
             tied: r.tied,
+            all_tied: r.all_tied,
             n: r.n,
         }
     }
@@ -91,6 +99,10 @@ impl From<&EvalReport> for AblatedAccuracy {
 /// What removing one module costs, against removing as many random weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ablation {
+    /// The record's format ([`ABLATION_FORMAT`]); older records (0) lack readings and are
+    /// measured again.
+    #[serde(default)]
+    pub format: u32,
     /// The mask's name.
     pub mask: String,
     /// The settings used.
@@ -144,11 +156,9 @@ impl Ablation {
         (!r.is_empty()).then(|| r.iter().map(|r| r.expected_accuracy).sum::<f64>() / r.len() as f64)
     }
 
-    /// Whether this record has every reading that `cfg` asks for (records written before the
-    /// layer-matched removals or the collapse probe existed do not).
+    /// Whether this record is of the current format and was measured with `cfg`.
     pub fn is_current(&self, cfg: &AblationConfig) -> bool {
-        self.collapsing_tensors.is_some()
-            && (cfg.draws == 0 || !self.layer_matched_removed.is_empty())
+        self.format == ABLATION_FORMAT && self.config == *cfg
     }
 
     /// Points lost by removing the module beyond removing as many random weights.
@@ -204,6 +214,7 @@ impl Ablation {
             "accuracy_%" => pct(|r| r.accuracy),
             "ties_broken_at_random_%" => pct(|r| r.expected_accuracy),
             "tied" => rows.iter().map(|r| r.1.tied as u32).collect::<Vec<_>>(),
+            "all_tied" => rows.iter().map(|r| r.1.all_tied as u32).collect::<Vec<_>>(),
             "n" => rows.iter().map(|r| r.1.n as u32).collect::<Vec<_>>(),
         )?;
         Ok(Table::new(df).with_caption(format!(
@@ -280,15 +291,13 @@ impl Ablations {
                  masks (`avr mask ablate`; `scripts/study.sh report` runs it)."
             );
         }
-        let (tied, n) = self.records.iter().fold((0, 0), |(t, n), a| {
-            (t + a.module_removed.tied, n + a.module_removed.n)
-        });
+        let (tied, n) = tie_counts(self.records.iter().map(|a| &a.module_removed));
         let unmeasured = match masks.saturating_sub(self.records.len()) {
             0 => String::new(),
             k => format!(" ({k} of {masks} masks not yet measured)"),
         };
         let mut text = format!(
-            "With the module removed, {} correct, and every candidate tied on {tied} of {n} \
+            "With the module removed, {} correct, and all candidates tied on {tied} of {n} \
              problems; with as many random weights removed ({} draws a mask), {} correct. \
              Excess loss {} points (paired over masks): {}.",
             self.percent(&|a| Some(a.module_removed.expected_accuracy)),
@@ -326,88 +335,65 @@ impl Ablations {
         }
     }
 
-    /// What the removals have in common: how many tie every candidate on every problem, and
-    /// how many keep a whole BatchNorm scale (whose zeroing alone would do it).
+    /// What the removals have in common, each sentence decided by its counts: how many
+    /// modules' removal ties every candidate on every problem (a collapse), how many of those
+    /// keep a whole BatchNorm scale, which single tensors already collapse the model, and
+    /// whether the two chance levels collapse it too.
     pub fn collapse(&self) -> String {
         let m = self.records.len();
-        let all_tied = self
+        let collapsed: Vec<&Ablation> = self
             .records
             .iter()
-            .filter(|a| a.module_removed.tied == a.module_removed.n)
-            .count();
-        let whole_norm = self
-            .records
-            .iter()
-            .filter(|a| a.whole_tensors.iter().any(|t| t.contains(".bn.")))
-            .count();
-        let (layer_tied, layer_n) = self
-            .records
-            .iter()
-            .flat_map(|a| &a.layer_matched_removed)
-            .fold((0, 0), |(t, n), r| (t + r.tied, n + r.n));
-        let layer = match (layer_n, layer_tied == layer_n) {
-            (0, _) => String::new(),
-            (_, true) => format!(
-                " Removing as many weights from each tensor as the module keeps there, at \
-                 random places, ties the candidates on all {layer_n} problems of all draws: \
-                 the collapse follows from how many weights the module takes from each tensor, \
-                 not from which ones."
-            ),
-            (_, false) => format!(
-                " Removing as many weights from each tensor as the module keeps there, at \
-                 random places, ties the candidates on {layer_tied} of {layer_n} problems over \
-                 all draws."
-            ),
-        };
-        format!(
-            "Removing the module ties every candidate on every problem for {all_tied} of {m} \
-             measured modules: the scores no longer depend on the candidate, so its 12.5 % is \
-             a collapse, not a measure of how much of the task the module carries. \
-             {whole_norm} of the {m} keep a BatchNorm scale whole (a zero scale makes its \
-             layer's output the same for every input).{}{layer} Removing as many weights \
-             anywhere at random is the comparison that does not collapse.",
-            self.single_tensor_collapses()
-        )
-    }
-
-    /// Which tensors' module weights, removed alone, already tie every candidate, and in how
-    /// many modules (empty when no record has the probe).
-    fn single_tensor_collapses(&self) -> String {
-        let probed = self
-            .records
-            .iter()
-            .filter_map(|a| a.collapsing_tensors.as_ref())
-            .collect::<Vec<_>>();
-        if probed.is_empty() {
-            return String::new();
+            .filter(|a| collapses(&a.module_removed))
+            .collect();
+        let c = collapsed.len();
+        if c == 0 {
+            return format!(
+                "Removing the module leaves scores that depend on the candidate for all {m} \
+                 measured modules: its accuracy is a reading of the task, not a collapse."
+            );
         }
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for name in probed.iter().copied().flatten() {
-            match counts.iter_mut().find(|(n, _)| n == name) {
-                Some((_, c)) => *c += 1,
-                None => counts.push((name.clone(), 1)),
-            }
-        }
-        let with = probed.iter().filter(|t| !t.is_empty()).count();
-        let list = counts
+        let whole_norm = collapsed
             .iter()
-            .map(|(n, c)| format!("`{n}` {c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match with {
+            .filter(|a| a.whole_tensors.iter().any(|t| is_norm_scale(t)))
+            .count();
+        let mut text = format!(
+            "Removing the module ties all 8 candidates on every problem for {c} of {m} \
+             measured modules: their scores no longer depend on the candidate, so their 12.5 % \
+             is a collapse, not a measure of how much of the task the module carries. \
+             {whole_norm} of these {c} keep a BatchNorm scale whole (a zero scale makes its \
+             layer's output the same for every input).{}",
+            single_tensor_collapses(&collapsed)
+        );
+        let (layer_tied, layer_n) =
+            tie_counts(collapsed.iter().flat_map(|a| &a.layer_matched_removed));
+        if layer_n > 0 {
+            let cause = match layer_tied == layer_n {
+                true => {
+                    ": the collapse follows from how many weights the module takes from each \
+                     tensor, not from which ones"
+                }
+                false => "",
+            };
+            text.push_str(&format!(
+                " For these modules, removing as many weights from each tensor as the module \
+                 keeps there, at random places, ties all candidates on {layer_tied} of \
+                 {layer_n} problems over all draws{cause}."
+            ));
+        }
+        let (random_tied, random_n) = tie_counts(collapsed.iter().flat_map(|a| &a.random_removed));
+        text.push_str(&match random_tied {
             0 => format!(
-                " In none of the {} probed modules does removing its weights in one tensor \
-                 alone tie the candidates: the collapse takes several tensors together.",
-                probed.len()
+                " Removing as many weights anywhere at random ties no problem's candidates \
+                 ({random_n} problems over all draws): it is the comparison that does not \
+                 collapse."
             ),
-            _ => format!(
-                " In {with} of the {} probed modules, removing its weights in one tensor alone \
-                 already ties every candidate (the tensors, with how many modules: {list}); in \
-                 the other {} no single tensor does, the collapse takes several together.",
-                probed.len(),
-                probed.len() - with
+            t => format!(
+                " Removing as many weights anywhere at random ties all candidates on {t} of \
+                 {random_n} problems over all draws."
             ),
-        }
+        });
+        text
     }
 
     /// One row per module: kept %, accuracy unmasked, module only, module removed and random
@@ -422,7 +408,7 @@ impl Ablations {
             "unmasked_%" => pct(&|a| a.unmasked.expected_accuracy),
             "module_only_%" => pct(&|a| a.module_only.expected_accuracy),
             "module_removed_%" => pct(&|a| a.module_removed.expected_accuracy),
-            "tied_when_removed" => r.iter().map(|a| a.module_removed.tied as u32).collect::<Vec<_>>(),
+            "all_tied_when_removed" => r.iter().map(|a| a.module_removed.all_tied as u32).collect::<Vec<_>>(),
             "random_removal_%" => pct(&|a| a.random_removed_accuracy()),
             "excess_loss_points" => r.iter().map(Ablation::excess_loss_points).collect::<Vec<_>>(),
             "layer_matched_%" => r.iter().map(|a| a.layer_matched_accuracy().map(|v| 100.0 * v)).collect::<Vec<_>>(),
@@ -442,6 +428,60 @@ impl Ablations {
             Ok(t) => t.evcxr_display(),
             Err(_) => println!("{self:?}"),
         }
+    }
+}
+
+/// Whether a reading has all candidates tied on every problem: no answer at all.
+fn collapses(r: &AblatedAccuracy) -> bool {
+    r.n > 0 && r.all_tied == r.n
+}
+
+/// A BatchNorm scale (`….bn.N.weight`): zeroing it makes its layer's output its bias.
+fn is_norm_scale(name: &str) -> bool {
+    name.contains(".bn.") && name.ends_with(".weight")
+}
+
+/// `(problems with all candidates tied, problems)` over `readings`.
+fn tie_counts<'a>(readings: impl Iterator<Item = &'a AblatedAccuracy>) -> (usize, usize) {
+    readings.fold((0, 0), |(t, n), r| (t + r.all_tied, n + r.n))
+}
+
+/// Which tensors' module weights, removed alone, already tie every candidate, and in how many
+/// of the `collapsed` modules (empty when none has the probe).
+fn single_tensor_collapses(collapsed: &[&Ablation]) -> String {
+    let probed = collapsed
+        .iter()
+        .filter_map(|a| a.collapsing_tensors.as_ref())
+        .collect::<Vec<_>>();
+    if probed.is_empty() {
+        return String::new();
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for name in probed.iter().copied().flatten() {
+        match counts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name.clone(), 1)),
+        }
+    }
+    let with = probed.iter().filter(|t| !t.is_empty()).count();
+    let list = counts
+        .iter()
+        .map(|(n, c)| format!("`{n}` {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match with {
+        0 => format!(
+            " In none of the {} probed modules does removing its weights in one tensor alone \
+             tie the candidates: the collapse takes several tensors together.",
+            probed.len()
+        ),
+        _ => format!(
+            " In {with} of the {} probed modules, removing its weights in one tensor alone \
+             already ties every candidate (the tensors, with how many modules: {list}); in the \
+             other {} no single tensor does, the collapse takes several together.",
+            probed.len(),
+            probed.len() - with
+        ),
     }
 }
 
@@ -485,6 +525,12 @@ pub fn ablate(
     held_out: &AvrDataset,
     cfg: &AblationConfig,
 ) -> Result<Ablation> {
+    if cfg.draws == 0 {
+        return Err(Error::Config(format!(
+            "ablating {}: the chance levels need at least one draw",
+            mask.name
+        )));
+    }
     let data = held_out.spread(cfg.problems);
     if data.is_empty() {
         return Err(Error::NotEnough(format!(
@@ -513,6 +559,7 @@ pub fn ablate(
         .collect::<Result<Vec<_>>>()?;
     let probe = data.spread(COLLAPSE_PROBE_PROBLEMS);
     Ok(Ablation {
+        format: ABLATION_FORMAT,
         mask: mask.name.clone(),
         config: *cfg,
         kept,
@@ -543,7 +590,7 @@ fn collapsing_tensors(
         };
         let params = zeroed(&ckpt.model.params, &alone)?;
         let r = evaluate_with(&ckpt.model, &params, probe, opts)?;
-        if r.tied == r.n {
+        if collapses(&(&r).into()) {
             out.push(bits.name.clone());
         }
     }
@@ -662,9 +709,11 @@ mod tests {
             accuracy: expected_accuracy,
             expected_accuracy,
             tied,
+            all_tied: tied,
             n: 200,
         };
         Ablation {
+            format: ABLATION_FORMAT,
             mask: "m".into(),
             config: AblationConfig::default(),
             kept: 10,
@@ -729,6 +778,7 @@ mod tests {
                 .map(|r| AblatedAccuracy {
                     expected_accuracy: 0.125,
                     tied: 200,
+                    all_tied: 200,
                     ..*r
                 })
                 .collect();
@@ -739,7 +789,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            layered.collapse().contains("on all 1200 problems"),
+            layered
+                .collapse()
+                .contains("on 1200 of 1200 problems over all draws: the collapse follows"),
             "{}",
             layered.collapse()
         );
@@ -756,7 +808,13 @@ mod tests {
         assert!(none.against_chance(2).contains("not yet measured"));
         let collapse = costly.collapse();
         assert!(
-            collapse.contains("for 3 of 3 measured modules") && collapse.contains("0 of the 3")
+            collapse.contains("for 3 of 3 measured modules") && collapse.contains("0 of these 3")
+        );
+        // No collapse: the sentence says so and claims nothing about one.
+        let alive = alike.collapse();
+        assert!(
+            alive.contains("depend on the candidate for all 3") && !alive.contains("12.5 %"),
+            "{alive}"
         );
         assert_eq!(costly.table().unwrap().df.height(), 3);
     }

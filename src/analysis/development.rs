@@ -619,58 +619,58 @@ impl Development {
             .into_iter()
             .map(|(c, _)| Ok((c.clone(), self.masks_at(&c), self.ablations(&c)?)))
             .collect::<Result<Vec<_>>>()?;
-        let mean = |a: &Ablations, f: &dyn Fn(&Ablation) -> f64| -> f64 {
-            let n = a.records.len().max(1) as f64;
-            100.0 * a.records.iter().map(f).sum::<f64>() / n
+        // Mean over the measured masks (percent), "—" where none is measured.
+        let mean = |a: &Ablations, f: &dyn Fn(&Ablation) -> f64| -> String {
+            match a.records.len() {
+                0 => "—".into(),
+                n => format!(
+                    "{:.1}",
+                    100.0 * a.records.iter().map(f).sum::<f64>() / n as f64
+                ),
+            }
         };
-        let col = |name: &str, v: Vec<String>| Column::new(name.into(), v);
+        let measured = |a: &Ablations, text: String| match a.records.is_empty() {
+            true => "—".into(),
+            false => text,
+        };
+        let col = |name: &str, f: &dyn Fn(&Ablations) -> String| {
+            Column::new(
+                name.into(),
+                rows.iter().map(|r| f(&r.2)).collect::<Vec<_>>(),
+            )
+        };
         let df = DataFrame::new_infer_height(vec![
-            col("checkpoint", rows.iter().map(|r| r.0.clone()).collect()),
-            col(
-                "measured",
+            Column::new(
+                "checkpoint".into(),
+                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "measured".into(),
                 rows.iter()
                     .map(|r| format!("{} of {}", r.2.records.len(), r.1))
-                    .collect(),
+                    .collect::<Vec<_>>(),
             ),
-            col(
-                "module_removed_%",
-                rows.iter()
-                    .map(|r| format!("{:.1}", mean(&r.2, &|a| a.module_removed.expected_accuracy)))
-                    .collect(),
-            ),
-            col(
-                "tied_when_removed_%",
-                rows.iter()
-                    .map(|r| {
-                        format!(
-                            "{:.1}",
-                            mean(&r.2, &|a| a.module_removed.tied as f64
-                                / a.module_removed.n.max(1) as f64)
-                        )
-                    })
-                    .collect(),
-            ),
-            col(
-                "random_removal_%",
-                rows.iter()
-                    .map(|r| format!("{:.1}", mean(&r.2, &Ablation::random_removed_accuracy)))
-                    .collect(),
-            ),
-            col(
-                "excess_loss_points [95 % CI]",
-                rows.iter().map(|r| r.2.excess_loss().summary(1)).collect(),
-            ),
-            col("finding", rows.iter().map(|r| r.2.finding()).collect()),
-            col(
-                "layer_matched_excess_points [95 % CI]",
-                rows.iter()
-                    .map(|r| r.2.layer_matched_excess().summary(1))
-                    .collect(),
-            ),
-            col(
-                "layer_matched_finding",
-                rows.iter().map(|r| r.2.layer_matched_finding()).collect(),
-            ),
+            col("module_removed_%", &|a| {
+                mean(a, &|x| x.module_removed.expected_accuracy)
+            }),
+            col("all_tied_when_removed_%", &|a| {
+                mean(a, &|x| {
+                    x.module_removed.all_tied as f64 / x.module_removed.n.max(1) as f64
+                })
+            }),
+            col("random_removal_%", &|a| {
+                mean(a, &Ablation::random_removed_accuracy)
+            }),
+            col("excess_loss_points [95 % CI]", &|a| {
+                measured(a, a.excess_loss().summary(1))
+            }),
+            col("finding", &|a| measured(a, a.finding())),
+            col("layer_matched_excess_points [95 % CI]", &|a| {
+                measured(a, a.layer_matched_excess().summary(1))
+            }),
+            col("layer_matched_finding", &|a| {
+                measured(a, a.layer_matched_finding())
+            }),
         ])?;
         Ok(Table::new(df).with_caption(
             "removing a module against removing as many weights anywhere at random, and as \

@@ -362,7 +362,9 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
             let _ = writeln!(doc.text, "  {differs}");
         }
         let ablations = dev.shape_modules().ablations(&ckpt)?;
-        let _ = writeln!(doc.text, "  {}", ablations.against_chance(masks.len()));
+        // Counted as the records are read: shape modules (the sidecar names a shape).
+        let shape_modules = dev.shape_modules().masks_at(&ckpt);
+        let _ = writeln!(doc.text, "  {}", ablations.against_chance(shape_modules));
         measured.extend(ablations.records);
     }
     doc.text.push('\n');

@@ -26,6 +26,8 @@ pub struct EvalReport {
     pub correct: usize,
     /// Problems whose highest score is shared by two or more candidates.
     pub tied: usize,
+    /// Problems whose candidates all share the highest score: no answer at all.
+    pub all_tied: usize,
     /// Expected problems solved when ties are broken uniformly at random: a problem counts
     /// `1 / m` when its answer is one of `m` tied maxima.
     pub expected_correct: f64,
@@ -173,7 +175,7 @@ pub fn evaluate_with(
 ) -> Result<EvalReport> {
     let params = params.to_device(opts.device);
     let mut per_configuration: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let (mut tied, mut expected_correct) = (0, 0.0);
+    let (mut tied, mut all_tied, mut expected_correct) = (0, 0, 0.0);
     let indices: Vec<usize> = (0..data.len()).collect();
     let _guard = tch::no_grad_guard();
     for chunk in indices.chunks(opts.batch_size.max(1)) {
@@ -185,6 +187,7 @@ pub fn evaluate_with(
             .to_device(Device::Cpu);
         let ties = TieReading::of(&logits, &batch.targets);
         tied += ties.tied;
+        all_tied += ties.all_tied;
         expected_correct += ties.expected_correct;
         for (i, config) in batch.configurations.iter().enumerate() {
             let entry = per_configuration.entry(config.clone()).or_default();
@@ -203,6 +206,7 @@ pub fn evaluate_with(
         n,
         correct,
         tied,
+        all_tied,
         expected_correct,
         per_configuration,
     })
@@ -214,6 +218,8 @@ pub fn evaluate_with(
 pub struct TieReading {
     /// Problems whose maximum is shared by two or more candidates.
     pub tied: usize,
+    /// Problems whose candidates all share the maximum.
+    pub all_tied: usize,
     /// `Σ [answer is a maximum] / (number of maxima)`.
     pub expected_correct: f64,
 }
@@ -222,13 +228,18 @@ impl TieReading {
     /// Reads `logits` (`[batch, candidates]`) against `targets` (`[batch]`).
     pub fn of(logits: &Tensor, targets: &Tensor) -> TieReading {
         let maxima = logits.eq_tensor(&logits.amax([-1], true));
-        let count = maxima.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        let candidates = logits.size().last().copied().unwrap_or(1) as f64;
+        // NaN scores have no maximum: count them as no answer (0), never as NaN.
+        let count = maxima
+            .sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)
+            .clamp_min(1.0);
         let answer_is_max = maxima
             .gather(-1, &targets.unsqueeze(-1), false)
             .squeeze_dim(-1)
             .to_kind(Kind::Float);
         TieReading {
             tied: count.gt(1.0).sum(Kind::Int64).int64_value(&[]) as usize,
+            all_tied: count.ge(candidates).sum(Kind::Int64).int64_value(&[]) as usize,
             expected_correct: (answer_is_max / count).sum(Kind::Double).double_value(&[]),
         }
     }
@@ -263,8 +274,12 @@ mod tests {
         .view([4, 4]);
         let targets = Tensor::from_slice(&[1i64, 3, 2, 3]);
         let r = TieReading::of(&logits, &targets);
-        assert_eq!(r.tied, 3);
+        assert_eq!((r.tied, r.all_tied), (3, 1));
         assert!((r.expected_correct - 1.75).abs() < 1e-9, "{r:?}");
+        // NaN scores: no maximum, no answer, nothing tied, and no NaN in the count.
+        let nan = Tensor::from_slice(&[f32::NAN; 4]).view([1, 4]);
+        let r = TieReading::of(&nan, &Tensor::from_slice(&[0i64]));
+        assert_eq!((r.tied, r.all_tied, r.expected_correct), (0, 0, 0.0));
     }
 
     #[test]
