@@ -334,7 +334,8 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
     }
     // One squares mask's ablation; the other shape module stays unmeasured (the masks on the
     // originals name no shape and are not counted).
-    for name in ["squares"] {
+    {
+        let name = "squares";
         let mask = p(&format!("masks/ck/{name}.safetensors"));
         let (ok, out, err) = avr_env(&[
             "mask",
