@@ -175,40 +175,17 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
     if args.json {
         return print_json(&record);
     }
-    let pct = |r: &avr_modularity::analysis::ablation::AblatedAccuracy| {
-        format!(
-            "{:5.1} % ({:5.1} % ties at random, {} of {} tied)",
-            100.0 * r.accuracy,
-            100.0 * r.expected_accuracy,
-            r.tied,
-            r.n
-        )
-    };
+    // The library's table (every reading, its caption the excess loss) is the text output.
+    let table = record.table()?;
+    println!("{}", table.caption.as_deref().unwrap_or_default());
+    println!("{}", table.df);
     println!(
-        "{}: {} of {} weights kept",
-        record.mask, record.kept, record.total
-    );
-    println!("  unmasked        {}", pct(&record.unmasked));
-    println!("  module only     {}", pct(&record.module_only));
-    println!("  module removed  {}", pct(&record.module_removed));
-    for (i, r) in record.random_removed.iter().enumerate() {
-        println!("  random {:<8} {}", i + 1, pct(r));
-    }
-    for (i, r) in record.layer_matched_removed.iter().enumerate() {
-        println!("  per tensor {:<4} {}", i + 1, pct(r));
-    }
-    println!(
-        "  removing the module costs {:.1} points beyond the random removals and {} beyond \
-         the per-tensor ones; whole tensors it keeps: {}",
-        record.excess_loss_points(),
-        record
-            .layer_matched_excess_points()
-            .map_or("(not measured)".into(), |p| format!("{p:.1}")),
+        "whole tensors it keeps: {}",
         record.whole_tensors.join(", ")
     );
     if let Some(tensors) = &record.collapsing_tensors {
         println!(
-            "  tensors whose module weights, removed alone, tie every candidate: {}",
+            "tensors whose module weights, removed alone, tie every candidate: {}",
             if tensors.is_empty() {
                 "none".to_string()
             } else {
@@ -216,7 +193,7 @@ fn ablate_mask(args: AblateArgs) -> Result<()> {
             }
         );
     }
-    println!("  written to {}", out.display());
+    println!("written to {}", out.display());
     Ok(())
 }
 
