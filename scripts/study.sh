@@ -51,7 +51,7 @@ test_stage() {
 # which the masks stage then reads. The α masks live in binary_masks/study-alpha/ (not beside
 # the study's masks, which are read per checkpoint folder). Finished α masks are skipped.
 alpha_stage() {
-  local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
+  local ck; ck=$(alpha_milestone)
   local stem; stem=$(basename "$ck" .safetensors)
   alpha_masks_and_rule "$ck" "$masks-alpha/$stem" "$masks/alpha.json" $ALPHA_CANDIDATES
 }
@@ -91,13 +91,13 @@ same_number() {
 }
 
 # The α check: the α stage chose on 3,000-step masks. Here the smallest candidate, the choice
-# and its two neighbours are read at the convergence rule (cap MASK_STEP_CAP) on the same
+# and its two neighbours are read at the convergence rule (cap MASK_STEP_CAP) on the α stage's
 # milestone, shape and seed (the choice's mask is the masks stage's own; the others are trained
 # through the pool), and the rule is applied again to the settled masks
 # (binary_masks/study-alpha-settled/<milestone>/alpha.json). The study keeps its α unless this
 # check picks another; then that is a finding to report, not a silent switch.
 alpha_check_stage() {
-  local ck; ck=$(ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1)
+  local ck; ck=$(alpha_milestone)
   local stem; stem=$(basename "$ck" .safetensors)
   local chosen; chosen=$(study_alpha)
   local candidates=($ALPHA_CANDIDATES) picked=() i j

@@ -1,4 +1,5 @@
-# The masks stage's job list and pool (sourced by scripts/study.sh; tests/study_jobs.rs).
+# The masks stage's job list and pool, and the α stages' milestone (sourced by scripts/study.sh;
+# tests/study_jobs.rs).
 # They read $ckpts, $masks, $SHAPES and $MASK_SEEDS.
 
 # The milestones, best first, then the lowest, then the rest from the top.
@@ -9,6 +10,16 @@ milestones_in_mask_order() {
   echo "$best"
   [ "$lowest" != "$best" ] && echo "$lowest"
   sort -rV <<< "$sorted" | grep -vxF -e "$best" -e "$lowest" || true
+}
+
+# The α stage's milestone: the one its record names once it has run (training may pass a better
+# milestone later, and the study's α must not move with it), else the best milestone now.
+alpha_milestone() {
+  if [ -f "$masks/alpha.json" ]; then
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$masks/alpha.json"
+  else
+    ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1
+  fi
 }
 
 # The masks left to train, one "checkpoint task seed" line each, in the order they are wanted

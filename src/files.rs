@@ -49,9 +49,22 @@ pub fn crate_root() -> PathBuf {
 
 /// `path` as captions and committed outputs show it: relative to this crate's folder when it
 /// lies inside it (`.` for the folder itself), `../shared/…` when it lies in the reference
-/// folder beside it (the fixtures), else as given. No machine's absolute path ends up in a
-/// committed notebook.
+/// folder beside it (the fixtures), `$AVR_CACHE/…` inside the caches `scripts/env.sh` names
+/// (the Python environment's files, e.g. scikit-learn's digits), else as given. No machine's
+/// absolute path ends up in a committed notebook.
 pub fn shown_path(path: &Path) -> String {
+    let cache = std::env::var_os("AVR_CACHE").map(PathBuf::from);
+    shown_path_with_cache(path, cache.as_deref())
+}
+
+fn shown_path_with_cache(path: &Path, cache: Option<&Path>) -> String {
+    match cache.and_then(|cache| path.strip_prefix(cache).ok()) {
+        Some(within) => Path::new("$AVR_CACHE").join(within).display().to_string(),
+        None => shown_path_near_the_crate(path),
+    }
+}
+
+fn shown_path_near_the_crate(path: &Path) -> String {
     let root = crate_root();
     if let Ok(inside) = path.strip_prefix(&root) {
         return match inside.as_os_str().is_empty() {
@@ -84,5 +97,22 @@ mod tests {
         // Any other folder beside the crate is shown as it is.
         let beside = parent.join("elsewhere/data");
         assert_eq!(shown_path(&beside), beside.display().to_string());
+    }
+
+    #[test]
+    fn shown_paths_name_the_caches_by_their_variable() {
+        let cache = Path::new("/home/someone/.cache/avr-modularity");
+        let digits = cache.join("venv/lib/sklearn/datasets/data/digits.csv.gz");
+        assert_eq!(
+            shown_path_with_cache(&digits, Some(cache)),
+            "$AVR_CACHE/venv/lib/sklearn/datasets/data/digits.csv.gz"
+        );
+        // Without the variable, and for a path outside the cache, the crate's rules apply.
+        let inside = crate_root().join("notebooks");
+        assert_eq!(shown_path_with_cache(&inside, Some(cache)), "notebooks");
+        assert_eq!(
+            shown_path_with_cache(&digits, None),
+            digits.display().to_string()
+        );
     }
 }

@@ -186,3 +186,29 @@ pool_run 2 job <<< "$(printf 'j%s
     let text = std::fs::read_to_string(&children).unwrap();
     assert_eq!(text.lines().count(), 2, "no job started after the stop");
 }
+
+#[test]
+fn the_alpha_stages_keep_the_milestone_their_record_names_once_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ckpts")).unwrap();
+    std::fs::create_dir_all(dir.path().join("masks")).unwrap();
+    for stem in ["scl_val36.1", "scl_val80.2"] {
+        std::fs::write(dir.path().join(format!("ckpts/{stem}.safetensors")), b"").unwrap();
+    }
+    let milestone = || {
+        stdout_lines(&with_study_jobs(
+            dir.path(),
+            "ckpts=ckpts masks=masks; alpha_milestone",
+        ))
+    };
+    // Before the α stage has run: the best milestone now.
+    assert_eq!(milestone(), ["ckpts/scl_val80.2.safetensors"]);
+    std::fs::write(
+        dir.path().join("masks/alpha.json"),
+        r#"{"checkpoint": "ckpts/scl_val80.2.safetensors", "chosen_alpha": 1e-5}"#,
+    )
+    .unwrap();
+    // Training passes a better milestone later; the study's α stays where it was chosen.
+    std::fs::write(dir.path().join("ckpts/scl_val84.9.safetensors"), b"").unwrap();
+    assert_eq!(milestone(), ["ckpts/scl_val80.2.safetensors"]);
+}

@@ -184,7 +184,7 @@ impl Digits {
             .map(|d| self.labels.iter().filter(|&&l| l == d).count().to_string())
             .collect();
         vec![
-            ("source", self.source.display().to_string()),
+            ("source", crate::files::shown_path(&self.source)),
             ("images", self.len().to_string()),
             ("side", format!("{0}×{0} px", self.side)),
             ("images of 0…9", counts.join(" ")),
