@@ -401,6 +401,7 @@ fn results_md_from_replicated_masks(ckpt: &std::path::Path, p: &dyn Fn(&str) -> 
         "## R2, R7",
         "## R3, R6",
         "## R4",
+        "## Why our numbers differ from the study's",
         "## Graph modularity",
     ] {
         assert!(text.contains(section), "{section} missing:\n{text}");

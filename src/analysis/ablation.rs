@@ -296,10 +296,19 @@ impl Ablations {
             0 => String::new(),
             k => format!(" ({k} of {masks} masks not yet measured)"),
         };
+        // A removal that ties every candidate on every problem leaves no reading of the task:
+        // its excess over a random removal then measures the collapse, and says so.
+        let reading = match n > 0 && tied == n {
+            true => {
+                " — which here measures a collapse, not the module's share of the task: \
+                     every removal of the module ties all 8 candidates (see below)"
+            }
+            false => "",
+        };
         let mut text = format!(
             "With the module removed, {} correct, and all candidates tied on {tied} of {n} \
              problems; with as many random weights removed ({} draws a mask), {} correct. \
-             Excess loss {} points (paired over masks): {}.",
+             Excess loss {} points (paired over masks): {}{reading}.",
             self.percent(&|a| Some(a.module_removed.expected_accuracy)),
             self.records[0].random_removed.len(),
             self.percent(&|a| Some(a.random_removed_accuracy())),
@@ -759,6 +768,7 @@ mod tests {
         let text = costly.against_chance(4);
         assert!(text.contains("costs significantly more"), "{text}");
         assert!(text.contains("600 of 600 problems"), "{text}");
+        assert!(text.contains("which here measures a collapse"), "{text}");
         assert!(text.contains("(1 of 4 masks not yet measured)"), "{text}");
         let alike = Ablations {
             records: vec![
@@ -770,6 +780,7 @@ mod tests {
         let text = alike.against_chance(3);
         assert!(text.contains("no significant difference"), "{text}");
         assert!(!text.contains("not yet measured"), "{text}");
+        assert!(!text.contains("collapse"), "{text}");
         let mut layered = costly.clone();
         for a in &mut layered.records {
             a.layer_matched_removed = a

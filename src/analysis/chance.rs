@@ -310,6 +310,54 @@ impl SharingChance {
         (above, n * (n - 1) / 2 - above)
     }
 
+    /// Pairs above chance once the 5 % level is divided among all pairs (Bonferroni), all
+    /// pairs, and the smallest z: with N draws no p falls below 1 / (N + 1), so the count says
+    /// whether the draws could reach the corrected level at all.
+    pub fn above_after_bonferroni(&self) -> (usize, usize, f64) {
+        let pairs = pair_indices(self.names.len());
+        let level = 0.05 / pairs.len().max(1) as f64;
+        let above = pairs
+            .iter()
+            .filter(|&&(i, j)| self.p[i][j] <= level && self.z[i][j] > 0.0)
+            .count();
+        let smallest_z = pairs
+            .iter()
+            .map(|&(i, j)| self.z[i][j])
+            .fold(f64::INFINITY, f64::min);
+        (above, pairs.len(), smallest_z)
+    }
+
+    /// The observed overlaps and their chance levels over the pairs of masks of different
+    /// tasks (names `<task>-s<seed>`): what the study's sharing figure shows between shapes.
+    pub fn between_tasks(&self) -> (Vec<f64>, Vec<f64>) {
+        use super::replicates::task_of;
+        pair_indices(self.names.len())
+            .into_iter()
+            .filter(|&(i, j)| task_of(&self.names[i]) != task_of(&self.names[j]))
+            .map(|(i, j)| (self.matrix[i][j], self.null_mean[i][j]))
+            .unzip()
+    }
+
+    /// Whether replicates of one task share more than masks of different tasks, tested on this
+    /// matrix ([`super::replicates::pooled_replicate_test`]) over the tasks with at least two
+    /// masks (a task with one seed has no replicate to compare).
+    pub fn replicate_test(&self) -> Result<super::replicates::PooledReplicateTest> {
+        use super::replicates::task_of;
+        let seeds_of = |name: &str| {
+            let task = task_of(name);
+            self.names.iter().filter(|n| task_of(n) == task).count()
+        };
+        let keep: Vec<usize> = (0..self.names.len())
+            .filter(|&i| seeds_of(&self.names[i]) >= 2)
+            .collect();
+        let names: Vec<String> = keep.iter().map(|&i| self.names[i].clone()).collect();
+        let matrix: Vec<Vec<f64>> = keep
+            .iter()
+            .map(|&i| keep.iter().map(|&j| self.matrix[i][j]).collect())
+            .collect();
+        super::replicates::pooled_replicate_test(&names, &matrix, self.seed)
+    }
+
     /// How the observed values were binarised, in words (`l > 0`, `mean of 20 samples`).
     pub fn binarisation(&self) -> String {
         match self.binarize {

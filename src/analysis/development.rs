@@ -14,7 +14,9 @@ use super::replicates::{replicate_test, task_of, Interval, ReplicateTest, Replic
 use crate::checkpoint::{read_sidecar, Checkpoint, CheckpointSidecar, RecordedAccuracy};
 use crate::data::{AvrDataset, Split};
 use crate::display::Table;
-use crate::masking::engine::MaskSidecar;
+use crate::masking::engine::{
+    mask_readings_path, read_mask_readings_csv, MaskMetricRow, MaskSidecar,
+};
 use crate::masking::{check_comparable, Mask, MixedSettings};
 use crate::{Error, Result};
 
@@ -33,6 +35,11 @@ pub struct MaskRecord {
 }
 
 impl MaskRecord {
+    /// The readings logged while the mask trained (`<stem>.readings.csv` beside it).
+    pub fn readings(&self) -> Result<Vec<MaskMetricRow>> {
+        read_mask_readings_csv(&mask_readings_path(&self.path))
+    }
+
     /// The base checkpoint's file: the sidecar's path as given, else resolved against the
     /// mask file's ancestor folders (sidecars store the path relative to where `avr` ran).
     pub fn base_checkpoint_path(&self) -> Option<PathBuf> {
@@ -343,6 +350,19 @@ impl Development {
         Some(Change { interval, sentence })
     }
 
+    /// Every mask but those of `task` (e.g. the pooled control, `all-shapes`).
+    pub fn without_task(&self, task: &str) -> Development {
+        Development {
+            records: self
+                .records
+                .iter()
+                .filter(|r| r.task() != task)
+                .cloned()
+                .collect(),
+            mixed: self.mixed,
+        }
+    }
+
     /// The shape modules only: every mask trained for one shape, without the pooled control
     /// (or any other task without a shape). The study's questions are about shape modules.
     pub fn shape_modules(&self) -> Development {
@@ -367,13 +387,70 @@ impl Development {
         let dispersity = |r: &MaskRecord| mask_stats(&r.mask).dispersity;
         let above_chance = |r: &MaskRecord| dispersity(r) - dispersity_null_mean(r, chance);
         [
-            self.change("module size (kept %)", &kept),
+            self.change("module size (kept %, change in points)", &kept),
             self.change("dispersity", &dispersity),
             self.change("dispersity minus its chance level", &above_chance),
         ]
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// Module size with every mask read at the same step: the [`change`](Self::change) of the
+    /// kept % from the least to the most accurate checkpoint, each mask's kept fraction taken
+    /// from its readings at the last step that every mask reached. The stopping rule stops masks
+    /// at different steps (a mask on a better checkpoint shrinks for longer), so this separates
+    /// a change in the module from a change in when its training stopped. `None` when there is
+    /// no change to read; an unreadable readings file is an error naming it.
+    pub fn size_change_at_common_step(&self) -> Result<Option<(usize, Change)>> {
+        let kept_steps: Vec<Vec<(usize, f64)>> = self
+            .records
+            .iter()
+            .map(|r| Ok(kept_by_step(&r.readings()?)))
+            .collect::<Result<_>>()?;
+        let common = kept_steps
+            .iter()
+            .map(|steps| steps.last().map_or(0, |&(step, _)| step))
+            .min()
+            .unwrap_or(0);
+        if common == 0 {
+            return Ok(None);
+        }
+        let at_common: Vec<(PathBuf, f64)> = self
+            .records
+            .iter()
+            .zip(&kept_steps)
+            .filter_map(|(r, steps)| {
+                let kept = steps.iter().rev().find(|&&(step, _)| step <= common)?.1;
+                Some((r.path.clone(), 100.0 * kept))
+            })
+            .collect();
+        let measure = |r: &MaskRecord| {
+            at_common
+                .iter()
+                .find(|(path, _)| *path == r.path)
+                .map_or(f64::NAN, |&(_, kept)| kept)
+        };
+        let what = format!("module size at step {common} (kept %, change in points)");
+        Ok(self.change(&what, &measure).map(|c| (common, c)))
+    }
+
+    /// How far each mask's kept fraction moved (points, last reading minus the reading
+    /// `window` steps before it) at the end of its training: how settled the stopping rule
+    /// left it. Masks with a shorter log are left out.
+    pub fn kept_change_at_stop(&self, window: usize) -> Result<Vec<f64>> {
+        let mut out = Vec::new();
+        for r in &self.records {
+            let steps = kept_by_step(&r.readings()?);
+            let Some(&(last, kept)) = steps.last() else {
+                continue;
+            };
+            let before = steps.iter().rev().find(|&&(s, _)| s + window <= last);
+            if let Some(&(_, earlier)) = before {
+                out.push(100.0 * (kept - earlier));
+            }
+        }
+        Ok(out)
     }
 
     /// A warning when the masks were not all trained with the same settings (possible only
@@ -729,6 +806,14 @@ impl Development {
             Err(e) => println!("{e}"),
         }
     }
+}
+
+/// `(step, kept fraction)` of every reading that has one, in step order.
+fn kept_by_step(readings: &[MaskMetricRow]) -> Vec<(usize, f64)> {
+    readings
+        .iter()
+        .filter_map(|r| Some((r.step, r.kept_fraction?)))
+        .collect()
 }
 
 /// The count-matched chance level of `record`'s dispersity: the mean dispersity of random masks

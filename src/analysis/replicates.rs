@@ -86,6 +86,38 @@ pub fn t_quantile_975(df: usize) -> f64 {
     }
 }
 
+/// The two-sided two-proportion z test of `a = (correct, n)` against `b`, with the pooled
+/// standard error: `(z, p)`. `z` is positive when `a`'s proportion is the larger.
+pub fn two_proportion_test(a: (usize, usize), b: (usize, usize)) -> (f64, f64) {
+    let (pa, pb) = (a.0 as f64 / a.1 as f64, b.0 as f64 / b.1 as f64);
+    let pooled = (a.0 + b.0) as f64 / (a.1 + b.1) as f64;
+    let se = (pooled * (1.0 - pooled) * (1.0 / a.1 as f64 + 1.0 / b.1 as f64)).sqrt();
+    if se == 0.0 || !se.is_finite() {
+        return (0.0, 1.0);
+    }
+    let z = (pa - pb) / se;
+    (z, erfc(z.abs() / std::f64::consts::SQRT_2))
+}
+
+/// The complementary error function (Numerical Recipes' `erfcc`, relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398
+                                + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let value = t * poly.exp();
+    if x >= 0.0 {
+        value
+    } else {
+        2.0 - value
+    }
+}
+
 /// The masks of one task, one per seed.
 #[derive(Debug, Clone)]
 pub struct Replicates {
@@ -265,6 +297,242 @@ pub fn replicate_test(
         exact,
         smallest_possible_p: 1.0 / distinct.max(1) as f64,
     })
+}
+
+/// Every task at once: do two replicates of one task share more weights than two masks of
+/// different tasks? One permutation test over all the masks of a checkpoint, on the overlap
+/// matrix that a figure shows. The pairwise [`replicate_test`] of two tasks with two seeds each
+/// cannot reach p < 1/3; pooling the tasks gives the design its power (10 masks of 5 tasks × 2
+/// seeds: 945 distinct groupings, smallest p ≈ 0.001).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PooledReplicateTest {
+    /// The tasks, in order of first appearance.
+    pub tasks: Vec<String>,
+    /// Masks (seeds) per task, in the order of `tasks`.
+    pub replicates: Vec<usize>,
+    /// Mean overlap (percent) of masks of the same task.
+    pub within: f64,
+    /// Mean overlap (percent) of masks of different tasks.
+    pub between: f64,
+    /// `within − between`.
+    pub difference: f64,
+    /// Task pairs whose replicates share more than the two tasks do, of all task pairs
+    /// (each pair's same-task mean against its between-task mean).
+    pub pairs_within_above: (usize, usize),
+    /// One-sided p of "replicates share more than tasks do": the share of task labellings (with
+    /// the observed group sizes) whose difference is at least the observed one, the observed
+    /// labelling included.
+    pub p: f64,
+    /// Labellings evaluated (all of them when `exact`).
+    pub relabelings: usize,
+    /// Whether every labelling was enumerated.
+    pub exact: bool,
+    /// The smallest p the design can reach (1 / distinct groupings).
+    pub smallest_possible_p: f64,
+}
+
+impl PooledReplicateTest {
+    /// The finding in words, decided by the test at `level`; `metric` names the overlap.
+    pub fn verdict(&self, level: f64, metric: &str) -> String {
+        let seeds: Vec<String> = self.replicates.iter().map(usize::to_string).collect();
+        let numbers = format!(
+            "same task {:.1} % vs different tasks {:.1} % {metric}; {} tasks with {} seeds; \
+             permutation p = {}, {} labellings{}; in {} of {} task pairs the replicates share more",
+            self.within,
+            self.between,
+            self.tasks.len(),
+            seeds.join("/"),
+            p_text(self.p),
+            self.relabelings,
+            if self.exact { ", exact" } else { "" },
+            self.pairs_within_above.0,
+            self.pairs_within_above.1,
+        );
+        if self.p <= level {
+            format!(
+                "Two masks of different tasks share significantly fewer weights than two seeds \
+                 of one task ({numbers}): the modules are task-specific beyond seed-to-seed \
+                 variation."
+            )
+        } else if self.smallest_possible_p > level {
+            format!(
+                "No significant difference between sharing across tasks and across seeds \
+                 ({numbers}; the smallest attainable p is {} — more seeds are needed).",
+                p_text(self.smallest_possible_p)
+            )
+        } else {
+            format!("No significant difference between sharing across tasks and across seeds ({numbers}).")
+        }
+    }
+}
+
+/// The [`PooledReplicateTest`] of the masks named `names` (`<task>-s<seed>`, grouped by
+/// [`task_of`]) with the symmetric overlap `matrix` (percent, rows in the order of `names`).
+/// Every task needs at least two masks, and at least two tasks are needed. All labellings with
+/// the observed group sizes are enumerated when there are at most 200,000, else the observed
+/// one and 19,999 seeded draws.
+pub fn pooled_replicate_test(
+    names: &[String],
+    matrix: &[Vec<f64>],
+    seed: u64,
+) -> Result<PooledReplicateTest> {
+    let mut tasks: Vec<String> = Vec::new();
+    let labels: Vec<usize> = names
+        .iter()
+        .map(|name| {
+            let task = task_of(name);
+            match tasks.iter().position(|t| t == task) {
+                Some(i) => i,
+                None => {
+                    tasks.push(task.to_string());
+                    tasks.len() - 1
+                }
+            }
+        })
+        .collect();
+    let sizes: Vec<usize> = (0..tasks.len())
+        .map(|t| labels.iter().filter(|&&l| l == t).count())
+        .collect();
+    if tasks.len() < 2 || sizes.iter().any(|&s| s < 2) || matrix.len() != names.len() {
+        return Err(Error::NotEnough(format!(
+            "a pooled replicate test needs two or more tasks with at least two seeds each and \
+             one matrix row per mask (tasks {tasks:?}, seeds {sizes:?}, {} rows)",
+            matrix.len()
+        )));
+    }
+    let difference_of = |labels: &[usize]| {
+        let (within, between) = within_between(matrix, labels);
+        within - between
+    };
+    let (within, between) = within_between(matrix, &labels);
+    let difference = within - between;
+    let (labellings, exact) = labellings(&labels, &sizes, seed);
+    let at_least = labellings
+        .iter()
+        .filter(|l| difference_of(l) >= difference - 1e-9)
+        .count();
+    Ok(PooledReplicateTest {
+        pairs_within_above: pairs_within_above(matrix, &labels, tasks.len()),
+        replicates: sizes.clone(),
+        tasks,
+        within,
+        between,
+        difference,
+        p: at_least as f64 / labellings.len() as f64,
+        relabelings: labellings.len(),
+        exact,
+        smallest_possible_p: 1.0 / distinct_groupings(&sizes),
+    })
+}
+
+/// Mean overlap of same-label pairs and of different-label pairs.
+fn within_between(matrix: &[Vec<f64>], labels: &[usize]) -> (f64, f64) {
+    let (mut within, mut nw, mut between, mut nb) = (0.0, 0usize, 0.0, 0usize);
+    for i in 0..labels.len() {
+        for j in (i + 1)..labels.len() {
+            if labels[i] == labels[j] {
+                within += matrix[i][j];
+                nw += 1;
+            } else {
+                between += matrix[i][j];
+                nb += 1;
+            }
+        }
+    }
+    (within / nw as f64, between / nb as f64)
+}
+
+/// For each pair of tasks: whether the mean overlap of their replicates (both tasks' same-task
+/// pairs) exceeds the mean overlap between them. Returns (pairs where it does, all pairs).
+fn pairs_within_above(matrix: &[Vec<f64>], labels: &[usize], tasks: usize) -> (usize, usize) {
+    let mean_over = |keep: &dyn Fn(usize, usize) -> bool| {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for i in 0..labels.len() {
+            for j in (i + 1)..labels.len() {
+                if keep(labels[i], labels[j]) {
+                    sum += matrix[i][j];
+                    n += 1;
+                }
+            }
+        }
+        sum / n as f64
+    };
+    let mut above = 0;
+    for a in 0..tasks {
+        for b in (a + 1)..tasks {
+            let within = mean_over(&|x, y| x == y && (x == a || x == b));
+            let between = mean_over(&|x, y| (x, y) == (a, b) || (x, y) == (b, a));
+            above += usize::from(within > between);
+        }
+    }
+    (above, tasks * (tasks - 1) / 2)
+}
+
+/// Every assignment of labels with the group sizes `sizes` to the positions when there are at
+/// most 200,000 (`exact`; the observed one among them), else the observed labels and 19,999
+/// seeded shuffles of them.
+fn labellings(observed: &[usize], sizes: &[usize], seed: u64) -> (Vec<Vec<usize>>, bool) {
+    let total = multinomial(sizes);
+    if total <= 200_000.0 {
+        let mut out = Vec::with_capacity(total as usize);
+        assign(
+            &mut sizes.to_vec(),
+            &mut Vec::new(),
+            observed.len(),
+            &mut out,
+        );
+        return (out, true);
+    }
+    let mut rng = Rng::new(seed).fork("pooled replicate test");
+    let mut draws = vec![observed.to_vec()];
+    draws.extend((1..20_000).map(|_| {
+        let mut labels = observed.to_vec();
+        rng.shuffle(&mut labels);
+        labels
+    }));
+    (draws, false)
+}
+
+/// Extends `current` by every label with room left in `room`, to length `n`, into `out`.
+fn assign(room: &mut [usize], current: &mut Vec<usize>, n: usize, out: &mut Vec<Vec<usize>>) {
+    if current.len() == n {
+        out.push(current.clone());
+        return;
+    }
+    for label in 0..room.len() {
+        if room[label] > 0 {
+            room[label] -= 1;
+            current.push(label);
+            assign(room, current, n, out);
+            current.pop();
+            room[label] += 1;
+        }
+    }
+}
+
+/// `(Σ sizes)! / Π sizes!`: labelled assignments with these group sizes.
+fn multinomial(sizes: &[usize]) -> f64 {
+    let mut placed = 0usize;
+    let mut total = 1.0;
+    for &s in sizes {
+        for k in 1..=s {
+            placed += 1;
+            total *= placed as f64 / k as f64;
+        }
+    }
+    total
+}
+
+/// Groupings that differ as partitions: labelled assignments divided by the relabellings of
+/// equally sized groups, which give the same partition and the same statistic.
+fn distinct_groupings(sizes: &[usize]) -> f64 {
+    let mut same_size_swaps = 1.0;
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    for run in sorted.chunk_by(|a, b| a == b) {
+        same_size_swaps *= (1..=run.len()).map(|k| k as f64).product::<f64>();
+    }
+    multinomial(sizes) / same_size_swaps
 }
 
 /// Every way to mark `n` of `n + m` positions when there are at most 20,000 (`exact`), else
@@ -468,6 +736,16 @@ mod tests {
         assert!(Interval::t95(&[1.0, 2.0, 3.0]).excludes(7.0));
     }
 
+    /// Against values computed independently (Python, `math.erfc`).
+    #[test]
+    fn two_proportion_test_matches_a_reference() {
+        let (z, p) = two_proportion_test((175, 200), (120, 200));
+        assert!((z - 6.250100887).abs() < 1e-6 && (p / 4.101876e-10 - 1.0).abs() < 1e-5);
+        let (z, p) = two_proportion_test((95, 200), (100, 200));
+        assert!((z + 0.500156323).abs() < 1e-6 && (p - 0.61696501).abs() < 1e-6);
+        assert_eq!(two_proportion_test((0, 10), (0, 10)), (0.0, 1.0));
+    }
+
     #[test]
     fn task_names_lose_only_a_seed_suffix() {
         assert_eq!(task_of("squares-s12"), "squares");
@@ -475,6 +753,47 @@ mod tests {
         assert_eq!(task_of("big-shapes"), "big-shapes");
         assert_eq!(combinations(4, 2).len(), 6);
         assert_eq!(binomial(8, 4), 70);
+    }
+
+    /// Five tasks × two seeds where replicates share 90 % and tasks 60 %: only the observed
+    /// grouping reaches the difference, so p is the design's smallest, 1 / 945.
+    #[test]
+    fn pooling_the_tasks_gives_the_replicate_test_its_power() {
+        let tasks = ["a", "b", "c", "d", "e"];
+        let names: Vec<String> = tasks
+            .iter()
+            .flat_map(|t| [format!("{t}-s0"), format!("{t}-s1")])
+            .collect();
+        let matrix: Vec<Vec<f64>> = (0..10)
+            .map(|i| {
+                (0..10)
+                    .map(|j| match (i == j, i / 2 == j / 2) {
+                        (true, _) => 100.0,
+                        (false, true) => 90.0,
+                        (false, false) => 60.0 + ((i + j) % 3) as f64,
+                    })
+                    .collect()
+            })
+            .collect();
+        let t = pooled_replicate_test(&names, &matrix, 0).unwrap();
+        assert_eq!((t.relabelings, t.exact), (113_400, true));
+        assert!((t.smallest_possible_p - 1.0 / 945.0).abs() < 1e-12);
+        assert!((t.p - 1.0 / 945.0).abs() < 1e-12, "{}", t.p);
+        assert_eq!(t.pairs_within_above, (10, 10));
+        assert!(t
+            .verdict(0.05, "IoMin")
+            .starts_with("Two masks of different tasks share"));
+        // Replicates that share no more than tasks: no finding.
+        let flat: Vec<Vec<f64>> = (0..10)
+            .map(|i| (0..10).map(|j| if i == j { 100.0 } else { 70.0 }).collect())
+            .collect();
+        let none = pooled_replicate_test(&names, &flat, 0).unwrap();
+        assert_eq!(none.p, 1.0);
+        assert!(none
+            .verdict(0.05, "IoMin")
+            .starts_with("No significant difference"));
+        // One seed of a task: refused.
+        assert!(pooled_replicate_test(&names[..9], &matrix[..9], 0).is_err());
     }
 
     #[test]

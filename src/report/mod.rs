@@ -15,7 +15,7 @@ use crate::Result;
 use polars::prelude::*;
 
 pub mod results;
-pub use results::{write_results, ResultsSummary};
+pub use results::{write_results, ResultsConfig, ResultsSummary};
 
 /// One row of the graph-modularity table: checkpoint, its accuracy (%), Q, z and p.
 type ModularityRow = (String, Option<f64>, f64, Option<f64>, Option<f64>);
@@ -73,6 +73,9 @@ fn sharing_section(dev: &Development) -> Result<String> {
         html += &sharing_chance_heatmap(&m, acc)?.to_html();
         let (above, below) = m.above_below();
         html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
+        if let Ok(pooled) = m.replicate_test() {
+            html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));
+        }
         html += &replicate_findings(dev, &ckpt)?;
     }
     Ok(html)
@@ -95,6 +98,15 @@ fn replicate_findings(dev: &Development, ckpt: &str) -> Result<String> {
 /// against `shuffles` layer shuffles), and a line for each checkpoint that could not be read —
 /// named, never dropped.
 fn modularity_table(dev: &Development, shuffles: usize) -> Result<(Table, Vec<String>)> {
+    let (rows, unreadable) = modularity_rows(dev, shuffles)?;
+    Ok((modularity_rows_table(&rows, shuffles)?, unreadable))
+}
+
+/// The rows of [`modularity_table`] and the checkpoints that could not be read.
+fn modularity_rows(
+    dev: &Development,
+    shuffles: usize,
+) -> Result<(Vec<ModularityRow>, Vec<String>)> {
     let mut rows: Vec<ModularityRow> = Vec::new();
     let mut unreadable = Vec::new();
     for (ckpt, acc) in dev.checkpoints() {
@@ -127,6 +139,11 @@ fn modularity_table(dev: &Development, shuffles: usize) -> Result<(Table, Vec<St
         )?;
         rows.push((ckpt, acc.map(|a| 100.0 * a), report.q, report.z, report.p));
     }
+    Ok((rows, unreadable))
+}
+
+/// The graph-modularity rows as a table.
+fn modularity_rows_table(rows: &[ModularityRow], shuffles: usize) -> Result<Table> {
     let df = DataFrame::new_infer_height(vec![
         Column::new(
             "checkpoint".into(),
@@ -141,7 +158,30 @@ fn modularity_table(dev: &Development, shuffles: usize) -> Result<(Table, Vec<St
         Column::new("p".into(), rows.iter().map(|r| r.4).collect::<Vec<_>>()),
     ])?;
     let caption = format!("Newman Q (k = 4) with {shuffles} layer shuffles");
-    Ok((Table::new(df).with_caption(caption), unreadable))
+    Ok(Table::new(df).with_caption(caption))
+}
+
+/// One sentence per checkpoint on its graph modularity against the layer-shuffle null, decided
+/// by the one-sided p (above) or the z (below: the shuffles' p is one-sided upward).
+fn modularity_findings(rows: &[ModularityRow], shuffles: usize) -> Vec<String> {
+    rows.iter()
+        .map(|(ckpt, _, q, z, p)| match (z, p) {
+            (Some(z), Some(p)) if *p <= 0.05 => format!(
+                "{ckpt}: Q = {q:.3} is significantly above its {shuffles} layer shuffles \
+                 (z = {z:.2}, one-sided p = {p:.3})."
+            ),
+            (Some(z), Some(p)) if *z <= -1.96 => format!(
+                "{ckpt}: Q = {q:.3} lies below its {shuffles} layer shuffles (z = {z:.2}; \
+                 one-sided p of lying above = {p:.3}): less modular than its own weights \
+                 shuffled within layers."
+            ),
+            (Some(z), Some(p)) => format!(
+                "{ckpt}: Q = {q:.3}, no significant difference from its {shuffles} layer \
+                 shuffles (z = {z:.2}, one-sided p = {p:.3})."
+            ),
+            _ => format!("{ckpt}: Q = {q:.3}, no null model was drawn."),
+        })
+        .collect()
 }
 
 /// Builds the report from the masks under `masks_dir` (and the checkpoints their sidecars name),

@@ -8,13 +8,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::ablation::Ablations;
-use crate::analysis::chance::ChanceConfig;
-use crate::analysis::development::{Development, MaskRecord};
+use crate::analysis::chance::{ChanceConfig, SharingChance};
+use crate::analysis::development::{Change, Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
-use crate::analysis::replicates::Interval;
+use crate::analysis::replicates::{p_text, two_proportion_test, Interval};
 use crate::display::Figure;
+use crate::masking::bits::Decisiveness;
 use crate::masking::engine::ALPHA_TOLERANCE;
 use crate::plot::sharing_chance_heatmap;
+use crate::train::eval::wilson_interval;
 use crate::{Error, Result};
 
 /// The name of the pooled control mask's task (every shape set at once).
@@ -97,14 +99,27 @@ pub fn write_results(
         figures: Vec::new(),
     };
     let chance = ChanceConfig::default().with_draws(cfg.null_draws);
-    provenance(&mut doc, &dev, masks_dir);
+    provenance(&mut doc, &dev, masks_dir)?;
     module_size(&mut doc, &dev, &chance)?;
     sharing(&mut doc, &dev, &chance)?;
     development(&mut doc, &dev, &chance)?;
     ablation(&mut doc, &dev)?;
-    let (table, unreadable) = super::modularity_table(&dev, cfg.shuffles)?;
+    if let Some(text) = alpha_and_accuracy(&masks_dir.join("alpha.json"))? {
+        doc.para(&text);
+    }
+    differences(&mut doc, &dev);
+    let (rows, unreadable) = super::modularity_rows(&dev, cfg.shuffles)?;
     doc.para("## Graph modularity of the vision stack");
-    doc.para(&table.to_markdown()?);
+    doc.para(
+        "Not one of the study's questions: the toumei study's measure, on the vision stack's \
+         weights (spectral clustering, k = 4, Newman Q), against shuffles of each layer's \
+         weights, which keep every layer's weights and break only their arrangement.",
+    );
+    doc.para(&super::modularity_rows_table(&rows, cfg.shuffles)?.to_markdown()?);
+    for finding in super::modularity_findings(&rows, cfg.shuffles) {
+        let _ = writeln!(doc.text, "- {finding}");
+    }
+    doc.text.push('\n');
     for line in unreadable {
         doc.para(&format!("⚠ no graph modularity for {line}"));
     }
@@ -128,7 +143,7 @@ fn link_prefix(out: &Path, figures_dir: &Path) -> String {
     }
 }
 
-fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) {
+fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) -> Result<()> {
     let first = &dev.records[0].sidecar.config;
     doc.para("# Results of the study run");
     doc.para(&format!(
@@ -162,8 +177,41 @@ fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) {
         capped => format!("; {capped} stopped at the cap (the table below says which)"),
     };
     doc.para(&format!(
-        "{settled} of {total} masks met the convergence rule before the step cap{rest}."
+        "{settled} of {total} masks met the stopping rule (kept and undecided fractions each \
+         within 0.2 points over 150 steps) before the step cap{rest}."
     ));
+    doc.para(&settledness(dev)?);
+    Ok(())
+}
+
+/// What the stopping rule leaves undecided, from the sidecars' decisiveness and the readings'
+/// last 500 steps: every mask is read where the rule stopped it, and this says how far from
+/// decided that is.
+fn settledness(dev: &Development) -> Result<String> {
+    let decisiveness: Vec<&Decisiveness> = dev
+        .records
+        .iter()
+        .filter_map(|r| r.sidecar.decisiveness.as_ref())
+        .collect();
+    let percent_of = |f: &dyn Fn(&Decisiveness) -> f64| {
+        let values: Vec<f64> = decisiveness.iter().map(|d| 100.0 * f(d)).collect();
+        Interval::t95(&values).summary(1)
+    };
+    let decided = decisiveness.iter().filter(|d| d.converged).count();
+    let moved = Interval::t95(&dev.kept_change_at_stop(500)?);
+    Ok(format!(
+        "The rule says that a mask stopped moving, not that its bits are decided. By the \
+         sampling criterion (one sample of the mask changes at most {:.0} % of its kept set) \
+         {decided} of {} masks are decided: one sample is expected to change {} % of a mask's \
+         kept set, and {} % of its logits lie in |l| < 2 (σ between 0.12 and 0.88). Over its \
+         last 500 steps a mask's kept fraction still moved by {} points. Every mask is read \
+         as the same rule left it; R3 also reads module size at a step every mask reached.",
+        100.0 * Decisiveness::CONVERGED_FLIPS_PER_KEPT,
+        decisiveness.len(),
+        percent_of(&|d| d.flips_per_kept),
+        percent_of(&|d| d.undecided_fraction),
+        moved.summary(2)
+    ))
 }
 
 fn seeds(dev: &Development) -> String {
@@ -209,7 +257,10 @@ fn module_size(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
             let verdict = study_range_verdict(&interval, 6.5, 15.0);
             doc.para(&format!(
                 "At the most accurate checkpoint ({ckpt}) a shape module keeps {} of the \
-                 weights (mean over shape masks, 95 % t interval); {verdict}",
+                 weights (mean over shape masks, 95 % t interval); {verdict} A module's size \
+                 follows from α and the stopping rule (as the study's followed from its α, \
+                 chosen per mask): the agreement says our settings sit where the study's did, \
+                 not that size was found independently of them. R3 compares sizes at one α.",
                 percent(&interval)
             ));
         }
@@ -264,38 +315,79 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
     doc.para(&format!(
         "The study: \"a significant degree of parameter sharing\" (R2), with IoMin 33.5–72.5 % \
          between its shapes at SCL_90 (R7; its sharing figures are labelled correctly), and \
-         no chance level or replicate. Ours: IoMin % after removing the \
-         weights kept by every mask, beneath each value its count-matched chance level and z \
-         ({} draws); then the decisive test — do two shapes share fewer weights than two seeds \
-         of one shape?",
+         no chance level or replicate. Ours, per checkpoint, over its shape masks (the pooled \
+         control is another task and is left out): IoMin % after removing the weights kept by \
+         every one of them (the study removed those kept by its 5 masks; with two seeds per \
+         shape ours removes those kept by all 10), beneath each value its count-matched chance \
+         level and z ({} draws). Then the decisive test, one per checkpoint over all shapes: \
+         do two masks of different shapes share fewer weights than two seeds of one shape?",
         chance.draws
     ));
-    for (ckpt, _) in dev.checkpoints() {
+    let shapes = dev.without_task(CONTROL_TASK);
+    for (ckpt, _) in shapes.checkpoints() {
         let _ = writeln!(doc.text, "### {ckpt}\n");
-        let masks = dev.masks_at(&ckpt);
-        if masks < 3 {
-            doc.para("Fewer than three masks: no preprocessed sharing matrix.");
-        } else {
-            let (m, accuracy) = dev.sharing_chance(&ckpt, Overlap::IoMin, true, chance)?;
-            doc.figure(
-                &format!("sharing-{ckpt}"),
-                &sharing_chance_heatmap(&m, accuracy)?,
-            )?;
-            let (above, below) = m.above_below();
-            doc.para(&format!(
-                "{above} pairs share more than chance (one-sided p ≤ 0.05), {below} do not."
-            ));
+        if shapes.masks_at(&ckpt) < 3 {
+            doc.para("Fewer than three masks besides the pooled control: no preprocessed sharing matrix.");
+            continue;
         }
-        let tests = dev.replicate_tests(&ckpt, Overlap::IoMin, 0)?;
-        if tests.is_empty() {
-            doc.para("One seed per task here: no replicate test.");
+        let (m, accuracy) = shapes.sharing_chance(&ckpt, Overlap::IoMin, true, chance)?;
+        doc.figure(
+            &format!("sharing-{ckpt}"),
+            &sharing_chance_heatmap(&m, accuracy)?,
+        )?;
+        let (above, pairs, smallest_z) = m.above_after_bonferroni();
+        doc.para(&format!(
+            "{above} of {pairs} pairs share more than chance at the 5 % level divided among the \
+             {pairs} pairs (Bonferroni, one-sided p ≤ {:.5}; {} draws reach p ≥ {:.5}); the \
+             smallest z is {smallest_z:.1}.",
+            0.05 / pairs.max(1) as f64,
+            m.draws,
+            1.0 / (m.draws + 1) as f64
+        ));
+        if let Some(text) = between_shapes_against_the_study(&m) {
+            doc.para(&text);
         }
-        for t in tests {
-            let _ = writeln!(doc.text, "- {}", t.verdict(0.05));
+        match m.replicate_test() {
+            Ok(test) => doc.para(&test.verdict(0.05, "IoMin")),
+            Err(_) => doc.para("Fewer than two shapes with two seeds here: no replicate test."),
         }
-        doc.text.push('\n');
     }
     Ok(())
+}
+
+/// The between-shape overlaps of `m` against their chance levels and against the study's R7
+/// range (33.5–72.5 % IoMin at SCL_90); `None` without a pair of different shapes.
+fn between_shapes_against_the_study(m: &SharingChance) -> Option<String> {
+    let (observed, chance) = m.between_tasks();
+    if observed.is_empty() {
+        return None;
+    }
+    let range = |v: &[f64]| {
+        let low = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (low, high)
+    };
+    let ((low, high), (chance_low, chance_high)) = (range(&observed), range(&chance));
+    let mean = observed.iter().sum::<f64>() / observed.len() as f64;
+    let (study_low, study_high) = (33.5, 72.5);
+    let place = if high < study_low {
+        "lies below the study's range"
+    } else if low > study_high {
+        "lies above the study's range"
+    } else if low >= study_low && high <= study_high {
+        "lies within the study's range"
+    } else {
+        "overlaps the study's range"
+    };
+    Some(format!(
+        "Between different shapes ({} pairs of masks): IoMin {low:.1}–{high:.1} % (mean \
+         {mean:.1} %), against chance levels of {chance_low:.1}–{chance_high:.1} %; the study's \
+         SCL_90: {study_low}–{study_high} % between its 5 shapes, one mask each, with no chance \
+         level. Ours {place}; the count-matched chance level alone accounts for \
+         {:.0} % of our mean.",
+        observed.len(),
+        100.0 * (chance.iter().sum::<f64>() / chance.len() as f64) / mean
+    ))
 }
 
 /// R3 and R6: module size and dispersity over training, each change decided by a test.
@@ -320,7 +412,50 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
         doc.para("- No change can be tested yet: masks of at least two checkpoints are needed.");
     }
     doc.text.push('\n');
+    if let Some((step, change)) = dev.shape_modules().size_change_at_common_step()? {
+        doc.para(&format!(
+            "The stopping rule stops masks at different steps, so the size is also read at \
+             step {step}, the last step every shape mask reached (its logged kept fraction): {} \
+             {}",
+            change.sentence,
+            size_readings_compared(changes.first(), &change)
+        ));
+    }
     Ok(())
+}
+
+/// Whether the size change at the rule's stop and at a common step agree, in words.
+fn size_readings_compared(at_stop: Option<&Change>, at_step: &Change) -> String {
+    let Some(at_stop) = at_stop else {
+        return String::new();
+    };
+    let (a, b) = (&at_stop.interval, &at_step.interval);
+    let direction = |i: &Interval| match (i.excludes(0.0), i.mean > 0.0) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => -1,
+    };
+    match (direction(a), direction(b)) {
+        (0, 0) => "Neither reading changes significantly.".into(),
+        (x, y) if x == y => format!(
+            "Both readings agree in direction; the size at the rule's stop changes by {:.1} \
+             points, at the common step by {:.1}: read where the rule stops them, the masks' \
+             different training lengths {} the difference.",
+            a.mean,
+            b.mean,
+            if a.mean.abs() < b.mean.abs() {
+                "narrow"
+            } else {
+                "widen"
+            }
+        ),
+        _ => format!(
+            "The two readings disagree ({:.1} points at the rule's stop, {:.1} at the common \
+             step): the size change depends on when the masks are read, and no direction is \
+             claimed.",
+            a.mean, b.mean
+        ),
+    }
 }
 
 /// R4: what removing the weights outside a module costs (the mask's task accuracy against the
@@ -372,6 +507,135 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
         doc.para(&Ablations { records: measured }.collapse());
     }
     Ok(())
+}
+
+/// Where our design differs from the study's, with our side computed from the masks: the
+/// reasons our numbers need not equal its numbers, in one place.
+fn differences(doc: &mut Document, dev: &Development) {
+    let Some(first) = dev.records.first() else {
+        return;
+    };
+    let stats = mask_stats(&first.mask);
+    let checkpoints = dev.checkpoints().len();
+    doc.para("## Why our numbers differ from the study's");
+    let _ = writeln!(
+        doc.text,
+        "- **The model.** Ours: {} masked tensors, {} weights (the SCL of the paper, with a ReLU \
+         after every convolution). The study's: lucidrains' SCL, 44 tensors, 199,838 weights, \
+         no ReLU between its convolutions (spec §1, §7 A8). Module size and dispersity are \
+         fractions of different totals over different layers, so agreement in kind, not in \
+         value, is what can be compared: the study's dispersities of 0.24–0.32 are not ours \
+         to match.\n\
+         - **One training run.** Our {checkpoints} checkpoints are snapshots of one training \
+         run; the seeds replicate the masks, not the model. A difference between checkpoints \
+         is a difference over one model's training, as in the study.\n\
+         - **One α.** Every mask here uses α = {:e}; the study's masks used α from 1e-6 to \
+         4.68e-6 across the stages it compared, which confounds its size trends (spec §7 B2).\n\
+         - **Deterministic masks.** We read every mask as `l > 0`; the study drew one unseeded \
+         Gumbel sample for each evaluation (spec §7 B3).\n\
+         - **Chance levels and replicates.** Every sharing and dispersity value here stands \
+         beside a count-matched chance level, and sharing is tested against seeds of one \
+         shape; the study had neither, and its preprocessing removed what its 5 masks all \
+         kept, ours what all of a checkpoint's shape masks keep.\n",
+        stats.per_tensor.len(),
+        stats.total,
+        first.sidecar.config.alpha
+    );
+}
+
+/// The study's second R4 claim (a larger α costs accuracy) from the α stage's record beside the
+/// masks (`alpha.json`: every candidate's validation task accuracy on n problems), and how the
+/// study's one α was chosen. `None` without a record; a record that cannot be read is an error
+/// naming the file.
+fn alpha_and_accuracy(record: &Path) -> Result<Option<String>> {
+    if !record.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(record).map_err(|e| Error::io(record, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(record, e.to_string()))?;
+    let bad = |what: &str| Error::bad_file(record, format!("α record: {what}"));
+    let runs: Vec<AlphaReading> = value["runs"]
+        .as_array()
+        .ok_or_else(|| bad("no `runs` list"))?
+        .iter()
+        .map(|run| {
+            let number = |key: &str| {
+                run[key]
+                    .as_f64()
+                    .ok_or_else(|| bad(&format!("a run without `{key}`")))
+            };
+            Ok(AlphaReading {
+                alpha: number("alpha")?,
+                accuracy: number("val_task_accuracy")?,
+                problems: number("val_problems")? as usize,
+                steps: number("steps_done")? as usize,
+                settled: !run["converged_at"].is_null(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let smallest = runs.iter().min_by(|a, b| a.alpha.total_cmp(&b.alpha));
+    let largest = runs.iter().max_by(|a, b| a.alpha.total_cmp(&b.alpha));
+    let (Some(small), Some(large)) = (smallest, largest) else {
+        return Err(bad("an empty `runs` list"));
+    };
+    let (z, p) = two_proportion_test(small.correct(), large.correct());
+    let verdict = match (p <= 0.05, large.accuracy < small.accuracy) {
+        (true, true) => "the largest α costs accuracy significantly, as the study says",
+        (true, false) => "the largest α reads significantly higher",
+        (false, _) => "no significant difference",
+    };
+    let steps: Vec<usize> = runs.iter().map(|r| r.steps).collect();
+    Ok(Some(format!(
+        "The study's second R4 claim, that a larger α costs accuracy: our α stage (`{}`, {} \
+         candidates on {}, {} steps each at most, {} of them meeting the stopping rule) reads \
+         {} at α = {:e} and {} at α = {:e}: {verdict} (two-proportion z = {z:.2}, p = {}). The \
+         study's one α, {:e}, was chosen from these readings by the rule: {}.",
+        crate::files::shown_path(record),
+        runs.len(),
+        value["checkpoint"].as_str().unwrap_or("its checkpoint"),
+        steps.iter().max().unwrap_or(&0),
+        runs.iter().filter(|r| r.settled).count(),
+        small.reading(),
+        small.alpha,
+        large.reading(),
+        large.alpha,
+        p_text(p),
+        value["chosen_alpha"]
+            .as_f64()
+            .ok_or_else(|| bad("no `chosen_alpha`"))?,
+        value["rule"].as_str().unwrap_or("see the record"),
+    )))
+}
+
+/// One candidate of the α stage.
+struct AlphaReading {
+    alpha: f64,
+    accuracy: f64,
+    problems: usize,
+    steps: usize,
+    settled: bool,
+}
+
+impl AlphaReading {
+    fn correct(&self) -> (usize, usize) {
+        (
+            (self.accuracy * self.problems as f64).round() as usize,
+            self.problems,
+        )
+    }
+
+    /// `87.5 % [82.2, 91.4] (n = 200)`: the reading with its Wilson interval.
+    fn reading(&self) -> String {
+        let (correct, n) = self.correct();
+        let (low, high) = wilson_interval(correct, n);
+        format!(
+            "{:.1} % [{:.1}, {:.1}] (n = {n})",
+            100.0 * self.accuracy,
+            100.0 * low,
+            100.0 * high
+        )
+    }
 }
 
 /// When the masked model loses significantly, how that differs from the study's R4 and how
