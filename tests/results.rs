@@ -53,6 +53,12 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
         "{text}"
     );
     assert!(text.contains("Ours: 112 masked tensors"), "{text}");
+    // Modules are more concentrated in few tensors than random masks of their size.
+    let dispersity = section("- study/scl_official_val80.2: a shape module's dispersity");
+    assert!(
+        dispersity.contains("significantly less dispersed than its chance level"),
+        "{dispersity}"
+    );
     // A module's removal collapses the model, and the text says so instead of a finding.
     assert!(text.contains("which here measures a collapse"), "{text}");
 }

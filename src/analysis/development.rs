@@ -350,6 +350,25 @@ impl Development {
         Some(Change { interval, sentence })
     }
 
+    /// Per checkpoint: each mask's dispersity minus its count-matched chance level (the mean
+    /// dispersity of random masks that keep as many weights), as a mean with its 95 % t interval
+    /// over the masks. Below zero: a module is more concentrated in few tensors than its size
+    /// alone makes it.
+    pub fn dispersity_against_chance(&self, chance: &ChanceConfig) -> Vec<(String, Interval)> {
+        self.checkpoints()
+            .into_iter()
+            .map(|(ckpt, _)| {
+                let excess: Vec<f64> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.checkpoint() == ckpt)
+                    .map(|r| mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance))
+                    .collect();
+                (ckpt, Interval::t95(&excess))
+            })
+            .collect()
+    }
+
     /// Every mask but those of `task` (e.g. the pooled control, `all-shapes`).
     pub fn without_task(&self, task: &str) -> Development {
         Development {
@@ -592,10 +611,23 @@ impl Development {
                     .collect::<Vec<_>>(),
             ),
         ])?;
-        Ok(Table::new(df).with_caption(
-            "masks by measured checkpoint accuracy; removed / random removal: ties broken at \
-             random, empty where `avr mask ablate` has not run",
-        ))
+        Ok(Table::new(df).with_caption(format!(
+            "masks by measured checkpoint accuracy; accuracies on each mask's held-out problems \
+             (n = {} task, {} control); checkpoint_val_acc_% on the validation problems that \
+             chose it; removed / random removal: ties broken at random (random removal: the \
+             mean of its draws), empty where `avr mask ablate` has not run",
+            self.distinct_counts(|r| r.sidecar.task_problems),
+            self.distinct_counts(|r| r.sidecar.control_problems),
+        )))
+    }
+
+    /// The distinct values of a per-mask count: `200`, or `8, 200`.
+    fn distinct_counts(&self, count: impl Fn(&MaskRecord) -> usize) -> String {
+        let mut values: Vec<usize> = self.records.iter().map(count).collect();
+        values.sort_unstable();
+        values.dedup();
+        let text: Vec<String> = values.iter().map(usize::to_string).collect();
+        text.join(", ")
     }
 
     /// One row per checkpoint and task: the checkpoint's accuracy reading (test when recorded,

@@ -247,6 +247,20 @@ fn module_size(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
     );
     doc.para(&dev.table()?.to_markdown()?);
     doc.para(&dev.module_table(chance)?.to_markdown()?);
+    for (ckpt, excess) in dev.shape_modules().dispersity_against_chance(chance) {
+        let finding = match (excess.excludes(0.0), excess.mean < 0.0) {
+            (true, true) => "significantly less dispersed than its chance level",
+            (true, false) => "significantly more dispersed than its chance level",
+            (false, _) => "no significant difference from its chance level",
+        };
+        let _ = writeln!(
+            doc.text,
+            "- {ckpt}: a shape module's dispersity minus its count-matched chance level is {} \
+             (95 % t interval over the masks): {finding}.",
+            excess.summary(4)
+        );
+    }
+    doc.text.push('\n');
     if let Some((ckpt, _)) = best_checkpoint(dev) {
         let kept: Vec<f64> = shape_masks(dev, &ckpt)
             .into_iter()
