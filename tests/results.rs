@@ -53,6 +53,13 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
         "{text}"
     );
     assert!(text.contains("Ours: 112 masked tensors"), "{text}");
+    // R1 over the 5 shapes (each the mean of its 2 seeds), as the reviewer recomputed it.
+    assert!(
+        text.contains(
+            "(study/scl_official_val80.2) a shape module keeps 9.9 % [9.7, 10.2] (n = 5)"
+        ),
+        "{text}"
+    );
     // Modules are more concentrated in few tensors than random masks of their size.
     let dispersity = section("- study/scl_official_val80.2: a shape module's dispersity");
     assert!(
