@@ -255,19 +255,8 @@ pub fn replicate_test(
     let pooled: Vec<Mask> = a.masks.iter().chain(&b.masks).cloned().collect();
     let matrix = sharing_matrix_with(&pooled, metric, preprocess, mixed)?.matrix;
     let statistic = |in_a: &[bool]| -> (f64, f64) {
-        let (mut within, mut nw, mut between, mut nb) = (0.0, 0, 0.0, 0);
-        for i in 0..pooled.len() {
-            for j in (i + 1)..pooled.len() {
-                if in_a[i] == in_a[j] {
-                    within += matrix[i][j];
-                    nw += 1;
-                } else {
-                    between += matrix[i][j];
-                    nb += 1;
-                }
-            }
-        }
-        (within / nw as f64, between / nb as f64)
+        let labels: Vec<usize> = in_a.iter().map(|&a| usize::from(a)).collect();
+        within_between(&matrix, &labels)
     };
     let observed_labels: Vec<bool> = (0..n + m).map(|i| i < n).collect();
     let (within, between) = statistic(&observed_labels);
