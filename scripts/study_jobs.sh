@@ -16,7 +16,11 @@ milestones_in_mask_order() {
 # milestone later, and the study's α must not move with it), else the best milestone now.
 alpha_milestone() {
   if [ -f "$masks/alpha.json" ]; then
-    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$masks/alpha.json"
+    python3 -c 'import json, sys
+record = json.load(open(sys.argv[1]))
+if "checkpoint" not in record:
+    sys.exit(sys.argv[1] + ": the α record names no checkpoint")
+print(record["checkpoint"])' "$masks/alpha.json"
   else
     ls "$ckpts"/scl_*.safetensors | sort -V | tail -n 1
   fi

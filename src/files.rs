@@ -53,7 +53,11 @@ pub fn crate_root() -> PathBuf {
 /// (the Python environment's files, e.g. scikit-learn's digits), else as given. No machine's
 /// absolute path ends up in a committed notebook.
 pub fn shown_path(path: &Path) -> String {
-    let cache = std::env::var_os("AVR_CACHE").map(PathBuf::from);
+    // Only an absolute cache folder can name where a path lies; an empty or relative one would
+    // turn relative paths into `$AVR_CACHE/…`.
+    let cache = std::env::var_os("AVR_CACHE")
+        .map(PathBuf::from)
+        .filter(|c| c.is_absolute());
     shown_path_with_cache(path, cache.as_deref())
 }
 

@@ -212,3 +212,21 @@ fn the_alpha_stages_keep_the_milestone_their_record_names_once_it_exists() {
     std::fs::write(dir.path().join("ckpts/scl_val84.9.safetensors"), b"").unwrap();
     assert_eq!(milestone(), ["ckpts/scl_val80.2.safetensors"]);
 }
+
+#[test]
+fn an_alpha_record_without_its_milestone_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("masks")).unwrap();
+    std::fs::write(
+        dir.path().join("masks/alpha.json"),
+        r#"{"chosen_alpha": 1e-5}"#,
+    )
+    .unwrap();
+    let out = with_study_jobs(dir.path(), "ckpts=ckpts masks=masks; alpha_milestone");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("masks/alpha.json: the α record names no checkpoint"),
+        "{err}"
+    );
+}

@@ -351,20 +351,39 @@ impl Development {
     }
 
     /// Per checkpoint: each mask's dispersity minus its count-matched chance level (the mean
-    /// dispersity of random masks that keep as many weights), as a mean with its 95 % t interval
-    /// over the masks. Below zero: a module is more concentrated in few tensors than its size
-    /// alone makes it.
+    /// dispersity of random masks that keep as many weights), averaged over each task's seeds,
+    /// as a mean with its 95 % t interval over the tasks (seeds of one task are not independent
+    /// replicates of the model). Masks whose null could not be drawn are left out. Below zero:
+    /// a module is more concentrated in few tensors than its size alone makes it.
     pub fn dispersity_against_chance(&self, chance: &ChanceConfig) -> Vec<(String, Interval)> {
         self.checkpoints()
             .into_iter()
             .map(|(ckpt, _)| {
-                let excess: Vec<f64> = self
+                let excess: Vec<(&str, f64)> = self
                     .records
                     .iter()
                     .filter(|r| r.checkpoint() == ckpt)
-                    .map(|r| mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance))
+                    .map(|r| {
+                        let null = dispersity_null_mean(r, chance);
+                        (r.task(), mask_stats(&r.mask).dispersity - null)
+                    })
+                    .filter(|(_, e)| e.is_finite())
                     .collect();
-                (ckpt, Interval::t95(&excess))
+                let mut tasks: Vec<&str> = excess.iter().map(|(t, _)| *t).collect();
+                tasks.sort_unstable();
+                tasks.dedup();
+                let per_task: Vec<f64> = tasks
+                    .iter()
+                    .map(|task| {
+                        let of_task: Vec<f64> = excess
+                            .iter()
+                            .filter(|(t, _)| t == task)
+                            .map(|(_, e)| *e)
+                            .collect();
+                        of_task.iter().sum::<f64>() / of_task.len() as f64
+                    })
+                    .collect();
+                (ckpt, Interval::t95(&per_task))
             })
             .collect()
     }

@@ -290,9 +290,10 @@ pub fn replicate_test(
 
 /// Every task at once: do two replicates of one task share more weights than two masks of
 /// different tasks? One permutation test over all the masks of a checkpoint, on the overlap
-/// matrix that a figure shows. The pairwise [`replicate_test`] of two tasks with two seeds each
-/// cannot reach p < 1/3; pooling the tasks gives the design its power (10 masks of 5 tasks × 2
-/// seeds: 945 distinct groupings, smallest p ≈ 0.001).
+/// matrix that a figure shows, relabelling tasks within each seed. The pairwise
+/// [`replicate_test`] of two tasks with two seeds each cannot reach p < 1/3; pooling the tasks
+/// gives the design its power (10 masks of 5 tasks × 2 seeds: 14,400 labellings, 120 distinct
+/// groupings, smallest p = 1/120).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PooledReplicateTest {
     /// The tasks, in order of first appearance.
@@ -308,15 +309,16 @@ pub struct PooledReplicateTest {
     /// Task pairs whose replicates share more than the two tasks do, of all task pairs
     /// (each pair's same-task mean against its between-task mean).
     pub pairs_within_above: (usize, usize),
-    /// One-sided p of "replicates share more than tasks do": the share of task labellings (with
-    /// the observed group sizes) whose difference is at least the observed one, the observed
-    /// labelling included.
+    /// One-sided p of "replicates share more than tasks do": the share of task labellings (the
+    /// observed labels permuted within each seed) whose difference is at least the observed
+    /// one, the observed labelling included.
     pub p: f64,
     /// Labellings evaluated (all of them when `exact`).
     pub relabelings: usize,
     /// Whether every labelling was enumerated.
     pub exact: bool,
-    /// The smallest p the design can reach (1 / distinct groupings).
+    /// The smallest p the design can reach (the share of labellings that group the masks as
+    /// observed; one draw's share when sampled).
     pub smallest_possible_p: f64,
 }
 
@@ -357,9 +359,9 @@ impl PooledReplicateTest {
 
 /// The [`PooledReplicateTest`] of the masks named `names` (`<task>-s<seed>`, grouped by
 /// [`task_of`]) with the symmetric overlap `matrix` (percent, rows in the order of `names`).
-/// Every task needs at least two masks, and at least two tasks are needed. All labellings with
-/// the observed group sizes are enumerated when there are at most 200,000, else the observed
-/// one and 19,999 seeded draws.
+/// Every task needs at least two masks, and at least two tasks are needed. Labels are permuted
+/// within each seed ([`seed_strata`]); all such labellings are enumerated when there are at most
+/// 200,000, else the observed one and 19,999 seeded draws.
 pub fn pooled_replicate_test(
     names: &[String],
     matrix: &[Vec<f64>],
@@ -395,10 +397,17 @@ pub fn pooled_replicate_test(
     };
     let (within, between) = within_between(matrix, &labels);
     let difference = within - between;
-    let (labellings, exact) = labellings(&labels, &sizes, seed);
+    let strata = seed_strata(names);
+    let (labellings, exact) = labellings(&labels, &strata, seed);
     let at_least = labellings
         .iter()
         .filter(|l| difference_of(l) >= difference - 1e-9)
+        .count();
+    // The observed grouping recurs under every relabelling of the tasks that the strata allow:
+    // the smallest p the design can reach is their share (exact), or one draw's (sampled).
+    let same_grouping = labellings
+        .iter()
+        .filter(|l| same_partition(l, &labels))
         .count();
     Ok(PooledReplicateTest {
         pairs_within_above: pairs_within_above(matrix, &labels, tasks.len()),
@@ -410,7 +419,7 @@ pub fn pooled_replicate_test(
         p: at_least as f64 / labellings.len() as f64,
         relabelings: labellings.len(),
         exact,
-        smallest_possible_p: 1.0 / distinct_groupings(&sizes),
+        smallest_possible_p: same_grouping.max(1) as f64 / labellings.len() as f64,
     })
 }
 
@@ -457,54 +466,92 @@ fn pairs_within_above(matrix: &[Vec<f64>], labels: &[usize], tasks: usize) -> (u
     (above, tasks * (tasks - 1) / 2)
 }
 
-/// Every assignment of labels with the group sizes `sizes` to the positions when there are at
+/// The stratum of every mask: its seed (`squares-s1` → `1`), so that a relabelling only swaps
+/// tasks among masks of one seed. Every labelling then keeps the design: two masks of one task
+/// always come from different seeds, as the observed ones do, and masks that share a seed
+/// (and with it the sampling noise) are compared across tasks in every labelling alike.
+fn seed_strata(names: &[String]) -> Vec<usize> {
+    let mut seeds: Vec<&str> = Vec::new();
+    names
+        .iter()
+        .map(|name| {
+            let seed = name.strip_prefix(task_of(name)).unwrap_or("");
+            match seeds.iter().position(|s| *s == seed) {
+                Some(i) => i,
+                None => {
+                    seeds.push(seed);
+                    seeds.len() - 1
+                }
+            }
+        })
+        .collect()
+}
+
+/// Every labelling that permutes the observed labels within each stratum when there are at
 /// most 200,000 (`exact`; the observed one among them), else the observed labels and 19,999
-/// seeded shuffles of them.
-fn labellings(observed: &[usize], sizes: &[usize], seed: u64) -> (Vec<Vec<usize>>, bool) {
-    let total = multinomial(sizes);
+/// seeded within-stratum shuffles of them.
+fn labellings(observed: &[usize], strata: &[usize], seed: u64) -> (Vec<Vec<usize>>, bool) {
+    let labels = observed.iter().max().map_or(0, |&l| l + 1);
+    let strata_count = strata.iter().max().map_or(0, |&s| s + 1);
+    // room[stratum][label]: how many masks of that stratum carry that label.
+    let mut room = vec![vec![0usize; labels]; strata_count];
+    for (&label, &stratum) in observed.iter().zip(strata) {
+        room[stratum][label] += 1;
+    }
+    let total: f64 = room.iter().map(|counts| multinomial(counts)).product();
     if total <= 200_000.0 {
         let mut out = Vec::with_capacity(total as usize);
-        assign(
-            &mut sizes.to_vec(),
-            &mut Vec::new(),
-            observed.len(),
-            &mut out,
-        );
+        assign(&mut room, strata, &mut Vec::new(), &mut out);
         return (out, true);
     }
     let mut rng = Rng::new(seed).fork("pooled replicate test");
     let mut draws = vec![observed.to_vec()];
     draws.extend((1..20_000).map(|_| {
-        let mut labels = observed.to_vec();
-        rng.shuffle(&mut labels);
-        labels
+        let mut labelling = observed.to_vec();
+        for stratum in 0..strata_count {
+            let places: Vec<usize> = (0..strata.len())
+                .filter(|&i| strata[i] == stratum)
+                .collect();
+            let mut values: Vec<usize> = places.iter().map(|&i| observed[i]).collect();
+            rng.shuffle(&mut values);
+            for (&i, v) in places.iter().zip(values) {
+                labelling[i] = v;
+            }
+        }
+        labelling
     }));
     (draws, false)
 }
 
-/// Extends `current` by every label with room left in `room`, to length `n`, into `out`.
-fn assign(room: &mut [usize], current: &mut Vec<usize>, n: usize, out: &mut Vec<Vec<usize>>) {
-    if current.len() == n {
+/// Extends `current` (a prefix of a labelling) by every label its next mask's stratum has room
+/// for, to full length, into `out`.
+fn assign(
+    room: &mut [Vec<usize>],
+    strata: &[usize],
+    current: &mut Vec<usize>,
+    out: &mut Vec<Vec<usize>>,
+) {
+    let Some(&stratum) = strata.get(current.len()) else {
         out.push(current.clone());
         return;
-    }
-    for label in 0..room.len() {
-        if room[label] > 0 {
-            room[label] -= 1;
+    };
+    for label in 0..room[stratum].len() {
+        if room[stratum][label] > 0 {
+            room[stratum][label] -= 1;
             current.push(label);
-            assign(room, current, n, out);
+            assign(room, strata, current, out);
             current.pop();
-            room[label] += 1;
+            room[stratum][label] += 1;
         }
     }
 }
 
-/// `(Σ sizes)! / Π sizes!`: labelled assignments with these group sizes.
-fn multinomial(sizes: &[usize]) -> f64 {
+/// `(Σ counts)! / Π counts!`: the distinct orders of a multiset with these counts.
+fn multinomial(counts: &[usize]) -> f64 {
     let mut placed = 0usize;
     let mut total = 1.0;
-    for &s in sizes {
-        for k in 1..=s {
+    for &c in counts {
+        for k in 1..=c {
             placed += 1;
             total *= placed as f64 / k as f64;
         }
@@ -512,16 +559,9 @@ fn multinomial(sizes: &[usize]) -> f64 {
     total
 }
 
-/// Groupings that differ as partitions: labelled assignments divided by the relabellings of
-/// equally sized groups, which give the same partition and the same statistic.
-fn distinct_groupings(sizes: &[usize]) -> f64 {
-    let mut same_size_swaps = 1.0;
-    let mut sorted = sizes.to_vec();
-    sorted.sort_unstable();
-    for run in sorted.chunk_by(|a, b| a == b) {
-        same_size_swaps *= (1..=run.len()).map(|k| k as f64).product::<f64>();
-    }
-    multinomial(sizes) / same_size_swaps
+/// Whether two labellings group the masks alike (the same pairs share a label).
+fn same_partition(a: &[usize], b: &[usize]) -> bool {
+    (0..a.len()).all(|i| ((i + 1)..a.len()).all(|j| (a[i] == a[j]) == (b[i] == b[j])))
 }
 
 /// Every way to mark `n` of `n + m` positions when there are at most 20,000 (`exact`), else
@@ -745,7 +785,8 @@ mod tests {
     }
 
     /// Five tasks × two seeds where replicates share 90 % and tasks 60 %: only the observed
-    /// grouping reaches the difference, so p is the design's smallest, 1 / 945.
+    /// grouping reaches the difference, so p is the design's smallest: 5! of the (5!)² labellings
+    /// within the seeds regroup the masks as observed, 1 / 120.
     #[test]
     fn pooling_the_tasks_gives_the_replicate_test_its_power() {
         let tasks = ["a", "b", "c", "d", "e"];
@@ -765,9 +806,15 @@ mod tests {
             })
             .collect();
         let t = pooled_replicate_test(&names, &matrix, 0).unwrap();
-        assert_eq!((t.relabelings, t.exact), (113_400, true));
-        assert!((t.smallest_possible_p - 1.0 / 945.0).abs() < 1e-12);
-        assert!((t.p - 1.0 / 945.0).abs() < 1e-12, "{}", t.p);
+        assert_eq!((t.relabelings, t.exact), (14_400, true));
+        assert!((t.smallest_possible_p - 1.0 / 120.0).abs() < 1e-12);
+        assert!((t.p - 1.0 / 120.0).abs() < 1e-12, "{}", t.p);
+        // Every labelling keeps two masks of one task on different seeds.
+        let (all, _) = labellings(&[0, 0, 1, 1, 2, 2], &[0, 1, 0, 1, 0, 1], 0);
+        assert_eq!(all.len(), 36);
+        assert!(all
+            .iter()
+            .all(|l| l[0] != l[2] && l[0] != l[4] && l[1] != l[3]));
         assert_eq!(t.pairs_within_above, (10, 10));
         assert!(t
             .verdict(0.05, "IoMin")

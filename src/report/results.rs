@@ -20,7 +20,7 @@ use crate::train::eval::wilson_interval;
 use crate::{Error, Result};
 
 /// The name of the pooled control mask's task (every shape set at once).
-const CONTROL_TASK: &str = "all-shapes";
+pub(super) const CONTROL_TASK: &str = "all-shapes";
 
 /// What `write_results` wrote.
 #[derive(Debug, Clone)]
@@ -176,42 +176,63 @@ fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) -> Result
         0 => String::new(),
         capped => format!("; {capped} stopped at the cap (the table below says which)"),
     };
+    let rule = match first.convergence {
+        Some(c) => format!(
+            " (kept and undecided fractions, read every {} steps, each within {} points over {} \
+             readings)",
+            c.every,
+            100.0 * c.tolerance,
+            c.window
+        ),
+        None => String::new(),
+    };
     doc.para(&format!(
-        "{settled} of {total} masks met the stopping rule (kept and undecided fractions each \
-         within 0.2 points over 150 steps) before the step cap{rest}."
+        "{settled} of {total} masks met the stopping rule{rule} before the step cap{rest}."
     ));
-    doc.para(&settledness(dev)?);
+    if let Some(text) = settledness(dev)? {
+        doc.para(&text);
+    }
     Ok(())
 }
 
 /// What the stopping rule leaves undecided, from the sidecars' decisiveness and the readings'
 /// last 500 steps: every mask is read where the rule stopped it, and this says how far from
 /// decided that is.
-fn settledness(dev: &Development) -> Result<String> {
+fn settledness(dev: &Development) -> Result<Option<String>> {
     let decisiveness: Vec<&Decisiveness> = dev
         .records
         .iter()
         .filter_map(|r| r.sidecar.decisiveness.as_ref())
         .collect();
+    // How far a mask still moved, whichever way: opposite moves must not cancel.
+    let moved: Vec<f64> = dev
+        .kept_change_at_stop(500)?
+        .iter()
+        .map(|d| d.abs())
+        .collect();
+    if decisiveness.is_empty() || moved.is_empty() {
+        return Ok(None);
+    }
     let percent_of = |f: &dyn Fn(&Decisiveness) -> f64| {
         let values: Vec<f64> = decisiveness.iter().map(|d| 100.0 * f(d)).collect();
         Interval::t95(&values).summary(1)
     };
     let decided = decisiveness.iter().filter(|d| d.converged).count();
-    let moved = Interval::t95(&dev.kept_change_at_stop(500)?);
-    Ok(format!(
+    let moved = Interval::t95(&moved);
+    Ok(Some(format!(
         "The rule says that a mask stopped moving, not that its bits are decided. By the \
          sampling criterion (one sample of the mask changes at most {:.0} % of its kept set) \
          {decided} of {} masks are decided: one sample is expected to change {} % of a mask's \
          kept set, and {} % of its logits lie in |l| < 2 (σ between 0.12 and 0.88). Over its \
-         last 500 steps a mask's kept fraction still moved by {} points. Every mask is read \
-         as the same rule left it; R3 also reads module size at a step every mask reached.",
+         last 500 steps a mask's kept fraction still moved by {} points (either way). Every \
+         mask is read as the same rule left it; R3 also reads module size at a step every \
+         mask reached.",
         100.0 * Decisiveness::CONVERGED_FLIPS_PER_KEPT,
         decisiveness.len(),
         percent_of(&|d| d.flips_per_kept),
         percent_of(&|d| d.undecided_fraction),
         moved.summary(2)
-    ))
+    )))
 }
 
 fn seeds(dev: &Development) -> String {
@@ -274,7 +295,7 @@ fn module_size(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
         let _ = writeln!(
             doc.text,
             "- {ckpt}: a shape module's dispersity minus its count-matched chance level is {} \
-             (95 % t interval over the masks): {finding}.",
+             (n shapes, each the mean over its seeds; 95 % t interval): {finding}.",
             excess.summary(4)
         );
     }
@@ -349,10 +370,11 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
          between its shapes at SCL_90 (R7; its sharing figures are labelled correctly), and \
          no chance level or replicate. Ours, per checkpoint, over its shape masks (the pooled \
          control is another task and is left out): IoMin % after removing the weights kept by \
-         every one of them (the study removed those kept by its 5 masks; with two seeds per \
-         shape ours removes those kept by all 10), beneath each value its count-matched chance \
-         level and z ({} draws). Then the decisive test, one per checkpoint over all shapes: \
-         do two masks of different shapes share fewer weights than two seeds of one shape?",
+         every one of them (the study removed those kept by its 5 masks; ours, those kept by \
+         all of a checkpoint's masks, counted below), beneath each value its count-matched \
+         chance level and z ({} draws). Then the decisive test, one per checkpoint over all \
+         shapes, relabelling shapes within each seed: do two masks of different shapes share \
+         fewer weights than two seeds of one shape?",
         chance.draws
     ));
     let shapes = dev.without_task(CONTROL_TASK);
@@ -367,15 +389,7 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
             &format!("sharing-{ckpt}"),
             &sharing_chance_heatmap(&m, accuracy)?,
         )?;
-        let (above, pairs, smallest_z) = m.above_after_bonferroni();
-        doc.para(&format!(
-            "{above} of {pairs} pairs share more than chance at the 5 % level divided among the \
-             {pairs} pairs (Bonferroni, one-sided p ≤ {:.5}; {} draws reach p ≥ {:.5}); the \
-             smallest z is {smallest_z:.1}.",
-            0.05 / pairs.max(1) as f64,
-            m.draws,
-            1.0 / (m.draws + 1) as f64
-        ));
+        doc.para(&against_chance_after_bonferroni(&m));
         if let Some(text) = between_shapes_against_the_study(&m) {
             doc.para(&text);
         }
@@ -385,6 +399,28 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
         }
     }
     Ok(())
+}
+
+/// How many of `m`'s pairs share more than chance once the 5 % level is divided among them
+/// (Bonferroni), or, when the draws cannot reach that level, that they cannot (and the z).
+fn against_chance_after_bonferroni(m: &SharingChance) -> String {
+    let (above, pairs, smallest_z) = m.above_after_bonferroni();
+    let level = 0.05 / pairs.max(1) as f64;
+    let floor = 1.0 / (m.draws + 1) as f64;
+    let masks = m.names.len();
+    if floor > level {
+        return format!(
+            "{masks} masks, {pairs} pairs: {} draws cannot reach the Bonferroni level \
+             (one-sided p ≤ {level:.5}; their smallest p is {floor:.5}), so no pair is tested \
+             against it; the smallest z is {smallest_z:.1}.",
+            m.draws
+        );
+    }
+    format!(
+        "{masks} masks: {above} of {pairs} pairs share more than chance at the 5 % level divided \
+         among the {pairs} pairs (Bonferroni, one-sided p ≤ {level:.5}); the smallest z is \
+         {smallest_z:.1}."
+    )
 }
 
 /// The between-shape overlaps of `m` against their chance levels and against the study's R7
@@ -401,6 +437,14 @@ fn between_shapes_against_the_study(m: &SharingChance) -> Option<String> {
     };
     let ((low, high), (chance_low, chance_high)) = (range(&observed), range(&chance));
     let mean = observed.iter().sum::<f64>() / observed.len() as f64;
+    let chance_mean = chance.iter().sum::<f64>() / chance.len() as f64;
+    let share = match mean > 0.0 {
+        true => format!(
+            "; the count-matched chance level alone accounts for {:.0} % of our mean",
+            100.0 * chance_mean / mean
+        ),
+        false => String::new(),
+    };
     let (study_low, study_high) = (33.5, 72.5);
     let place = if high < study_low {
         "lies below the study's range"
@@ -415,10 +459,8 @@ fn between_shapes_against_the_study(m: &SharingChance) -> Option<String> {
         "Between different shapes ({} pairs of masks): IoMin {low:.1}–{high:.1} % (mean \
          {mean:.1} %), against chance levels of {chance_low:.1}–{chance_high:.1} %; the study's \
          SCL_90: {study_low}–{study_high} % between its 5 shapes, one mask each, with no chance \
-         level. Ours {place}; the count-matched chance level alone accounts for \
-         {:.0} % of our mean.",
+         level. Ours {place}{share}.",
         observed.len(),
-        100.0 * (chance.iter().sum::<f64>() / chance.len() as f64) / mean
     ))
 }
 
@@ -467,19 +509,12 @@ fn size_readings_compared(at_stop: Option<&Change>, at_step: &Change) -> String 
         (true, true) => 1,
         (true, false) => -1,
     };
-    match (direction(a), direction(b)) {
-        (0, 0) => "Neither reading changes significantly.".into(),
+    let agreement = match (direction(a), direction(b)) {
+        (0, 0) => "Neither reading changes significantly.".to_string(),
         (x, y) if x == y => format!(
-            "Both readings agree in direction; the size at the rule's stop changes by {:.1} \
-             points, at the common step by {:.1}: read where the rule stops them, the masks' \
-             different training lengths {} the difference.",
-            a.mean,
-            b.mean,
-            if a.mean.abs() < b.mean.abs() {
-                "narrow"
-            } else {
-                "widen"
-            }
+            "Both readings change in the same direction ({:.1} points at the rule's stop, {:.1} \
+             at the common step).",
+            a.mean, b.mean
         ),
         _ => format!(
             "The two readings disagree ({:.1} points at the rule's stop, {:.1} at the common \
@@ -487,7 +522,12 @@ fn size_readings_compared(at_stop: Option<&Change>, at_step: &Change) -> String 
              claimed.",
             a.mean, b.mean
         ),
-    }
+    };
+    format!(
+        "{agreement} At the common step most masks are still shrinking, so that reading mixes \
+         a module's size with how far its training got; the rule's stop reads each mask \
+         settled, at a step that differs between checkpoints."
+    )
 }
 
 /// R4: what removing the weights outside a module costs (the mask's task accuracy against the
@@ -621,8 +661,10 @@ fn alpha_and_accuracy(record: &Path) -> Result<Option<String>> {
     Ok(Some(format!(
         "The study's second R4 claim, that a larger α costs accuracy: our α stage (`{}`, {} \
          candidates on {}, {} steps each at most, {} of them meeting the stopping rule) reads \
-         {} at α = {:e} and {} at α = {:e}: {verdict} (two-proportion z = {z:.2}, p = {}). The \
-         study's one α, {:e}, was chosen from these readings by the rule: {}.",
+         {} at α = {:e} and {} at α = {:e}: {verdict} (two-proportion z = {z:.2}, p = {}; both \
+         read the same problems, and the record keeps no per-problem outcomes for a paired \
+         test, so this test treats them as independent). This run's one α, {:e}, was chosen \
+         from these readings by the rule: {}.",
         crate::files::shown_path(record),
         runs.len(),
         value["checkpoint"].as_str().unwrap_or("its checkpoint"),
