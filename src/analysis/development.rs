@@ -359,31 +359,38 @@ impl Development {
         self.checkpoints()
             .into_iter()
             .map(|(ckpt, _)| {
-                let excess: Vec<(&str, f64)> = self
-                    .records
-                    .iter()
-                    .filter(|r| r.checkpoint() == ckpt)
-                    .map(|r| {
-                        let null = dispersity_null_mean(r, chance);
-                        (r.task(), mask_stats(&r.mask).dispersity - null)
-                    })
-                    .filter(|(_, e)| e.is_finite())
-                    .collect();
-                let mut tasks: Vec<&str> = excess.iter().map(|(t, _)| *t).collect();
-                tasks.sort_unstable();
-                tasks.dedup();
-                let per_task: Vec<f64> = tasks
-                    .iter()
-                    .map(|task| {
-                        let of_task: Vec<f64> = excess
-                            .iter()
-                            .filter(|(t, _)| t == task)
-                            .map(|(_, e)| *e)
-                            .collect();
-                        of_task.iter().sum::<f64>() / of_task.len() as f64
-                    })
-                    .collect();
+                let per_task = self.per_task_means(&ckpt, |r| {
+                    mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance)
+                });
                 (ckpt, Interval::t95(&per_task))
+            })
+            .collect()
+    }
+
+    /// `measure` of each mask at `ckpt`, averaged over each task's masks (its seeds): one value
+    /// per task, in task-name order. Seeds of one task share its data and its unmasked model, so
+    /// an interval over masks would count them as independent; one over these means does not.
+    /// Non-finite readings are left out of their task's mean (a task with none is left out).
+    pub fn per_task_means(&self, ckpt: &str, measure: impl Fn(&MaskRecord) -> f64) -> Vec<f64> {
+        let readings: Vec<(&str, f64)> = self
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt)
+            .map(|r| (r.task(), measure(r)))
+            .filter(|(_, value)| value.is_finite())
+            .collect();
+        let mut tasks: Vec<&str> = readings.iter().map(|(task, _)| *task).collect();
+        tasks.sort_unstable();
+        tasks.dedup();
+        tasks
+            .iter()
+            .map(|task| {
+                let of_task: Vec<f64> = readings
+                    .iter()
+                    .filter(|(t, _)| t == task)
+                    .map(|(_, value)| *value)
+                    .collect();
+                of_task.iter().sum::<f64>() / of_task.len() as f64
             })
             .collect()
     }

@@ -255,24 +255,6 @@ fn shape_masks<'a>(dev: &'a Development, ckpt: &str) -> Vec<&'a MaskRecord> {
         .collect()
 }
 
-/// `measure` averaged over each task's masks (its seeds), one value per task (by name).
-fn per_task_means(masks: &[&MaskRecord], measure: fn(&MaskRecord) -> f64) -> Vec<f64> {
-    let mut tasks: Vec<&str> = masks.iter().map(|r| r.task()).collect();
-    tasks.sort_unstable();
-    tasks.dedup();
-    tasks
-        .iter()
-        .map(|task| {
-            let values: Vec<f64> = masks
-                .iter()
-                .filter(|r| r.task() == *task)
-                .map(|r| measure(r))
-                .collect();
-            values.iter().sum::<f64>() / values.len() as f64
-        })
-        .collect()
-}
-
 fn kept_percent(r: &MaskRecord) -> f64 {
     100.0 * mask_stats(&r.mask).kept_fraction
 }
@@ -303,7 +285,7 @@ fn module_size(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
     if let Some((ckpt, _)) = best_checkpoint(dev) {
         // Seeds of one shape share its task and its unmasked reference: the interval is over
         // shapes (each its mean over seeds), not over masks.
-        let kept = per_task_means(&shape_masks(dev, &ckpt), kept_percent);
+        let kept = dev.shape_modules().per_task_means(&ckpt, kept_percent);
         if !kept.is_empty() {
             let interval = Interval::t95(&kept);
             let verdict = study_range_verdict(&interval, 6.5, 15.0);
