@@ -642,7 +642,8 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
         masks.push(mask.display().to_string());
     }
     let out = dir.path().join("alpha.json");
-    let mut args = vec!["mask", "choose-alpha"];
+    // The made-up accuracies cannot be read again from a model: the rule alone, unpaired.
+    let mut args = vec!["mask", "choose-alpha", "--unpaired"];
     args.extend(masks.iter().map(String::as_str));
     args.extend(["--out", out.to_str().unwrap(), "--json"]);
     let (ok, stdout, stderr) = avr(&args);
@@ -670,6 +671,99 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
         "x.json",
     ]);
     assert!(!ok && stderr.contains("stray.safetensors"), "{stderr}");
+}
+
+/// The shipped α stage read again: the smallest and the largest candidate α of
+/// `binary_masks/study/alpha.json`, on the squares set regenerated from the study's manifest
+/// (seed 0, 1,000 a configuration, on the fly), score what their sidecars recorded (87.5 % and
+/// 60.0 % of 200), and the per-problem outcomes are those the shipped record keeps.
+#[test]
+fn choose_alpha_reads_each_validation_problem_again_from_the_shipped_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let squares = dir.path().join("squares");
+    let (ok, _, stderr) = avr(&[
+        "generate",
+        "--on-the-fly",
+        "--out",
+        squares.to_str().unwrap(),
+        "--preset",
+        "squares",
+        "--per-config",
+        "1000",
+        "--seed",
+        "0",
+    ]);
+    assert!(ok, "{stderr}");
+    let root = avr_modularity::files::crate_root();
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("binary_masks/study/alpha.json")).unwrap(),
+    )
+    .unwrap();
+    let runs = shipped["runs"].as_array().unwrap();
+    let mut masks = Vec::new();
+    for run in [&runs[0], runs.last().unwrap()] {
+        let from = root.join(run["mask"].as_str().unwrap());
+        let to = dir.path().join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        let mut sidecar: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(from.with_extension("json")).unwrap())
+                .unwrap();
+        let ckpt = root.join(sidecar["base_checkpoint"].as_str().unwrap());
+        sidecar["base_checkpoint"] = serde_json::json!(ckpt);
+        sidecar["task_dataset"] = serde_json::json!(squares);
+        std::fs::write(to.with_extension("json"), sidecar.to_string()).unwrap();
+        masks.push(to.display().to_string());
+    }
+    let out = dir.path().join("alpha.json");
+    let mut args = vec!["mask", "choose-alpha"];
+    args.extend(masks.iter().map(String::as_str));
+    args.extend(["--out", out.to_str().unwrap(), "--json"]);
+    let (ok, stdout, stderr) = avr(&args);
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for (read, kept) in record["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([&runs[0], runs.last().unwrap()])
+    {
+        let outcomes = read["val_outcomes"].as_str().unwrap();
+        assert_eq!(outcomes.len(), 200);
+        assert_eq!(outcomes, kept["val_outcomes"].as_str().unwrap());
+        let solved = outcomes.bytes().filter(|&b| b == b'1').count() as f64 / 200.0;
+        assert_eq!(solved, kept["val_task_accuracy"].as_f64().unwrap());
+    }
+    assert_eq!(record["runs"][0]["val_task_accuracy"].as_f64(), Some(0.875));
+    assert_eq!(record["runs"][1]["val_task_accuracy"].as_f64(), Some(0.6));
+    // A mask read on other problems than it was scored on is refused, naming it.
+    let other = dir.path().join("other-squares");
+    let (ok, _, stderr) = avr(&[
+        "generate",
+        "--on-the-fly",
+        "--out",
+        other.to_str().unwrap(),
+        "--preset",
+        "squares",
+        "--per-config",
+        "1000",
+        "--seed",
+        "7",
+    ]);
+    assert!(ok, "{stderr}");
+    for mask in &masks {
+        let path = std::path::Path::new(mask).with_extension("json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let moved = text.replace(squares.to_str().unwrap(), other.to_str().unwrap());
+        std::fs::write(&path, moved).unwrap();
+    }
+    let mut args = vec!["mask", "choose-alpha"];
+    args.extend(masks.iter().map(String::as_str));
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = avr(&args);
+    assert!(
+        !ok && stderr.contains(".safetensors") && stderr.contains("has changed"),
+        "{stderr}"
+    );
 }
 
 /// The roofline's FLOPs come from `avr bench flops` alone (no timing run): the stages add up to

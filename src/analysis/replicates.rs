@@ -99,6 +99,45 @@ pub fn two_proportion_test(a: (usize, usize), b: (usize, usize)) -> (f64, f64) {
     (z, erfc(z.abs() / std::f64::consts::SQRT_2))
 }
 
+/// The exact McNemar test of two readings of the same problems (`a[i]`, `b[i]`: problem `i`
+/// solved): only the discordant problems inform it, and under no difference each is equally
+/// likely to favour either side.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct McNemar {
+    /// Problems only `a` solved.
+    pub only_a: usize,
+    /// Problems only `b` solved.
+    pub only_b: usize,
+    /// Two-sided p: twice the binomial(only_a + only_b, ½) tail at the smaller count, capped at 1.
+    pub p: f64,
+}
+
+/// [`McNemar`] of two equally long outcome lists; `None` when their lengths differ (they are
+/// then not readings of the same problems).
+pub fn mcnemar_exact(a: &[bool], b: &[bool]) -> Option<McNemar> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let only_a = a.iter().zip(b).filter(|(&x, &y)| x && !y).count();
+    let only_b = a.iter().zip(b).filter(|(&x, &y)| !x && y).count();
+    let (n, k) = (only_a + only_b, only_a.min(only_b));
+    // P(X ≤ k) for X ~ binomial(n, ½), summed in logs so that n in the thousands stays finite.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_choose = 0.0;
+    let mut tail = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        tail += (ln_choose + ln_half_n).exp();
+    }
+    Some(McNemar {
+        only_a,
+        only_b,
+        p: (2.0 * tail).min(1.0),
+    })
+}
+
 /// The complementary error function (Numerical Recipes' `erfcc`, relative error < 1.2e-7).
 fn erfc(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.5 * x.abs());
@@ -766,6 +805,30 @@ mod tests {
     }
 
     /// Against values computed independently (Python, `math.erfc`).
+    #[test]
+    fn mcnemar_exact_matches_scipy_binomtest() {
+        // scipy.stats.binomtest(3, 13).pvalue = 0.09228515625; binomtest(0, 10) = 0.001953125.
+        let outcomes = |only_a: usize, only_b: usize, both: usize| {
+            let a: Vec<bool> = (0..only_a + only_b + both)
+                .map(|i| i < only_a || i >= only_a + only_b)
+                .collect();
+            let b: Vec<bool> = (0..only_a + only_b + both).map(|i| i >= only_a).collect();
+            (a, b)
+        };
+        let (a, b) = outcomes(3, 10, 50);
+        let test = mcnemar_exact(&a, &b).unwrap();
+        assert_eq!((test.only_a, test.only_b), (3, 10));
+        assert!((test.p - 0.09228515625).abs() < 1e-12, "{test:?}");
+        let (a, b) = outcomes(10, 0, 5);
+        assert!((mcnemar_exact(&a, &b).unwrap().p - 0.001953125).abs() < 1e-12);
+        // No discordant problem, or an even split: no evidence at all.
+        let (a, b) = outcomes(0, 0, 7);
+        assert_eq!(mcnemar_exact(&a, &b).unwrap().p, 1.0);
+        let (a, b) = outcomes(4, 4, 0);
+        assert_eq!(mcnemar_exact(&a, &b).unwrap().p, 1.0);
+        assert!(mcnemar_exact(&a, &b[1..]).is_none());
+    }
+
     #[test]
     fn two_proportion_test_matches_a_reference() {
         let (z, p) = two_proportion_test((175, 200), (120, 200));

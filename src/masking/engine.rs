@@ -22,7 +22,7 @@ use super::Mask;
 use crate::checkpoint::{Checkpoint, RecordedAccuracy};
 use crate::data::dataset::Batch;
 use crate::data::loader::{EpochOrder, Loader, LoaderConfig};
-use crate::data::{AvrDataset, Shape};
+use crate::data::{AvrDataset, Shape, Split};
 use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
 use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
@@ -1510,19 +1510,77 @@ pub fn select_alpha(alphas_and_accuracies: &[(f64, f64)], tolerance: f64) -> usi
 }
 
 /// The α stage of a study from finished masks ([`AlphaSweep::from_masks`]): its
-/// [`AlphaSweep::record`], each row naming its mask, with the checkpoint and task.
-pub fn alpha_record_from_masks(masks: &[PathBuf], tolerance: f64) -> Result<serde_json::Value> {
+/// [`AlphaSweep::record`], each row naming its mask (and, with [`RecordOutcomes::PerProblem`],
+/// its [`validation_outcomes`]), with the checkpoint and task.
+pub fn alpha_record_from_masks(
+    masks: &[PathBuf],
+    tolerance: f64,
+    outcomes: RecordOutcomes,
+) -> Result<serde_json::Value> {
     let sweep = AlphaSweep::from_masks(masks, tolerance)?;
     let mut record = sweep.record();
     if let Some(rows) = record["runs"].as_array_mut() {
-        for (row, path) in rows.iter_mut().zip(masks) {
+        for ((row, path), run) in rows.iter_mut().zip(masks).zip(&sweep.runs) {
             *row = row.take().with("mask", path);
+            if outcomes == RecordOutcomes::PerProblem {
+                *row = row
+                    .take()
+                    .with("val_outcomes", validation_outcomes(path, run)?);
+            }
         }
     }
     let first = &sweep.runs[0].provenance;
     Ok(record
         .with("checkpoint", &first.base_checkpoint)
         .with("task", &first.task_dataset))
+}
+
+/// What an α record keeps of each candidate's validation reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcomes {
+    /// Each problem's outcome (`val_outcomes`), read again from the mask, its checkpoint and
+    /// its task data, which must all be present: candidates are then compared problem by
+    /// problem (a paired test).
+    PerProblem,
+    /// The accuracies alone (the masks' sidecars suffice); comparisons are then unpaired.
+    AccuracyOnly,
+}
+
+/// The saved mask `run` (from `path`) read again on the validation problems it was scored on
+/// (its task's held-out split, spread to the run's `task_problems`, in order), one `1` or `0`
+/// per problem: with these a record's readings can be compared problem by problem. A
+/// re-reading that differs from the run's recorded final accuracy is an error naming the mask:
+/// its checkpoint or its data is then not what it was trained on.
+pub fn validation_outcomes(path: &Path, run: &MaskRun) -> Result<String> {
+    let p = &run.provenance;
+    let ckpt = Checkpoint::load(&p.base_checkpoint)
+        .map_err(|e| Error::bad_file(path, format!("its checkpoint does not load: {e}")))?;
+    let task = AvrDataset::open(&p.task_dataset)
+        .map_err(|e| Error::bad_file(path, format!("its task data does not open: {e}")))?;
+    let held_out = task
+        .first_split(&[Split::Val, Split::Test])
+        .spread(run.task_problems);
+    let params = run.mask.apply(&ckpt.model.params, false)?;
+    let opts = EvalOptions {
+        batch_size: 32,
+        device: ckpt.model.device(),
+    };
+    let report = evaluate_with(&ckpt.model, &params, &held_out, &opts)?;
+    match run.last(|m| m.task_accuracy) {
+        Some(recorded) if (recorded - report.accuracy).abs() > 1e-9 => Err(Error::bad_file(
+            path,
+            format!(
+                "read again on its {} validation problems it scores {}, but its record says {}: \
+                 its checkpoint or task data has changed since it was trained",
+                report.n, report.accuracy, recorded
+            ),
+        )),
+        _ => Ok(report
+            .outcomes
+            .iter()
+            .map(|&hit| if hit { '1' } else { '0' })
+            .collect()),
+    }
 }
 
 /// Adds a field to a JSON object (a record row) in a chain.

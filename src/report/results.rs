@@ -11,7 +11,7 @@ use crate::analysis::ablation::Ablations;
 use crate::analysis::chance::{ChanceConfig, SharingChance};
 use crate::analysis::development::{Change, Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
-use crate::analysis::replicates::{p_text, two_proportion_test, Interval};
+use crate::analysis::replicates::{mcnemar_exact, p_text, two_proportion_test, Interval};
 use crate::display::Figure;
 use crate::masking::bits::Decisiveness;
 use crate::masking::engine::ALPHA_TOLERANCE;
@@ -613,40 +613,21 @@ fn alpha_and_accuracy(record: &Path) -> Result<Option<String>> {
         .as_array()
         .ok_or_else(|| bad("no `runs` list"))?
         .iter()
-        .map(|run| {
-            let number = |key: &str| {
-                run[key]
-                    .as_f64()
-                    .ok_or_else(|| bad(&format!("a run without `{key}`")))
-            };
-            Ok(AlphaReading {
-                alpha: number("alpha")?,
-                accuracy: number("val_task_accuracy")?,
-                problems: number("val_problems")? as usize,
-                steps: number("steps_done")? as usize,
-                settled: !run["converged_at"].is_null(),
-            })
-        })
+        .map(|run| AlphaReading::from_record(run).map_err(|what| bad(&what)))
         .collect::<Result<_>>()?;
     let smallest = runs.iter().min_by(|a, b| a.alpha.total_cmp(&b.alpha));
     let largest = runs.iter().max_by(|a, b| a.alpha.total_cmp(&b.alpha));
     let (Some(small), Some(large)) = (smallest, largest) else {
         return Err(bad("an empty `runs` list"));
     };
-    let (z, p) = two_proportion_test(small.correct(), large.correct());
-    let verdict = match (p <= 0.05, large.accuracy < small.accuracy) {
-        (true, true) => "the largest α costs accuracy significantly, as the study says",
-        (true, false) => "the largest α reads significantly higher",
-        (false, _) => "no significant difference",
-    };
+    let chosen_alpha = value["chosen_alpha"]
+        .as_f64()
+        .ok_or_else(|| bad("no `chosen_alpha`"))?;
     let steps: Vec<usize> = runs.iter().map(|r| r.steps).collect();
-    Ok(Some(format!(
+    let mut text = format!(
         "The study's second R4 claim, that a larger α costs accuracy: our α stage (`{}`, {} \
          candidates on {}, {} steps each at most, {} of them meeting the stopping rule) reads \
-         {} at α = {:e} and {} at α = {:e}: {verdict} (two-proportion z = {z:.2}, p = {}; both \
-         read the same problems, and the record keeps no per-problem outcomes for a paired \
-         test, so this test treats them as independent). This run's one α, {:e}, was chosen \
-         from these readings by the rule: {}.",
+         {} at α = {:e} and {} at α = {:e}: {}.",
         crate::files::shown_path(record),
         runs.len(),
         value["checkpoint"].as_str().unwrap_or("its checkpoint"),
@@ -656,12 +637,24 @@ fn alpha_and_accuracy(record: &Path) -> Result<Option<String>> {
         small.alpha,
         large.reading(),
         large.alpha,
-        p_text(p),
-        value["chosen_alpha"]
-            .as_f64()
-            .ok_or_else(|| bad("no `chosen_alpha`"))?,
-        value["rule"].as_str().unwrap_or("see the record"),
-    )))
+        large.against(small, "the largest α")
+    );
+    let chosen = runs.iter().find(|r| r.alpha == chosen_alpha);
+    if let Some(chosen) = chosen.filter(|c| c.alpha != small.alpha) {
+        let _ = write!(
+            text,
+            " This run's one α, {:e}, reads {}: against the smallest α, {}.",
+            chosen.alpha,
+            chosen.reading(),
+            chosen.against(small, "the chosen α")
+        );
+    }
+    let _ = write!(
+        text,
+        " The α was chosen from these readings by the rule: {}.",
+        value["rule"].as_str().unwrap_or("see the record")
+    );
+    Ok(Some(text))
 }
 
 /// One candidate of the α stage.
@@ -671,14 +664,96 @@ struct AlphaReading {
     problems: usize,
     steps: usize,
     settled: bool,
+    /// Whether each validation problem was solved, when the record keeps it (`val_outcomes`).
+    outcomes: Option<Vec<bool>>,
 }
 
 impl AlphaReading {
+    /// One row of the record's `runs`; `Err` says what is wrong with it.
+    fn from_record(run: &serde_json::Value) -> std::result::Result<AlphaReading, String> {
+        let number = |key: &str| {
+            run[key]
+                .as_f64()
+                .ok_or_else(|| format!("a run without `{key}`"))
+        };
+        let problems = number("val_problems")? as usize;
+        let reading = AlphaReading {
+            alpha: number("alpha")?,
+            accuracy: number("val_task_accuracy")?,
+            problems,
+            steps: number("steps_done")? as usize,
+            settled: !run["converged_at"].is_null(),
+            outcomes: match run["val_outcomes"].as_str() {
+                None => None,
+                Some(bits)
+                    if bits.len() == problems && bits.bytes().all(|b| b == b'0' || b == b'1') =>
+                {
+                    Some(bits.bytes().map(|b| b == b'1').collect())
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "`val_outcomes` must be {problems} characters `0` or `1`, one per \
+                         validation problem"
+                    ))
+                }
+            },
+        };
+        match &reading.outcomes {
+            Some(o) if o.iter().filter(|&&hit| hit).count() != reading.correct().0 => Err(format!(
+                "the run at α = {:e} has `val_outcomes` that disagree with its `val_task_accuracy`",
+                reading.alpha
+            )),
+            _ => Ok(reading),
+        }
+    }
+
     fn correct(&self) -> (usize, usize) {
         (
             (self.accuracy * self.problems as f64).round() as usize,
             self.problems,
         )
+    }
+
+    /// Whether this reading differs from `base`'s, in words with its test: the exact McNemar
+    /// test when both keep their outcomes on the same problems, else a two-proportion test
+    /// that treats them as independent (and says so).
+    fn against(&self, base: &AlphaReading, this: &str) -> String {
+        let paired = match (&self.outcomes, &base.outcomes) {
+            (Some(a), Some(b)) => mcnemar_exact(a, b),
+            _ => None,
+        };
+        let (p, test) = match paired {
+            Some(m) => (
+                m.p,
+                format!(
+                    "exact McNemar test on the same {} problems: {} solved only at {this}, {} \
+                     only at α = {:e}; p = {}",
+                    self.problems,
+                    m.only_a,
+                    m.only_b,
+                    base.alpha,
+                    p_text(m.p)
+                ),
+            ),
+            None => {
+                let (z, p) = two_proportion_test(base.correct(), self.correct());
+                (
+                    p,
+                    format!(
+                        "two-proportion z = {z:.2}, p = {}; both read the same problems, and \
+                         the record keeps no per-problem outcomes for a paired test, so this \
+                         test treats them as independent",
+                        p_text(p)
+                    ),
+                )
+            }
+        };
+        let verdict = match (p <= 0.05, self.accuracy < base.accuracy) {
+            (true, true) => format!("{this} costs accuracy significantly"),
+            (true, false) => format!("{this} reads significantly higher"),
+            (false, _) => "no significant difference".to_string(),
+        };
+        format!("{verdict} ({test})")
     }
 
     /// `87.5 % [82.2, 91.4] (n = 200)`: the reading with its Wilson interval.
@@ -745,5 +820,62 @@ mod tests {
                 "{none:?}"
             );
         }
+    }
+
+    /// A record of two candidates on 4 problems: the larger α solves problem 0 only.
+    fn alpha_record(outcomes: [&str; 2], accuracies: [f64; 2]) -> serde_json::Value {
+        let run = |alpha: f64, outcomes: &str, accuracy: f64| {
+            serde_json::json!({"alpha": alpha, "val_task_accuracy": accuracy, "val_problems": 4,
+                "steps_done": 100, "converged_at": null, "val_outcomes": outcomes})
+        };
+        serde_json::json!({"checkpoint": "c.safetensors", "chosen_alpha": 1e-5, "rule": "r",
+            "runs": [run(1e-6, outcomes[0], accuracies[0]), run(1e-5, outcomes[1], accuracies[1])]})
+    }
+
+    fn alpha_text(record: &serde_json::Value) -> Result<Option<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alpha.json");
+        std::fs::write(&path, record.to_string()).unwrap();
+        alpha_and_accuracy(&path)
+    }
+
+    /// Outcomes kept: a paired test on the discordant problems; without them, the unpaired test
+    /// says it is one; outcomes that contradict the accuracy are refused, naming the file.
+    #[test]
+    fn the_alpha_record_is_tested_paired_when_it_keeps_outcomes() {
+        let paired = alpha_text(&alpha_record(["0111", "1000"], [0.75, 0.25]))
+            .unwrap()
+            .unwrap();
+        assert!(
+            paired.contains("3 only at α = 1e-6")
+                && paired.contains(
+                    "exact McNemar test on the same 4 problems: 1 solved only at the largest α"
+                )
+                && paired.contains("p = 0.625")
+                && paired.contains("no significant difference"),
+            "{paired}"
+        );
+        let mut unpaired = alpha_record(["0111", "1000"], [0.75, 0.25]);
+        for run in unpaired["runs"].as_array_mut().unwrap() {
+            run.as_object_mut().unwrap().remove("val_outcomes");
+        }
+        let unpaired = alpha_text(&unpaired).unwrap().unwrap();
+        assert!(
+            unpaired.contains("two-proportion z = 1.41")
+                && unpaired.contains("treats them as independent"),
+            "{unpaired}"
+        );
+        let wrong = alpha_text(&alpha_record(["0111", "1100"], [0.75, 0.25]));
+        let message = wrong.unwrap_err().to_string();
+        assert!(
+            message.contains("alpha.json")
+                && message.contains("disagree with its `val_task_accuracy`"),
+            "{message}"
+        );
+        let short = alpha_text(&alpha_record(["011", "1000"], [0.75, 0.25]));
+        assert!(short
+            .unwrap_err()
+            .to_string()
+            .contains("must be 4 characters"));
     }
 }

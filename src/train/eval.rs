@@ -33,6 +33,11 @@ pub struct EvalReport {
     pub expected_correct: f64,
     /// `configuration → (correct, n)`.
     pub per_configuration: BTreeMap<String, (usize, usize)>,
+    /// Whether each problem was solved, in the dataset's order: two readings of the same
+    /// problems (say, two masks) can then be compared problem by problem (a paired test).
+    /// Left out of the JSON form, which stays one line of counts.
+    #[serde(skip)]
+    pub outcomes: Vec<bool>,
 }
 
 /// The Wilson score interval (95 %) of `correct` out of `n`: `(low, high)` as fractions.
@@ -176,6 +181,7 @@ pub fn evaluate_with(
     let params = params.to_device(opts.device);
     let mut per_configuration: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let (mut tied, mut all_tied, mut expected_correct) = (0, 0, 0.0);
+    let mut outcomes = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
     let _guard = tch::no_grad_guard();
     for chunk in indices.chunks(opts.batch_size.max(1)) {
@@ -190,9 +196,11 @@ pub fn evaluate_with(
         all_tied += ties.all_tied;
         expected_correct += ties.expected_correct;
         for (i, config) in batch.configurations.iter().enumerate() {
+            let hit = hits.int64_value(&[i as i64]) == 1;
             let entry = per_configuration.entry(config.clone()).or_default();
-            entry.0 += hits.int64_value(&[i as i64]) as usize;
+            entry.0 += usize::from(hit);
             entry.1 += 1;
+            outcomes.push(hit);
         }
     }
     let correct = per_configuration.values().map(|v| v.0).sum();
@@ -209,6 +217,7 @@ pub fn evaluate_with(
         all_tied,
         expected_correct,
         per_configuration,
+        outcomes,
     })
 }
 

@@ -14,7 +14,7 @@ use avr_modularity::data::{AvrDataset, Shape, Split};
 use avr_modularity::masking::bits::{Binarize, Decisiveness};
 use avr_modularity::masking::engine::{
     alpha_record_from_masks, train_mask_resumable, Convergence, MaskFilter, MaskResume,
-    MaskSidecar, MaskTask, MaskTrainConfig, ALPHA_TOLERANCE,
+    MaskSidecar, MaskTask, MaskTrainConfig, RecordOutcomes, ALPHA_TOLERANCE,
 };
 use avr_modularity::masking::{Mask, MixedSettings};
 use avr_modularity::plot::{sharing_chance_heatmap, sharing_heatmap};
@@ -561,6 +561,10 @@ struct ChooseAlphaArgs {
     /// Allowed drop of validation task accuracy from the smallest α's (fraction).
     #[arg(long, default_value_t = ALPHA_TOLERANCE)]
     tolerance: f64,
+    /// Record the accuracies alone, not each validation problem's outcome (which needs every
+    /// mask's checkpoint and task data at hand); the report's α test is then unpaired.
+    #[arg(long)]
+    unpaired: bool,
     /// Where the record goes (written atomically).
     #[arg(long)]
     out: PathBuf,
@@ -569,7 +573,11 @@ struct ChooseAlphaArgs {
 }
 
 fn choose_alpha(args: ChooseAlphaArgs) -> Result<()> {
-    let record = alpha_record_from_masks(&args.masks, args.tolerance)?;
+    let outcomes = match args.unpaired {
+        true => RecordOutcomes::AccuracyOnly,
+        false => RecordOutcomes::PerProblem,
+    };
+    let record = alpha_record_from_masks(&args.masks, args.tolerance, outcomes)?;
     let text = serde_json::to_vec_pretty(&record).map_err(avr_modularity::Error::from)?;
     avr_modularity::checkpoint::write_atomic(&args.out, &text)?;
     if args.json {
