@@ -131,15 +131,15 @@ fn development_reads_test_accuracies_and_reports_findings_with_tests() {
         .change("module size", &|r| mask_stats(&r.mask).kept_fraction)
         .unwrap();
     assert_eq!(
-        change.interval.n, 4,
-        "2 shapes × 2 seeds paired across checkpoints"
+        change.interval.n, 2,
+        "2 shapes (each the mean over its 2 seeds) paired across checkpoints"
     );
     // The development questions: size, dispersity, and dispersity above its chance level,
     // whose change is the dispersity's change less the change of the chance level itself.
     let chance = ChanceConfig::default().with_draws(20);
     let changes = dev.changes(&chance);
     assert_eq!(changes.len(), 3);
-    assert!(changes.iter().all(|c| c.interval.n == 4));
+    assert!(changes.iter().all(|c| c.interval.n == 2));
     assert!(changes[2]
         .sentence
         .contains("dispersity minus its chance level"));
@@ -174,7 +174,7 @@ fn development_reads_test_accuracies_and_reports_findings_with_tests() {
     let html = std::fs::read_to_string(&out).unwrap();
     for needle in [
         "checkpoint test accuracy (held out, %)",
-        "paired t interval over 4 task–seed masks",
+        "paired t interval over 2 tasks, each the mean over its seeds",
         "pairs above chance",
         "smallest attainable p is 0.333",
         "dispersity at chance",

@@ -57,12 +57,29 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
     let best = section(&text, "### study/scl_official_val80.2");
     assert!(
         best.contains("Two masks of different tasks share significantly fewer weights")
-            && best.contains("permutation p = 0.008, 14400 labellings, exact; in 10 of 10"),
+            && best.contains(
+                "permutation p = 0.008, 14400 labellings, exact, the smallest p this design can \
+                 give; in 10 of 10"
+            ),
+        "{best}"
+    );
+    // R7 per shape pair (the mean of its 4 seed pairs), against the study's SCL_90 (its masks
+    // are on the 80 % checkpoint), intervals by the jackknife over the 5 shapes.
+    assert!(
+        best.contains("Between different shapes (10 shape pairs")
+            && best.contains("IoMin 58.5 % [48.5, 68.5] (n = 5)")
+            && best.contains("The study's stage nearest in accuracy is SCL_90")
+            && best.contains("paired by shape pair: -5.3 [-16.2, 5.7] (n = 5) points — no significant difference"),
         "{best}"
     );
     assert!(
-        best.contains("Between different shapes (40 pairs of masks)"),
+        best.contains("7101 weights are kept by all 10 masks"),
         "{best}"
+    );
+    let lowest = section(&text, "### study/scl_official_val36.1");
+    assert!(
+        lowest.contains("The study's stage nearest in accuracy is SCL_50"),
+        "{lowest}"
     );
     // 20 draws cannot reach the Bonferroni level of 45 pairs, and the text says so.
     assert!(
@@ -114,4 +131,27 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
     );
     // A module's removal collapses the model, and the text says so instead of a finding.
     assert!(text.contains("which here measures a collapse"), "{text}");
+    // R4 over shapes (each the mean of its 2 seeds): at the lowest milestone the drop is no
+    // longer significant (over the 10 masks it read 5.5 [2.0, 8.9]); against the study's claim
+    // of no effect, the 5-point margin is inconclusive at both.
+    assert!(
+        text.contains("study/scl_official_val36.1: drop 5.5 [-0.8, 11.7] (n = 5) points")
+            && text.contains("study/scl_official_val80.2: drop 4.8 [2.8, 6.7] (n = 5) points"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "(n shapes, each the mean over its seeds; 95 % t interval) — no significant difference"
+        ) && text.contains("inconclusive against a margin of 5 points"),
+        "{text}"
+    );
+    // Both the module's removal and the layer-matched removal collapse: no verdict between them.
+    assert!(text.contains("both removals collapse the model"), "{text}");
+    // Size and dispersity rise from the lowest to the best milestone, as in the study's R6.
+    assert!(
+        text.contains(
+            "module size rises (as in R6, against R3), as the study's same-α lights masks grew"
+        ),
+        "{text}"
+    );
 }

@@ -19,7 +19,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::replicates::Interval;
+use super::replicates::{means_by_task, task_of, Interval};
 use crate::checkpoint::Checkpoint;
 use crate::data::AvrDataset;
 use crate::display::Table;
@@ -245,28 +245,31 @@ pub struct Ablations {
 }
 
 impl Ablations {
-    /// Points lost by removing each module beyond as many random weights: mean and 95 %
-    /// interval over the modules (a paired comparison, each module against its own draws).
-    pub fn excess_loss(&self) -> Interval {
-        Interval::t95(
-            &self
-                .records
+    /// `value` of each record averaged over each shape's seeds: one value per shape. The two
+    /// seeds of a shape share its problems and its unmasked model, so intervals are over shapes.
+    fn per_task(&self, value: impl Fn(&Ablation) -> Option<f64>) -> Vec<f64> {
+        means_by_task(
+            self.records
                 .iter()
-                .map(Ablation::excess_loss_points)
-                .collect::<Vec<_>>(),
+                .filter_map(|a| Some((task_of(&a.mask), value(a)?))),
         )
+        .into_iter()
+        .map(|(_, mean)| mean)
+        .collect()
+    }
+
+    /// Points lost by removing each module beyond as many random weights (a paired comparison,
+    /// each module against its own draws), averaged over each shape's seeds: mean and 95 %
+    /// interval over the shapes.
+    pub fn excess_loss(&self) -> Interval {
+        Interval::t95(&self.per_task(|a| Some(a.excess_loss_points())))
     }
 
     /// Points lost by removing each module beyond as many weights removed per tensor at
-    /// random places, over the modules whose records have the layer-matched draws.
+    /// random places, over the modules whose records have the layer-matched draws (averaged
+    /// over each shape's seeds, as [`Ablations::excess_loss`]).
     pub fn layer_matched_excess(&self) -> Interval {
-        Interval::t95(
-            &self
-                .records
-                .iter()
-                .filter_map(Ablation::layer_matched_excess_points)
-                .collect::<Vec<_>>(),
-        )
+        Interval::t95(&self.per_task(Ablation::layer_matched_excess_points))
     }
 
     /// The finding of [`Ablations::excess_loss`] in words.
@@ -308,7 +311,8 @@ impl Ablations {
         let mut text = format!(
             "With the module removed, {} correct, and all candidates tied on {tied} of {n} \
              problems; with as many random weights removed ({} draws a mask), {} correct. \
-             Excess loss {} points (paired over masks): {}{reading}.",
+             Excess loss {} points (paired per mask, averaged over each shape's seeds, n shapes): \
+             {}{reading}.",
             self.percent(&|a| Some(a.module_removed.expected_accuracy)),
             self.records[0].random_removed.len(),
             self.percent(&|a| Some(a.random_removed_accuracy())),
@@ -316,26 +320,32 @@ impl Ablations {
             self.finding()
         );
         if self.layer_matched_excess().n > 0 {
+            let (matched_tied, matched_n) =
+                tie_counts(self.records.iter().flat_map(|a| &a.layer_matched_removed));
+            // Two removals that both tie (nearly) every candidate leave two collapses to
+            // compare, and a difference of zero between them says nothing about the module.
+            let finding = match n > 0 && tied == n && matched_tied * 10 >= matched_n * 9 {
+                true => format!(
+                    "both removals collapse the model (this one ties all candidates on \
+                     {matched_tied} of {matched_n} problems over its draws), so no verdict is \
+                     drawn"
+                ),
+                false => self.layer_matched_finding(),
+            };
             text.push_str(&format!(
                 " With as many weights removed from each tensor as the module keeps there, at \
-                 random places, {} correct: excess loss {} points, {}.",
+                 random places, {} correct: excess loss {} points, {finding}.",
                 self.percent(&|a| a.layer_matched_accuracy()),
                 self.layer_matched_excess().summary(1),
-                self.layer_matched_finding()
             ));
         }
         text.push_str(&unmeasured);
         text
     }
 
-    /// `12.5 % [11.0, 14.0] (n = 5)` of `f` over the records that have it (percent).
+    /// `12.5 % [11.0, 14.0] (n = 5)` of `f` over the shapes whose records have it (percent).
     fn percent(&self, f: &dyn Fn(&Ablation) -> Option<f64>) -> String {
-        let values: Vec<f64> = self
-            .records
-            .iter()
-            .filter_map(f)
-            .map(|v| 100.0 * v)
-            .collect();
+        let values: Vec<f64> = self.per_task(|a| f(a).map(|v| 100.0 * v));
         // The unit on the reading, not after the n.
         let summary = Interval::t95(&values).summary(1);
         match summary.split_once(' ') {
@@ -497,7 +507,7 @@ fn single_tensor_collapses(collapsed: &[&Ablation]) -> String {
 /// An interval of excess losses (points) against removing `than`, in words.
 fn finding_of(excess: &Interval, than: &str) -> String {
     match (excess.n >= 2, excess.excludes(0.0)) {
-        (false, _) => format!("{} mask(s): no test against removing {than}", excess.n),
+        (false, _) => format!("{} shape(s): no test against removing {than}", excess.n),
         (true, true) if excess.mean > 0.0 => {
             format!("removing the module costs significantly more than removing {than}")
         }
@@ -755,28 +765,55 @@ mod tests {
         }
     }
 
+    /// One mask per shape (`shape0-s0`, `shape1-s0`, …): the paragraph's unit is the shape.
+    fn one_a_shape(records: Vec<Ablation>) -> Ablations {
+        let records = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| Ablation {
+                mask: format!("shape{i}-s0"),
+                ..a
+            })
+            .collect();
+        Ablations { records }
+    }
+
+    /// Seeds of one shape are averaged before the interval: 2 seeds of 2 shapes give n = 2.
+    #[test]
+    fn the_removal_intervals_are_over_shapes() {
+        let mut records = vec![
+            ablation_with(0.125, 200, &[0.30]),
+            ablation_with(0.125, 200, &[0.20]),
+            ablation_with(0.125, 200, &[0.26]),
+            ablation_with(0.125, 200, &[0.28]),
+        ];
+        for (a, name) in records.iter_mut().zip(["a-s0", "a-s1", "b-s0", "b-s1"]) {
+            a.mask = name.into();
+        }
+        let excess = Ablations { records }.excess_loss();
+        // Shape a: (30 + 20) / 2 − 12.5 = 12.5 points; shape b: 27 − 12.5 = 14.5.
+        assert_eq!(excess.n, 2);
+        assert!((excess.mean - 13.5).abs() < 1e-9, "{excess:?}");
+    }
+
     /// The finding follows the paired interval of excess losses; unmeasured masks are counted.
     #[test]
     fn the_removal_paragraph_follows_the_paired_test() {
-        let costly = Ablations {
-            records: vec![
-                ablation_with(0.125, 200, &[0.30, 0.20]),
-                ablation_with(0.125, 200, &[0.25, 0.27]),
-                ablation_with(0.125, 200, &[0.22, 0.28]),
-            ],
-        };
+        let costly = one_a_shape(vec![
+            ablation_with(0.125, 200, &[0.30, 0.20]),
+            ablation_with(0.125, 200, &[0.25, 0.27]),
+            ablation_with(0.125, 200, &[0.22, 0.28]),
+        ]);
         let text = costly.against_chance(4);
         assert!(text.contains("costs significantly more"), "{text}");
         assert!(text.contains("600 of 600 problems"), "{text}");
         assert!(text.contains("which here measures a collapse"), "{text}");
         assert!(text.contains("(1 of 4 masks not yet measured)"), "{text}");
-        let alike = Ablations {
-            records: vec![
-                ablation_with(0.30, 0, &[0.25, 0.27]),
-                ablation_with(0.20, 0, &[0.22, 0.26]),
-                ablation_with(0.26, 0, &[0.25, 0.21]),
-            ],
-        };
+        let alike = one_a_shape(vec![
+            ablation_with(0.30, 0, &[0.25, 0.27]),
+            ablation_with(0.20, 0, &[0.22, 0.26]),
+            ablation_with(0.26, 0, &[0.25, 0.21]),
+        ]);
         let text = alike.against_chance(3);
         assert!(text.contains("no significant difference"), "{text}");
         assert!(!text.contains("not yet measured"), "{text}");
@@ -794,7 +831,21 @@ mod tests {
                 })
                 .collect();
         }
+        // Both removals tie every candidate: two collapses, no verdict between them.
         let text = layered.against_chance(3);
+        assert!(
+            text.contains("both removals collapse the model (this one ties all candidates on 1200 of 1200")
+                && text.contains("so no verdict is drawn")
+                && !text.contains("as many weights per tensor at random places, 12.5 % [12.5, 12.5] (n = 3) correct: excess loss 0.0 [0.0, 0.0] (n = 3) points, no significant"),
+            "{text}"
+        );
+        let mut answering = layered.clone();
+        for a in &mut answering.records {
+            for r in &mut a.layer_matched_removed {
+                (r.tied, r.all_tied) = (0, 0);
+            }
+        }
+        let text = answering.against_chance(3);
         assert!(
             text.contains("no significant difference between removing the module and removing as many weights per tensor"),
             "{text}"

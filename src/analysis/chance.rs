@@ -338,6 +338,32 @@ impl SharingChance {
             .unzip()
     }
 
+    /// The observed overlap and its chance level per pair of different tasks, each the mean
+    /// over the pairs of their masks (their seeds): `((a, b), observed, chance)` with `a < b`,
+    /// in order.
+    pub fn between_task_pairs(&self) -> Vec<((String, String), f64, f64)> {
+        use super::replicates::task_of;
+        let mut sums: std::collections::BTreeMap<(String, String), (f64, f64, usize)> =
+            Default::default();
+        for (i, j) in pair_indices(self.names.len()) {
+            let (a, b) = (task_of(&self.names[i]), task_of(&self.names[j]));
+            if a == b {
+                continue;
+            }
+            let key = match a < b {
+                true => (a.to_string(), b.to_string()),
+                false => (b.to_string(), a.to_string()),
+            };
+            let entry = sums.entry(key).or_default();
+            entry.0 += self.matrix[i][j];
+            entry.1 += self.null_mean[i][j];
+            entry.2 += 1;
+        }
+        sums.into_iter()
+            .map(|(pair, (observed, chance, n))| (pair, observed / n as f64, chance / n as f64))
+            .collect()
+    }
+
     /// Whether replicates of one task share more than masks of different tasks, tested on this
     /// matrix ([`super::replicates::pooled_replicate_test`]) over the tasks with at least two
     /// masks (a task with one seed has no replicate to compare).

@@ -10,7 +10,10 @@ use polars::prelude::*;
 use super::ablation::{ablate, Ablation, AblationConfig, Ablations};
 use super::chance::{dispersity_chance, sharing_chance, ChanceConfig, SharingChance};
 use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
-use super::replicates::{replicate_test, task_of, Interval, ReplicateTest, Replicates};
+use super::replicates::{
+    holm_adjusted, means_by_task, p_text, replicate_test, task_of, Interval, ReplicateTest,
+    Replicates,
+};
 use crate::checkpoint::{read_sidecar, Checkpoint, CheckpointSidecar, RecordedAccuracy};
 use crate::data::{AvrDataset, Split};
 use crate::display::Table;
@@ -99,10 +102,53 @@ impl MaskRecord {
 /// A measure's change over training, decided by its interval.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// Late minus early, over the paired masks.
+    /// Late minus early, paired over the tasks present at both checkpoints (each task the mean
+    /// over its seeds).
     pub interval: Interval,
+    /// Two-sided p of the paired t test behind `interval`.
+    pub p: f64,
+    /// The measure and the checkpoints compared (`module size from A (36.1 %) → B (80.2 %)`).
+    pub what: String,
     /// The finding in words, with the test named.
     pub sentence: String,
+}
+
+/// `early (36.1 %) → late (80.2 %)`.
+fn span(early: &(String, Option<f64>), late: &(String, Option<f64>)) -> String {
+    let pct = |a: Option<f64>| a.map_or("?".into(), |a| format!("{:.1} %", 100.0 * a));
+    format!(
+        "{} ({}) → {} ({})",
+        early.0,
+        pct(early.1),
+        late.0,
+        pct(late.1)
+    )
+}
+
+/// How many neighbouring steps `checkpoints` make (the Holm family's size, as stated).
+fn adjusted_family_size(checkpoints: &[(String, Option<f64>)]) -> usize {
+    checkpoints.len().saturating_sub(1)
+}
+
+/// A step's sentence decided by its Holm-adjusted p instead of its own interval.
+fn holm_sentence(step: &Change, holm: f64, family: usize) -> String {
+    let i = &step.interval;
+    let test = format!(
+        "paired t over {} tasks, each the mean over its seeds; p = {}, Holm-adjusted over \
+         {family} steps p = {}",
+        i.n,
+        p_text(step.p),
+        p_text(holm)
+    );
+    match (holm <= 0.05, i.mean > 0.0) {
+        (true, true) => format!("{} rises: change {} ({test}).", step.what, i.summary(3)),
+        (true, false) => format!("{} falls: change {} ({test}).", step.what, i.summary(3)),
+        (false, _) => format!(
+            "No significant change in {}: {} ({test}).",
+            step.what,
+            i.summary(3)
+        ),
+    }
 }
 
 impl MaskRecord {
@@ -303,51 +349,84 @@ impl Development {
         out
     }
 
-    /// The change of `measure` from the least to the most accurate checkpoint, as a paired
-    /// comparison over the (task, seed) masks present at both, with its 95 % t interval and a
-    /// sentence that says "no significant change" unless the interval excludes zero.
-    pub fn change(&self, what: &str, measure: &dyn Fn(&MaskRecord) -> f64) -> Option<Change> {
-        let checkpoints: Vec<(String, Option<f64>)> = self
-            .checkpoints()
+    /// The checkpoints with a known accuracy, least accurate first.
+    fn measured_checkpoints(&self) -> Vec<(String, Option<f64>)> {
+        self.checkpoints()
             .into_iter()
             .filter(|c| c.1.is_some())
-            .collect();
-        let (first, last) = (checkpoints.first()?.clone(), checkpoints.last()?.clone());
-        if first.0 == last.0 {
+            .collect()
+    }
+
+    /// The change of `measure` from the least to the most accurate checkpoint
+    /// ([`change_between`](Self::change_between)).
+    pub fn change(&self, what: &str, measure: &dyn Fn(&MaskRecord) -> f64) -> Option<Change> {
+        let checkpoints = self.measured_checkpoints();
+        self.change_between(what, measure, checkpoints.first()?, checkpoints.last()?)
+    }
+
+    /// The change of `measure` from checkpoint `early` to `late`, paired over the tasks present
+    /// at both: each task's mean over its seeds at `late` minus the same at `early`, with the
+    /// 95 % t interval over tasks and a sentence that says "no significant change" unless the
+    /// interval excludes zero. Seeds of one task share its data and its unmasked model, and a
+    /// seed number means nothing across checkpoints, so the unit is the task, not the mask.
+    pub fn change_between(
+        &self,
+        what: &str,
+        measure: &dyn Fn(&MaskRecord) -> f64,
+        early: &(String, Option<f64>),
+        late: &(String, Option<f64>),
+    ) -> Option<Change> {
+        if early.0 == late.0 {
             return None;
         }
-        let at = |c: &str| -> Vec<&MaskRecord> {
-            self.records
-                .iter()
-                .filter(|r| r.checkpoint() == c)
-                .collect()
-        };
-        let (early, late) = (at(&first.0), at(&last.0));
-        let diffs: Vec<f64> = late
-            .iter()
-            .filter_map(|l| {
-                let seed = l.sidecar.config.seed;
-                early
-                    .iter()
-                    .find(|e| e.task() == l.task() && e.sidecar.config.seed == seed)
-                    .map(|e| measure(l) - measure(e))
+        let before = self.per_task_means(&early.0, measure);
+        let diffs: Vec<f64> = self
+            .per_task_means(&late.0, measure)
+            .into_iter()
+            .filter_map(|(task, after)| {
+                let (_, was) = before.iter().find(|(t, _)| *t == task)?;
+                Some(after - was)
             })
             .collect();
         if diffs.is_empty() {
             return None;
         }
         let interval = Interval::t95(&diffs);
-        let pct = |a: Option<f64>| a.map_or("?".into(), |a| format!("{:.1} %", 100.0 * a));
-        let span = format!(
-            "{} ({}) → {} ({})",
-            first.0,
-            pct(first.1),
-            last.0,
-            pct(last.1)
+        let test = format!(
+            "95 % paired t interval over {} tasks, each the mean over its seeds",
+            interval.n
         );
-        let test = format!("95 % paired t interval over {} task–seed masks", interval.n);
-        let sentence = interval.change_sentence(&format!("{what} from {span}"), &test);
-        Some(Change { interval, sentence })
+        let what = format!("{what} from {}", span(early, late));
+        Some(Change {
+            interval,
+            p: interval.t_test_p(),
+            sentence: interval.change_sentence(&what, &test),
+            what,
+        })
+    }
+
+    /// The change of `measure` between each pair of neighbouring checkpoints
+    /// ([`change_between`](Self::change_between)), decided as one family: each step is
+    /// significant when its Holm-adjusted p is ≤ 0.05, and its sentence says so.
+    pub fn consecutive_changes(
+        &self,
+        what: &str,
+        measure: &dyn Fn(&MaskRecord) -> f64,
+    ) -> Vec<Change> {
+        let checkpoints = self.measured_checkpoints();
+        let steps: Vec<Change> = checkpoints
+            .windows(2)
+            .filter_map(|pair| self.change_between(what, measure, &pair[0], &pair[1]))
+            .collect();
+        let adjusted = holm_adjusted(&steps.iter().map(|c| c.p).collect::<Vec<_>>());
+        steps
+            .into_iter()
+            .zip(adjusted)
+            .map(|(step, holm)| Change {
+                sentence: holm_sentence(&step, holm, adjusted_family_size(&checkpoints)),
+                ..step
+            })
+            .collect()
     }
 
     /// Per checkpoint: each mask's dispersity minus its count-matched chance level (the mean
@@ -359,40 +438,30 @@ impl Development {
         self.checkpoints()
             .into_iter()
             .map(|(ckpt, _)| {
-                let per_task = self.per_task_means(&ckpt, |r| {
-                    mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance)
-                });
+                let per_task: Vec<f64> = self
+                    .per_task_means(&ckpt, |r| {
+                        mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance)
+                    })
+                    .into_iter()
+                    .map(|(_, excess)| excess)
+                    .collect();
                 (ckpt, Interval::t95(&per_task))
             })
             .collect()
     }
 
-    /// `measure` of each mask at `ckpt`, averaged over each task's masks (its seeds): one value
-    /// per task, in task-name order. Seeds of one task share its data and its unmasked model, so
-    /// an interval over masks would count them as independent; one over these means does not.
-    /// Non-finite readings are left out of their task's mean (a task with none is left out).
-    pub fn per_task_means(&self, ckpt: &str, measure: impl Fn(&MaskRecord) -> f64) -> Vec<f64> {
-        let readings: Vec<(&str, f64)> = self
-            .records
-            .iter()
-            .filter(|r| r.checkpoint() == ckpt)
-            .map(|r| (r.task(), measure(r)))
-            .filter(|(_, value)| value.is_finite())
-            .collect();
-        let mut tasks: Vec<&str> = readings.iter().map(|(task, _)| *task).collect();
-        tasks.sort_unstable();
-        tasks.dedup();
-        tasks
-            .iter()
-            .map(|task| {
-                let of_task: Vec<f64> = readings
-                    .iter()
-                    .filter(|(t, _)| t == task)
-                    .map(|(_, value)| *value)
-                    .collect();
-                of_task.iter().sum::<f64>() / of_task.len() as f64
-            })
-            .collect()
+    /// `measure` of each mask at `ckpt`, averaged over each task's seeds ([`means_by_task`]).
+    pub fn per_task_means(
+        &self,
+        ckpt: &str,
+        measure: impl Fn(&MaskRecord) -> f64,
+    ) -> Vec<(String, f64)> {
+        means_by_task(
+            self.records
+                .iter()
+                .filter(|r| r.checkpoint() == ckpt)
+                .map(|r| (r.task(), measure(r))),
+        )
     }
 
     /// Every mask but those of `task` (e.g. the pooled control, `all-shapes`).
@@ -439,6 +508,18 @@ impl Development {
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// [`changes`](Self::changes)' module size and dispersity above chance between each pair of
+    /// neighbouring checkpoints ([`consecutive_changes`](Self::consecutive_changes)): where
+    /// along training a change happens, which a first-to-last test cannot say.
+    pub fn consecutive_development(&self, chance: &ChanceConfig) -> Vec<Change> {
+        let kept = |r: &MaskRecord| 100.0 * mask_stats(&r.mask).kept_fraction;
+        let above_chance =
+            |r: &MaskRecord| mask_stats(&r.mask).dispersity - dispersity_null_mean(r, chance);
+        let mut steps = self.consecutive_changes("module size (kept %, change in points)", &kept);
+        steps.extend(self.consecutive_changes("dispersity minus its chance level", &above_chance));
+        steps
     }
 
     /// Module size with every mask read at the same step: the [`change`](Self::change) of the
@@ -747,7 +828,7 @@ impl Development {
 
     /// One row per checkpoint: removing each module against removing as many random weights
     /// (accuracies with ties broken at random), the paired excess loss with its 95 % interval
-    /// over the measured masks, and the finding.
+    /// over the measured shapes (each the mean over its seeds), and the finding.
     pub fn ablation_table(&self) -> Result<Table> {
         let rows = self
             .checkpoints()
@@ -809,7 +890,9 @@ impl Development {
         ])?;
         Ok(Table::new(df).with_caption(
             "removing a module against removing as many weights anywhere at random, and as \
-             many per tensor at random places (ties broken at random; chance 12.5 %)",
+             many per tensor at random places (ties broken at random; chance 12.5 %); \
+             accuracies are means over the measured masks, intervals over shapes (each the \
+             mean over its seeds)",
         ))
     }
 

@@ -45,9 +45,24 @@ impl Interval {
         if self.n < 2 {
             return format!("{:.*} (n = {}, no interval)", decimals, self.mean, self.n);
         }
+        let shown = |v: f64| {
+            let text = format!("{v:.decimals$}");
+            // A value that rounds to zero reads 0.0, not -0.0.
+            match text
+                .trim_start_matches('-')
+                .chars()
+                .all(|c| c == '0' || c == '.')
+            {
+                true => text.trim_start_matches('-').to_string(),
+                false => text,
+            }
+        };
         format!(
-            "{:.*} [{:.*}, {:.*}] (n = {})",
-            decimals, self.mean, decimals, self.low, decimals, self.high, self.n
+            "{} [{}, {}] (n = {})",
+            shown(self.mean),
+            shown(self.low),
+            shown(self.high),
+            self.n
         )
     }
 
@@ -62,6 +77,20 @@ impl Interval {
                 "No significant change in {what}: {} ({test}; the interval includes 0).",
                 self.summary(3)
             )
+        }
+    }
+
+    /// Two-sided p of the one-sample t test of mean 0 behind [`Interval::t95`] (the t statistic
+    /// recovered from the half-width); NaN for n < 2.
+    pub fn t_test_p(&self) -> f64 {
+        if self.n < 2 {
+            return f64::NAN;
+        }
+        let se = (self.high - self.low) / 2.0 / t_quantile_975(self.n - 1);
+        match se > 0.0 {
+            true => t_two_sided_p(self.mean / se, self.n - 1),
+            false if self.mean == 0.0 => 1.0,
+            false => 0.0,
         }
     }
 
@@ -84,6 +113,164 @@ pub fn t_quantile_975(df: usize) -> f64 {
         1..=30 => TABLE[df - 1],
         _ => 1.959964 + 2.4 / df as f64,
     }
+}
+
+/// `(task, value)` readings averaged per task (its seeds): one `(task, mean)` per task, in
+/// task-name order. Seeds of one task share its data and its unmasked model, so an interval over
+/// masks would count them as independent; one over these means does not. Non-finite values
+/// are left out of their task's mean (a task with none is left out).
+pub fn means_by_task<'a>(readings: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<(String, f64)> {
+    let mut sums: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    for (task, value) in readings.into_iter().filter(|(_, v)| v.is_finite()) {
+        let entry = sums.entry(task).or_default();
+        entry.0 += value;
+        entry.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(task, (sum, n))| (task.to_string(), sum / n as f64))
+        .collect()
+}
+
+/// The mean of values read on pairs of tasks (`((a, b), value)`), with a 95 % interval from
+/// the jackknife over tasks: each task left out in turn (with every pair it is in), the
+/// spread of those means giving the standard error, and t with (tasks − 1) degrees of
+/// freedom. Pairs that share a task are not independent; the tasks are the units, so `n` is
+/// the number of tasks. NaN ends for fewer than 3 tasks.
+pub fn jackknife_over_tasks(pairs: &[((String, String), f64)]) -> Interval {
+    let mut tasks: Vec<&str> = pairs
+        .iter()
+        .flat_map(|((a, b), _)| [a.as_str(), b.as_str()])
+        .collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    let mean_of = |values: Vec<f64>| values.iter().sum::<f64>() / values.len() as f64;
+    let mean = mean_of(pairs.iter().map(|(_, v)| *v).collect());
+    let k = tasks.len();
+    let left_out: Vec<f64> = tasks
+        .iter()
+        .map(|t| {
+            mean_of(
+                pairs
+                    .iter()
+                    .filter(|((a, b), _)| a != t && b != t)
+                    .map(|(_, v)| *v)
+                    .collect(),
+            )
+        })
+        .collect();
+    let half = match k >= 3 && left_out.iter().all(|v| v.is_finite()) {
+        true => {
+            let centre = mean_of(left_out.clone());
+            let spread: f64 = left_out.iter().map(|v| (v - centre).powi(2)).sum();
+            t_quantile_975(k - 1) * ((k - 1) as f64 / k as f64 * spread).sqrt()
+        }
+        false => f64::NAN,
+    };
+    Interval {
+        mean,
+        low: mean - half,
+        high: mean + half,
+        n: k,
+    }
+}
+
+/// Two-sided p of Student's t statistic `t` with `df` degrees of freedom:
+/// `I_{df/(df+t²)}(df/2, ½)`, the regularised incomplete beta function.
+pub fn t_two_sided_p(t: f64, df: usize) -> f64 {
+    if df == 0 || !t.is_finite() {
+        return if t.is_infinite() { 0.0 } else { f64::NAN };
+    }
+    let df = df as f64;
+    incomplete_beta(df / (df + t * t), df / 2.0, 0.5)
+}
+
+/// Holm's step-down adjustment of a family of p values (same order as given): the i-th
+/// smallest becomes `max over j ≤ i of min(1, (m − j + 1) · p_(j))`. A finding of the family
+/// is significant at level a when its adjusted p is ≤ a.
+pub fn holm_adjusted(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut adjusted = vec![f64::NAN; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
+/// The regularised incomplete beta function `I_x(a, b)` (Numerical Recipes' `betai`, with
+/// Lentz's continued fraction).
+fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_continued_fraction(x, a, b) / a
+    } else {
+        1.0 - front * beta_continued_fraction(1.0 - x, b, a) / b
+    }
+}
+
+fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    d = 1.0 / if d.abs() < TINY { TINY } else { d };
+    let mut h = d;
+    for m in 1..=300 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        for aa in [
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ] {
+            d = 1.0 + aa * d;
+            d = 1.0 / if d.abs() < TINY { TINY } else { d };
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            h *= d * c;
+        }
+        if (d * c - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ≈ 1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let series = C[1..]
+        .iter()
+        .enumerate()
+        .fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
 }
 
 /// The two-sided two-proportion z test of `a = (correct, n)` against `b`, with the pooled
@@ -367,7 +554,7 @@ impl PooledReplicateTest {
         let seeds: Vec<String> = self.replicates.iter().map(usize::to_string).collect();
         let numbers = format!(
             "same task {:.1} % vs different tasks {:.1} % {metric}; {} tasks with {} seeds; \
-             permutation p = {}, {} labellings{}; in {} of {} task pairs the replicates share more",
+             permutation p = {}, {} labellings{}{}; in {} of {} task pairs the replicates share more",
             self.within,
             self.between,
             self.tasks.len(),
@@ -375,6 +562,11 @@ impl PooledReplicateTest {
             p_text(self.p),
             self.relabelings,
             if self.exact { ", exact" } else { "" },
+            // Only the observed grouping reaches the observed difference: p is the design's floor.
+            match self.p <= self.smallest_possible_p * (1.0 + 1e-9) {
+                true => ", the smallest p this design can give",
+                false => "",
+            },
             self.pairs_within_above.0,
             self.pairs_within_above.1,
         );
@@ -805,6 +997,70 @@ mod tests {
     }
 
     /// Against values computed independently (Python, `math.erfc`).
+    #[test]
+    fn the_jackknife_over_tasks_matches_a_hand_computation() {
+        let pair = |a: &str, b: &str, v: f64| ((a.to_string(), b.to_string()), v);
+        // ab = 1, ac = 2, bc = 3: mean 2; leaving a, b, c out gives 3, 2, 1; the standard
+        // error is √(2/3 · 2) and t(0.975, 2) = 4.303.
+        let i = jackknife_over_tasks(&[
+            pair("a", "b", 1.0),
+            pair("a", "c", 2.0),
+            pair("b", "c", 3.0),
+        ]);
+        let half = 4.303 * (4.0f64 / 3.0).sqrt();
+        assert_eq!((i.mean, i.n), (2.0, 3));
+        assert!((i.high - 2.0 - half).abs() < 1e-12 && (2.0 - i.low - half).abs() < 1e-12);
+        let alike = jackknife_over_tasks(&[
+            pair("a", "b", 5.0),
+            pair("a", "c", 5.0),
+            pair("b", "c", 5.0),
+        ]);
+        assert_eq!((alike.low, alike.high), (5.0, 5.0));
+    }
+
+    #[test]
+    fn a_negative_zero_reads_as_zero() {
+        let tiny = Interval {
+            mean: -1e-9,
+            low: -0.01,
+            high: 2e-3,
+            n: 10,
+        };
+        assert_eq!(tiny.summary(1), "0.0 [0.0, 0.0] (n = 10)");
+        assert_eq!(
+            Interval::t95(&[-1.0, -2.0, -3.0])
+                .summary(1)
+                .split(' ')
+                .next(),
+            Some("-2.0")
+        );
+    }
+
+    #[test]
+    fn t_p_values_and_holm_match_reference_values() {
+        // Student t tails (scipy, or Simpson integration of the density): 2 * t.sf(2, 10) = 0.07338803477074327; 2 * t.sf(1, 1) = 0.5;
+        // 2 * t.sf(2.776445105, 4) = 0.05; 2 * t.sf(0.5, 30) = 0.620723.
+        for (t, df, p) in [
+            (2.0, 10, 0.073_388_034_770_743_27),
+            (1.0, 1, 0.5),
+            (-2.776_445_105, 4, 0.05),
+            (0.5, 30, 0.620_723_004_885),
+        ] {
+            assert!(
+                (t_two_sided_p(t, df) - p).abs() < 2e-7,
+                "t = {t}, df = {df}"
+            );
+        }
+        // The interval's own test: 1, 2, 3 has t = 2 / (1 / √3) = 3.4641 with 2 df: p = 0.07418.
+        let p = Interval::t95(&[1.0, 2.0, 3.0]).t_test_p();
+        assert!((p - 0.074_179_900_227_448_5).abs() < 1e-5, "{p}");
+        // statsmodels multipletests([0.01, 0.04, 0.03], method='holm'): 0.03, 0.06, 0.06.
+        let adjusted = holm_adjusted(&[0.01, 0.04, 0.03]);
+        for (a, b) in adjusted.iter().zip([0.03, 0.06, 0.06]) {
+            assert!((a - b).abs() < 1e-12, "{adjusted:?}");
+        }
+    }
+
     #[test]
     fn mcnemar_exact_matches_scipy_binomtest() {
         // scipy.stats.binomtest(3, 13).pvalue = 0.09228515625; binomtest(0, 10) = 0.001953125.
