@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{line_plot, Line};
+use super::lines::Band;
+use super::{line_plot_with_bands, Line};
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::mask_stats;
 use crate::display::Figure;
@@ -10,7 +11,9 @@ use crate::Result;
 
 impl Development {
     /// One line per task: `metric` (the mean over seeds) against the checkpoint's accuracy —
-    /// the held-out test reading when every checkpoint has one ([`Development::x_label`]).
+    /// the held-out test reading when every checkpoint has one ([`Development::x_label`]) —
+    /// with the range of its seeds shaded behind it (with two seeds a t interval would be
+    /// 12.7 standard errors wide; the range shows the seeds themselves).
     pub fn metric_plot(
         &self,
         title: &str,
@@ -22,18 +25,35 @@ impl Development {
             .into_iter()
             .filter_map(|(c, a)| a.map(|a| (c, 100.0 * a)))
             .collect();
-        let mut lines: Vec<Line> = Vec::new();
+        let (mut lines, mut bands): (Vec<Line>, Vec<Band>) = (Vec::new(), Vec::new());
         for task in self.tasks() {
-            let points: Vec<(f64, f64)> = self
-                .over_seeds(&|r| metric(r))
-                .into_iter()
-                .filter(|(_, t, _)| *t == task)
-                .filter_map(|(c, _, i)| x_of.get(&c).map(|&x| (x, i.mean)))
-                .collect();
+            let mut points: Vec<(f64, f64)> = Vec::new();
+            let mut range: Vec<(f64, f64, f64)> = Vec::new();
+            for (ckpt, x) in &x_of {
+                let seeds: Vec<f64> = self
+                    .replicates(ckpt, &task)
+                    .into_iter()
+                    .map(&metric)
+                    .collect();
+                if seeds.is_empty() {
+                    continue;
+                }
+                let mean = seeds.iter().sum::<f64>() / seeds.len() as f64;
+                let (low, high) = seeds
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                        (l.min(*v), h.max(*v))
+                    });
+                points.push((*x, mean));
+                range.push((*x, low, high));
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            range.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (xs, ys): (Vec<f64>, Vec<f64>) = points.into_iter().unzip();
             lines.push(Line::new(task, &xs, &ys));
+            bands.push(Band { points: range });
         }
-        line_plot(title, self.x_label(), y_label, &lines)
+        line_plot_with_bands(title, self.x_label(), y_label, &lines, &bands)
     }
 
     /// Kept weights (%) per task (mean over seeds) against the checkpoint's accuracy.
@@ -58,9 +78,10 @@ impl Development {
     }
 }
 
-/// The mean dispersity of `mask`'s per-tensor counts placed at random (100 seeded draws).
+/// The mean dispersity of `mask`'s per-tensor counts placed at random (the default chance
+/// configuration's seeded draws, as the report's tests use).
 fn chance_dispersity(mask: &crate::masking::Mask) -> f64 {
-    let cfg = crate::analysis::chance::ChanceConfig::default().with_draws(100);
+    let cfg = crate::analysis::chance::ChanceConfig::default();
     crate::analysis::chance::dispersity_chance(std::slice::from_ref(mask), &cfg)
         .ok()
         .and_then(|mut d| d.pop())

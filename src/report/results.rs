@@ -546,8 +546,9 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
          third test below asks whether dispersity changes beyond what size alone brings (a \
          larger mask placed at random is more dispersed too):",
     );
-    doc.figure("module-size", &dev.sparsity_plot()?)?;
-    doc.figure("dispersity", &dev.dispersity_plot()?)?;
+    // The shape modules, as the tests below: the pooled control is another task.
+    doc.figure("module-size", &dev.shape_modules().sparsity_plot()?)?;
+    doc.figure("dispersity", &dev.shape_modules().dispersity_plot()?)?;
     // Over the shape modules, as R1 and R4: the pooled control is a different task.
     let changes = dev.shape_modules().changes(chance);
     for c in &changes {
