@@ -21,6 +21,7 @@ use crate::masking::engine::{
     mask_readings_path, read_mask_readings_csv, MaskMetricRow, MaskSidecar,
 };
 use crate::masking::{check_comparable, Mask, MixedSettings};
+use crate::train::eval::wilson_interval;
 use crate::{Error, Result};
 
 /// One trained mask with what its sidecar says about it.
@@ -629,7 +630,7 @@ impl Development {
                     .collect::<Vec<_>>(),
             ),
             Column::new(
-                "task".into(),
+                "mask".into(),
                 self.records
                     .iter()
                     .map(|r| r.mask.name.clone())
@@ -671,10 +672,23 @@ impl Development {
                 stats.iter().map(|s| s.dispersity).collect::<Vec<_>>(),
             ),
             Column::new(
-                "task_acc_%".into(),
+                "unmasked_task_acc_%".into(),
                 self.records
                     .iter()
-                    .map(|r| pct(r.sidecar.final_task_accuracy))
+                    .map(|r| r.sidecar.unmasked.as_ref().map(|u| 100.0 * u.task.accuracy))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "task_acc_% [95 % CI]".into(),
+                self.records
+                    .iter()
+                    .map(|r| {
+                        let n = r.sidecar.task_problems;
+                        r.sidecar.final_task_accuracy.map(|a| {
+                            let (low, high) = wilson_interval((a * n as f64).round() as usize, n);
+                            format!("{:.1} [{:.1}, {:.1}]", 100.0 * a, 100.0 * low, 100.0 * high)
+                        })
+                    })
                     .collect::<Vec<_>>(),
             ),
             Column::new(
