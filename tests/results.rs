@@ -68,7 +68,7 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
     assert!(
         best.contains("Between different shapes (10 shape pairs")
             && best.contains("IoMin 58.5 % [48.5, 68.5] (n = 5)")
-            && best.contains("The study's stage nearest in accuracy is SCL_90")
+            && best.contains("The study's stage nearest in nominal accuracy is SCL_90")
             && best.contains("paired by shape pair: -5.3 [-16.2, 5.7] (n = 5) points — no significant difference"),
         "{best}"
     );
@@ -78,7 +78,7 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
     );
     let lowest = section(&text, "### study/scl_official_val36.1");
     assert!(
-        lowest.contains("The study's stage nearest in accuracy is SCL_50"),
+        lowest.contains("The study's stage nearest in nominal accuracy is SCL_50"),
         "{lowest}"
     );
     // 20 draws cannot reach the Bonferroni level of 45 pairs, and the text says so.

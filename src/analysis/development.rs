@@ -110,6 +110,9 @@ pub struct Change {
     pub p: f64,
     /// The measure and the checkpoints compared (`module size from A (36.1 %) → B (80.2 %)`).
     pub what: String,
+    /// Whether the sentence calls the change significant (the interval excludes 0, or, in a
+    /// family of steps, the Holm-adjusted p is ≤ 0.05).
+    pub significant: bool,
     /// The finding in words, with the test named.
     pub sentence: String,
 }
@@ -126,17 +129,12 @@ fn span(early: &(String, Option<f64>), late: &(String, Option<f64>)) -> String {
     )
 }
 
-/// How many neighbouring steps `checkpoints` make (the Holm family's size, as stated).
-fn adjusted_family_size(checkpoints: &[(String, Option<f64>)]) -> usize {
-    checkpoints.len().saturating_sub(1)
-}
-
 /// A step's sentence decided by its Holm-adjusted p instead of its own interval.
 fn holm_sentence(step: &Change, holm: f64, family: usize) -> String {
     let i = &step.interval;
     let test = format!(
-        "paired t over {} tasks, each the mean over its seeds; p = {}, Holm-adjusted over \
-         {family} steps p = {}",
+        "unadjusted 95 % interval; paired t over {} tasks, each the mean over its seeds; p = \
+         {}, Holm-adjusted over {family} steps p = {}",
         i.n,
         p_text(step.p),
         p_text(holm)
@@ -402,6 +400,7 @@ impl Development {
             interval,
             p: interval.t_test_p(),
             sentence: interval.change_sentence(&what, &test),
+            significant: interval.excludes(0.0),
             what,
         })
     }
@@ -420,11 +419,13 @@ impl Development {
             .filter_map(|pair| self.change_between(what, measure, &pair[0], &pair[1]))
             .collect();
         let adjusted = holm_adjusted(&steps.iter().map(|c| c.p).collect::<Vec<_>>());
+        let family = adjusted.len();
         steps
             .into_iter()
             .zip(adjusted)
             .map(|(step, holm)| Change {
-                sentence: holm_sentence(&step, holm, adjusted_family_size(&checkpoints)),
+                sentence: holm_sentence(&step, holm, family),
+                significant: holm <= 0.05,
                 ..step
             })
             .collect()

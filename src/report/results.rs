@@ -518,9 +518,12 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
     let study_mean = study.iter().sum::<f64>() / study.len() as f64;
     let _ = write!(
         text,
-        " The study's stage nearest in accuracy is {stage} (masks on a checkpoint of nominal \
-         {nominal:.0} %; one mask a shape, no chance level): mean {study_mean:.1} %, range \
-         {:.1}–{:.1} %. Ours minus the study's, paired by shape pair: {} points — {}.",
+        " The study's stage nearest in nominal accuracy is {stage} (masks on a checkpoint of \
+         nominal {nominal:.0} %; one mask a shape, no chance level): mean {study_mean:.1} %, \
+         range {:.1}–{:.1} %. Ours minus the study's, paired by shape pair: {} points — {}. \
+         This is a comparison in kind, not a test of agreement: the models differ, and our \
+         preprocessing removes what all of a checkpoint's masks keep (both seeds), the study's \
+         what its 5 masks kept, which leaves ours more of the commonly kept weights.",
         study.iter().copied().fold(f64::INFINITY, f64::min),
         study.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         difference.summary(1),
@@ -558,10 +561,11 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
         doc.para("- No change can be tested yet: masks of at least two checkpoints are needed.");
     }
     doc.text.push('\n');
-    if let Some(verdict) = development_against_the_study(changes.first(), changes.get(1)) {
+    let steps = dev.shape_modules().consecutive_development(chance);
+    if let Some(verdict) = development_against_the_study(&changes, &steps) {
         doc.para(&verdict);
     }
-    consecutive_steps(doc, dev, chance);
+    consecutive_steps(doc, &steps);
     if let Some((step, change)) = dev.shape_modules().size_change_at_common_step()? {
         doc.para(&format!(
             "The stopping rule stops masks at different steps, so the size is also read at \
@@ -577,36 +581,38 @@ fn development(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> 
 /// Between neighbouring checkpoints, module size and dispersity above chance, each measure's
 /// steps one Holm family (where the largest change happens, which the first-to-last test
 /// cannot say).
-fn consecutive_steps(doc: &mut Document, dev: &Development, chance: &ChanceConfig) {
-    let steps = dev.shape_modules().consecutive_development(chance);
+fn consecutive_steps(doc: &mut Document, steps: &[Change]) {
     // Two measures: a single step per measure repeats the first-to-last test.
     if steps.len() < 4 {
         return;
     }
     doc.para(&format!(
-        "Between neighbouring checkpoints ({} steps per measure; each measure's steps adjusted \
-         together by Holm's method):",
+        "Between neighbouring checkpoints among those with masks ({} steps per measure; each \
+         measure's steps adjusted together by Holm's method):",
         steps.len() / 2
     ));
-    for step in &steps {
+    for step in steps {
         let _ = writeln!(doc.text, "- {}", step.sentence);
     }
     doc.text.push('\n');
 }
 
-/// Our first-to-last changes read against the study's two contradicting claims: its README's
-/// R3 (sparser and less dispersed with training) and its figures paired by folder, R6 (less
-/// sparse and more dispersed). `None` without both tests.
-fn development_against_the_study(
-    size: Option<&Change>,
-    dispersity: Option<&Change>,
-) -> Option<String> {
-    let direction = |c: &Change| match (c.interval.excludes(0.0), c.interval.mean > 0.0) {
+/// Our first-to-last changes ([`Development::changes`]: size, dispersity, dispersity above
+/// chance) read against the study's two contradicting claims: its README's R3 (sparser and less
+/// dispersed with training) and its figures paired by folder, R6 (less sparse and more
+/// dispersed); with `steps` ([`Development::consecutive_development`]: size steps, then
+/// dispersity-above-chance steps), where along training the size changes. `None` without the
+/// first-to-last tests.
+fn development_against_the_study(changes: &[Change], steps: &[Change]) -> Option<String> {
+    let direction = |c: &Change| match (c.significant, c.interval.mean > 0.0) {
         (false, _) => 0,
         (true, true) => 1,
         (true, false) => -1,
     };
-    let (size, dispersity) = (direction(size?), direction(dispersity?));
+    let (size, dispersity, above) = match changes {
+        [size, dispersity, above, ..] => (direction(size), direction(dispersity), direction(above)),
+        _ => return None,
+    };
     let claim = |d: i32, measure: &str| match d {
         1 => format!("{measure} rises (as in R6, against R3)"),
         -1 => format!("{measure} falls (as R3 says, against R6)"),
@@ -616,11 +622,50 @@ fn development_against_the_study(
         1 => "as the study's same-α lights masks grew",
         _ => "whereas the study's same-α lights masks grew",
     };
-    Some(format!(
-        "Against the study, from our least to our most accurate checkpoint: {}, {lights}; {}.",
+    let beyond_chance = match (dispersity, above) {
+        (0, _) => String::new(),
+        (_, 0) => ", but not beyond its count-matched chance level (no significant difference): \
+                   the rise is what a larger module placed at random would show"
+            .to_string(),
+        (d, a) if d == a => {
+            ", and so does its excess over the count-matched chance level".to_string()
+        }
+        _ => {
+            ", while its excess over the count-matched chance level moves the other way".to_string()
+        }
+    };
+    let mut text = format!(
+        "Against the study, from our least to our most accurate checkpoint: {}, {lights}; {}{}.",
         claim(size, "module size"),
-        claim(dispersity, "dispersity")
-    ))
+        claim(dispersity, "dispersity"),
+        beyond_chance
+    );
+    let size_steps = &steps[..steps.len() / 2];
+    if size_steps.len() >= 2 && size != 0 {
+        let (decided, undecided): (Vec<&Change>, Vec<&Change>) =
+            size_steps.iter().partition(|c| c.significant);
+        let spans = |v: &[&Change]| {
+            v.iter()
+                .map(|c| {
+                    c.what
+                        .split_once(" from ")
+                        .map_or(c.what.as_str(), |(_, span)| span)
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !undecided.is_empty() {
+            let _ =
+                write!(
+                text,
+                " The size change is significant only from {} (Holm-adjusted), not from {}; the \
+                 study's masks grew most at their last stage (lights 14.9 → 20.6 %).",
+                if decided.is_empty() { "no step".to_string() } else { spans(&decided) },
+                spans(&undecided)
+            );
+        }
+    }
+    Some(text)
 }
 
 /// Whether the size change at the rule's stop and at a common step agree, in words.
@@ -793,7 +838,9 @@ fn alpha_and_accuracy(record: &Path) -> Result<Option<String>> {
     if let Some(chosen) = chosen.filter(|c| c.alpha != small.alpha) {
         let _ = write!(
             text,
-            " This run's one α, {:e}, reads {}: against the smallest α, {}.",
+            " This run's one α, {:e}, reads {}: against the smallest α, {}; these are the \
+             problems that chose it, and the rule admits only a gap under its tolerance, so this \
+             test is not independent of the choice.",
             chosen.alpha,
             chosen.reading(),
             chosen.against(small, "the chosen α")
@@ -927,7 +974,10 @@ fn drop_against_the_study(drop: &Interval, margin: f64) -> Option<String> {
         return None;
     }
     let reading = if drop.low > -margin && drop.high < margin {
-        format!("equivalent to no effect within ±{margin:.0} points (its interval lies inside)")
+        format!(
+            "equivalent to no effect within ±{margin:.0} points (its 95 % interval lies inside: \
+             two one-sided tests at 2.5 % each)"
+        )
     } else if drop.low >= margin {
         format!("larger than {margin:.0} points (its interval lies above): the study's claim does not hold here")
     } else if drop.high <= -margin {
