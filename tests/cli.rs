@@ -673,6 +673,24 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
     assert!(!ok && stderr.contains("stray.safetensors"), "{stderr}");
 }
 
+/// The study's squares set (1,000 a configuration, on the fly) of `seed` at `out`.
+fn generate_squares_on_the_fly(out: &std::path::Path, seed: u64) {
+    let (out, seed) = (out.to_str().unwrap(), seed.to_string());
+    let (ok, _, stderr) = avr(&[
+        "generate",
+        "--on-the-fly",
+        "--out",
+        out,
+        "--preset",
+        "squares",
+        "--per-config",
+        "1000",
+        "--seed",
+        &seed,
+    ]);
+    assert!(ok, "{stderr}");
+}
+
 /// The shipped α stage read again: the smallest and the largest candidate α of
 /// `binary_masks/study/alpha.json`, on the squares set regenerated from the study's manifest
 /// (seed 0, 1,000 a configuration, on the fly), score what their sidecars recorded (87.5 % and
@@ -681,19 +699,7 @@ fn choose_alpha_applies_the_rule_and_refuses_mixed_tasks() {
 fn choose_alpha_reads_each_validation_problem_again_from_the_shipped_masks() {
     let dir = tempfile::tempdir().unwrap();
     let squares = dir.path().join("squares");
-    let (ok, _, stderr) = avr(&[
-        "generate",
-        "--on-the-fly",
-        "--out",
-        squares.to_str().unwrap(),
-        "--preset",
-        "squares",
-        "--per-config",
-        "1000",
-        "--seed",
-        "0",
-    ]);
-    assert!(ok, "{stderr}");
+    generate_squares_on_the_fly(&squares, 0);
     let root = avr_modularity::files::crate_root();
     let shipped: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("binary_masks/study/alpha.json")).unwrap(),
@@ -737,19 +743,7 @@ fn choose_alpha_reads_each_validation_problem_again_from_the_shipped_masks() {
     assert_eq!(record["runs"][1]["val_task_accuracy"].as_f64(), Some(0.6));
     // A mask read on other problems than it was scored on is refused, naming it.
     let other = dir.path().join("other-squares");
-    let (ok, _, stderr) = avr(&[
-        "generate",
-        "--on-the-fly",
-        "--out",
-        other.to_str().unwrap(),
-        "--preset",
-        "squares",
-        "--per-config",
-        "1000",
-        "--seed",
-        "7",
-    ]);
-    assert!(ok, "{stderr}");
+    generate_squares_on_the_fly(&other, 7);
     for mask in &masks {
         let path = std::path::Path::new(mask).with_extension("json");
         let text = std::fs::read_to_string(&path).unwrap();
