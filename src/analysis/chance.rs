@@ -327,17 +327,6 @@ impl SharingChance {
         (above, pairs.len(), smallest_z)
     }
 
-    /// The observed overlaps and their chance levels over the pairs of masks of different
-    /// tasks (names `<task>-s<seed>`): what the study's sharing figure shows between shapes.
-    pub fn between_tasks(&self) -> (Vec<f64>, Vec<f64>) {
-        use super::replicates::task_of;
-        pair_indices(self.names.len())
-            .into_iter()
-            .filter(|&(i, j)| task_of(&self.names[i]) != task_of(&self.names[j]))
-            .map(|(i, j)| (self.matrix[i][j], self.null_mean[i][j]))
-            .unzip()
-    }
-
     /// The observed overlap and its chance level per pair of different tasks, each the mean
     /// over the pairs of their masks (their seeds): `((a, b), observed, chance)` with `a < b`,
     /// in order.

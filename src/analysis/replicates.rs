@@ -174,6 +174,15 @@ pub fn jackknife_over_tasks(pairs: &[((String, String), f64)]) -> Interval {
     }
 }
 
+/// The smallest and the largest of `values` (`(∞, −∞)` when there are none).
+pub fn value_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+            (low.min(v), high.max(v))
+        })
+}
+
 /// Two-sided p of Student's t statistic `t` with `df` degrees of freedom:
 /// `I_{df/(df+t²)}(df/2, ½)`, the regularised incomplete beta function.
 pub fn t_two_sided_p(t: f64, df: usize) -> f64 {

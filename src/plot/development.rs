@@ -6,6 +6,7 @@ use super::lines::Band;
 use super::{line_plot_with_bands, Line};
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::mask_stats;
+use crate::analysis::replicates::value_range;
 use crate::display::Figure;
 use crate::Result;
 
@@ -39,11 +40,7 @@ impl Development {
                     continue;
                 }
                 let mean = seeds.iter().sum::<f64>() / seeds.len() as f64;
-                let (low, high) = seeds
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                        (l.min(*v), h.max(*v))
-                    });
+                let (low, high) = value_range(seeds.iter().copied());
                 points.push((*x, mean));
                 range.push((*x, low, high));
             }

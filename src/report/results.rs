@@ -12,7 +12,7 @@ use crate::analysis::chance::{ChanceConfig, SharingChance};
 use crate::analysis::development::{Change, Development, MaskRecord};
 use crate::analysis::masks::{mask_stats, Overlap};
 use crate::analysis::replicates::{
-    jackknife_over_tasks, mcnemar_exact, p_text, two_proportion_test, Interval,
+    jackknife_over_tasks, mcnemar_exact, p_text, two_proportion_test, value_range, Interval,
 };
 use crate::display::Figure;
 use crate::masking::bits::Decisiveness;
@@ -479,13 +479,7 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
     };
     let observed = jackknife_over_tasks(&values(&|o, _| o));
     let excess = jackknife_over_tasks(&values(&|o, c| o - c));
-    let range = |v: &[((String, String), f64)]| {
-        v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, x)| {
-                (lo.min(*x), hi.max(*x))
-            })
-    };
-    let (low, high) = range(&values(&|o, _| o));
+    let (low, high) = value_range(pairs.iter().map(|(_, observed, _)| *observed));
     let mut text = format!(
         "Between different shapes ({} shape pairs, each the mean over its pairs of seeds; \
          intervals by the jackknife over shapes, as pairs that share a shape are not \
@@ -516,6 +510,7 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
     }
     let difference = jackknife_over_tasks(&against);
     let study_mean = study.iter().sum::<f64>() / study.len() as f64;
+    let (study_low, study_high) = value_range(study.iter().copied());
     let _ = write!(
         text,
         " The study's stage nearest in nominal accuracy is {stage} (masks on a checkpoint of \
@@ -524,8 +519,8 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
          This is a comparison in kind, not a test of agreement: the models differ, and our \
          preprocessing removes what all of a checkpoint's masks keep (both seeds), the study's \
          what its 5 masks kept, which leaves ours more of the commonly kept weights.",
-        study.iter().copied().fold(f64::INFINITY, f64::min),
-        study.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        study_low,
+        study_high,
         difference.summary(1),
         match (difference.excludes(0.0), difference.mean > 0.0) {
             (true, true) => "ours share significantly more",
