@@ -149,3 +149,82 @@ fn the_study_sharing_against_chance_and_its_sampled_binarisation() {
         "sampling raises the cell: {s:?} vs {cell:?}"
     );
 }
+
+/// With replicates the study's preprocessing is done per seed: each mask loses the weights kept
+/// by every mask of its own seed (the study's one set of 5), not only those kept by every mask
+/// of every seed. Checked against sets built by hand, in the observed matrix of both the plain
+/// and the chance-level sharing, and refused where a seed has only two masks.
+#[test]
+fn preprocessing_removes_what_each_seed_keeps_in_common() {
+    let n = 600usize;
+    let bits = |k: usize| -> Vec<bool> {
+        // Each mask keeps a block every seed shares, a block its seed shares, and its own bits.
+        let seed = k / 3;
+        (0..n)
+            .map(|i| {
+                i < 60 || (60 + 40 * seed..100 + 40 * seed).contains(&i) || (i * (k + 3)) % 7 < 3
+            })
+            .collect()
+    };
+    let names = ["a-s0", "b-s0", "c-s0", "a-s1", "b-s1", "c-s1"];
+    let masks: Vec<Mask> = (0..6)
+        .map(|k| {
+            let v: Vec<f32> = bits(k)
+                .iter()
+                .map(|&b| if b { 3.0 } else { -3.0 })
+                .collect();
+            let mut p = Params::new();
+            p.insert("w", Tensor::from_slice(&v).reshape([20, 30]));
+            Mask::new(names[k], p, None)
+        })
+        .collect();
+    let common =
+        |ks: &[usize]| -> Vec<bool> { (0..n).map(|i| ks.iter().all(|&k| bits(k)[i])).collect() };
+    let seed_common = [common(&[0, 1, 2]), common(&[3, 4, 5])];
+    let preprocessed: Vec<Vec<bool>> = (0..6)
+        .map(|k| {
+            (0..n)
+                .map(|i| bits(k)[i] && !seed_common[k / 3][i])
+                .collect()
+        })
+        .collect();
+    let count = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64;
+    let iomin = |a: &[bool], b: &[bool]| {
+        let both: Vec<bool> = a.iter().zip(b).map(|(x, y)| *x && *y).collect();
+        100.0 * count(&both) / count(a).min(count(b))
+    };
+    let plain = sharing_matrix(&masks, Overlap::IoMin, true).unwrap();
+    let cfg = ChanceConfig::default().with_draws(20);
+    let chance = sharing_chance(&masks, Overlap::IoMin, true, &cfg).unwrap();
+    for i in 0..6 {
+        for j in (i + 1)..6 {
+            let expected = iomin(&preprocessed[i], &preprocessed[j]);
+            assert!((plain.matrix[i][j] - expected).abs() < 1e-9, "{i},{j}");
+            assert!((chance.matrix[i][j] - expected).abs() < 1e-9, "{i},{j}");
+        }
+    }
+    let removed: Vec<(String, usize, u64)> = chance
+        .removed_within_seed
+        .iter()
+        .map(|g| (g.seed.clone(), g.masks, g.removed))
+        .collect();
+    let kept_by_seed = |s: usize| count(&seed_common[s]) as u64;
+    assert_eq!(
+        removed,
+        [
+            ("s0".into(), 3, kept_by_seed(0)),
+            ("s1".into(), 3, kept_by_seed(1))
+        ]
+    );
+    assert_eq!(plain.removed_within_seed, chance.removed_within_seed);
+    // What all six keep is the shared block alone: less than either seed's common part.
+    assert_eq!(
+        chance.shared_by_all,
+        count(&common(&[0, 1, 2, 3, 4, 5])) as u64
+    );
+    assert!(chance.shared_by_all < kept_by_seed(0).min(kept_by_seed(1)));
+    let short = sharing_chance(&masks[..5], Overlap::IoMin, true, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(short.contains("s1 has 2 (a-s1, b-s1)"), "{short}");
+}

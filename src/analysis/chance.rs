@@ -3,8 +3,8 @@
 //! Every measure of a module (its dispersity, its overlap with another module, per tensor or in
 //! all) depends on how many weights each tensor keeps. The null keeps exactly those counts and
 //! places the kept weights uniformly at random inside each tensor, independently per mask; the
-//! study's preprocessing (removing the weights kept by every mask) is recomputed inside every
-//! draw. A measure means something only where it leaves that distribution: each reading comes
+//! study's preprocessing (removing from each mask the weights kept by every mask of its seed)
+//! is recomputed inside every draw. A measure means something only where it leaves that distribution: each reading comes
 //! with the null's mean and SD over N seeded draws, `z = (observed − mean) / SD` and the
 //! one-sided `p = (1 + #{null ≥ observed}) / (1 + N)`.
 //!
@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::masks::study_labels;
+use super::masks::{seed_groups, study_labels, SeedShared};
 use crate::masking::bits::{Binarize, MaskBits};
 use crate::masking::overlap::Overlap;
 use crate::masking::{check_comparable, Mask, MixedSettings};
@@ -123,23 +123,37 @@ impl ChanceLevel {
     }
 }
 
-/// Refuses a sharing matrix of fewer than two masks, and the study's preprocessing on fewer
-/// than three: with two masks the weights kept by all are their whole intersection, so every
-/// overlap would read 0.
-pub fn check_sharing_inputs(masks: usize, preprocess: bool) -> Result<()> {
-    if masks < 2 {
+/// Refuses a sharing matrix of fewer than two masks, and the study's preprocessing where a seed
+/// has fewer than three masks ([`seed_groups`]): with two masks the weights kept by both are
+/// their whole intersection, so their overlap would read 0.
+pub fn check_sharing_inputs(names: &[String], preprocess: bool) -> Result<()> {
+    if names.len() < 2 {
         return Err(Error::NotEnough(
             "a sharing matrix needs at least two masks".into(),
         ));
     }
-    if preprocess && masks < 3 {
-        return Err(Error::NotEnough(
-            "removing the weights kept by all masks needs at least three masks: with two it \
-             removes their whole intersection and every overlap reads 0"
-                .into(),
-        ));
+    if !preprocess {
+        return Ok(());
     }
-    Ok(())
+    match seed_groups(names).into_iter().find(|(_, m)| m.len() < 3) {
+        Some((seed, members)) => Err(Error::NotEnough(format!(
+            "removing the weights kept by all masks of a seed needs at least three masks of \
+             each seed, and {} has {} ({}): with two it removes their whole intersection and \
+             their overlap reads 0",
+            if seed.is_empty() {
+                "the masks without a seed".to_string()
+            } else {
+                seed
+            },
+            members.len(),
+            members
+                .iter()
+                .map(|&i| names[i].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Mean and sample SD (0 for fewer than two values; NaN mean for none).
@@ -153,41 +167,35 @@ pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Pairwise overlap counts of N masks, in all and per tensor, optionally after removing the
-/// weights kept by every mask.
+/// Pairwise overlap counts of N masks, in all and per tensor, optionally after removing from
+/// each mask the weights kept by every mask of its seed ([`seed_groups`]).
 struct OverlapCounts {
     /// `(both, a, b)` per pair `(i, j)`, `i < j`, over all tensors.
     pairs: Vec<(u64, u64, u64)>,
     /// The same per tensor: `per_tensor[t][pair]`.
     per_tensor: Vec<Vec<(u64, u64, u64)>>,
-    /// Scalars kept by every mask.
-    shared_by_all: u64,
     /// Each mask's kept count per tensor after the removal: `kept[t][mask]`.
     kept: Vec<Vec<u64>>,
 }
 
 impl OverlapCounts {
-    fn of(masks: &[MaskBits], preprocess: bool) -> OverlapCounts {
+    /// `groups`: the preprocessing's units, `None` for no preprocessing.
+    fn of(masks: Vec<MaskBits>, groups: Option<&[(String, Vec<usize>)]>) -> OverlapCounts {
+        let masks = match groups {
+            Some(groups) => without_shared_within(masks, groups).0,
+            None => masks,
+        };
         let n_tensors = masks[0].tensors.len();
         let pairs_ij = pair_indices(masks.len());
         let mut per_tensor = vec![vec![(0, 0, 0); pairs_ij.len()]; n_tensors];
-        let mut shared_by_all = 0;
-        let mut kept_after = Vec::with_capacity(n_tensors);
+        let mut kept_per_tensor = Vec::with_capacity(n_tensors);
         for (t, row) in per_tensor.iter_mut().enumerate() {
-            let mut common = masks[0].tensors[t].clone();
-            masks[1..]
-                .iter()
-                .for_each(|m| common.and_assign(&m.tensors[t]));
-            // The common part lies inside every mask and every pair's intersection, so removing
-            // it subtracts its size from each count.
-            let c = if preprocess { common.kept() } else { 0 };
-            shared_by_all += common.kept();
             let kept: Vec<u64> = masks.iter().map(|m| m.tensors[t].kept()).collect();
             for (p, &(i, j)) in pairs_ij.iter().enumerate() {
                 let both = masks[i].tensors[t].both(&masks[j].tensors[t]);
-                row[p] = (both - c, kept[i] - c, kept[j] - c);
+                row[p] = (both, kept[i], kept[j]);
             }
-            kept_after.push(kept.iter().map(|k| k - c).collect());
+            kept_per_tensor.push(kept);
         }
         let pairs = (0..pairs_ij.len())
             .map(|p| {
@@ -199,8 +207,7 @@ impl OverlapCounts {
         OverlapCounts {
             pairs,
             per_tensor,
-            shared_by_all,
-            kept: kept_after,
+            kept: kept_per_tensor,
         }
     }
 
@@ -209,6 +216,26 @@ impl OverlapCounts {
         let total: u64 = self.kept.iter().map(|row| row[m]).sum();
         100.0 * self.kept[t][m] as f64 / total.max(1) as f64
     }
+}
+
+/// Each mask less the weights kept by every mask of its group, and per group how many that
+/// removed from each of its masks.
+fn without_shared_within(
+    mut masks: Vec<MaskBits>,
+    groups: &[(String, Vec<usize>)],
+) -> (Vec<MaskBits>, Vec<u64>) {
+    let mut removed = Vec::with_capacity(groups.len());
+    for (_, members) in groups {
+        let Some(common) = MaskBits::common(members.iter().map(|&i| &masks[i])) else {
+            removed.push(0);
+            continue;
+        };
+        for &i in members {
+            masks[i].remove(&common);
+        }
+        removed.push(common.kept());
+    }
+    (masks, removed)
 }
 
 /// `(i, j)` for `i < j < n`, row by row.
@@ -230,7 +257,8 @@ pub struct SharingChance {
     pub names: Vec<String>,
     /// The overlap measure.
     pub metric: Overlap,
-    /// Whether the weights kept by every mask were removed first (in every draw too).
+    /// Whether the weights kept by every mask of a seed were removed from its masks first (in
+    /// every draw too; see [`seed_groups`]).
     pub preprocessed: bool,
     /// The binarisation behind the observed values.
     pub binarize: Binarize,
@@ -252,8 +280,13 @@ pub struct SharingChance {
     pub z: Vec<Vec<f64>>,
     /// One-sided p of "above chance".
     pub p: Vec<Vec<f64>>,
-    /// Scalars kept by every mask (the observed binarisation; the first sample's).
+    /// Scalars kept by every mask of every seed (the observed binarisation; the first
+    /// sample's).
     pub shared_by_all: u64,
+    /// Per seed: its masks and the scalars they all keep, which the preprocessing removes (the
+    /// observed binarisation; the first sample's).
+    #[serde(default)]
+    pub removed_within_seed: Vec<SeedShared>,
     /// Per tensor: each pair's overlap inside that tensor against its null (pairs in the order
     /// `(0,1), (0,2), …, (1,2), …`).
     pub per_tensor: Vec<TensorSharingChance>,
@@ -390,7 +423,10 @@ pub fn sharing_chance(
     cfg: &ChanceConfig,
 ) -> Result<SharingChance> {
     check_comparable(masks, cfg.mixed)?;
-    check_sharing_inputs(masks.len(), preprocess)?;
+    let names: Vec<String> = masks.iter().map(|m| m.name.clone()).collect();
+    check_sharing_inputs(&names, preprocess)?;
+    let groups = seed_groups(&names);
+    let units = preprocess.then_some(groups.as_slice());
     if cfg.draws == 0 {
         return Err(Error::Config(
             "a chance level needs at least one null draw (--null N, N ≥ 1)".into(),
@@ -399,14 +435,14 @@ pub fn sharing_chance(
     let binarised = cfg.binarised(masks)?;
     let observed: Vec<OverlapCounts> = binarised
         .iter()
-        .map(|b| OverlapCounts::of(b, preprocess))
+        .map(|b| OverlapCounts::of(b.clone(), units))
         .collect();
     let mut rng = Rng::new(cfg.seed).fork("null");
     let null: Vec<OverlapCounts> = (0..cfg.draws)
         .map(|d| {
             let source = &binarised[d % binarised.len()];
             let shuffled: Vec<MaskBits> = source.iter().map(|m| m.shuffled(&mut rng)).collect();
-            OverlapCounts::of(&shuffled, preprocess)
+            OverlapCounts::of(shuffled, units)
         })
         .collect();
     let n = masks.len();
@@ -464,7 +500,16 @@ pub fn sharing_chance(
         null_sd: square(0.0, &|c| c.null_sd),
         z: square(0.0, &|c| c.z),
         p: square(1.0, &|c| c.p),
-        shared_by_all: observed[0].shared_by_all,
+        shared_by_all: MaskBits::common(&binarised[0]).map_or(0, |c| c.kept()),
+        removed_within_seed: groups
+            .iter()
+            .zip(without_shared_within(binarised[0].clone(), &groups).1)
+            .map(|((seed, members), removed)| SeedShared {
+                seed: seed.clone(),
+                masks: members.len(),
+                removed,
+            })
+            .collect(),
         per_tensor,
         shares,
     })

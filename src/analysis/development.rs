@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::ablation::{ablate, Ablation, AblationConfig, Ablations};
-use super::chance::{dispersity_chance, sharing_chance, ChanceConfig, SharingChance};
+use super::chance::{
+    check_sharing_inputs, dispersity_chance, sharing_chance, ChanceConfig, SharingChance,
+};
 use super::masks::{mask_stats, sharing_matrix_with, Overlap, SharingMatrix};
 use super::replicates::{
     holm_adjusted, means_by_task, p_text, replicate_test, task_of, Interval, ReplicateTest,
@@ -71,6 +73,23 @@ impl MaskRecord {
             .find(|p| p.exists())
     }
 
+    /// The task-accuracy drop of the masked model from the unmasked one on the same problems
+    /// (points), when the sidecar holds both readings.
+    pub fn task_drop_points(&self) -> Option<f64> {
+        let unmasked = self.sidecar.unmasked.as_ref()?.task.accuracy;
+        Some(100.0 * (unmasked - self.sidecar.final_task_accuracy?))
+    }
+
+    /// The mask's ablation record (`avr mask ablate`'s, beside the mask), `None` when it was
+    /// not measured; a record that exists but cannot be read is an error naming it.
+    pub fn ablation(&self) -> Result<Option<Ablation>> {
+        let path = Ablation::path_for(&self.path);
+        match path.is_file() {
+            true => Ablation::load(&path).map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// The task without its seed suffix (`squares-s1` → `squares`): replicates share it.
     pub fn task(&self) -> &str {
         task_of(&self.mask.name)
@@ -110,6 +129,8 @@ pub struct Change {
     pub p: f64,
     /// The measure and the checkpoints compared (`module size from A (36.1 %) → B (80.2 %)`).
     pub what: String,
+    /// The checkpoints compared alone (`A (36.1 %) → B (80.2 %)`).
+    pub span: String,
     /// Whether the sentence calls the change significant (the interval excludes 0, or, in a
     /// family of steps, the Holm-adjusted p is ≤ 0.05).
     pub significant: bool,
@@ -395,13 +416,15 @@ impl Development {
             "95 % paired t interval over {} tasks, each the mean over its seeds",
             interval.n
         );
-        let what = format!("{what} from {}", span(early, late));
+        let span = span(early, late);
+        let what = format!("{what} from {span}");
         Some(Change {
             interval,
             p: interval.t_test_p(),
             sentence: interval.change_sentence(&what, &test),
             significant: interval.excludes(0.0),
             what,
+            span,
         })
     }
 
@@ -565,8 +588,8 @@ impl Development {
 
     /// How far each mask's kept fraction moved (points, last reading minus the reading
     /// `window` steps before it) at the end of its training: how settled the stopping rule
-    /// left it. Masks with a shorter log are left out.
-    pub fn kept_change_at_stop(&self, window: usize) -> Result<Vec<f64>> {
+    /// left it, with each mask's task. Masks with a shorter log are left out.
+    pub fn kept_change_at_stop(&self, window: usize) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
         for r in &self.records {
             let steps = kept_by_step(&r.readings()?);
@@ -575,7 +598,7 @@ impl Development {
             };
             let before = steps.iter().rev().find(|&&(s, _)| s + window <= last);
             if let Some(&(_, earlier)) = before {
-                out.push(100.0 * (kept - earlier));
+                out.push((r.task().to_string(), 100.0 * (kept - earlier)));
             }
         }
         Ok(out)
@@ -820,9 +843,7 @@ impl Development {
             .records
             .iter()
             .filter(|r| r.checkpoint() == checkpoint)
-            .map(|r| Ablation::path_for(&r.path))
-            .filter(|p| p.is_file())
-            .map(|p| Ablation::load(&p))
+            .filter_map(|r| r.ablation().transpose())
             .collect::<Result<Vec<_>>>()?;
         Ok(Ablations { records })
     }
@@ -952,6 +973,18 @@ impl Development {
             sharing_matrix_with(&masks, metric, preprocess, self.mixed)?,
             acc,
         ))
+    }
+
+    /// Whether the masks at `checkpoint` can take the study's preprocessing: at least three
+    /// masks of each seed ([`check_sharing_inputs`]); the error names the seed that falls short.
+    pub fn preprocessable(&self, checkpoint: &str) -> Result<()> {
+        let names: Vec<String> = self
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == checkpoint)
+            .map(|r| r.mask.name.clone())
+            .collect();
+        check_sharing_inputs(&names, true)
     }
 
     /// The sharing matrix of the masks trained on `checkpoint` against its count-matched chance

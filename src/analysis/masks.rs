@@ -5,6 +5,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::replicates::seed_of;
 use crate::display::Table;
 use crate::masking::{check_comparable, shared_by_all, Mask, MixedSettings};
 use crate::model::Params;
@@ -226,6 +227,35 @@ pub fn stats_table(stats: &[MaskStats]) -> Result<Table> {
 
 pub use crate::masking::overlap::{overlap, Overlap};
 
+/// The masks of one seed and what the preprocessing removed from each of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedShared {
+    /// The seed (`s0`; empty for masks named without one).
+    pub seed: String,
+    /// How many masks carry it.
+    pub masks: usize,
+    /// Scalars kept by every one of them, removed from each before the overlaps.
+    pub removed: u64,
+}
+
+/// The preprocessing's units: the indices of each seed's masks (`circles-s1` is seed `s1`;
+/// names without a seed form one group), seeds in order of first appearance. The study removed
+/// the weights kept by all 5 shape masks of its one training run. With replicates each seed's
+/// masks are such a set; removing only what every mask of every seed keeps would remove less
+/// (an AND over more masks) and leave each mask more of the commonly kept weights, which
+/// inflates every overlap against the study's.
+pub fn seed_groups(names: &[String]) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let seed = seed_of(name);
+        match groups.iter_mut().find(|(s, _)| s == seed) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((seed.to_string(), vec![i])),
+        }
+    }
+    groups
+}
+
 /// Pairwise overlaps of N masks, in percent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SharingMatrix {
@@ -235,10 +265,14 @@ pub struct SharingMatrix {
     pub matrix: Vec<Vec<f64>>,
     /// How each pair's overlap was normalised (IoMin, the study's, or IoU).
     pub metric: Overlap,
-    /// Whether the scalars kept by every mask were removed first (the study's preprocessing).
+    /// Whether the scalars kept by every mask of a seed were removed from its masks first (the
+    /// study's preprocessing, per seed: see [`seed_groups`]).
     pub preprocessed: bool,
-    /// How many scalars all masks share.
+    /// How many scalars all masks share (of every seed).
     pub shared_by_all: i64,
+    /// Per seed: its masks and the scalars they all keep (what the preprocessing removes).
+    #[serde(default)]
+    pub removed_within_seed: Vec<SeedShared>,
 }
 
 /// `a − (a ∧ common)` for 0/1 masks.
@@ -250,8 +284,8 @@ fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
     Ok(out)
 }
 
-/// The sharing matrix of `masks` (deterministic `l > 0`), optionally after removing the weights
-/// shared by all of them. Masks trained with different settings are refused
+/// The sharing matrix of `masks` (deterministic `l > 0`), optionally after removing from each
+/// mask the weights kept by every mask of its seed ([`seed_groups`]). Masks trained with different settings are refused
 /// ([`check_comparable`]); [`sharing_matrix_with`] lets the caller opt in.
 pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Result<SharingMatrix> {
     sharing_matrix_with(masks, metric, preprocess, MixedSettings::Refuse)
@@ -265,21 +299,30 @@ pub fn sharing_matrix_with(
     mixed: MixedSettings,
 ) -> Result<SharingMatrix> {
     check_comparable(masks, mixed)?;
-    super::chance::check_sharing_inputs(masks.len(), preprocess)?;
-    let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
-    let common = shared_by_all(&binaries)?;
-    let shared: i64 = common
-        .iter()
-        .map(|(_, t)| t.sum(Kind::Int64).int64_value(&[]))
-        .sum();
-    let binaries = if preprocess {
-        binaries
-            .iter()
-            .map(|b| remove_common(b, &common))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        binaries
+    let names: Vec<String> = masks.iter().map(|m| m.name.clone()).collect();
+    super::chance::check_sharing_inputs(&names, preprocess)?;
+    let mut binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
+    let count = |p: &Params| -> i64 {
+        p.iter()
+            .map(|(_, t)| t.sum(Kind::Int64).int64_value(&[]))
+            .sum()
     };
+    let shared = count(&shared_by_all(&binaries)?);
+    let mut removed_within_seed = Vec::new();
+    for (seed, members) in seed_groups(&names) {
+        let group: Vec<Params> = members.iter().map(|&i| binaries[i].clone()).collect();
+        let common = shared_by_all(&group)?;
+        if preprocess {
+            for &i in &members {
+                binaries[i] = remove_common(&binaries[i], &common)?;
+            }
+        }
+        removed_within_seed.push(SeedShared {
+            seed,
+            masks: members.len(),
+            removed: count(&common) as u64,
+        });
+    }
     let n = masks.len();
     let mut matrix = vec![vec![100.0; n]; n];
     for i in 0..n {
@@ -295,6 +338,7 @@ pub fn sharing_matrix_with(
         metric,
         preprocessed: preprocess,
         shared_by_all: shared,
+        removed_within_seed,
     })
 }
 
@@ -330,11 +374,33 @@ impl SharingMatrix {
             "{:?} %{}",
             self.metric,
             if self.preprocessed {
-                format!(", {} weights shared by all removed", self.shared_by_all)
+                format!(", {} removed", removed_in_words(&self.removed_within_seed))
             } else {
                 String::new()
             }
         )))
+    }
+}
+
+/// `the 11812 weights kept by all 5 masks` for one group; per seed otherwise
+/// (`s0: 6061 kept by all 5 masks; s1: …`).
+pub fn removed_in_words(groups: &[SeedShared]) -> String {
+    let one = |g: &SeedShared| format!("{} weights kept by all {} masks", g.removed, g.masks);
+    match groups {
+        [g] if g.seed.is_empty() => format!("the {}", one(g)),
+        _ => groups
+            .iter()
+            .map(|g| format!("{}: {}", seed_label(&g.seed), one(g)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// `s0` as `seed 0`; the unnamed group as `no seed`.
+pub fn seed_label(seed: &str) -> String {
+    match seed.strip_prefix('s') {
+        Some(n) => format!("seed {n}"),
+        None => "no seed".into(),
     }
 }
 

@@ -404,9 +404,20 @@ impl Replicates {
 
 /// `squares-s3` → `squares`; names without a `-s<digits>` suffix stay whole.
 pub fn task_of(name: &str) -> &str {
+    split_seed(name).0
+}
+
+/// `squares-s3` → `s3`; a name without a `-s<digits>` suffix has no seed (`""`).
+pub fn seed_of(name: &str) -> &str {
+    split_seed(name).1
+}
+
+fn split_seed(name: &str) -> (&str, &str) {
     match name.rsplit_once("-s") {
-        Some((task, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => task,
-        _ => name,
+        Some((task, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => {
+            (task, &name[task.len() + 1..])
+        }
+        _ => (name, ""),
     }
 }
 
@@ -1108,6 +1119,10 @@ mod tests {
         assert_eq!(task_of("squares-s12"), "squares");
         assert_eq!(task_of("SCL_90/squares"), "SCL_90/squares");
         assert_eq!(task_of("big-shapes"), "big-shapes");
+        assert_eq!(seed_of("squares-s12"), "s12");
+        assert_eq!(seed_of("all-shapes-s0"), "s0");
+        assert_eq!(seed_of("big-shapes"), "");
+        assert_eq!(seed_of("squares-s"), "");
         assert_eq!(combinations(4, 2).len(), 6);
         assert_eq!(binomial(8, 4), 70);
     }

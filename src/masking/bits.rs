@@ -87,6 +87,14 @@ impl TensorBits {
             .for_each(|(a, b)| *a &= b);
     }
 
+    /// Clears the positions set in `other`, in place.
+    pub fn and_not_assign(&mut self, other: &TensorBits) {
+        self.words
+            .iter_mut()
+            .zip(&other.words)
+            .for_each(|(a, b)| *a &= !b);
+    }
+
     /// The flat indices of the ones, ascending.
     pub fn ones(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &word)| {
@@ -177,6 +185,26 @@ impl MaskBits {
     /// Scalars in all tensors.
     pub fn total(&self) -> u64 {
         self.tensors.iter().map(|t| t.numel as u64).sum()
+    }
+
+    /// The positions set in every one of `masks` (of one layout), tensor by tensor; `None` for
+    /// no masks.
+    pub fn common<'a>(masks: impl IntoIterator<Item = &'a MaskBits>) -> Option<MaskBits> {
+        let mut masks = masks.into_iter();
+        let mut common = masks.next()?.clone();
+        for m in masks {
+            for (a, b) in common.tensors.iter_mut().zip(&m.tensors) {
+                a.and_assign(b);
+            }
+        }
+        Some(common)
+    }
+
+    /// Clears the positions set in `other` (of the same layout), in place.
+    pub fn remove(&mut self, other: &MaskBits) {
+        for (a, b) in self.tensors.iter_mut().zip(&other.tensors) {
+            a.and_not_assign(b);
+        }
     }
 
     /// Every tensor's ones placed uniformly at random, the per-tensor counts kept: one draw of

@@ -27,7 +27,7 @@ use crate::display::Table;
 use crate::model::{BnMode, Params, SclModel};
 use crate::optim::{optimise, AdamConfig, AdamW, Flow, TrainStep};
 use crate::session::{self, progress, progress_done, RunSize};
-use crate::train::eval::{evaluate_with, EvalOptions};
+use crate::train::eval::{evaluate_with, EvalOptions, EvalReport};
 use crate::{Error, Result};
 
 /// Which tensors get a mask.
@@ -1078,13 +1078,8 @@ impl MaskTraining<'_> {
     /// The deterministic mask (`l > 0`) and its inverse on the held-out task and control sets.
     fn evaluate_into(&self, row: &mut MaskMetricRow) -> Result<()> {
         let mask = Mask::new(self.name, self.logits.to_params(), Some(self.cfg.alpha));
-        let opts = EvalOptions {
-            batch_size: 32,
-            device: self.model.device(),
-        };
         let acc = |data: &AvrDataset, invert: bool| -> Result<f64> {
-            let params = mask.apply(&self.base, invert)?;
-            Ok(evaluate_with(self.model, &params, data, &opts)?.accuracy)
+            Ok(evaluate_masked(self.model, &self.base, &mask, invert, data)?.accuracy)
         };
         row.task_accuracy = Some(acc(&self.task_val, false)?);
         row.inverted_task_accuracy = Some(acc(&self.task_val, true)?);
@@ -1097,6 +1092,22 @@ impl MaskTraining<'_> {
         row.undecided_fraction = Some(mask.decisiveness()?.undecided_fraction);
         Ok(())
     }
+}
+
+/// The deterministic `mask` (or its inverse) applied to `base`, read on `data`: how training
+/// scores a mask and how [`validation_outcomes`] reads it again, so the two cannot drift apart.
+fn evaluate_masked(
+    model: &SclModel,
+    base: &Params,
+    mask: &Mask,
+    invert: bool,
+    data: &AvrDataset,
+) -> Result<EvalReport> {
+    let opts = EvalOptions {
+        batch_size: 32,
+        device: model.device(),
+    };
+    evaluate_with(model, &mask.apply(base, invert)?, data, &opts)
 }
 
 /// [`train_mask`] with some tensors held by a fixed ("temporary") mask that is not trained.
@@ -1560,12 +1571,7 @@ pub fn validation_outcomes(path: &Path, run: &MaskRun) -> Result<String> {
     let held_out = task
         .first_split(&[Split::Val, Split::Test])
         .spread(run.task_problems);
-    let params = run.mask.apply(&ckpt.model.params, false)?;
-    let opts = EvalOptions {
-        batch_size: 32,
-        device: ckpt.model.device(),
-    };
-    let report = evaluate_with(&ckpt.model, &params, &held_out, &opts)?;
+    let report = evaluate_masked(&ckpt.model, &ckpt.model.params, &run.mask, false, &held_out)?;
     match run.last(|m| m.task_accuracy) {
         Some(recorded) if (recorded - report.accuracy).abs() > 1e-9 => Err(Error::bad_file(
             path,

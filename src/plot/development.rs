@@ -1,9 +1,11 @@
 //! Figures of module development (drawn here so that `analysis` needs no plotting).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use super::lines::Band;
 use super::{line_plot_with_bands, Line};
+use crate::analysis::ablation::{AblatedAccuracy, Ablation};
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::mask_stats;
 use crate::analysis::replicates::value_range;
@@ -31,10 +33,12 @@ impl Development {
             let mut points: Vec<(f64, f64)> = Vec::new();
             let mut range: Vec<(f64, f64, f64)> = Vec::new();
             for (ckpt, x) in &x_of {
+                // A seed without the reading (e.g. no ablation record) is left out.
                 let seeds: Vec<f64> = self
                     .replicates(ckpt, &task)
                     .into_iter()
                     .map(&metric)
+                    .filter(|v| v.is_finite())
                     .collect();
                 if seeds.is_empty() {
                     continue;
@@ -73,6 +77,49 @@ impl Development {
             &[observed, chance],
         ))
     }
+}
+
+impl Development {
+    /// R4 in pictures, per task against the checkpoint's accuracy (seed range shaded): the
+    /// masked model's drop from the unmasked model, and the task accuracy (ties broken by a
+    /// fair coin; chance 12.5 %) with the module removed beside the same counts removed at
+    /// random places inside each tensor (its layer-matched chance level, the mean over draws).
+    /// Masks without an ablation record are left out of the last two.
+    pub fn ablation_plot(&self) -> Result<Figure> {
+        let mut ablations: HashMap<PathBuf, Ablation> = HashMap::new();
+        for r in &self.records {
+            if let Some(a) = r.ablation()? {
+                ablations.insert(r.path.clone(), a);
+            }
+        }
+        let ablations = &ablations;
+        let accuracy_of = |pick: fn(&Ablation) -> f64| {
+            move |r: &MaskRecord| ablations.get(&r.path).map_or(f64::NAN, |a| 100.0 * pick(a))
+        };
+        let drop = self.metric_plot("masked model", "drop from unmasked (points)", |r| {
+            r.task_drop_points().unwrap_or(f64::NAN)
+        })?;
+        let removed = self.metric_plot(
+            "module removed",
+            "task accuracy (%)",
+            accuracy_of(|a| a.module_removed.expected_accuracy),
+        )?;
+        let layer_matched = self.metric_plot(
+            "as many removed at random in each tensor",
+            "task accuracy (%)",
+            accuracy_of(|a| mean_expected(&a.layer_matched_removed)),
+        )?;
+        Ok(Figure::side_by_side(
+            "ablation over training: the weights outside the module removed (left); the module \
+             removed (middle) against its layer-matched chance level (right)",
+            &[drop, removed, layer_matched],
+        ))
+    }
+}
+
+/// The mean fair-coin accuracy over ablation draws (NaN for none).
+fn mean_expected(draws: &[AblatedAccuracy]) -> f64 {
+    draws.iter().map(|d| d.expected_accuracy).sum::<f64>() / draws.len() as f64
 }
 
 /// The mean dispersity of `mask`'s per-tensor counts placed at random (the default chance

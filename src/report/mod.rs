@@ -56,16 +56,18 @@ fn modules_section(dev: &Development) -> Result<String> {
 /// were trained with several seeds.
 fn sharing_section(dev: &Development) -> Result<String> {
     let mut html = format!(
-        "<h2>Weight sharing between shape modules (IoMin, weights shared by all removed; \
+        "<h2>Weight sharing between shape modules (IoMin, the weights kept by every mask of a \
+         seed removed from its masks; \
          beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
     );
     let chance = ChanceConfig::default().with_draws(NULL_DRAWS);
     for (ckpt, _) in dev.checkpoints() {
         html += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        let count = dev.masks_at(&ckpt);
-        if count < 3 {
-            html += "<p>fewer than three masks: no preprocessed sharing matrix (with two, \
-                     removing the weights kept by all removes their whole intersection).</p>";
+        if let Err(why) = dev.preprocessable(&ckpt) {
+            html += &format!(
+                "<p>No preprocessed sharing matrix: {}.</p>",
+                escape_html(&why.to_string())
+            );
             html += &replicate_findings(dev, &ckpt)?;
             continue;
         }
@@ -75,7 +77,7 @@ fn sharing_section(dev: &Development) -> Result<String> {
         html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
         // Over the shapes: the pooled control is another task, not a sixth shape.
         let shapes = dev.without_task(results::CONTROL_TASK);
-        if shapes.masks_at(&ckpt) >= 3 {
+        if shapes.preprocessable(&ckpt).is_ok() {
             let (shape_sharing, _) = shapes.sharing_chance(&ckpt, Overlap::IoMin, true, &chance)?;
             if let Ok(pooled) = shape_sharing.replicate_test() {
                 html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use crate::analysis::ablation::Ablations;
 use crate::analysis::chance::{ChanceConfig, SharingChance};
 use crate::analysis::development::{Change, Development, MaskRecord};
-use crate::analysis::masks::{mask_stats, Overlap};
+use crate::analysis::masks::{mask_stats, seed_label, Overlap};
 use crate::analysis::replicates::{
-    jackknife_over_tasks, mcnemar_exact, p_text, two_proportion_test, value_range, Interval,
+    jackknife_over_tasks, mcnemar_exact, means_by_task, p_text, seed_of, two_proportion_test,
+    value_range, Interval,
 };
 use crate::display::Figure;
 use crate::masking::bits::Decisiveness;
@@ -199,36 +200,45 @@ fn provenance(doc: &mut Document, dev: &Development, masks_dir: &Path) -> Result
 
 /// What the stopping rule leaves undecided, from the sidecars' decisiveness and the readings'
 /// last 500 steps: every mask is read where the rule stopped it, and this says how far from
-/// decided that is.
+/// decided that is. The intervals are over tasks (each the mean of its masks over checkpoints
+/// and seeds): a task's masks share its problems, so they are not independent readings.
 fn settledness(dev: &Development) -> Result<Option<String>> {
-    let decisiveness: Vec<&Decisiveness> = dev
+    let decisiveness: Vec<(&str, &Decisiveness)> = dev
         .records
         .iter()
-        .filter_map(|r| r.sidecar.decisiveness.as_ref())
+        .filter_map(|r| Some((r.task(), r.sidecar.decisiveness.as_ref()?)))
         .collect();
     // How far a mask still moved, whichever way: opposite moves must not cancel.
-    let moved: Vec<f64> = dev
-        .kept_change_at_stop(500)?
-        .iter()
-        .map(|d| d.abs())
-        .collect();
+    let moved = dev.kept_change_at_stop(500)?;
     if decisiveness.is_empty() || moved.is_empty() {
         return Ok(None);
     }
-    let percent_of = |f: &dyn Fn(&Decisiveness) -> f64| {
-        let values: Vec<f64> = decisiveness.iter().map(|d| 100.0 * f(d)).collect();
-        Interval::t95(&values).summary(1)
+    let over_tasks = |readings: Vec<(&str, f64)>| {
+        let means: Vec<f64> = means_by_task(readings)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Interval::t95(&means)
     };
-    let decided = decisiveness.iter().filter(|d| d.converged).count();
-    let moved = Interval::t95(&moved);
+    let percent_of = |f: &dyn Fn(&Decisiveness) -> f64| {
+        over_tasks(
+            decisiveness
+                .iter()
+                .map(|(t, d)| (*t, 100.0 * f(d)))
+                .collect(),
+        )
+        .summary(1)
+    };
+    let decided = decisiveness.iter().filter(|(_, d)| d.converged).count();
+    let moved = over_tasks(moved.iter().map(|(t, m)| (t.as_str(), m.abs())).collect());
     Ok(Some(format!(
         "The rule says that a mask stopped moving, not that its bits are decided. By the \
          sampling criterion (one sample of the mask changes at most {:.0} % of its kept set) \
          {decided} of {} masks are decided: one sample is expected to change {} % of a mask's \
          kept set, and {} % of its logits lie in |l| < 2 (σ between 0.12 and 0.88). Over its \
-         last 500 steps a mask's kept fraction still moved by {} points (either way). Every \
-         mask is read as the same rule left it; R3 also reads module size at a step every \
-         mask reached.",
+         last 500 steps a mask's kept fraction still moved by {} points (either way). The \
+         intervals are over tasks, each the mean of its masks. Every mask is read as the same \
+         rule left it; R3 also reads module size at a step every mask reached.",
         100.0 * Decisiveness::CONVERGED_FLIPS_PER_KEPT,
         decisiveness.len(),
         percent_of(&|d| d.flips_per_kept),
@@ -351,10 +361,10 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
         "The study: \"a significant degree of parameter sharing\" (R2), with IoMin 28.1–72.5 % \
          between its shapes over its three stages (R7; its sharing figures are labelled \
          correctly), and no chance level or replicate. Ours, per checkpoint, over its shape masks (the pooled \
-         control is another task and is left out): IoMin % after removing the weights kept by \
-         every one of them (the study removed those kept by its 5 masks; ours, those kept by \
-         all of a checkpoint's masks, counted below), beneath each value its count-matched \
-         chance level and z ({} draws). Then the decisive test, one per checkpoint over all \
+         control is another task and is left out): IoMin % after removing from each mask the \
+         weights kept by all 5 shape masks of its seed (the study's rule, which it applied to \
+         its one set of 5 masks; counted below), beneath each value its count-matched chance \
+         level and z ({} draws, the removal redone in each). Then the decisive test, one per checkpoint over all \
          shapes, relabelling shapes within each seed: do two masks of different shapes share \
          fewer weights than two seeds of one shape?",
         chance.draws
@@ -362,8 +372,10 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
     let shapes = dev.without_task(CONTROL_TASK);
     for (ckpt, _) in shapes.checkpoints() {
         let _ = writeln!(doc.text, "### {ckpt}\n");
-        if shapes.masks_at(&ckpt) < 3 {
-            doc.para("Fewer than three masks besides the pooled control: no preprocessed sharing matrix.");
+        if let Err(why) = shapes.preprocessable(&ckpt) {
+            doc.para(&format!(
+                "No preprocessed sharing matrix besides the pooled control: {why}."
+            ));
             continue;
         }
         let (m, accuracy) = shapes.sharing_chance(&ckpt, Overlap::IoMin, true, chance)?;
@@ -371,20 +383,7 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
             &format!("sharing-{ckpt}"),
             &sharing_chance_heatmap(&m, accuracy)?,
         )?;
-        let smallest = shapes
-            .records
-            .iter()
-            .filter(|r| r.checkpoint() == ckpt)
-            .map(|r| r.mask.kept().0)
-            .min()
-            .unwrap_or(0);
-        doc.para(&format!(
-            "{} weights are kept by all {} masks and were removed before the overlaps ({:.1} % \
-             of the smallest mask's {smallest}).",
-            m.shared_by_all,
-            m.names.len(),
-            100.0 * m.shared_by_all as f64 / smallest.max(1) as f64
-        ));
+        doc.para(&removed_before_overlaps(&shapes, &ckpt, &m));
         doc.para(&against_chance_after_bonferroni(&m));
         if let Some(text) = between_shapes_against_the_study(&m, accuracy) {
             doc.para(&text);
@@ -395,6 +394,40 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
         }
     }
     Ok(())
+}
+
+/// What the preprocessing removed at `ckpt`, per seed, against the seed's smallest mask, and
+/// what every mask of every seed keeps.
+fn removed_before_overlaps(shapes: &Development, ckpt: &str, m: &SharingChance) -> String {
+    let smallest_of_seed = |seed: &str| {
+        shapes
+            .records
+            .iter()
+            .filter(|r| r.checkpoint() == ckpt && seed_of(&r.mask.name) == seed)
+            .map(|r| r.mask.kept().0)
+            .min()
+            .unwrap_or(0)
+    };
+    let per_seed: Vec<String> = m
+        .removed_within_seed
+        .iter()
+        .map(|g| {
+            let smallest = smallest_of_seed(&g.seed);
+            format!(
+                "{} weights from the {} masks of {} ({:.1} % of its smallest mask's {smallest})",
+                g.removed,
+                g.masks,
+                seed_label(&g.seed),
+                100.0 * g.removed as f64 / smallest.max(1) as f64
+            )
+        })
+        .collect();
+    format!(
+        "Removed before the overlaps: {}. All {} masks together keep {} weights in common.",
+        per_seed.join("; "),
+        m.names.len(),
+        m.shared_by_all
+    )
 }
 
 /// How many of `m`'s pairs share more than chance once the 5 % level is divided among them
@@ -516,9 +549,9 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
         " The study's stage nearest in nominal accuracy is {stage} (masks on a checkpoint of \
          nominal {nominal:.0} %; one mask a shape, no chance level): mean {study_mean:.1} %, \
          range {:.1}–{:.1} %. Ours minus the study's, paired by shape pair: {} points — {}. \
-         This is a comparison in kind, not a test of agreement: the models differ, and our \
-         preprocessing removes what all of a checkpoint's masks keep (both seeds), the study's \
-         what its 5 masks kept, which leaves ours more of the commonly kept weights.",
+         This is a comparison in kind, not a test of agreement: the models, their training \
+         and their masks' α differ; the preprocessing is the same rule (within one seed's 5 \
+         shape masks).",
         study_low,
         study_high,
         difference.summary(1),
@@ -641,11 +674,7 @@ fn development_against_the_study(changes: &[Change], steps: &[Change]) -> Option
             size_steps.iter().partition(|c| c.significant);
         let spans = |v: &[&Change]| {
             v.iter()
-                .map(|c| {
-                    c.what
-                        .split_once(" from ")
-                        .map_or(c.what.as_str(), |(_, span)| span)
-                })
+                .map(|c| c.span.as_str())
                 .collect::<Vec<_>>()
                 .join("; ")
         };
@@ -711,13 +740,14 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
          breaks them (chance is 12.5 %): a model that scores every candidate alike has no \
          answer, whatever index `argmax` returns.",
     );
+    doc.figure("ablation", &dev.shape_modules().ablation_plot()?)?;
     let mut measured = Vec::new();
     for (ckpt, _) in dev.checkpoints() {
         // Per shape (the mean over its seeds): the seeds share the shape's problems and the
         // unmasked model, so the shapes are the replicates.
         let drops: Vec<f64> = dev
             .shape_modules()
-            .per_task_means(&ckpt, |r| task_drop_points(r).unwrap_or(f64::NAN))
+            .per_task_means(&ckpt, |r| r.task_drop_points().unwrap_or(f64::NAN))
             .into_iter()
             .map(|(_, drop)| drop)
             .collect();
@@ -988,11 +1018,6 @@ fn drop_against_the_study(drop: &Interval, margin: f64) -> Option<String> {
          with the smallest α's mask on validation problems, not with the unmasked model, so it \
          is a yardstick here, not a bound the rule guarantees."
     ))
-}
-
-fn task_drop_points(r: &MaskRecord) -> Option<f64> {
-    let unmasked = r.sidecar.unmasked.as_ref()?.task.accuracy;
-    Some(100.0 * (unmasked - r.sidecar.final_task_accuracy?))
 }
 
 #[cfg(test)]
