@@ -1042,9 +1042,24 @@ mod tests {
             let tol = if near_the_stack { 3e-2 } else { 1e-3 };
             let diff = (&got - &want).abs().max().double_value(&[]);
             let scale = want.abs().max().double_value(&[]);
+            // A gradient that cancels is rounding noise on both sides, so both must read as
+            // noise: `scorer.1.bias` shifts all 8 scores alike (0 in exact arithmetic), and so
+            // does `scorer.0.bias` when its units are active for every candidate; one CPU
+            // measured 3.0e-8 and 5.8e-9 there, and differences of 1.0e-7 and 1.0e-8, against
+            // the largest gradient's 2.9e-4.
+            let noise = 1e-3 * largest;
+            if scale <= noise {
+                let got_scale = got.abs().max().double_value(&[]);
+                assert!(
+                    got_scale <= noise,
+                    "{}: {got_scale:e} where libtorch's path reads {scale:e}",
+                    spec.name
+                );
+                continue;
+            }
             assert!(
                 diff <= tol * scale + 1e-5 * largest,
-                "{}: |diff| {diff:e} at scale {scale:e}",
+                "{}: |diff| {diff:e} at scale {scale:e}, largest {largest:e}",
                 spec.name
             );
         }

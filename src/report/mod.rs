@@ -57,28 +57,36 @@ fn modules_section(dev: &Development) -> Result<String> {
 fn sharing_section(dev: &Development) -> Result<String> {
     let mut html = format!(
         "<h2>Weight sharing between shape modules (IoMin, the weights kept by every mask of a \
-         seed removed from its masks; \
-         beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
+         seed removed from its masks; beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
     );
     let chance = ChanceConfig::default().with_draws(NULL_DRAWS);
     for (ckpt, _) in dev.checkpoints() {
         html += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        if let Err(why) = dev.preprocessable(&ckpt) {
-            html += &format!(
-                "<p>No preprocessed sharing matrix: {}.</p>",
-                escape_html(&why.to_string())
-            );
-            html += &replicate_findings(dev, &ckpt)?;
+        if dev.masks_at(&ckpt) < 2 {
+            html += "<p>One mask: no sharing matrix.</p>";
             continue;
         }
-        let (m, acc) = dev.sharing_chance(&ckpt, Overlap::IoMin, true, &chance)?;
+        // Without three masks of each seed the study's preprocessing cannot run: raw overlaps.
+        let preprocess = match dev.preprocessable(&ckpt) {
+            Ok(()) => true,
+            Err(why) => {
+                html += &format!(
+                    "<p>Raw IoMin, not preprocessed: {}.</p>",
+                    escape_html(&why.to_string())
+                );
+                false
+            }
+        };
+        let (m, acc) = dev.sharing_chance(&ckpt, Overlap::IoMin, preprocess, &chance)?;
         html += &sharing_chance_heatmap(&m, acc)?.to_html();
         let (above, below) = m.above_below();
         html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
         // Over the shapes: the pooled control is another task, not a sixth shape.
         let shapes = dev.without_task(results::CONTROL_TASK);
-        if shapes.preprocessable(&ckpt).is_ok() {
-            let (shape_sharing, _) = shapes.sharing_chance(&ckpt, Overlap::IoMin, true, &chance)?;
+        if shapes.masks_at(&ckpt) >= 2 {
+            let preprocess = shapes.preprocessable(&ckpt).is_ok();
+            let (shape_sharing, _) =
+                shapes.sharing_chance(&ckpt, Overlap::IoMin, preprocess, &chance)?;
             if let Ok(pooled) = shape_sharing.replicate_test() {
                 html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));
             }
