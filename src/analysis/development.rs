@@ -975,6 +975,18 @@ impl Development {
         ))
     }
 
+    /// IoMin of the masks at `checkpoint` against its chance level, read as the study read it
+    /// (each mask less what every mask of its seed keeps) where every seed has three masks,
+    /// raw elsewhere; the result's `preprocessed` says which.
+    pub fn study_sharing(
+        &self,
+        checkpoint: &str,
+        cfg: &ChanceConfig,
+    ) -> Result<(SharingChance, Option<f64>)> {
+        let preprocess = self.preprocessable(checkpoint).is_ok();
+        self.sharing_chance(checkpoint, Overlap::IoMin, preprocess, cfg)
+    }
+
     /// Whether the masks at `checkpoint` can take the study's preprocessing: at least three
     /// masks of each seed ([`check_sharing_inputs`]); the error names the seed that falls short.
     pub fn preprocessable(&self, checkpoint: &str) -> Result<()> {

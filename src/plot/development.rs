@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use super::lines::line_plot_with_bands_in;
 use super::lines::Band;
-use super::{line_plot_with_bands, Line};
+use super::{sharing_chance_heatmap, Line};
 use crate::analysis::ablation::{AblatedAccuracy, Ablation};
+use crate::analysis::chance::ChanceConfig;
 use crate::analysis::development::{Development, MaskRecord};
 use crate::analysis::masks::mask_stats;
 use crate::analysis::replicates::value_range;
@@ -21,6 +23,25 @@ impl Development {
         &self,
         title: &str,
         y_label: &str,
+        metric: impl Fn(&MaskRecord) -> f64,
+    ) -> Result<Figure> {
+        self.metric_plot_in(title, y_label, None, metric)
+    }
+
+    /// [`metric_plot`](Self::metric_plot) of a task accuracy (%), on the whole 0–100 range.
+    pub fn accuracy_plot(
+        &self,
+        title: &str,
+        metric: impl Fn(&MaskRecord) -> f64,
+    ) -> Result<Figure> {
+        self.metric_plot_in(title, "task accuracy (%)", Some(0.0..100.0), metric)
+    }
+
+    fn metric_plot_in(
+        &self,
+        title: &str,
+        y_label: &str,
+        y_range: Option<std::ops::Range<f64>>,
         metric: impl Fn(&MaskRecord) -> f64,
     ) -> Result<Figure> {
         let x_of: BTreeMap<String, f64> = self
@@ -54,7 +75,7 @@ impl Development {
             lines.push(Line::new(task, &xs, &ys));
             bands.push(Band { points: range });
         }
-        line_plot_with_bands(title, self.x_label(), y_label, &lines, &bands)
+        line_plot_with_bands_in(title, self.x_label(), y_label, &lines, &bands, y_range)
     }
 
     /// Kept weights (%) per task (mean over seeds) against the checkpoint's accuracy.
@@ -80,6 +101,22 @@ impl Development {
 }
 
 impl Development {
+    /// One heatmap per checkpoint with two masks or more, side by side: IoMin against its
+    /// chance level as [`Development::study_sharing`] reads it (each title says whether the
+    /// masks were preprocessed).
+    pub fn sharing_heatmaps(&self, cfg: &ChanceConfig) -> Result<Figure> {
+        let heatmaps = self
+            .checkpoints()
+            .into_iter()
+            .filter(|(c, _)| self.masks_at(c) >= 2)
+            .map(|(c, _)| {
+                let (m, accuracy) = self.study_sharing(&c, cfg)?;
+                sharing_chance_heatmap(&m, accuracy)
+            })
+            .collect::<Result<Vec<Figure>>>()?;
+        Ok(Figure::side_by_side("sharing by checkpoint", &heatmaps))
+    }
+
     /// R4 in pictures, per task against the checkpoint's accuracy (seed range shaded): the
     /// masked model's drop from the unmasked model, and the task accuracy (ties broken by a
     /// fair coin; chance 12.5 %) with the module removed beside the same counts removed at
@@ -99,14 +136,12 @@ impl Development {
         let drop = self.metric_plot("masked model", "drop from unmasked (points)", |r| {
             r.task_drop_points().unwrap_or(f64::NAN)
         })?;
-        let removed = self.metric_plot(
+        let removed = self.accuracy_plot(
             "module removed",
-            "task accuracy (%)",
             accuracy_of(|a| a.module_removed.expected_accuracy),
         )?;
-        let layer_matched = self.metric_plot(
+        let layer_matched = self.accuracy_plot(
             "as many removed at random in each tensor",
-            "task accuracy (%)",
             accuracy_of(|a| mean_expected(&a.layer_matched_removed)),
         )?;
         Ok(Figure::side_by_side(

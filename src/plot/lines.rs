@@ -66,17 +66,32 @@ pub fn line_plot_with_bands(
     series: &[Line],
     bands: &[Band],
 ) -> Result<Figure> {
+    line_plot_with_bands_in(title, x_label, y_label, series, bands, None)
+}
+
+/// [`line_plot_with_bands`] on a fixed y range (e.g. 0–100 for accuracies, where a range fitted
+/// to values that all sit at chance would magnify rounding into slopes); `None` fits the data.
+pub fn line_plot_with_bands_in(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Line],
+    bands: &[Band],
+    y_range: Option<std::ops::Range<f64>>,
+) -> Result<Figure> {
     let style = Style::default();
     let x_range = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let band_ys = bands
         .iter()
         .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2]));
-    let y_range = padded_range(
-        series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .chain(band_ys),
-    );
+    let y_range = y_range.unwrap_or_else(|| {
+        padded_range(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .chain(band_ys),
+        )
+    });
     let legend = Legend {
         entries: series
             .iter()

@@ -66,27 +66,18 @@ fn sharing_section(dev: &Development) -> Result<String> {
             html += "<p>One mask: no sharing matrix.</p>";
             continue;
         }
-        // Without three masks of each seed the study's preprocessing cannot run: raw overlaps.
-        let preprocess = match dev.preprocessable(&ckpt) {
-            Ok(()) => true,
-            Err(why) => {
-                html += &format!(
-                    "<p>Raw IoMin, not preprocessed: {}.</p>",
-                    escape_html(&why.to_string())
-                );
-                false
-            }
-        };
-        let (m, acc) = dev.sharing_chance(&ckpt, Overlap::IoMin, preprocess, &chance)?;
+        let (m, acc) = dev.study_sharing(&ckpt, &chance)?;
+        if !m.preprocessed {
+            html += "<p>Raw IoMin, not preprocessed: the study's preprocessing needs three masks \
+                     of each seed.</p>";
+        }
         html += &sharing_chance_heatmap(&m, acc)?.to_html();
         let (above, below) = m.above_below();
         html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
         // Over the shapes: the pooled control is another task, not a sixth shape.
         let shapes = dev.without_task(results::CONTROL_TASK);
         if shapes.masks_at(&ckpt) >= 2 {
-            let preprocess = shapes.preprocessable(&ckpt).is_ok();
-            let (shape_sharing, _) =
-                shapes.sharing_chance(&ckpt, Overlap::IoMin, preprocess, &chance)?;
+            let (shape_sharing, _) = shapes.study_sharing(&ckpt, &chance)?;
             if let Ok(pooled) = shape_sharing.replicate_test() {
                 html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));
             }
