@@ -182,7 +182,7 @@ fn matrix() -> SharingMatrix {
         metric: Overlap::IoMin,
         preprocessed: true,
         shared_by_all: 3,
-        removed_within_seed: Vec::new(),
+        shared_within_seed: Vec::new(),
     }
 }
 

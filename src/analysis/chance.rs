@@ -138,8 +138,8 @@ pub fn check_sharing_inputs(names: &[String], preprocess: bool) -> Result<()> {
     match seed_groups(names).into_iter().find(|(_, m)| m.len() < 3) {
         Some((seed, members)) => Err(Error::NotEnough(format!(
             "removing the weights kept by all masks of a seed needs at least three masks of \
-             each seed, and {} has {} ({}): with two it removes their whole intersection and \
-             their overlap reads 0",
+             each seed, and {} has {} ({}): with two it removes their whole intersection (their \
+             overlap reads 0), with one the whole mask",
             if seed.is_empty() {
                 "the masks without a seed".to_string()
             } else {
@@ -167,33 +167,91 @@ pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Pairwise overlap counts of N masks, in all and per tensor, optionally after removing from
-/// each mask the weights kept by every mask of its seed ([`seed_groups`]).
+/// What the study's preprocessing removes from N masks, seed by seed ([`seed_groups`]): the
+/// weights kept by every mask of a seed. A mask alone loses its own seed's set; a pair of masks
+/// is read after both lose what either seed's masks all keep, so both sides of a pair are
+/// always cut alike. With one seed (the study's one set of masks) this is the study's rule.
+struct Removal {
+    /// Each mask's seed group.
+    group_of: Vec<usize>,
+    /// `union[g][h]`: the weights kept by every mask of seed `g` or by every mask of seed `h`
+    /// (`union[g][g]`: seed `g`'s own set).
+    union: Vec<Vec<MaskBits>>,
+}
+
+impl Removal {
+    fn of(masks: &[MaskBits], groups: &[(String, Vec<usize>)]) -> Removal {
+        let mut group_of = vec![0; masks.len()];
+        let commons: Vec<MaskBits> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, (_, members))| {
+                members.iter().for_each(|&i| group_of[i] = g);
+                MaskBits::common(members.iter().map(|&i| &masks[i]))
+                    .expect("seed_groups never yields an empty group")
+            })
+            .collect();
+        let union = commons
+            .iter()
+            .map(|a| commons.iter().map(|b| a.union(b)).collect())
+            .collect();
+        Removal { group_of, union }
+    }
+
+    /// Seed `g`'s own set: what every one of its masks keeps.
+    fn within(&self, g: usize) -> &MaskBits {
+        &self.union[g][g]
+    }
+
+    fn for_mask(&self, i: usize) -> &MaskBits {
+        self.within(self.group_of[i])
+    }
+
+    fn for_pair(&self, i: usize, j: usize) -> &MaskBits {
+        &self.union[self.group_of[i]][self.group_of[j]]
+    }
+}
+
+/// Pairwise overlap counts of N masks, in all and per tensor, optionally after the study's
+/// preprocessing ([`Removal`]).
 struct OverlapCounts {
     /// `(both, a, b)` per pair `(i, j)`, `i < j`, over all tensors.
     pairs: Vec<(u64, u64, u64)>,
     /// The same per tensor: `per_tensor[t][pair]`.
     per_tensor: Vec<Vec<(u64, u64, u64)>>,
-    /// Each mask's kept count per tensor after the removal: `kept[t][mask]`.
+    /// Each mask's kept count per tensor after its own seed's removal: `kept[t][mask]`.
     kept: Vec<Vec<u64>>,
 }
 
 impl OverlapCounts {
     /// `groups`: the preprocessing's units, `None` for no preprocessing.
-    fn of(masks: Vec<MaskBits>, groups: Option<&[(String, Vec<usize>)]>) -> OverlapCounts {
-        let masks = match groups {
-            Some(groups) => without_shared_within(masks, groups).0,
-            None => masks,
-        };
+    fn of(masks: &[MaskBits], groups: Option<&[(String, Vec<usize>)]>) -> OverlapCounts {
+        let removal = groups.map(|g| Removal::of(masks, g));
         let n_tensors = masks[0].tensors.len();
         let pairs_ij = pair_indices(masks.len());
         let mut per_tensor = vec![vec![(0, 0, 0); pairs_ij.len()]; n_tensors];
         let mut kept_per_tensor = Vec::with_capacity(n_tensors);
         for (t, row) in per_tensor.iter_mut().enumerate() {
-            let kept: Vec<u64> = masks.iter().map(|m| m.tensors[t].kept()).collect();
+            let bits = |m: usize| &masks[m].tensors[t];
+            let kept: Vec<u64> = (0..masks.len())
+                .map(|m| match &removal {
+                    Some(r) => bits(m).kept_outside(&r.for_mask(m).tensors[t]),
+                    None => bits(m).kept(),
+                })
+                .collect();
             for (p, &(i, j)) in pairs_ij.iter().enumerate() {
-                let both = masks[i].tensors[t].both(&masks[j].tensors[t]);
-                row[p] = (both, kept[i], kept[j]);
+                row[p] = match &removal {
+                    Some(r) => {
+                        let cut = &r.for_pair(i, j).tensors[t];
+                        let (a, b) = (bits(i), bits(j));
+                        (
+                            a.both_outside(b, cut),
+                            a.kept_outside(cut),
+                            b.kept_outside(cut),
+                        )
+                    }
+                    None => (bits(i).both(bits(j)), kept[i], kept[j]),
+                };
             }
             kept_per_tensor.push(kept);
         }
@@ -218,26 +276,6 @@ impl OverlapCounts {
     }
 }
 
-/// Each mask less the weights kept by every mask of its group, and per group how many that
-/// removed from each of its masks.
-fn without_shared_within(
-    mut masks: Vec<MaskBits>,
-    groups: &[(String, Vec<usize>)],
-) -> (Vec<MaskBits>, Vec<u64>) {
-    let mut removed = Vec::with_capacity(groups.len());
-    for (_, members) in groups {
-        let Some(common) = MaskBits::common(members.iter().map(|&i| &masks[i])) else {
-            removed.push(0);
-            continue;
-        };
-        for &i in members {
-            masks[i].remove(&common);
-        }
-        removed.push(common.kept());
-    }
-    (masks, removed)
-}
-
 /// `(i, j)` for `i < j < n`, row by row.
 fn pair_indices(n: usize) -> Vec<(usize, usize)> {
     (0..n)
@@ -257,8 +295,9 @@ pub struct SharingChance {
     pub names: Vec<String>,
     /// The overlap measure.
     pub metric: Overlap,
-    /// Whether the weights kept by every mask of a seed were removed from its masks first (in
-    /// every draw too; see [`seed_groups`]).
+    /// Whether the study's preprocessing came first, per seed (in every draw too): a pair is
+    /// read after both masks lose what every mask of either one's seed keeps (for one seed,
+    /// the study's rule; see [`seed_groups`]).
     pub preprocessed: bool,
     /// The binarisation behind the observed values.
     pub binarize: Binarize,
@@ -286,7 +325,7 @@ pub struct SharingChance {
     /// Per seed: its masks and the scalars they all keep, which the preprocessing removes (the
     /// observed binarisation; the first sample's).
     #[serde(default)]
-    pub removed_within_seed: Vec<SeedShared>,
+    pub shared_within_seed: Vec<SeedShared>,
     /// Per tensor: each pair's overlap inside that tensor against its null (pairs in the order
     /// `(0,1), (0,2), …, (1,2), …`).
     pub per_tensor: Vec<TensorSharingChance>,
@@ -361,15 +400,16 @@ impl SharingChance {
     }
 
     /// The observed overlap and its chance level per pair of different tasks, each the mean
-    /// over the pairs of their masks (their seeds): `((a, b), observed, chance)` with `a < b`,
-    /// in order.
+    /// over the seeds in which both were trained (two masks of one seed: the study's design,
+    /// one set of masks, whose preprocessing is the study's rule): `((a, b), observed, chance)`
+    /// with `a < b`, in order.
     pub fn between_task_pairs(&self) -> Vec<((String, String), f64, f64)> {
-        use super::replicates::task_of;
+        use super::replicates::{seed_of, task_of};
         let mut sums: std::collections::BTreeMap<(String, String), (f64, f64, usize)> =
             Default::default();
         for (i, j) in pair_indices(self.names.len()) {
             let (a, b) = (task_of(&self.names[i]), task_of(&self.names[j]));
-            if a == b {
+            if a == b || seed_of(&self.names[i]) != seed_of(&self.names[j]) {
                 continue;
             }
             let key = match a < b {
@@ -435,14 +475,14 @@ pub fn sharing_chance(
     let binarised = cfg.binarised(masks)?;
     let observed: Vec<OverlapCounts> = binarised
         .iter()
-        .map(|b| OverlapCounts::of(b.clone(), units))
+        .map(|b| OverlapCounts::of(b, units))
         .collect();
     let mut rng = Rng::new(cfg.seed).fork("null");
     let null: Vec<OverlapCounts> = (0..cfg.draws)
         .map(|d| {
             let source = &binarised[d % binarised.len()];
             let shuffled: Vec<MaskBits> = source.iter().map(|m| m.shuffled(&mut rng)).collect();
-            OverlapCounts::of(shuffled, units)
+            OverlapCounts::of(&shuffled, units)
         })
         .collect();
     let n = masks.len();
@@ -501,15 +541,18 @@ pub fn sharing_chance(
         z: square(0.0, &|c| c.z),
         p: square(1.0, &|c| c.p),
         shared_by_all: MaskBits::common(&binarised[0]).map_or(0, |c| c.kept()),
-        removed_within_seed: groups
-            .iter()
-            .zip(without_shared_within(binarised[0].clone(), &groups).1)
-            .map(|((seed, members), removed)| SeedShared {
-                seed: seed.clone(),
-                masks: members.len(),
-                removed,
-            })
-            .collect(),
+        shared_within_seed: {
+            let removal = Removal::of(&binarised[0], &groups);
+            groups
+                .iter()
+                .enumerate()
+                .map(|(g, (seed, members))| SeedShared {
+                    seed: seed.clone(),
+                    masks: members.len(),
+                    shared: removal.within(g).kept(),
+                })
+                .collect()
+        },
         per_tensor,
         shares,
     })

@@ -975,9 +975,9 @@ impl Development {
         ))
     }
 
-    /// IoMin of the masks at `checkpoint` against its chance level, read as the study read it
-    /// (each mask less what every mask of its seed keeps) where every seed has three masks,
-    /// raw elsewhere; the result's `preprocessed` says which.
+    /// IoMin of the masks at `checkpoint` against its chance level after the study's
+    /// preprocessing, per seed, when every seed has three masks; all raw when any seed has
+    /// fewer. The result's `preprocessed` says which.
     pub fn study_sharing(
         &self,
         checkpoint: &str,

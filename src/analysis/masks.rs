@@ -227,23 +227,26 @@ pub fn stats_table(stats: &[MaskStats]) -> Result<Table> {
 
 pub use crate::masking::overlap::{overlap, Overlap};
 
-/// The masks of one seed and what the preprocessing removed from each of them.
+/// The masks of one seed and the weights they all keep (what the study's preprocessing removes
+/// from them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedShared {
     /// The seed (`s0`; empty for masks named without one).
     pub seed: String,
     /// How many masks carry it.
     pub masks: usize,
-    /// Scalars kept by every one of them, removed from each before the overlaps.
-    pub removed: u64,
+    /// Scalars kept by every one of them.
+    pub shared: u64,
 }
 
 /// The preprocessing's units: the indices of each seed's masks (`circles-s1` is seed `s1`;
 /// names without a seed form one group), seeds in order of first appearance. The study removed
-/// the weights kept by all 5 shape masks of its one training run. With replicates each seed's
-/// masks are such a set; removing only what every mask of every seed keeps would remove less
-/// (an AND over more masks) and leave each mask more of the commonly kept weights, which
-/// inflates every overlap against the study's.
+/// the weights kept by all 5 shape masks of its one set of masks; with replicates each seed's
+/// masks are such a set. Two masks of one seed are read after both lose their seed's set (the
+/// study's rule); two masks of different seeds after both lose what either seed's masks all
+/// keep, so the two sides of a pair are always cut alike. Removing only what every mask of
+/// every seed keeps would remove less (an AND over more masks) and inflate every overlap
+/// against the study's.
 pub fn seed_groups(names: &[String]) -> Vec<(String, Vec<usize>)> {
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -265,14 +268,13 @@ pub struct SharingMatrix {
     pub matrix: Vec<Vec<f64>>,
     /// How each pair's overlap was normalised (IoMin, the study's, or IoU).
     pub metric: Overlap,
-    /// Whether the scalars kept by every mask of a seed were removed from its masks first (the
-    /// study's preprocessing, per seed: see [`seed_groups`]).
+    /// Whether the study's preprocessing came first, per seed (see [`seed_groups`]).
     pub preprocessed: bool,
     /// How many scalars all masks share (of every seed).
     pub shared_by_all: i64,
     /// Per seed: its masks and the scalars they all keep (what the preprocessing removes).
     #[serde(default)]
-    pub removed_within_seed: Vec<SeedShared>,
+    pub shared_within_seed: Vec<SeedShared>,
 }
 
 /// `a − (a ∧ common)` for 0/1 masks.
@@ -284,9 +286,19 @@ fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
     Ok(out)
 }
 
-/// The sharing matrix of `masks` (deterministic `l > 0`), optionally after removing from each
-/// mask the weights kept by every mask of its seed ([`seed_groups`]). Masks trained with different settings are refused
-/// ([`check_comparable`]); [`sharing_matrix_with`] lets the caller opt in.
+/// `a ∨ b` for 0/1 masks.
+fn union(a: &Params, b: &Params) -> Result<Params> {
+    let mut out = Params::new();
+    for (name, t) in a.iter() {
+        let other = b.get(name)?;
+        out.insert(name, t + other - t * other);
+    }
+    Ok(out)
+}
+
+/// The sharing matrix of `masks` (deterministic `l > 0`), optionally after the study's
+/// preprocessing, per seed ([`seed_groups`]). Masks trained with different settings are
+/// refused ([`check_comparable`]); [`sharing_matrix_with`] lets the caller opt in.
 pub fn sharing_matrix(masks: &[Mask], metric: Overlap, preprocess: bool) -> Result<SharingMatrix> {
     sharing_matrix_with(masks, metric, preprocess, MixedSettings::Refuse)
 }
@@ -301,35 +313,49 @@ pub fn sharing_matrix_with(
     check_comparable(masks, mixed)?;
     let names: Vec<String> = masks.iter().map(|m| m.name.clone()).collect();
     super::chance::check_sharing_inputs(&names, preprocess)?;
-    let mut binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
+    let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
     let count = |p: &Params| -> i64 {
         p.iter()
             .map(|(_, t)| t.sum(Kind::Int64).int64_value(&[]))
             .sum()
     };
     let shared = count(&shared_by_all(&binaries)?);
-    let mut removed_within_seed = Vec::new();
-    for (seed, members) in seed_groups(&names) {
+    let groups = seed_groups(&names);
+    let mut group_of = vec![0; masks.len()];
+    let mut commons = Vec::with_capacity(groups.len());
+    let mut shared_within_seed = Vec::with_capacity(groups.len());
+    for (g, (seed, members)) in groups.into_iter().enumerate() {
+        members.iter().for_each(|&i| group_of[i] = g);
         let group: Vec<Params> = members.iter().map(|&i| binaries[i].clone()).collect();
         let common = shared_by_all(&group)?;
-        if preprocess {
-            for &i in &members {
-                binaries[i] = remove_common(&binaries[i], &common)?;
-            }
-        }
-        removed_within_seed.push(SeedShared {
+        shared_within_seed.push(SeedShared {
             seed,
             masks: members.len(),
-            removed: count(&common) as u64,
+            shared: count(&common) as u64,
         });
+        commons.push(common);
     }
     let n = masks.len();
     let mut matrix = vec![vec![100.0; n]; n];
     for i in 0..n {
         for j in (i + 1)..n {
-            let v = 100.0 * overlap(&binaries[i], &binaries[j], metric)?.0;
-            matrix[i][j] = v;
-            matrix[j][i] = v;
+            let v = match preprocess {
+                true => {
+                    let (g, h) = (group_of[i], group_of[j]);
+                    let cut = match g == h {
+                        true => commons[g].clone(),
+                        false => union(&commons[g], &commons[h])?,
+                    };
+                    let (a, b) = (
+                        remove_common(&binaries[i], &cut)?,
+                        remove_common(&binaries[j], &cut)?,
+                    );
+                    overlap(&a, &b, metric)?.0
+                }
+                false => overlap(&binaries[i], &binaries[j], metric)?.0,
+            };
+            matrix[i][j] = 100.0 * v;
+            matrix[j][i] = 100.0 * v;
         }
     }
     Ok(SharingMatrix {
@@ -338,7 +364,7 @@ pub fn sharing_matrix_with(
         metric,
         preprocessed: preprocess,
         shared_by_all: shared,
-        removed_within_seed,
+        shared_within_seed,
     })
 }
 
@@ -374,7 +400,7 @@ impl SharingMatrix {
             "{:?} %{}",
             self.metric,
             if self.preprocessed {
-                format!(", {} removed", removed_in_words(&self.removed_within_seed))
+                format!(", removed: {}", shared_in_words(&self.shared_within_seed))
             } else {
                 String::new()
             }
@@ -383,9 +409,9 @@ impl SharingMatrix {
 }
 
 /// `the 11812 weights kept by all 5 masks` for one group; per seed otherwise
-/// (`s0: 6061 kept by all 5 masks; s1: …`).
-pub fn removed_in_words(groups: &[SeedShared]) -> String {
-    let one = |g: &SeedShared| format!("{} weights kept by all {} masks", g.removed, g.masks);
+/// (`seed 0: 6061 weights kept by all 5 masks; seed 1: …`).
+pub fn shared_in_words(groups: &[SeedShared]) -> String {
+    let one = |g: &SeedShared| format!("{} weights kept by all {} masks", g.shared, g.masks);
     match groups {
         [g] if g.seed.is_empty() => format!("the {}", one(g)),
         _ => groups

@@ -430,7 +430,7 @@ pub struct ReplicateTest {
     pub replicates: (usize, usize),
     /// The overlap measure (percent).
     pub metric: Overlap,
-    /// Whether the weights kept by all the pooled masks were removed first.
+    /// Whether the study's preprocessing came first, per seed ([`seed_groups`](super::masks::seed_groups)).
     pub preprocessed: bool,
     /// Mean overlap of masks of the same task (different seeds).
     pub within: f64,
@@ -483,6 +483,8 @@ impl ReplicateTest {
 /// Tests whether two replicates of one task share more weights than masks of tasks `a` and `b`
 /// do. The overlap matrix of the pooled masks is computed once; the test relabels which masks
 /// belong to which task (all relabelings when there are at most 20,000, else 20,000 seeded draws).
+/// The study's preprocessing (`preprocess`) needs three masks of each seed, so with two tasks it
+/// is refused: read raw overlaps, or test all tasks at once ([`pooled_replicate_test`]).
 pub fn replicate_test(
     a: &Replicates,
     b: &Replicates,

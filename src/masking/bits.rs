@@ -87,12 +87,31 @@ impl TensorBits {
             .for_each(|(a, b)| *a &= b);
     }
 
-    /// Clears the positions set in `other`, in place.
-    pub fn and_not_assign(&mut self, other: &TensorBits) {
+    /// Bitwise OR, in place.
+    pub fn or_assign(&mut self, other: &TensorBits) {
         self.words
             .iter_mut()
             .zip(&other.words)
-            .for_each(|(a, b)| *a &= !b);
+            .for_each(|(a, b)| *a |= b);
+    }
+
+    /// Number of ones outside `removed` (positions set there are not counted).
+    pub fn kept_outside(&self, removed: &TensorBits) -> u64 {
+        self.words
+            .iter()
+            .zip(&removed.words)
+            .map(|(a, r)| (a & !r).count_ones() as u64)
+            .sum()
+    }
+
+    /// Number of positions set in both, outside `removed`.
+    pub fn both_outside(&self, other: &TensorBits, removed: &TensorBits) -> u64 {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .zip(&removed.words)
+            .map(|((a, b), r)| (a & b & !r).count_ones() as u64)
+            .sum()
     }
 
     /// The flat indices of the ones, ascending.
@@ -200,11 +219,13 @@ impl MaskBits {
         Some(common)
     }
 
-    /// Clears the positions set in `other` (of the same layout), in place.
-    pub fn remove(&mut self, other: &MaskBits) {
-        for (a, b) in self.tensors.iter_mut().zip(&other.tensors) {
-            a.and_not_assign(b);
+    /// The positions set in either (of the same layout).
+    pub fn union(&self, other: &MaskBits) -> MaskBits {
+        let mut out = self.clone();
+        for (a, b) in out.tensors.iter_mut().zip(&other.tensors) {
+            a.or_assign(b);
         }
+        out
     }
 
     /// Every tensor's ones placed uniformly at random, the per-tensor counts kept: one draw of

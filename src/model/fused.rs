@@ -1035,20 +1035,24 @@ mod tests {
             // a few gradients nearly cancel, so the model's largest gradient is the floor.
             // `visual.spatial` is the first layer after the conv stack: its weight gradient sums
             // the stack's outputs directly, and a fresh-clone run under load measured 6.6e-3
-            // there (3.1e-7 at scale 4.7e-5), so it gets the conv blocks' bound.
+            // there (3.1e-7 at scale 4.7e-5), so it gets the conv blocks' bound. The rest: with
+            // the other unit tests running beside it (another reduction order) one CPU
+            // measured 1.8e-3 in `rel.experts.4.mlp.0.bias` (2.1e-7 at scale 1.2e-4).
             let near_the_stack = ["visual.bn.", "visual.conv.", "visual.spatial."]
                 .iter()
                 .any(|p| spec.name.starts_with(p));
-            let tol = if near_the_stack { 3e-2 } else { 1e-3 };
+            let tol = if near_the_stack { 3e-2 } else { 5e-3 };
             let diff = (&got - &want).abs().max().double_value(&[]);
             let scale = want.abs().max().double_value(&[]);
-            // A gradient that cancels is rounding noise on both sides, so both must read as
-            // noise: `scorer.1.bias` shifts all 8 scores alike (0 in exact arithmetic), and so
-            // does `scorer.0.bias` when its units are active for every candidate; one CPU
+            // The scorer's biases cancel: `scorer.1.bias` shifts all 8 scores alike (0 in exact
+            // arithmetic), and so does `scorer.0.bias` when its units are active for every
+            // candidate. There both sides are rounding noise, so both must read as noise; one CPU
             // measured 3.0e-8 and 5.8e-9 there, and differences of 1.0e-7 and 1.0e-8, against
             // the largest gradient's 2.9e-4.
             let noise = 1e-3 * largest;
-            if scale <= noise {
+            let shifts_all_scores =
+                spec.name.starts_with("scorer.") && spec.name.ends_with(".bias");
+            if shifts_all_scores && scale <= noise {
                 let got_scale = got.abs().max().double_value(&[]);
                 assert!(
                     got_scale <= noise,

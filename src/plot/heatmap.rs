@@ -226,7 +226,7 @@ mod tests {
             metric: Overlap::IoMin,
             preprocessed: true,
             shared_by_all: 7,
-            removed_within_seed: Vec::new(),
+            shared_within_seed: Vec::new(),
         };
         let fig = sharing_heatmap(&m, Some(0.875)).unwrap();
         let texts: Vec<&str> = fig.svg.lines().map(str::trim).collect();

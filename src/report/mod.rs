@@ -56,17 +56,19 @@ fn modules_section(dev: &Development) -> Result<String> {
 /// were trained with several seeds.
 fn sharing_section(dev: &Development) -> Result<String> {
     let mut html = format!(
-        "<h2>Weight sharing between shape modules (IoMin, the weights kept by every mask of a \
-         seed removed from its masks; beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
+        "<h2>Weight sharing between shape modules (IoMin after the study's preprocessing, per \
+         seed; beneath each value its count-matched chance level and z, {NULL_DRAWS} draws)</h2>"
     );
     let chance = ChanceConfig::default().with_draws(NULL_DRAWS);
-    for (ckpt, _) in dev.checkpoints() {
+    // Over the shapes: the pooled control is another task, not a sixth shape.
+    let shapes = dev.without_task(results::CONTROL_TASK);
+    for (ckpt, _) in shapes.checkpoints() {
         html += &format!("<h3>{}</h3>", escape_html(&ckpt));
-        if dev.masks_at(&ckpt) < 2 {
-            html += "<p>One mask: no sharing matrix.</p>";
+        if shapes.masks_at(&ckpt) < 2 {
+            html += "<p>One shape mask: no sharing matrix.</p>";
             continue;
         }
-        let (m, acc) = dev.study_sharing(&ckpt, &chance)?;
+        let (m, acc) = shapes.study_sharing(&ckpt, &chance)?;
         if !m.preprocessed {
             html += "<p>Raw IoMin, not preprocessed: the study's preprocessing needs three masks \
                      of each seed.</p>";
@@ -74,15 +76,10 @@ fn sharing_section(dev: &Development) -> Result<String> {
         html += &sharing_chance_heatmap(&m, acc)?.to_html();
         let (above, below) = m.above_below();
         html += &format!("<p>{above} pairs above chance (one-sided p ≤ 0.05), {below} not.</p>");
-        // Over the shapes: the pooled control is another task, not a sixth shape.
-        let shapes = dev.without_task(results::CONTROL_TASK);
-        if shapes.masks_at(&ckpt) >= 2 {
-            let (shape_sharing, _) = shapes.study_sharing(&ckpt, &chance)?;
-            if let Ok(pooled) = shape_sharing.replicate_test() {
-                html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));
-            }
+        if let Ok(pooled) = m.replicate_test() {
+            html += &format!("<p>{}</p>", escape_html(&pooled.verdict(0.05, "IoMin")));
         }
-        html += &replicate_findings(dev, &ckpt)?;
+        html += &replicate_findings(&shapes, &ckpt)?;
     }
     Ok(html)
 }

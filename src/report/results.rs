@@ -361,12 +361,16 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
         "The study: \"a significant degree of parameter sharing\" (R2), with IoMin 28.1–72.5 % \
          between its shapes over its three stages (R7; its sharing figures are labelled \
          correctly), and no chance level or replicate. Ours, per checkpoint, over its shape masks (the pooled \
-         control is another task and is left out): IoMin % after removing from each mask the \
-         weights kept by all 5 shape masks of its seed (the study's rule, which it applied to \
-         its one set of 5 masks; counted below), beneath each value its count-matched chance \
-         level and z ({} draws, the removal redone in each). Then the decisive test, one per checkpoint over all \
-         shapes, relabelling shapes within each seed: do two masks of different shapes share \
-         fewer weights than two seeds of one shape?",
+         control is another task and is left out): IoMin % after the study's preprocessing, \
+         per seed. Two masks of one seed (the study's design: one set of shape masks) are \
+         read after both lose what every shape mask of that seed keeps, the study's rule; two \
+         masks of different seeds after both lose what every mask of either seed keeps, so \
+         both sides of a pair are always cut alike (counted below). Beneath each value its \
+         count-matched chance level and z ({} draws, the removal redone in each). Then the \
+         decisive test, one per checkpoint over all shapes, relabelling shapes within each \
+         seed: do two masks of different shapes share fewer weights than two seeds of one \
+         shape? Two masks of one shape are always of two seeds, and so more is removed from \
+         them than from a pair of one seed, which makes the test conservative.",
         chance.draws
     ));
     let shapes = dev.without_task(CONTROL_TASK);
@@ -396,8 +400,8 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
     Ok(())
 }
 
-/// What the preprocessing removed at `ckpt`, per seed, against the seed's smallest mask, and
-/// what every mask of every seed keeps.
+/// What every mask of each seed keeps at `ckpt` (what the preprocessing removes), against the
+/// seed's smallest mask, and what every mask of every seed keeps.
 fn removed_before_overlaps(shapes: &Development, ckpt: &str, m: &SharingChance) -> String {
     let smallest_of_seed = |seed: &str| {
         shapes
@@ -409,16 +413,17 @@ fn removed_before_overlaps(shapes: &Development, ckpt: &str, m: &SharingChance) 
             .unwrap_or(0)
     };
     let per_seed: Vec<String> = m
-        .removed_within_seed
+        .shared_within_seed
         .iter()
         .map(|g| {
             let smallest = smallest_of_seed(&g.seed);
             format!(
-                "{} weights from the {} masks of {} ({:.1} % of its smallest mask's {smallest})",
-                g.removed,
-                g.masks,
+                "{}, {} weights kept by all {} of its masks ({:.1} % of its smallest mask's \
+                 {smallest})",
                 seed_label(&g.seed),
-                100.0 * g.removed as f64 / smallest.max(1) as f64
+                g.shared,
+                g.masks,
+                100.0 * g.shared as f64 / smallest.max(1) as f64
             )
         })
         .collect();
@@ -496,7 +501,8 @@ fn nearest_study_stage(accuracy: f64) -> &'static (&'static str, f64, [f64; 10])
         .unwrap_or(&STUDY_SHARING[2])
 }
 
-/// R7 between different shapes: per shape pair (the mean over its seed pairs), ours against
+/// R7 between different shapes: per shape pair (the mean over the seeds, each pair of one
+/// seed as the study's one set of masks), ours against
 /// chance and against the study's stage nearest in accuracy, each a mean over the shape pairs
 /// with a jackknife-over-shapes interval (pairs that share a shape are not independent).
 fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) -> Option<String> {
@@ -514,9 +520,10 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
     let excess = jackknife_over_tasks(&values(&|o, c| o - c));
     let (low, high) = value_range(pairs.iter().map(|(_, observed, _)| *observed));
     let mut text = format!(
-        "Between different shapes ({} shape pairs, each the mean over its pairs of seeds; \
-         intervals by the jackknife over shapes, as pairs that share a shape are not \
-         independent): IoMin {} (range {low:.1}–{high:.1} %); above its count-matched chance \
+        "Between different shapes, as the study read them ({} shape pairs, each the mean over \
+         the seeds of its two masks of one seed; intervals by the jackknife over shapes, as \
+         pairs that share a shape are not independent): IoMin {} (range {low:.1}–{high:.1} %); \
+         above its count-matched chance \
          level by {} points — {}.",
         pairs.len(),
         percent(&observed),
@@ -550,8 +557,8 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
          nominal {nominal:.0} %; one mask a shape, no chance level): mean {study_mean:.1} %, \
          range {:.1}–{:.1} %. Ours minus the study's, paired by shape pair: {} points — {}. \
          This is a comparison in kind, not a test of agreement: the models, their training \
-         and their masks' α differ; the preprocessing is the same rule (within one seed's 5 \
-         shape masks).",
+         and their masks' α differ; the pairs and their preprocessing follow the study's rule \
+         (two masks of one set of shape masks, less what that set all keeps).",
         study_low,
         study_high,
         difference.summary(1),
@@ -740,7 +747,20 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
          breaks them (chance is 12.5 %): a model that scores every candidate alike has no \
          answer, whatever index `argmax` returns.",
     );
-    doc.figure("ablation", &dev.shape_modules().ablation_plot()?)?;
+    let shapes = dev.shape_modules();
+    doc.figure("ablation", &shapes.ablation_plot()?)?;
+    let measured = shapes
+        .records
+        .iter()
+        .map(|r| r.ablation().map(|a| a.is_some()))
+        .collect::<Result<Vec<bool>>>()?;
+    doc.para(&format!(
+        "Each line is a shape, the mean over its seeds, with their range shaded; the removals \
+         are read for the {} of {} shape masks with an ablation record (the layer-matched \
+         removal: the mean over its draws).",
+        measured.iter().filter(|&&m| m).count(),
+        measured.len()
+    ));
     let mut measured = Vec::new();
     for (ckpt, _) in dev.checkpoints() {
         // Per shape (the mean over its seeds): the seeds share the shape's problems and the
@@ -809,8 +829,9 @@ fn differences(doc: &mut Document, dev: &Development) {
          Gumbel sample for each evaluation (spec §7 B3).\n\
          - **Chance levels and replicates.** Every sharing and dispersity value here stands \
          beside a count-matched chance level, and sharing is tested against seeds of one \
-         shape; the study had neither, and its preprocessing removed what its 5 masks all \
-         kept, ours what all of a checkpoint's shape masks keep.\n",
+         shape; the study had neither. Its preprocessing (removing what its 5 masks all \
+         kept) is applied per seed here, and its pairs are compared with our pairs of one \
+         seed.\n",
         stats.per_tensor.len(),
         stats.total,
         first.sidecar.config.alpha

@@ -455,7 +455,8 @@ struct SharingArgs {
     /// iomin (the study's) or iou.
     #[arg(long, value_enum, ignore_case = true, default_value = "iomin")]
     metric: Metric,
-    /// Remove the weights kept by every mask first (the study's preprocessing).
+    /// Remove from each mask the weights kept by every mask of its seed first (the study's
+    /// preprocessing; `circles-s1` is seed 1, masks named without a seed form one set).
     #[arg(long)]
     preprocess: bool,
     #[command(flatten)]
