@@ -68,7 +68,7 @@ fn the_shipped_study_answers_its_questions_with_tests_and_chance_levels() {
     // are on the 80 % checkpoint), intervals by the jackknife over the 5 shapes. Mean and
     // range checked with numpy on the mask files (50.10 %, 39.43–60.47 %).
     assert!(
-        best.contains("Between different shapes, as the study read them (10 shape pairs")
+        best.contains("two masks of one seed, averaged over the seeds (10 shape pairs")
             && best.contains("IoMin 50.1 % [37.9, 62.3] (n = 5) (range 39.4–60.5 %)")
             && best.contains("The study's stage nearest in nominal accuracy is SCL_90")
             && best.contains(

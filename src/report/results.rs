@@ -520,10 +520,10 @@ fn between_shapes_against_the_study(m: &SharingChance, accuracy: Option<f64>) ->
     let excess = jackknife_over_tasks(&values(&|o, c| o - c));
     let (low, high) = value_range(pairs.iter().map(|(_, observed, _)| *observed));
     let mut text = format!(
-        "Between different shapes, as the study read them ({} shape pairs, each the mean over \
-         the seeds of its two masks of one seed; intervals by the jackknife over shapes, as \
-         pairs that share a shape are not independent): IoMin {} (range {low:.1}–{high:.1} %); \
-         above its count-matched chance \
+        "Between different shapes, as the study read them: two masks of one seed, averaged \
+         over the seeds ({} shape pairs; intervals by the jackknife over shapes, as pairs that \
+         share a shape are not independent): IoMin {} (range {low:.1}–{high:.1} %); above its \
+         count-matched chance \
          level by {} points — {}.",
         pairs.len(),
         percent(&observed),
