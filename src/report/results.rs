@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::ablation::Ablations;
 use crate::analysis::chance::{ChanceConfig, SharingChance};
 use crate::analysis::development::{Change, Development, MaskRecord};
-use crate::analysis::masks::{mask_stats, seed_label, Overlap};
+use crate::analysis::masks::{mask_stats, seed_label};
 use crate::analysis::replicates::{
     jackknife_over_tasks, mcnemar_exact, means_by_task, p_text, seed_of, two_proportion_test,
     value_range, Interval,
@@ -376,21 +376,27 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
     let shapes = dev.without_task(CONTROL_TASK);
     for (ckpt, _) in shapes.checkpoints() {
         let _ = writeln!(doc.text, "### {ckpt}\n");
-        if let Err(why) = shapes.preprocessable(&ckpt) {
-            doc.para(&format!(
-                "No preprocessed sharing matrix besides the pooled control: {why}."
-            ));
+        if shapes.masks_at(&ckpt) < 2 {
+            doc.para("Fewer than two shape masks: no sharing matrix.");
             continue;
         }
-        let (m, accuracy) = shapes.sharing_chance(&ckpt, Overlap::IoMin, true, chance)?;
+        if let Err(why) = shapes.preprocessable(&ckpt) {
+            doc.para(&format!(
+                "Raw IoMin, not preprocessed ({why}), and so no comparison with the study's \
+                 preprocessed values."
+            ));
+        }
+        let (m, accuracy) = shapes.study_sharing(&ckpt, chance)?;
         doc.figure(
             &format!("sharing-{ckpt}"),
             &sharing_chance_heatmap(&m, accuracy)?,
         )?;
-        doc.para(&removed_before_overlaps(&shapes, &ckpt, &m));
         doc.para(&against_chance_after_bonferroni(&m));
-        if let Some(text) = between_shapes_against_the_study(&m, accuracy) {
-            doc.para(&text);
+        if m.preprocessed {
+            doc.para(&removed_before_overlaps(&shapes, &ckpt, &m));
+            if let Some(text) = between_shapes_against_the_study(&m, accuracy) {
+                doc.para(&text);
+            }
         }
         match m.replicate_test() {
             Ok(test) => doc.para(&test.verdict(0.05, "IoMin")),
