@@ -369,8 +369,9 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
          count-matched chance level and z ({} draws, the removal redone in each). Then the \
          decisive test, one per checkpoint over all shapes, relabelling shapes within each \
          seed: do two masks of different shapes share fewer weights than two seeds of one \
-         shape? Two masks of one shape are always of two seeds, and so more is removed from \
-         them than from a pair of one seed, which makes the test conservative.",
+         shape? Two masks of one shape are always of two seeds, in every regrouping too, so \
+         the test is exact; the two means it quotes mix pair kinds (pairs of different shapes \
+         include pairs of one seed, from which less is removed).",
         chance.draws
     ));
     let shapes = dev.without_task(CONTROL_TASK);
