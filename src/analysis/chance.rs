@@ -3,10 +3,11 @@
 //! Every measure of a module (its dispersity, its overlap with another module, per tensor or in
 //! all) depends on how many weights each tensor keeps. The null keeps exactly those counts and
 //! places the kept weights uniformly at random inside each tensor, independently per mask; the
-//! study's preprocessing (removing from each mask the weights kept by every mask of its seed)
-//! is recomputed inside every draw. A measure means something only where it leaves that distribution: each reading comes
-//! with the null's mean and SD over N seeded draws, `z = (observed − mean) / SD` and the
-//! one-sided `p = (1 + #{null ≥ observed}) / (1 + N)`.
+//! study's preprocessing, per seed (`Removal`: two masks of one seed lose what every mask of
+//! that seed keeps, two masks of different seeds what every mask of either seed keeps) is
+//! recomputed inside every draw. A measure means something only where it leaves that
+//! distribution: each reading comes with the null's mean and SD over N seeded draws,
+//! `z = (observed − mean) / SD` and the one-sided `p = (1 + #{null ≥ observed}) / (1 + N)`.
 //!
 //! With stochastic binarisation ([`Binarize::Sample`]) the observed value is the mean over
 //! `samples` draws (each mask binarised by one sample per draw, then preprocessed and measured),

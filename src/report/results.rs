@@ -367,11 +367,13 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
          masks of different seeds after both lose what every mask of either seed keeps, so \
          both sides of a pair are always cut alike (counted below). Beneath each value its \
          count-matched chance level and z ({} draws, the removal redone in each). Then the \
-         decisive test, one per checkpoint over all shapes, relabelling shapes within each \
+         replicate test, one per checkpoint over all shapes, relabelling shapes within each \
          seed: do two masks of different shapes share fewer weights than two seeds of one \
-         shape? Two masks of one shape are always of two seeds, in every regrouping too, so \
-         the test is exact; the two means it quotes mix pair kinds (pairs of different shapes \
-         include pairs of one seed, from which less is removed).",
+         shape? All labellings are enumerated and relabelling keeps every pair's kind and \
+         value, so the test is exact; pairs of one seed are pairs of different shapes in every \
+         labelling, so its p is that of comparing the same-shape pairs with the cross-seed \
+         pairs of different shapes alone. The means it quotes, and its count of task pairs, \
+         mix pair kinds (less is removed from a pair of one seed).",
         chance.draws
     ));
     let shapes = dev.without_task(CONTROL_TASK);
@@ -434,11 +436,24 @@ fn removed_before_overlaps(shapes: &Development, ckpt: &str, m: &SharingChance) 
             )
         })
         .collect();
+    // With two seeds the sets meet exactly in what every mask keeps.
+    let across = match m.shared_within_seed.as_slice() {
+        [a, b] => format!(
+            " A pair of masks of the two seeds loses the union of their sets, {} weights (the \
+             {} that all {} masks keep are in both).",
+            a.shared + b.shared - m.shared_by_all,
+            m.shared_by_all,
+            m.names.len()
+        ),
+        _ => format!(
+            " All {} masks together keep {} weights in common.",
+            m.names.len(),
+            m.shared_by_all
+        ),
+    };
     format!(
-        "Removed before the overlaps: {}. All {} masks together keep {} weights in common.",
-        per_seed.join("; "),
-        m.names.len(),
-        m.shared_by_all
+        "Removed before the overlaps: {}.{across}",
+        per_seed.join("; ")
     )
 }
 
