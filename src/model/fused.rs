@@ -825,10 +825,32 @@ mod tests {
     use super::super::scl_official::conv_block;
     use super::super::{BnMode, OfficialSclConfig, Params, SclModel, SclVariant};
     use super::*;
+    use crate::rng::Rng;
+
+    /// Uniform values in [0, 1) from the test's own stream: the tests run concurrently, and
+    /// libtorch's one global generator would give each run other inputs.
+    fn uniform(rng: &mut Rng, shape: &[i64]) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.uniform() as f32).collect();
+        Tensor::from_slice(&v).reshape(shape)
+    }
+
+    /// Standard normal values (Box–Muller) from the test's own stream.
+    fn normal(rng: &mut Rng, shape: &[i64]) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                let (u, v) = (1.0 - rng.uniform(), rng.uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        Tensor::from_slice(&v).reshape(shape)
+    }
 
     /// An official model's parameters with non-trivial BatchNorm affines and running buffers,
     /// every trainable tensor needing a gradient.
     fn params(seed: u64) -> Params {
+        let mut rng = Rng::new(seed).fork("first block");
         let model = SclModel::init(
             SclVariant::Official(OfficialSclConfig::default()),
             seed,
@@ -838,11 +860,9 @@ mod tests {
         for s in model.param_specs() {
             let t = model.params.get(&s.name).unwrap().detach().copy();
             let t = match s.name.as_str() {
-                "visual.bn.0.weight" => Tensor::rand([16], (Kind::Float, Device::Cpu)) + 0.5,
-                "visual.bn.0.bias" | "visual.bn.0.running_mean" => {
-                    Tensor::randn([16], (Kind::Float, Device::Cpu)) * 0.3
-                }
-                "visual.bn.0.running_var" => Tensor::rand([16], (Kind::Float, Device::Cpu)) + 0.5,
+                "visual.bn.0.weight" => uniform(&mut rng, &[16]) + 0.5,
+                "visual.bn.0.bias" | "visual.bn.0.running_mean" => normal(&mut rng, &[16]) * 0.3,
+                "visual.bn.0.running_var" => uniform(&mut rng, &[16]) + 0.5,
                 _ => t,
             };
             p.insert(&s.name, t.set_requires_grad(s.trainable));
@@ -877,22 +897,19 @@ mod tests {
     /// parameters and output gradient, each against the same computation in f64: outputs,
     /// running buffers and parameter gradients. The fused block must be as close to the f64
     /// result as libtorch's path (within 2×) or closer than 1e-6, and never off by more than 1e-5.
-    fn compare(n: i64, side: i64) {
-        tch::manual_seed(7);
+    fn compare(n: i64, side: i64, seed: u64) {
+        let mut rng = Rng::new(seed).fork("panels");
         let names: Vec<String> = OfficialSclConfig::default()
             .param_specs()
             .iter()
             .map(|s| s.name.clone())
             .collect();
-        let fused = params(3);
+        let fused = params(seed);
         let libtorch = copy_as(&fused, &names, Kind::Float);
         let truth = copy_as(&fused, &names, Kind::Double);
-        let x = super::super::layers::channels_last(&Tensor::rand(
-            [n, 1, side, side],
-            (Kind::Float, Device::Cpu),
-        ));
+        let x = super::super::layers::channels_last(&uniform(&mut rng, &[n, 1, side, side]));
         let out_side = (side + 1) / 2;
-        let g = Tensor::randn([n, 16, out_side, out_side], (Kind::Float, Device::Cpu));
+        let g = normal(&mut rng, &[n, 16, out_side, out_side]);
 
         let run = |p: &Params, x: &Tensor, g: &Tensor| {
             let y = conv_block(p, 0, x, BnMode::Train).unwrap();
@@ -949,19 +966,23 @@ mod tests {
 
     #[test]
     fn the_fused_first_block_equals_libtorchs_conv_batchnorm_relu() {
-        compare(48, 80);
+        for seed in 0..12 {
+            compare(48, 80, seed);
+        }
     }
 
     #[test]
     fn the_fused_first_block_handles_odd_sides_and_a_batch_smaller_than_the_threads() {
-        compare(1, 13);
-        compare(3, 8);
+        for seed in 0..12 {
+            compare(1, 13, seed);
+            compare(3, 8, seed);
+        }
     }
 
     #[test]
     fn outside_a_deferral_scope_the_block_takes_libtorchs_path() {
         let p = params(1);
-        let x = Tensor::rand([2, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let x = uniform(&mut Rng::new(1), &[2, 1, 16, 16]);
         let y = conv_block(&p, 0, &x, BnMode::Train).unwrap();
         assert!(
             y.requires_grad() && !y.is_leaf(),
@@ -974,24 +995,37 @@ mod tests {
         );
     }
 
+    /// ‖t − truth‖₂ / ‖truth‖₂ over the whole tensor.
+    fn relative_l2(t: &Tensor, truth: &Tensor) -> f64 {
+        let t = t.to_kind(Kind::Double);
+        let norm = truth.norm().double_value(&[]).max(1e-300);
+        (t - truth).norm().double_value(&[]) / norm
+    }
+
     /// A training step through `optim::optimise` (fused first block, deferred backward) leaves
     /// every parameter of the whole model with the gradient of libtorch's path (the wiring; the
-    /// accuracy of the block itself is the test above's).
+    /// accuracy of the block itself is the tests' above). Both f32 paths are measured against
+    /// the same model in f64: BatchNorm's batch statistics amplify f32 rounding several layers
+    /// on (CI measured 4 % between the two f32 paths in a `visual.conv.3` gradient), so the two
+    /// f32 paths are not compared with each other but each with the truth. A misrouted, missing
+    /// or doubled gradient is off by ~100 %; rounding is far below the bound.
     #[test]
     fn optimise_gives_the_whole_model_the_gradients_of_libtorchs_path() {
-        tch::manual_seed(11);
+        let mut rng = Rng::new(11).fork("panels");
         let cfg = OfficialSclConfig::default();
         let names: Vec<String> = cfg.param_specs().iter().map(|s| s.name.clone()).collect();
         let trained = params(5);
-        let reference = copy_as(&trained, &names, Kind::Float);
-        let x = Tensor::rand([3, 16, 80, 80], (Kind::Float, Device::Cpu));
+        let libtorch = copy_as(&trained, &names, Kind::Float);
+        let truth = copy_as(&trained, &names, Kind::Double);
+        let x = uniform(&mut rng, &[3, 16, 80, 80]);
         let y = Tensor::from_slice(&[1i64, 4, 7]);
         let forward = |p: &Params, x: &Tensor| {
             super::super::scl_official::forward(&cfg, p, x, BnMode::Train)
                 .unwrap()
                 .cross_entropy_for_logits(&y)
         };
-        forward(&reference, &x).backward();
+        forward(&libtorch, &x).backward();
+        forward(&truth, &x.to_kind(Kind::Double)).backward();
 
         struct Step<'a>(&'a dyn Fn() -> Tensor);
         impl crate::optim::TrainStep for Step<'_> {
@@ -1010,61 +1044,41 @@ mod tests {
         let f = || forward(&trained, &x);
         crate::optim::optimise(&mut Step(&f), &leaves, &mut opt, &adam, 1..=1).unwrap();
 
+        let grad = |p: &Params, name: &str| p.get(name).unwrap().grad();
         let largest = names
             .iter()
-            .map(|n| reference.get(n).unwrap().grad())
+            .map(|n| grad(&truth, n))
             .filter(Tensor::defined)
             .map(|g| g.abs().max().double_value(&[]))
             .fold(0.0, f64::max);
         for spec in cfg.param_specs().iter().filter(|s| s.trainable) {
-            let (got, want) = (
-                trained.get(&spec.name).unwrap().grad(),
-                reference.get(&spec.name).unwrap().grad(),
+            let name = spec.name.as_str();
+            let (ours, plain, exact) = (
+                grad(&trained, name),
+                grad(&libtorch, name),
+                grad(&truth, name),
             );
-            // LayerNorm over one value ignores its input and γ: no gradient on either side.
-            assert_eq!(got.defined(), want.defined(), "{}", spec.name);
-            if !want.defined() {
+            // LayerNorm over one value ignores its input and γ: no gradient on any side.
+            assert_eq!(ours.defined(), exact.defined(), "{name}");
+            if !exact.defined() {
                 continue;
             }
-            if spec.name.starts_with("visual.conv.") && spec.name.ends_with(".bias") {
-                continue; // before BatchNorm: 0 in exact arithmetic, both sides rounding noise
-            }
-            // libtorch's f32 path is itself off by up to ~1e-2 (relative) in the first block's
-            // gradients (the test above measures ~1e-3 at 48 panels), and its BatchNorm errors
-            // reach the conv blocks above (measured up to 2.5e-3) and, less, the rest (≤ 3e-4);
-            // a few gradients nearly cancel, so the model's largest gradient is the floor.
-            // `visual.spatial` is the first layer after the conv stack: its weight gradient sums
-            // the stack's outputs directly, and a fresh-clone run under load measured 6.6e-3
-            // there (3.1e-7 at scale 4.7e-5), so it gets the conv blocks' bound. The rest: with
-            // the other unit tests running beside it (another reduction order) one CPU
-            // measured 1.8e-3 in `rel.experts.4.mlp.0.bias` (2.1e-7 at scale 1.2e-4).
-            let near_the_stack = ["visual.bn.", "visual.conv.", "visual.spatial."]
-                .iter()
-                .any(|p| spec.name.starts_with(p));
-            let tol = if near_the_stack { 3e-2 } else { 5e-3 };
-            let diff = (&got - &want).abs().max().double_value(&[]);
-            let scale = want.abs().max().double_value(&[]);
-            // The scorer's biases cancel: `scorer.1.bias` shifts all 8 scores alike (0 in exact
-            // arithmetic), and so does `scorer.0.bias` when its units are active for every
-            // candidate. There both sides are rounding noise, so both must read as noise; one CPU
-            // measured 3.0e-8 and 5.8e-9 there, and differences of 1.0e-7 and 1.0e-8, against
-            // the largest gradient's 2.9e-4.
+            // Gradients that are 0 in exact arithmetic (a conv bias before BatchNorm; the
+            // scorer's biases, which shift all 8 scores alike) leave rounding noise on every
+            // side, so there "as close as libtorch" means "noise": below 1e-3 of the largest.
             let noise = 1e-3 * largest;
-            let shifts_all_scores =
-                spec.name.starts_with("scorer.") && spec.name.ends_with(".bias");
-            if shifts_all_scores && scale <= noise {
-                let got_scale = got.abs().max().double_value(&[]);
+            if exact.abs().max().double_value(&[]) <= noise {
+                let scale = ours.abs().max().double_value(&[]);
                 assert!(
-                    got_scale <= noise,
-                    "{}: {got_scale:e} where libtorch's path reads {scale:e}",
-                    spec.name
+                    scale <= noise,
+                    "{name}: {scale:e} where the f64 path reads ~0"
                 );
                 continue;
             }
+            let (e_ours, e_plain) = (relative_l2(&ours, &exact), relative_l2(&plain, &exact));
             assert!(
-                diff <= tol * scale + 1e-5 * largest,
-                "{}: |diff| {diff:e} at scale {scale:e}, largest {largest:e}",
-                spec.name
+                e_ours <= 4.0 * e_plain + 1e-3,
+                "{name}: off the f64 gradient by {e_ours:e}, libtorch's f32 path by {e_plain:e}"
             );
         }
     }

@@ -322,6 +322,15 @@ fn batch_norm(p: &Params, prefix: &str, x: &Tensor, mode: BnMode) -> Result<Tens
 /// The momentum of every BatchNorm's running averages (PyTorch's default).
 pub const BN_MOMENTUM: f64 = 0.1;
 
+/// The kind norms and softmaxes compute in: f32 for the 16-bit kinds (autocast's rule), the
+/// kind itself otherwise (an f64 reference model stays f64).
+pub fn at_least_f32(kind: Kind) -> Kind {
+    match kind {
+        Kind::BFloat16 | Kind::Half => Kind::Float,
+        kind => kind,
+    }
+}
+
 /// LayerNorm over the last axis (eps 1e-5) with `weight`, `bias` (K-batched affine allowed).
 ///
 /// # Shapes
@@ -347,8 +356,8 @@ pub fn layer_norm(p: &Params, prefix: &str, x: &Tensor) -> Result<Tensor> {
             }
         });
     }
-    // In f32 whatever the compute precision (autocast's rule for norms).
-    let x = &x.to_kind(Kind::Float);
+    // In f32 at least, whatever the compute precision (autocast's rule for norms).
+    let x = &x.to_kind(at_least_f32(x.kind()));
     let Some(k) = samples(w, 1) else {
         return Ok(x.f_layer_norm([d], Some(w), Some(b), 1e-5, true)?);
     };

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::layers::{
-    channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, linear_relu, BnMode,
+    at_least_f32, channels_last, chunked_by_sample, conv_s2_bn, layer_norm, linear, linear_relu,
+    BnMode,
 };
 use super::{ParamSpec, Params};
 use crate::{Error, Result};
@@ -387,7 +388,8 @@ pub fn relation_latent(cfg: &OfficialSclConfig, p: &Params, emb: &Tensor) -> Res
     let context = emb.narrow(1, 0, 8).unsqueeze(1).expand([b, 8, 8, d], false);
     let sets = Tensor::cat(&[context, emb.narrow(1, 8, 8).unsqueeze(2)], 2); // (B, 8, 9, D)
     let per_attribute = sets.transpose(2, 3); // (B, 8, D, 9)
-    let latent = experts(cfg, p, &per_attribute)?.softmax(-1, tch::Kind::Float); // (B, 8, D, experts)
+    let latent = experts(cfg, p, &per_attribute)?;
+    let latent = latent.softmax(-1, at_least_f32(latent.kind())); // (B, 8, D, experts)
     Ok(latent.reshape([b, 8, -1]))
 }
 
