@@ -288,6 +288,44 @@ fn percent(metric: Overlap, (both, a, b): (u64, u64, u64)) -> f64 {
     100.0 * metric.of(both as i64, a as i64, b as i64)
 }
 
+/// The overlap of every pair of `masks` in percent (the diagonal 100), after the study's
+/// preprocessing per seed ([`Removal`]) when `preprocess`: the plain sharing matrix, counted as
+/// the chance level's observed side is.
+pub(crate) fn observed_matrix(
+    masks: &[MaskBits],
+    groups: &[(String, Vec<usize>)],
+    metric: Overlap,
+    preprocess: bool,
+) -> Vec<Vec<f64>> {
+    let counts = OverlapCounts::of(masks, preprocess.then_some(groups));
+    let n = masks.len();
+    let mut matrix = vec![vec![100.0; n]; n];
+    for (p, &(i, j)) in pair_indices(n).iter().enumerate() {
+        matrix[i][j] = percent(metric, counts.pairs[p]);
+        matrix[j][i] = matrix[i][j];
+    }
+    matrix
+}
+
+/// What every one of `masks` keeps, and per seed what every mask of that seed keeps (what the
+/// preprocessing removes from a pair of that seed).
+pub(crate) fn kept_in_common(
+    masks: &[MaskBits],
+    groups: &[(String, Vec<usize>)],
+) -> (u64, Vec<SeedShared>) {
+    let removal = Removal::of(masks, groups);
+    let per_seed = groups
+        .iter()
+        .enumerate()
+        .map(|(g, (seed, members))| SeedShared {
+            seed: seed.clone(),
+            masks: members.len(),
+            shared: removal.within(g).kept(),
+        })
+        .collect();
+    (MaskBits::common(masks).map_or(0, |c| c.kept()), per_seed)
+}
+
 /// A sharing matrix with its chance level: every off-diagonal cell against the count-matched
 /// null (`matrix`, `null_mean`, `null_sd`, `z`, `p`: N×N, the diagonal 100 / 100 / 0 / 0 / 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -519,6 +557,7 @@ pub fn sharing_chance(
             masks: (0..n).map(|m| share_level(t, m)).collect(),
         })
         .collect();
+    let (shared_by_all, shared_within_seed) = kept_in_common(&binarised[0], &groups);
     let square = |diagonal: f64, value: &dyn Fn(&ChanceLevel) -> f64| {
         let mut m = vec![vec![diagonal; n]; n];
         for (p, &(i, j)) in pairs.iter().enumerate() {
@@ -541,19 +580,8 @@ pub fn sharing_chance(
         null_sd: square(0.0, &|c| c.null_sd),
         z: square(0.0, &|c| c.z),
         p: square(1.0, &|c| c.p),
-        shared_by_all: MaskBits::common(&binarised[0]).map_or(0, |c| c.kept()),
-        shared_within_seed: {
-            let removal = Removal::of(&binarised[0], &groups);
-            groups
-                .iter()
-                .enumerate()
-                .map(|(g, (seed, members))| SeedShared {
-                    seed: seed.clone(),
-                    masks: members.len(),
-                    shared: removal.within(g).kept(),
-                })
-                .collect()
-        },
+        shared_by_all,
+        shared_within_seed,
         per_tensor,
         shares,
     })

@@ -7,8 +7,10 @@ use tch::{Kind, Tensor};
 
 use super::replicates::seed_of;
 use crate::display::Table;
-use crate::masking::{check_comparable, shared_by_all, Mask, MixedSettings};
+use crate::masking::bits::{Binarize, MaskBits};
+use crate::masking::{check_comparable, Mask, MixedSettings};
 use crate::model::Params;
+use crate::rng::Rng;
 use crate::Result;
 
 /// The sub-network a parameter belongs to (the study's colour groups).
@@ -277,25 +279,6 @@ pub struct SharingMatrix {
     pub shared_within_seed: Vec<SeedShared>,
 }
 
-/// `a − (a ∧ common)` for 0/1 masks.
-fn remove_common(binary: &Params, common: &Params) -> Result<Params> {
-    let mut out = Params::new();
-    for (name, t) in binary.iter() {
-        out.insert(name, t - t * common.get(name)?);
-    }
-    Ok(out)
-}
-
-/// `a ∨ b` for 0/1 masks.
-fn union(a: &Params, b: &Params) -> Result<Params> {
-    let mut out = Params::new();
-    for (name, t) in a.iter() {
-        let other = b.get(name)?;
-        out.insert(name, t + other - t * other);
-    }
-    Ok(out)
-}
-
 /// The sharing matrix of `masks` (deterministic `l > 0`), optionally after the study's
 /// preprocessing, per seed ([`seed_groups`]). Masks trained with different settings are
 /// refused ([`check_comparable`]); [`sharing_matrix_with`] lets the caller opt in.
@@ -313,57 +296,21 @@ pub fn sharing_matrix_with(
     check_comparable(masks, mixed)?;
     let names: Vec<String> = masks.iter().map(|m| m.name.clone()).collect();
     super::chance::check_sharing_inputs(&names, preprocess)?;
-    let binaries: Vec<Params> = masks.iter().map(Mask::binary).collect();
-    let count = |p: &Params| -> i64 {
-        p.iter()
-            .map(|(_, t)| t.sum(Kind::Int64).int64_value(&[]))
-            .sum()
-    };
-    let shared = count(&shared_by_all(&binaries)?);
+    // The chance level's counting, on the `l > 0` bits: one implementation of the per-seed
+    // preprocessing for the plain matrix and the observed side of the chance level.
+    let bits = masks
+        .iter()
+        .map(|m| m.bits(Binarize::Threshold, &mut Rng::new(0)))
+        .collect::<Result<Vec<_>>>()?;
+    MaskBits::check_same_layout(&bits)?;
     let groups = seed_groups(&names);
-    let mut group_of = vec![0; masks.len()];
-    let mut commons = Vec::with_capacity(groups.len());
-    let mut shared_within_seed = Vec::with_capacity(groups.len());
-    for (g, (seed, members)) in groups.into_iter().enumerate() {
-        members.iter().for_each(|&i| group_of[i] = g);
-        let group: Vec<Params> = members.iter().map(|&i| binaries[i].clone()).collect();
-        let common = shared_by_all(&group)?;
-        shared_within_seed.push(SeedShared {
-            seed,
-            masks: members.len(),
-            shared: count(&common) as u64,
-        });
-        commons.push(common);
-    }
-    let n = masks.len();
-    let mut matrix = vec![vec![100.0; n]; n];
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let v = match preprocess {
-                true => {
-                    let (g, h) = (group_of[i], group_of[j]);
-                    let cut = match g == h {
-                        true => commons[g].clone(),
-                        false => union(&commons[g], &commons[h])?,
-                    };
-                    let (a, b) = (
-                        remove_common(&binaries[i], &cut)?,
-                        remove_common(&binaries[j], &cut)?,
-                    );
-                    overlap(&a, &b, metric)?.0
-                }
-                false => overlap(&binaries[i], &binaries[j], metric)?.0,
-            };
-            matrix[i][j] = 100.0 * v;
-            matrix[j][i] = 100.0 * v;
-        }
-    }
+    let (shared_by_all, shared_within_seed) = super::chance::kept_in_common(&bits, &groups);
     Ok(SharingMatrix {
-        names: masks.iter().map(|m| m.name.clone()).collect(),
-        matrix,
+        matrix: super::chance::observed_matrix(&bits, &groups, metric, preprocess),
+        names,
         metric,
         preprocessed: preprocess,
-        shared_by_all: shared,
+        shared_by_all: shared_by_all as i64,
         shared_within_seed,
     })
 }
