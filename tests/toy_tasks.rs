@@ -12,6 +12,17 @@ fn small(task: ToyTask) -> ToyConfig {
     ToyConfig::smoke().with_task(task)
 }
 
+/// The toy trainers seed libtorch's one global generator and draw from it, as one CLI run does.
+/// Tests running at once would interleave their draws and train other networks on every run (a
+/// null test then fails by chance now and then), so these tests take turns.
+static GLOBAL_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn my_turn() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL_GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn row<'a>(r: &'a ToyReport, setting: &str) -> &'a (String, f64, f64) {
     r.accuracies
         .iter()
@@ -21,6 +32,7 @@ fn row<'a>(r: &'a ToyReport, setting: &str) -> &'a (String, f64, f64) {
 
 #[test]
 fn add_and_mul_get_their_own_weights() {
+    let _turn = my_turn();
     let r = run_toy(&small(ToyTask::AddMul), Device::Cpu).unwrap();
     eprintln!("{:?}\n{:?}\n{:?}", r.accuracies, r.layers, r.kept);
     let full = row(&r, "unmasked");
@@ -77,6 +89,7 @@ fn add_and_mul_get_their_own_weights() {
 
 #[test]
 fn the_two_pairs_of_double_addition_use_different_weights() {
+    let _turn = my_turn();
     let r = run_toy(&small(ToyTask::DoubleAdd), Device::Cpu).unwrap();
     eprintln!("{:?}\n{:?}", r.accuracies, r.layers);
     let full = row(&r, "unmasked");
@@ -104,6 +117,7 @@ fn the_two_pairs_of_double_addition_use_different_weights() {
 /// permutation test must say so; two groups of seeds of the same pair must show no difference.
 #[test]
 fn replicates_of_one_pair_share_more_than_the_two_pairs_and_the_test_says_so() {
+    let _turn = my_turn();
     let model = pretrain(&small(ToyTask::DoubleAdd), Device::Cpu).unwrap();
     let replicates = |label: &str, part: Part, seeds: std::ops::Range<u64>| -> Replicates {
         let masks: Vec<Mask> = seeds
