@@ -39,9 +39,17 @@ fn the_null_of_two_random_masks_is_the_product_of_their_densities() {
         "{}",
         m.null_mean[0][1]
     );
-    // Observed equals the deterministic sharing matrix.
+    // Observed equals the deterministic sharing matrix, and both IoMin counted by hand.
+    let kept = |m: &Mask| m.logits.get("w").unwrap().gt(0.0);
+    let (a, b) = (kept(&masks[0]), kept(&masks[1]));
+    let count = |t: &Tensor| t.sum(tch::Kind::Int64).int64_value(&[]) as f64;
+    let by_hand = 100.0 * count(&a.logical_and(&b)) / count(&a).min(count(&b));
     let plain = sharing_matrix(&masks, Overlap::IoMin, false).unwrap();
-    assert!((m.matrix[0][1] - plain.matrix[0][1]).abs() < 1e-9);
+    assert!(
+        (plain.matrix[0][1] - by_hand).abs() < 1e-9,
+        "{plain:?} vs {by_hand}"
+    );
+    assert!((m.matrix[0][1] - by_hand).abs() < 1e-9);
     // Same seed, same null; another seed, another draw.
     let again = sharing_chance(&masks, Overlap::IoMin, false, &cfg).unwrap();
     assert_eq!(again.null_mean, m.null_mean);
@@ -154,7 +162,9 @@ fn the_study_sharing_against_chance_and_its_sampled_binarisation() {
 /// every mask of that seed keeps (the study's rule for its one set), two masks of different
 /// seeds lose what every mask of either seed keeps; never only what every mask of every seed
 /// keeps. Checked against sets built by hand, in the observed matrix of both the plain and the
-/// chance-level sharing, and refused where a seed has only two masks.
+/// chance-level sharing, and refused where a seed has only two masks. The bits lie in two
+/// tensors, which the last mask stores in the other order (as a study pickle may), and the
+/// counts are summed over both.
 #[test]
 fn preprocessing_removes_what_each_seed_keeps_in_common() {
     let n = 600usize;
@@ -174,8 +184,14 @@ fn preprocessing_removes_what_each_seed_keeps_in_common() {
                 .iter()
                 .map(|&b| if b { 3.0 } else { -3.0 })
                 .collect();
+            let (w, rest) = v.split_at(400);
             let mut p = Params::new();
-            p.insert("w", Tensor::from_slice(&v).reshape([20, 30]));
+            let mut insert = |name: &str| match name {
+                "w" => p.insert("w", Tensor::from_slice(w).reshape([20, 20])),
+                _ => p.insert("v", Tensor::from_slice(rest).reshape([10, 20])),
+            };
+            let order = if k == 5 { ["v", "w"] } else { ["w", "v"] };
+            order.into_iter().for_each(&mut insert);
             Mask::new(names[k], p, None)
         })
         .collect();
@@ -195,7 +211,12 @@ fn preprocessing_removes_what_each_seed_keeps_in_common() {
         let both: Vec<bool> = a.iter().zip(b).map(|(x, y)| *x && *y).collect();
         100.0 * count(&both) / count(a).min(count(b))
     };
+    let iou = |a: &[bool], b: &[bool]| {
+        let both: Vec<bool> = a.iter().zip(b).map(|(x, y)| *x && *y).collect();
+        100.0 * count(&both) / (count(a) + count(b) - count(&both))
+    };
     let plain = sharing_matrix(&masks, Overlap::IoMin, true).unwrap();
+    let plain_iou = sharing_matrix(&masks, Overlap::IoU, true).unwrap();
     let cfg = ChanceConfig::default().with_draws(20);
     let chance = sharing_chance(&masks, Overlap::IoMin, true, &cfg).unwrap();
     for i in 0..6 {
@@ -204,6 +225,10 @@ fn preprocessing_removes_what_each_seed_keeps_in_common() {
             let expected = iomin(&a, &b);
             assert!((plain.matrix[i][j] - expected).abs() < 1e-9, "{i},{j}");
             assert!((chance.matrix[i][j] - expected).abs() < 1e-9, "{i},{j}");
+            assert!(
+                (plain_iou.matrix[i][j] - iou(&a, &b)).abs() < 1e-9,
+                "{i},{j}"
+            );
         }
     }
     let removed: Vec<(String, usize, u64)> = chance
@@ -226,6 +251,7 @@ fn preprocessing_removes_what_each_seed_keeps_in_common() {
         count(&common(&[0, 1, 2, 3, 4, 5])) as u64
     );
     assert!(chance.shared_by_all < kept_by_seed(0).min(kept_by_seed(1)));
+    assert_eq!(plain.shared_by_all as u64, chance.shared_by_all);
     let short = sharing_chance(&masks[..5], Overlap::IoMin, true, &cfg)
         .unwrap_err()
         .to_string();

@@ -67,18 +67,15 @@ impl ChanceConfig {
             Binarize::Threshold => 1,
             Binarize::Sample => self.samples.max(1),
         };
-        let draws = (0..count)
+        (0..count)
             .map(|_| {
-                masks
+                let draw = masks
                     .iter()
                     .map(|m| m.bits(self.binarize, &mut rng))
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                MaskBits::in_one_layout(draw)
             })
-            .collect::<Result<Vec<Vec<MaskBits>>>>()?;
-        draws
-            .iter()
-            .try_for_each(|d| MaskBits::check_same_layout(d))?;
-        Ok(draws)
+            .collect()
     }
 }
 

@@ -302,7 +302,7 @@ pub fn sharing_matrix_with(
         .iter()
         .map(|m| m.bits(Binarize::Threshold, &mut Rng::new(0)))
         .collect::<Result<Vec<_>>>()?;
-    MaskBits::check_same_layout(&bits)?;
+    let bits = MaskBits::in_one_layout(bits)?;
     let groups = seed_groups(&names);
     let (shared_by_all, shared_within_seed) = super::chance::kept_in_common(&bits, &groups);
     Ok(SharingMatrix {

@@ -141,8 +141,8 @@ pub fn inside_control(
     masks
         .iter()
         .map(|m| {
-            let bits = m.bits(cfg.binarize, &mut rng)?;
-            MaskBits::check_same_layout(&[bits.clone(), control_bits.clone()])?;
+            let pair = vec![control_bits.clone(), m.bits(cfg.binarize, &mut rng)?];
+            let bits = MaskBits::in_one_layout(pair)?.remove(1);
             let share = |a: &MaskBits, c: &MaskBits| {
                 let inside: u64 = a
                     .tensors

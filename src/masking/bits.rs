@@ -243,6 +243,42 @@ impl MaskBits {
         sum / self.tensors.len().max(1) as f64
     }
 
+    /// `masks` with every mask's tensors in the first mask's order, then checked to share its
+    /// layout ([`Self::check_same_layout`]). Masks of different sources store the same tensors
+    /// in different orders (a study pickle's order against our parameter order); the measures
+    /// pair tensors by position, so the order is made one first.
+    pub fn in_one_layout(mut masks: Vec<MaskBits>) -> Result<Vec<MaskBits>> {
+        if let Some((first, rest)) = masks.split_first_mut() {
+            let order: Vec<&str> = first.tensors.iter().map(|t| t.name.as_str()).collect();
+            for m in rest {
+                m.put_in_order(&order);
+            }
+        }
+        Self::check_same_layout(&masks)?;
+        Ok(masks)
+    }
+
+    /// Reorders the tensors as `order` names them, when this mask has exactly those tensors
+    /// (else leaves them for [`Self::check_same_layout`] to refuse).
+    fn put_in_order(&mut self, order: &[&str]) {
+        let position = |name: &str| self.tensors.iter().position(|t| t.name == name);
+        let Some(positions) = order
+            .iter()
+            .map(|n| position(n))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        if positions.len() != self.tensors.len() {
+            return;
+        }
+        let mut slots: Vec<Option<TensorBits>> = self.tensors.drain(..).map(Some).collect();
+        self.tensors = positions
+            .into_iter()
+            .filter_map(|i| slots[i].take())
+            .collect();
+    }
+
     /// Refuses masks of different layouts (names, shapes), naming the first difference.
     pub fn check_same_layout(masks: &[MaskBits]) -> Result<()> {
         let Some(first) = masks.first() else {
