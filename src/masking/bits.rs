@@ -261,22 +261,10 @@ impl MaskBits {
     /// Reorders the tensors as `order` names them, when this mask has exactly those tensors
     /// (else leaves them for [`Self::check_same_layout`] to refuse).
     fn put_in_order(&mut self, order: &[&str]) {
-        let position = |name: &str| self.tensors.iter().position(|t| t.name == name);
-        let Some(positions) = order
-            .iter()
-            .map(|n| position(n))
-            .collect::<Option<Vec<_>>>()
-        else {
-            return;
-        };
-        if positions.len() != self.tensors.len() {
-            return;
+        let rank = |t: &TensorBits| order.iter().position(|n| *n == t.name);
+        if self.tensors.len() == order.len() && self.tensors.iter().all(|t| rank(t).is_some()) {
+            self.tensors.sort_by_key(rank);
         }
-        let mut slots: Vec<Option<TensorBits>> = self.tensors.drain(..).map(Some).collect();
-        self.tensors = positions
-            .into_iter()
-            .filter_map(|i| slots[i].take())
-            .collect();
     }
 
     /// Refuses masks of different layouts (names, shapes), naming the first difference.

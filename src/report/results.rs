@@ -771,24 +771,26 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
     );
     let shapes = dev.shape_modules();
     doc.figure("ablation", &shapes.ablation_plot()?)?;
-    let measured = shapes
-        .records
-        .iter()
-        .map(|r| r.ablation().map(|a| a.is_some()))
-        .collect::<Result<Vec<bool>>>()?;
+    let per_checkpoint = dev
+        .checkpoints()
+        .into_iter()
+        .map(|(ckpt, _)| Ok((shapes.ablations(&ckpt)?, ckpt)))
+        .collect::<Result<Vec<_>>>()?;
     doc.para(&format!(
         "Each line is a shape, the mean over its seeds, with their range shaded; the removals \
          are read for the {} of {} shape masks with an ablation record (the layer-matched \
          removal: the mean over its draws).",
-        measured.iter().filter(|&&m| m).count(),
-        measured.len()
+        per_checkpoint
+            .iter()
+            .map(|(a, _)| a.records.len())
+            .sum::<usize>(),
+        shapes.records.len()
     ));
     let mut measured = Vec::new();
-    for (ckpt, _) in dev.checkpoints() {
+    for (ablations, ckpt) in per_checkpoint {
         // Per shape (the mean over its seeds): the seeds share the shape's problems and the
         // unmasked model, so the shapes are the replicates.
-        let drops: Vec<f64> = dev
-            .shape_modules()
+        let drops: Vec<f64> = shapes
             .per_task_means(&ckpt, |r| r.task_drop_points().unwrap_or(f64::NAN))
             .into_iter()
             .map(|(_, drop)| drop)
@@ -812,9 +814,8 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
         if let Some(differs) = drop_against_the_study(&drop, 100.0 * ALPHA_TOLERANCE) {
             let _ = writeln!(doc.text, "  {differs}");
         }
-        let ablations = dev.shape_modules().ablations(&ckpt)?;
         // Counted as the records are read: shape modules (the sidecar names a shape).
-        let shape_modules = dev.shape_modules().masks_at(&ckpt);
+        let shape_modules = shapes.masks_at(&ckpt);
         let _ = writeln!(doc.text, "  {}", ablations.against_chance(shape_modules));
         measured.extend(ablations.records);
     }
