@@ -72,10 +72,16 @@ pool_stop() {
   done
 }
 
-# Whether process $1 runs (a zombie has finished: it only waits to be reaped).
+# Whether process $1 runs (a zombie has finished: it only waits to be reaped). Shell builtins
+# only: the pool asks this every poll, and a fork per poll is a process that takes a core from
+# the jobs (and from a benchmark beside them: a training step's two OpenMP threads wait for the
+# slower one, so a poller forking 15 times a second cut `avr bench train` from 245 to as little
+# as 17 problems/s, 2026-12-07).
 process_alive() {
-  local state; state=$(sed 's/.*) //' "/proc/$1/stat" 2> /dev/null | cut -d' ' -f1) || true
-  [ -n "$state" ] && [ "$state" != Z ]
+  local stat
+  { read -r stat < "/proc/$1/stat"; } 2> /dev/null || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
 }
 
 pool_run() {
@@ -98,7 +104,8 @@ pool_run() {
   return "$status"
 }
 
-# Takes the finished jobs out of pool_run's `pids`, or waits a moment when none has finished;
+# Takes the finished jobs out of pool_run's `pids`, or waits a moment (POOL_POLL_S, default 1 s;
+# a job here runs for minutes) when none has finished;
 # fails with the status of a job that failed. (Not `wait -n`: a job that ends while the shell
 # is busy elsewhere can be reaped before it, and then `wait -n` never reports it.)
 pool_reap() {
@@ -108,5 +115,5 @@ pool_reap() {
   done
   pids=(${left[@]+"${left[@]}"})
   [ "$failed" -eq 0 ] || return "$failed"
-  [ ${#pids[@]} -lt "$width" ] || sleep 0.2
+  [ ${#pids[@]} -lt "$width" ] || sleep "${POOL_POLL_S:-1}"
 }

@@ -225,7 +225,7 @@ impl DeferredBackward for PendingBlock {
 }
 
 /// Splits `n` panels into one contiguous range per thread.
-fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+pub(super) fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
     let threads = (tch::get_num_threads().max(1) as usize).min(n.max(1));
     let per = n.div_ceil(threads);
     (0..threads)
@@ -234,7 +234,7 @@ fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-fn slice_of(t: &Tensor) -> &[f32] {
+pub(super) fn slice_of(t: &Tensor) -> &[f32] {
     // SAFETY: callers pass contiguous f32 CPU tensors that outlive the slice; `numel` values
     // start at `data_ptr` (the storage offset included).
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }

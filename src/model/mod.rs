@@ -4,6 +4,7 @@
 
 pub mod flops;
 pub mod fused;
+pub mod fused_experts;
 pub mod init;
 pub mod layers;
 pub mod mlp;

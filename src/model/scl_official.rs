@@ -316,24 +316,40 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
     let k = if probe.dim() == 3 { probe.size()[0] } else { 1 };
     let stacked = stacked_experts(cfg, p, probe.dim() == 3)?;
     // Rows (K·experts·n·8·D, 9): each (sample, expert) block is one contiguous chunk.
-    let rows = per_attribute
-        .reshape([k, 1, b / k, 8, d, 9])
-        .expand([k, e, b / k, 8, d, 9], false)
-        .reshape([-1, 9]);
+    let rows = || {
+        per_attribute
+            .reshape([k, 1, b / k, 8, d, 9])
+            .expand([k, e, b / k, 8, d, 9], false)
+            .reshape([-1, 9])
+    };
+    let fused = match probe.dim() {
+        2 => super::fused_experts::experts_train(p, e as usize, &cfg.expert_hidden, per_attribute)?,
+        _ => None,
+    };
+    let h = match fused {
+        Some(h) => h,
+        None => expert_mlps(cfg, &stacked, rows())?,
+    };
+    let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
+    Ok(h.reshape([k, e, b / k, 8, d])
+        .permute([0, 2, 3, 4, 1])
+        .reshape([b, 8, d, e]))
+}
+
+/// The experts' MLPs on their rows `(K·experts·n·8·D, 9)` → `(K·experts·n·8·D, 1)`, each layer
+/// one `bmm` over the stacked parameters.
+fn expert_mlps(cfg: &OfficialSclConfig, stacked: &Params, rows: Tensor) -> Result<Tensor> {
     let layers = cfg.expert_hidden.len() + 1;
     let mut h = rows;
     for j in 0..layers {
         let name = format!("mlp.{j}");
         h = if j + 1 < layers {
-            linear_relu(&stacked, &name, &h)?
+            linear_relu(stacked, &name, &h)?
         } else {
-            linear(&stacked, &name, &h)?
+            linear(stacked, &name, &h)?
         };
     }
-    let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
-    Ok(h.reshape([k, e, b / k, 8, d])
-        .permute([0, 2, 3, 4, 1])
-        .reshape([b, 8, d, e]))
+    Ok(h)
 }
 
 /// The experts' parameters `rel.experts.{i}.{name}` stacked as `{name}` with a leading axis of
