@@ -26,6 +26,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::layers::BN_MOMENTUM;
+use super::team::map_on_team;
 use super::Params;
 use crate::optim::DeferredBackward;
 use crate::{Error, Result};
@@ -291,15 +292,9 @@ fn statistics(g: &Geometry, raw: &Kernel, input: &[f32]) -> ([f64; C], [f64; C])
     // SAFETY: `applies` checked `simd::available()` (also for the threads below).
     let (first, _) = unsafe { simd::statistics(g, raw, input, 0..1, &[0.0; C]) };
     let shift: [f32; C] = std::array::from_fn(|c| (first[c] / positions) as f32);
-    let parts: Vec<([f64; C], [f64; C])> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges(g.n)
-            .into_iter()
-            .map(|r| s.spawn(move || unsafe { simd::statistics(g, raw, input, r, &shift) }))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("statistics thread"))
-            .collect()
+    let parts = map_on_team(ranges(g.n), |r| {
+        // SAFETY: as above.
+        unsafe { simd::statistics(g, raw, input, r, &shift) }
     });
     let (mut sum, mut sum_sq) = ([0.0; C], [0.0; C]);
     for (s1, s2) in parts {
@@ -320,14 +315,16 @@ fn write_output(g: &Geometry, norm: &Normalised, input: &[f32], out: &Tensor) {
     // the threads write disjoint panel ranges of it.
     let all = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()) };
     let per_panel = g.oh * g.ow * C;
-    std::thread::scope(|s| {
-        let mut rest = all;
-        for r in ranges(g.n) {
-            let (mine, tail) = rest.split_at_mut(r.len() * per_panel);
-            rest = tail;
-            // SAFETY: `applies` checked `simd::available()`.
-            s.spawn(move || unsafe { simd::write_output(g, norm, input, r, mine) });
-        }
+    let mut parts = Vec::new();
+    let mut rest = all;
+    for r in ranges(g.n) {
+        let (mine, tail) = rest.split_at_mut(r.len() * per_panel);
+        rest = tail;
+        parts.push((r, mine));
+    }
+    map_on_team(parts, |(r, mine)| {
+        // SAFETY: `applies` checked `simd::available()`.
+        unsafe { simd::write_output(g, norm, input, r, mine) }
     });
 }
 
@@ -409,18 +406,9 @@ impl PendingBlock {
         }
         let (input, upstream) = (slice_of(&self.input), slice_of(grad));
         let norm = &self.norm;
-        let parts: Vec<BackwardSums> = std::thread::scope(|s| {
-            let handles: Vec<_> = ranges(g.n)
-                .into_iter()
-                .map(|r| {
-                    // SAFETY: the forward ran, so `applies` checked `simd::available()`.
-                    s.spawn(move || unsafe { simd::backward_sums(&g, norm, input, upstream, r) })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("backward thread"))
-                .collect()
+        let parts = map_on_team(ranges(g.n), |r| {
+            // SAFETY: the forward ran, so `applies` checked `simd::available()`.
+            unsafe { simd::backward_sums(&g, norm, input, upstream, r) }
         });
         let mut sums = BackwardSums::zero();
         for part in &parts {

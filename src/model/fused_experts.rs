@@ -24,6 +24,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::fused::{ranges, slice_of};
+use super::team::map_on_team;
 use super::Params;
 use crate::optim::DeferredBackward;
 use crate::{Error, Result};
@@ -218,19 +219,7 @@ fn forward(params: ExpertParams, per_attribute: &Tensor) -> Result<(Tensor, Pend
     let r = rows.size()[0] as usize;
     let packed = params.packed()?;
     let x = slice_of(&rows);
-    let parts: Vec<Vec<f32>> = std::thread::scope(|s| {
-        let handles: Vec<_> = tile_ranges(r)
-            .into_iter()
-            .map(|range| {
-                let packed = &packed;
-                s.spawn(move || forward_rows(packed, x, range))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("experts forward thread"))
-            .collect()
-    });
+    let parts = map_on_team(tile_ranges(r), |range| forward_rows(&packed, x, range));
     let e = packed.len();
     // Each part holds its rows for every expert (expert-major); the output is expert-major.
     let mut out = vec![0.0f32; e * r];
@@ -466,18 +455,9 @@ impl DeferredBackward for PendingExperts {
         }
         let grad = grad.contiguous();
         let (x, g) = (slice_of(&self.rows), slice_of(&grad));
-        let packed = &self.packed;
-        let parts: Vec<(Vec<f32>, Vec<Sums<f64>>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = tile_ranges(x.len() / IN)
-                .into_iter()
-                .map(|range| s.spawn(move || backward_rows(packed, x, g, range)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("experts backward thread"))
-                .collect()
-        });
-        let mut sums = vec![Sums::<f64>::zero(); packed.len()];
+        let rows = tile_ranges(x.len() / IN);
+        let parts = map_on_team(rows, |range| backward_rows(&self.packed, x, g, range));
+        let mut sums = vec![Sums::<f64>::zero(); self.packed.len()];
         let mut dx = Vec::with_capacity(x.len());
         for (part_dx, part_sums) in &parts {
             dx.extend_from_slice(part_dx);

@@ -11,6 +11,7 @@ pub mod mlp;
 pub mod params;
 pub mod scl_official;
 pub mod scl_seed;
+pub mod team;
 
 pub use init::init_params;
 pub use layers::{in_precision, BnMode, Precision};
