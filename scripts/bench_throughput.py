@@ -38,6 +38,8 @@ OUR_ALLOCATOR = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_thresh
 ROWS = [
     ("train official @80", "train --variant official --size 80", "train --variant official --size 80", ["naive", "compile"]),
     ("train official @80, libtorch's first block", "train --variant official --size 80", None, []),
+    ("train official @80, libtorch's relation experts", "train --variant official --size 80", None, []),
+    ("train official @80, kernels on std threads", "train --variant official --size 80", None, []),
     ("train official @80, --precision bf16", "train --variant official --size 80 --precision bf16", None, []),
     ("train seed @160", "train --variant seed --size 160", "train --variant seed --size 160", ["naive"]),
     ("mask official @80, K-batched", "mask --variant official --size 80 --samples 4", "mask --variant official --size 80 --samples 4", ["naive", "compile", "batched"]),
@@ -46,9 +48,15 @@ ROWS = [
     ("mask seed @160, K separate passes", "mask --variant seed --size 160 --samples 4 --separate", None, []),
 ]
 
-# Rows of ours run with extra environment: the same binary with the fused first block off
-# (`model::fused`), so that the kernel's gain is measured side by side in the same run.
-OUR_ENV = {"train official @80, libtorch's first block": {"AVR_FUSED_FIRST_BLOCK": "0"}}
+# Rows of ours run with extra environment: the same binary with a hand-written kernel off
+# (`model::fused`, `model::fused_experts`) or with the kernels' parts on threads of their own
+# instead of libtorch's OpenMP team (`model::team`), so that each gain is measured side by side
+# in the same run.
+OUR_ENV = {
+    "train official @80, libtorch's first block": {"AVR_FUSED_FIRST_BLOCK": "0"},
+    "train official @80, libtorch's relation experts": {"AVR_FUSED_EXPERTS": "0"},
+    "train official @80, kernels on std threads": {"AVR_OPENMP_TEAM": "0"},
+}
 
 SIDE_NAMES = {
     "ours": "ours",
