@@ -7,6 +7,7 @@
 //! hand-written kernels), clip, update (burn's `TrainStep` idea).
 
 use std::cell::RefCell;
+use std::ffi::{c_char, c_int};
 use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
@@ -130,8 +131,43 @@ pub fn clip_grad_norm(leaves: &[Tensor], max_norm: f64) {
 
 /// A backward pass owed by a forward computed outside autograd (see `model::fused`).
 pub trait DeferredBackward {
-    /// Runs after `loss.backward()` has filled the gradients of the kernel's output leaf.
-    fn apply(self: Box<Self>) -> Result<()>;
+    /// Runs after `loss.backward()` has filled the gradients of the kernel's output leaf. Its
+    /// own `backward` (of a surrogate that carries the gradients on) keeps the graph when
+    /// `keep_graph` says more passes follow (see [`backward`]).
+    fn apply(self: Box<Self>, keep_graph: bool) -> Result<()>;
+}
+
+/// `t.backward()`, keeping the graph's saved tensors when `keep_graph` (PyTorch's
+/// `retain_graph=True`, which tch's `backward` does not offer: this calls the C shim tch's
+/// `backward` calls, with the flag set).
+///
+/// Why keep it: a deferred pass's surrogate may reach graph nodes that an earlier backward of
+/// the same step already went through and freed. Mask training is the case: the relation
+/// experts' masked weights come out of the same sampling ops as weights the loss's backward
+/// reached ("Trying to backward through the graph a second time"). The step's graph is
+/// dropped with its loss at the end of the step either way.
+pub fn backward(t: &Tensor, keep_graph: bool) -> Result<()> {
+    if !keep_graph {
+        return Ok(t.f_backward()?);
+    }
+    extern "C" {
+        fn at_backward(t: *mut std::ffi::c_void, keep_graph: c_int, create_graph: c_int);
+        fn get_and_reset_last_err() -> *mut c_char;
+        fn free(p: *mut std::ffi::c_void);
+    }
+    // SAFETY: `at_backward` is tch's own C shim (torch-sys, linked into every tch binary), given
+    // a live tensor; it catches C++ exceptions into the thread's last error, which
+    // `get_and_reset_last_err` hands over (malloc'ed, freed here as tch frees it).
+    unsafe {
+        at_backward(t.as_ptr() as *mut std::ffi::c_void, 1, 0);
+        let err = get_and_reset_last_err();
+        if !err.is_null() {
+            let message = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+            free(err as *mut std::ffi::c_void);
+            return Err(tch::TchError::Torch(message).into());
+        }
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -144,9 +180,18 @@ thread_local! {
 pub struct DeferredGrads(Vec<Box<dyn DeferredBackward>>);
 
 impl DeferredGrads {
-    /// Runs every deferred backward pass, last registered first (as autograd would).
+    /// Runs every deferred backward pass, last registered first (as autograd would); each
+    /// but the last keeps the graph for the next.
     pub fn apply(self) -> Result<()> {
-        self.0.into_iter().rev().try_for_each(|d| d.apply())
+        let n = self.0.len();
+        (self.0.into_iter().rev().enumerate()).try_for_each(|(i, d)| d.apply(i + 1 < n))
+    }
+
+    /// `loss`'s backward, then these passes: the loss's backward keeps the graph when passes
+    /// follow (see [`backward`]).
+    pub fn backward_from(self, loss: &Tensor) -> Result<()> {
+        backward(loss, !self.is_empty())?;
+        self.apply()
     }
 
     /// How many backward passes are owed.
@@ -234,8 +279,7 @@ pub fn optimise(
         if !value.is_finite() {
             return Err(Error::Diverged { step, loss: value });
         }
-        loss.backward();
-        deferred.apply()?;
+        deferred.backward_from(&loss)?;
         if let Some(max_norm) = cfg.clip_grad_norm {
             clip_grad_norm(leaves, max_norm);
         }
@@ -304,7 +348,7 @@ mod tests {
     );
 
     impl DeferredBackward for Record {
-        fn apply(self: Box<Self>) -> Result<()> {
+        fn apply(self: Box<Self>, _keep_graph: bool) -> Result<()> {
             self.1.borrow_mut().push(self.0);
             Ok(())
         }

@@ -487,3 +487,96 @@ fn alpha_sweep_draws_its_curve_and_writes_its_record() {
     let capped = train_mask(&ckpt, &task, &cfg.with_steps(3).with_convergence(None)).unwrap();
     assert_eq!((capped.metrics.len(), capped.converged_at), (3, None));
 }
+
+/// A K-batched mask step through the relation experts' kernel (`model::fused_experts`) gives
+/// the mask logits the gradient of libtorch's path. The masked weights come out of one shared
+/// product, as `FlatLogits::sample` makes them, so the kernel's deferred backward reaches graph
+/// nodes that the loss's backward went through first (a backward that freed them failed with
+/// "Trying to backward through the graph a second time" in `avr bench mask`). Both f32 paths
+/// are measured against the same step in f64, tensor by tensor (an untrained model's logit
+/// gradients are small and partly rounding noise, so the two f32 paths are not compared with
+/// each other); a misrouted, missing or doubled gradient is off by ~100 %. Everything is drawn
+/// without libtorch's global generator, which concurrent tests share.
+#[test]
+fn a_k_batched_mask_step_through_the_fused_experts_gives_libtorchs_logit_gradients() {
+    let model = SclModel::init(official(80), 0, Device::Cpu);
+    let specs = model.param_specs();
+    let trained: Vec<&ParamSpec> = specs.iter().filter(|s| s.trainable).collect();
+    let sizes: Vec<i64> = trained.iter().map(|s| s.shape.iter().product()).collect();
+    let total: i64 = sizes.iter().sum();
+    let k = 4;
+    let wave = |n: i64, step: f64| (Tensor::arange(n, (Kind::Double, Device::Cpu)) * step).sin();
+    let x = (wave(8 * 16 * 80 * 80, 0.013) + 1.0).reshape([8, 16, 80, 80]) * 0.5;
+    let y = Tensor::from_slice(&[0i64, 3, 5, 7, 1, 2, 4, 6]);
+    // One step's logit gradient `(K, T)` in `kind`, through `optimise`'s deferral or not.
+    let gradient = |kind: Kind, deferred: bool| {
+        let base = model.params.iter().fold(Params::new(), |mut p, (n, t)| {
+            p.insert(n, t.detach().to_kind(kind));
+            p
+        });
+        let flat = |s: &&ParamSpec| base.get(&s.name).unwrap().reshape([-1]);
+        let weights = Tensor::cat(&trained.iter().map(flat).collect::<Vec<_>>(), 0);
+        let logits = (wave(k * total, 0.37) * 3.0)
+            .reshape([k, total])
+            .to_kind(kind)
+            .set_requires_grad(true);
+        let parts = (logits.sigmoid() * weights.unsqueeze(0)).split_with_sizes(&sizes, 1);
+        let mut masked = base.iter().fold(Params::new(), |mut p, (n, t)| {
+            p.insert(n, t.shallow_clone());
+            p
+        });
+        for (s, t) in trained.iter().zip(parts) {
+            masked.insert(
+                &s.name,
+                t.reshape([vec![k], s.shape.clone()].concat().as_slice()),
+            );
+        }
+        let loss = || {
+            let out = model
+                .logits_with(&masked, &x.to_kind(kind), BnMode::Eval)
+                .unwrap();
+            out.cross_entropy_for_logits(&y)
+        };
+        match deferred {
+            false => loss().backward(),
+            true => {
+                let (loss, owed) = avr_modularity::optim::deferring(loss);
+                assert!(
+                    !owed.is_empty(),
+                    "the experts' kernel ran (K-batched weights)"
+                );
+                owed.backward_from(&loss).unwrap();
+            }
+        }
+        logits.grad().to_kind(Kind::Double)
+    };
+    let (fused, plain) = (gradient(Kind::Float, true), gradient(Kind::Float, false));
+    let truth = gradient(Kind::Double, false);
+
+    let relative = |a: &Tensor, b: &Tensor| {
+        (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-300)
+    };
+    let largest = truth.abs().max().double_value(&[]);
+    let mut at = 0;
+    for (s, &n) in trained.iter().zip(&sizes) {
+        let slice = |g: &Tensor| g.narrow(1, at, n);
+        let (ours, theirs, exact) = (slice(&fused), slice(&plain), slice(&truth));
+        at += n;
+        // What feeds a LayerNorm over one value has no gradient in exact arithmetic.
+        if exact.abs().max().double_value(&[]) <= 1e-9 * largest {
+            let noise = ours.abs().max().double_value(&[]);
+            assert!(
+                noise <= 1e-3 * largest,
+                "{}: {noise:e} where f64 reads ~0",
+                s.name
+            );
+            continue;
+        }
+        let (e_ours, e_theirs) = (relative(&ours, &exact), relative(&theirs, &exact));
+        assert!(
+            e_ours <= 4.0 * e_theirs + 1e-3,
+            "{}: off the f64 gradient by {e_ours:e}, libtorch's f32 path by {e_theirs:e}",
+            s.name
+        );
+    }
+}

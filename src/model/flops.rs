@@ -112,13 +112,12 @@ pub fn official_stage_times(
         // `(out · g).sum()`'s, one extra elementwise pass each way.
         let mut grad: Option<Tensor> = None;
         let times = StepTimes::measure(1, 2, reps, || {
-            // As in a training step: hand-written kernels (the first block) defer their backward.
+            // As in a training step: hand-written kernels defer their backward.
             let (out, owed) = crate::optim::deferring(|| in_precision(precision, || stage(&input)));
             let out = out?;
             // In the memory format of the output, as the next layer's backward would give it.
             let g = grad.get_or_insert_with(|| out.randn_like().to_kind(out.kind()));
-            (out * &*g).sum(tch::Kind::Float).backward();
-            owed.apply()
+            owed.backward_from(&(out * &*g).sum(tch::Kind::Float))
         })?;
         Ok(times.median())
     };

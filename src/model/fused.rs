@@ -198,7 +198,7 @@ struct PendingBlock {
 impl DeferredBackward for PendingBlock {
     /// Reads the output's gradient and adds the block's parameter gradients to theirs (through
     /// any graph above them). An output that got no gradient adds none.
-    fn apply(self: Box<Self>) -> Result<()> {
+    fn apply(self: Box<Self>, keep_graph: bool) -> Result<()> {
         let grad = self.output.grad();
         if !grad.defined() {
             return Ok(());
@@ -219,7 +219,7 @@ impl DeferredBackward for PendingBlock {
             }
         }
         if let Some(s) = surrogate {
-            s.backward();
+            crate::optim::backward(&s, keep_graph)?;
         }
         Ok(())
     }

@@ -43,13 +43,15 @@ const TILE: usize = 32;
 /// Tiles summed in f32 before the sums go into the f64 totals.
 const FLUSH: usize = 8;
 
-/// The experts' MLP outputs `(experts · R, 1)` (expert-major, rows in `per_attribute`'s order,
-/// as [`super::scl_official`]'s batched pass lays them out) when the fused kernel applies:
-/// inside [`crate::optim::deferring`], f32 on the CPU, plain (not K-batched) weights with
-/// hidden widths `[64, 32]`. `None` means: take libtorch's path.
+/// The experts' MLP outputs `(K · experts · R/K, 1)` (sample-major, then expert, rows in
+/// `per_attribute`'s order, as [`super::scl_official`]'s batched pass lays them out) when the
+/// fused kernel applies: inside [`crate::optim::deferring`], f32 on the CPU, hidden widths
+/// `[64, 32]`, plain weights (K = 1) or K-batched ones (a leading axis of K samples, as mask
+/// training passes them; sample k's weights act on the k-th K-th of the rows). `None` means:
+/// take libtorch's path.
 ///
 /// # Shapes
-/// `per_attribute`: `(…, 9)`, `R` rows in all.
+/// `per_attribute`: `(B, …, 9)`, `R` rows in all, `B` divisible by K.
 pub fn experts_train(
     p: &Params,
     experts: usize,
@@ -65,6 +67,9 @@ pub fn experts_train(
     let Some(params) = ExpertParams::get(p, experts, per_attribute.requires_grad())? else {
         return Ok(None);
     };
+    if per_attribute.size()[0] % params.samples as i64 != 0 {
+        return Ok(None);
+    }
     let (y, pending) = forward(params, per_attribute)?;
     crate::optim::defer(Box::new(pending));
     Ok(Some(y))
@@ -112,12 +117,18 @@ fn shapes() -> [Vec<i64>; 6] {
 /// Every expert's MLP tensors (shallow clones: the same storage and graph).
 struct ExpertParams {
     tensors: Vec<[Tensor; 6]>,
+    /// K: 1 for plain weights, else the leading axis of K-batched ones.
+    samples: usize,
+    batched: bool,
 }
 
 impl ExpertParams {
     /// `rel.experts.{e}.mlp.*` when they have the kernel's shapes, f32 on the CPU; `None` when
     /// nothing needs a gradient (then autograd's path costs nothing extra).
     fn get(p: &Params, experts: usize, input_trained: bool) -> Result<Option<Self>> {
+        let probe = p.get("rel.experts.0.mlp.0.weight")?;
+        let batched = probe.dim() == 3;
+        let samples = if batched { probe.size()[0] } else { 1 };
         let mut tensors = Vec::with_capacity(experts);
         for e in 0..experts {
             let get = |n: &str| {
@@ -133,6 +144,11 @@ impl ExpertParams {
                 get(NAMES[5])?,
             ];
             let fits = ts.iter().zip(shapes()).all(|(t, s)| {
+                let s = if batched {
+                    [vec![samples], s].concat()
+                } else {
+                    s
+                };
                 t.size() == s && t.kind() == Kind::Float && t.device() == Device::Cpu
             });
             if !fits {
@@ -141,12 +157,42 @@ impl ExpertParams {
             tensors.push(ts);
         }
         let trained = input_trained || tensors.iter().flatten().any(Tensor::requires_grad);
-        Ok((trained && experts > 0).then_some(ExpertParams { tensors }))
+        Ok(
+            (trained && experts > 0 && samples > 0).then_some(ExpertParams {
+                tensors,
+                samples: samples as usize,
+                batched,
+            }),
+        )
     }
 
-    /// Each expert's weights in the kernel's layouts.
-    fn packed(&self) -> Result<Vec<Packed>> {
-        self.tensors.iter().map(Packed::new).collect()
+    /// Each sample's weights, one [`Packed`] per expert in the kernel's layouts.
+    fn packed(&self) -> Result<Vec<Vec<Packed>>> {
+        (0..self.samples)
+            .map(|k| {
+                self.tensors
+                    .iter()
+                    .map(|ts| Packed::new(&ts.each_ref().map(|t| self.sample(t, k))))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Sample `k` of a tensor (the tensor itself when the weights are plain).
+    fn sample(&self, t: &Tensor, k: usize) -> Tensor {
+        match self.batched {
+            true => t.select(0, k as i64),
+            false => t.shallow_clone(),
+        }
+    }
+
+    /// The gradients of expert `e`'s tensors from each sample's sums, in the tensors' shapes.
+    fn gradients(&self, e: usize, sums: &[Vec<Sums<f64>>]) -> [Tensor; 6] {
+        let per_sample: Vec<[Tensor; 6]> = sums.iter().map(|s| s[e].tensors()).collect();
+        std::array::from_fn(|i| match self.batched {
+            true => Tensor::stack(&per_sample.iter().map(|g| &g[i]).collect::<Vec<_>>(), 0),
+            false => per_sample[0][i].shallow_clone(),
+        })
     }
 }
 
@@ -208,33 +254,61 @@ struct PendingExperts {
     input: Tensor,
     /// Its values as contiguous rows `(R, 9)`.
     rows: Tensor,
-    /// The output leaf `(experts, R)`.
+    /// The output leaf `(K, experts, R/K)`.
     output: Tensor,
     params: ExpertParams,
-    packed: Vec<Packed>,
+    /// `[sample][expert]`.
+    packed: Vec<Vec<Packed>>,
+}
+
+/// One thread's share of the work: rows `rows` (on tile boundaries) of sample `sample`'s
+/// `R/K` rows.
+struct Share {
+    sample: usize,
+    rows: std::ops::Range<usize>,
+}
+
+/// Each sample's rows in one contiguous range per thread: K · threads shares, sample-major.
+fn shares(samples: usize, per_sample: usize) -> Vec<Share> {
+    let per_thread = ranges(per_sample.div_ceil(TILE));
+    (0..samples)
+        .flat_map(|sample| {
+            per_thread.iter().map(move |t| Share {
+                sample,
+                rows: t.start * TILE..(t.end * TILE).min(per_sample),
+            })
+        })
+        .collect()
 }
 
 fn forward(params: ExpertParams, per_attribute: &Tensor) -> Result<(Tensor, PendingExperts)> {
     let rows = per_attribute.detach().reshape([-1, IN as i64]).contiguous();
-    let r = rows.size()[0] as usize;
+    let (k, e) = (params.samples, params.tensors.len());
+    let r = rows.size()[0] as usize / k; // rows per sample
     let packed = params.packed()?;
     let x = slice_of(&rows);
-    let parts = map_on_team(tile_ranges(r), |range| forward_rows(&packed, x, range));
-    let e = packed.len();
-    // Each part holds its rows for every expert (expert-major); the output is expert-major.
-    let mut out = vec![0.0f32; e * r];
-    let mut start = 0;
-    for part in &parts {
-        let n = part.len() / e;
-        for k in 0..e {
-            out[k * r + start..][..n].copy_from_slice(&part[k * n..][..n]);
+    let work = shares(k, r);
+    let parts = map_on_team(work.iter().collect(), |s| {
+        forward_rows(
+            &packed[s.sample],
+            sample_rows(x, s.sample, r),
+            s.rows.clone(),
+        )
+    });
+    // Each part holds its rows for every expert (expert-major); the output is sample-major,
+    // then expert-major.
+    let mut out = vec![0.0f32; k * e * r];
+    for (share, part) in work.iter().zip(&parts) {
+        let n = share.rows.len();
+        for j in 0..e {
+            let at = (share.sample * e + j) * r + share.rows.start;
+            out[at..][..n].copy_from_slice(&part[j * n..][..n]);
         }
-        start += n;
     }
     let output = Tensor::from_slice(&out)
-        .reshape([e as i64, r as i64])
+        .reshape([k as i64, e as i64, r as i64])
         .set_requires_grad(true);
-    let y = output.reshape([(e * r) as i64, 1]);
+    let y = output.reshape([(k * e * r) as i64, 1]);
     let pending = PendingExperts {
         input: per_attribute.shallow_clone(),
         rows,
@@ -245,12 +319,9 @@ fn forward(params: ExpertParams, per_attribute: &Tensor) -> Result<(Tensor, Pend
     Ok((y, pending))
 }
 
-/// Splits `r` rows into one contiguous range per thread, on tile boundaries.
-fn tile_ranges(r: usize) -> Vec<std::ops::Range<usize>> {
-    ranges(r.div_ceil(TILE))
-        .into_iter()
-        .map(|t| t.start * TILE..(t.end * TILE).min(r))
-        .collect()
+/// Sample `k`'s rows of `x` `(K · r, 9)`.
+fn sample_rows(x: &[f32], k: usize, r: usize) -> &[f32] {
+    &x[k * r * IN..][..r * IN]
 }
 
 /// One thread's outputs: `[expert][row]` for the rows of `range`.
@@ -440,7 +511,7 @@ fn backward_rows(
 impl DeferredBackward for PendingExperts {
     /// Reads the output's gradient, then one backward of `Σ θ·∂θ + Σ x·∂x` (an output that got
     /// no gradient adds none).
-    fn apply(self: Box<Self>) -> Result<()> {
+    fn apply(self: Box<Self>, keep_graph: bool) -> Result<()> {
         let grad = self.output.grad();
         if !grad.defined() {
             return Ok(());
@@ -455,17 +526,29 @@ impl DeferredBackward for PendingExperts {
         }
         let grad = grad.contiguous();
         let (x, g) = (slice_of(&self.rows), slice_of(&grad));
-        let rows = tile_ranges(x.len() / IN);
-        let parts = map_on_team(rows, |range| backward_rows(&self.packed, x, g, range));
-        let mut sums = vec![Sums::<f64>::zero(); self.packed.len()];
+        let (k, e) = (self.params.samples, self.params.tensors.len());
+        let r = x.len() / IN / k;
+        let work = shares(k, r);
+        let parts = map_on_team(work.iter().collect(), |s| {
+            let g = &g[s.sample * e * r..][..e * r];
+            backward_rows(
+                &self.packed[s.sample],
+                sample_rows(x, s.sample, r),
+                g,
+                s.rows.clone(),
+            )
+        });
+        // The shares are sample-major, in row order: their input gradients follow each other.
+        let mut sums = vec![vec![Sums::<f64>::zero(); e]; k];
         let mut dx = Vec::with_capacity(x.len());
-        for (part_dx, part_sums) in &parts {
+        for (share, (part_dx, part_sums)) in work.iter().zip(&parts) {
             dx.extend_from_slice(part_dx);
-            sums.iter_mut().zip(part_sums).for_each(|(s, p)| s.add(p));
+            let to = &mut sums[share.sample];
+            to.iter_mut().zip(part_sums).for_each(|(s, p)| s.add(p));
         }
         let mut terms = Vec::new();
-        for (ts, s) in self.params.tensors.iter().zip(&sums) {
-            for (t, d) in ts.iter().zip(s.tensors()) {
+        for (j, ts) in self.params.tensors.iter().enumerate() {
+            for (t, d) in ts.iter().zip(self.params.gradients(j, &sums)) {
                 if t.requires_grad() {
                     terms.push((t * d).sum(Kind::Float));
                 }
@@ -476,7 +559,7 @@ impl DeferredBackward for PendingExperts {
             terms.push((&self.input * dx).sum(Kind::Float));
         }
         if let Some(surrogate) = terms.into_iter().reduce(|a, b| a + b) {
-            surrogate.backward();
+            crate::optim::backward(&surrogate, keep_graph)?;
         }
         Ok(())
     }
@@ -777,12 +860,18 @@ mod tests {
     }
 
     /// Five experts' MLP tensors at PyTorch's initial scale (biases larger, so that some
-    /// hidden units are off for some rows and on for others), every one needing a gradient.
-    fn params(rng: &mut Rng, kind: Kind) -> Params {
+    /// hidden units are off for some rows and on for others), every one needing a gradient;
+    /// K-batched (a leading axis of `samples`) unless `samples` is 0.
+    fn params(rng: &mut Rng, kind: Kind, samples: i64) -> Params {
         let mut p = Params::new();
         for e in 0..5 {
             for (name, shape) in NAMES.iter().zip(shapes()) {
                 let fan_in = *shape.last().unwrap() as f64;
+                let shape = if samples > 0 {
+                    [vec![samples], shape].concat()
+                } else {
+                    shape
+                };
                 let t = normal(rng, &shape, 1.0 / fan_in.sqrt());
                 let name = format!("rel.experts.{e}.{name}");
                 p.insert(&name, t.to_kind(kind).set_requires_grad(true));
@@ -803,18 +892,37 @@ mod tests {
         q
     }
 
-    /// libtorch's path: each expert's MLP on the rows, expert-major `(5·R, 1)`.
+    /// Layer `j` of expert `e` (of sample `k` when K-batched) on `h`.
+    fn layer(p: &Params, e: usize, j: usize, k: Option<i64>, h: &Tensor) -> Tensor {
+        let get = |n: &str| {
+            let t = p.get(&format!("rel.experts.{e}.mlp.{j}.{n}")).unwrap();
+            k.map_or(t.shallow_clone(), |k| t.select(0, k))
+        };
+        h.linear(&get("weight"), Some(&get("bias")))
+    }
+
+    /// The samples of `p`: `[None]` for plain weights, `Some(k)` for each of K-batched ones.
+    fn samples_of(p: &Params) -> Vec<Option<i64>> {
+        let probe = p.get("rel.experts.0.mlp.0.weight").unwrap();
+        match probe.dim() {
+            3 => (0..probe.size()[0]).map(Some).collect(),
+            _ => vec![None],
+        }
+    }
+
+    /// libtorch's path: each expert's MLP on each sample's rows, sample-major, then
+    /// expert-major `(K·5·R/K, 1)`.
     fn reference(p: &Params, x: &Tensor) -> Tensor {
-        let rows = x.reshape([-1, IN as i64]);
-        let outs: Vec<Tensor> = (0..5)
-            .map(|e| {
-                let lin = |j: usize, h: &Tensor| {
-                    let get = |n: &str| p.get(&format!("rel.experts.{e}.mlp.{j}.{n}")).unwrap();
-                    h.linear(get("weight"), Some(get("bias")))
-                };
-                lin(2, &lin(1, &lin(0, &rows).relu()).relu())
-            })
-            .collect();
+        let samples = samples_of(p);
+        let rows = x.reshape([samples.len() as i64, -1, IN as i64]);
+        let mut outs = Vec::new();
+        for (i, &k) in samples.iter().enumerate() {
+            let rows = rows.get(i as i64);
+            for e in 0..5 {
+                let h = layer(p, e, 0, k, &rows).relu();
+                outs.push(layer(p, e, 2, k, &layer(p, e, 1, k, &h).relu()));
+            }
+        }
         Tensor::cat(&outs, 0)
     }
 
@@ -824,23 +932,25 @@ mod tests {
     /// 5.8e-8, and the two f32 paths rounded it to opposite sides).
     fn rows_away_from_kinks(rng: &mut Rng, truth: &Params, n: i64) -> Tensor {
         let mut rows = normal(rng, &[n, IN as i64], 1.0);
+        let samples = samples_of(truth);
         loop {
-            let x = rows.to_kind(Kind::Double);
-            let mut near = Tensor::zeros([n], (Kind::Bool, Device::Cpu));
-            for e in 0..5 {
-                let lin = |j: usize, h: &Tensor| {
-                    let get = |w: &str| {
-                        let t = truth.get(&format!("rel.experts.{e}.mlp.{j}.{w}"));
-                        t.unwrap().detach()
-                    };
-                    h.linear(&get("weight"), Some(&get("bias")))
-                };
-                let a1 = lin(0, &x);
-                let a2 = lin(1, &a1.relu());
-                for a in [a1, a2] {
-                    near = near.logical_or(&a.abs().lt(1e-5).any_dim(1, false));
+            let x = rows
+                .to_kind(Kind::Double)
+                .reshape([samples.len() as i64, -1, IN as i64]);
+            let mut near = Vec::new();
+            for (i, &k) in samples.iter().enumerate() {
+                let x = x.get(i as i64);
+                let mut here = Tensor::zeros([x.size()[0]], (Kind::Bool, Device::Cpu));
+                for e in 0..5 {
+                    let a1 = layer(truth, e, 0, k, &x).detach();
+                    let a2 = layer(truth, e, 1, k, &a1.relu()).detach();
+                    for a in [a1, a2] {
+                        here = here.logical_or(&a.abs().lt(1e-5).any_dim(1, false));
+                    }
                 }
+                near.push(here);
             }
+            let near = Tensor::cat(&near, 0);
             if near.sum(Kind::Int64).int64_value(&[]) == 0 {
                 return rows;
             }
@@ -861,9 +971,9 @@ mod tests {
     /// gradient and the input's (through a transposed view, as the model passes it). The fused
     /// kernel must be as close to the f64 result as libtorch's path (within 2×) or closer than
     /// 1e-6, and never off by more than 1e-5.
-    fn compare(shape: [i64; 4], seed: u64) {
+    fn compare(shape: [i64; 4], samples: i64, seed: u64) {
         let mut rng = Rng::new(seed).fork("experts");
-        let fused = params(&mut rng, Kind::Float);
+        let fused = params(&mut rng, Kind::Float, samples);
         let (libtorch, truth) = (copy_as(&fused, Kind::Float), copy_as(&fused, Kind::Double));
         let [b, s, d, n] = shape;
         let rows = b * s * d;
@@ -912,21 +1022,30 @@ mod tests {
     #[test]
     fn the_fused_experts_equal_libtorchs_mlps_at_the_models_size() {
         for seed in 0..4 {
-            compare([32, 8, 80, 9], seed);
+            compare([32, 8, 80, 9], 0, seed);
+        }
+    }
+
+    /// Mask training's case: K = 4 samples of the weights, each on its own K-th of the batch.
+    #[test]
+    fn the_fused_experts_equal_libtorchs_mlps_with_k_batched_weights() {
+        for seed in 0..3 {
+            compare([32, 8, 80, 9], 4, seed);
+            compare([6, 8, 13, 9], 2, seed);
         }
     }
 
     #[test]
     fn the_fused_experts_handle_partial_tiles_and_fewer_rows_than_threads() {
         for seed in 0..6 {
-            compare([1, 1, 7, 9], seed);
-            compare([3, 8, 13, 9], seed);
+            compare([1, 1, 7, 9], 0, seed);
+            compare([3, 8, 13, 9], 0, seed);
         }
     }
 
     #[test]
     fn outside_a_deferral_scope_or_with_other_widths_the_experts_take_libtorchs_path() {
-        let p = params(&mut Rng::new(3), Kind::Float);
+        let p = params(&mut Rng::new(3), Kind::Float, 0);
         let x = Tensor::zeros([2, 8, 4, 9], (Kind::Float, Device::Cpu));
         assert!(experts_train(&p, 5, &[64, 32], &x).unwrap().is_none());
         let (y, owed) =

@@ -322,10 +322,8 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
             .expand([k, e, b / k, 8, d, 9], false)
             .reshape([-1, 9])
     };
-    let fused = match probe.dim() {
-        2 => super::fused_experts::experts_train(p, e as usize, &cfg.expert_hidden, per_attribute)?,
-        _ => None,
-    };
+    let fused =
+        super::fused_experts::experts_train(p, e as usize, &cfg.expert_hidden, per_attribute)?;
     let h = match fused {
         Some(h) => h,
         None => expert_mlps(cfg, &stacked, rows())?,

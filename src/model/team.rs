@@ -61,24 +61,44 @@ fn gomp() -> Option<Gomp> {
     })
 }
 
-/// `work` on each item, one item per thread, the results in the items' order. A panic in
-/// `work` is raised again here.
+/// `work` on each item, on libtorch's number of threads (thread t takes items t, t + threads,
+/// …), the results in the items' order. A panic in `work` is raised again here.
 pub fn map_on_team<I: Send, T: Send>(items: Vec<I>, work: impl Fn(I) -> T + Sync) -> Vec<T> {
+    let threads = (tch::get_num_threads().max(1) as usize).min(items.len());
     match gomp() {
-        _ if items.len() <= 1 => items.into_iter().map(work).collect(),
-        Some(g) => on_gomp(g, items, &work),
-        None => std::thread::scope(|s| {
-            let work = &work;
-            let handles: Vec<_> = items
-                .into_iter()
-                .map(|item| s.spawn(move || work(item)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| resume_unwind(p)))
-                .collect()
-        }),
+        _ if threads <= 1 => items.into_iter().map(work).collect(),
+        Some(g) => on_gomp(g, threads, items, &work),
+        None => on_std_threads(threads, items, &work),
     }
+}
+
+fn on_std_threads<I: Send, T: Send>(
+    threads: usize,
+    items: Vec<I>,
+    work: &(dyn Fn(I) -> T + Sync),
+) -> Vec<T> {
+    let n = items.len();
+    let mut strides: Vec<Vec<(usize, I)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        strides[i % threads].push((i, item));
+    }
+    let done: Vec<(usize, T)> = std::thread::scope(|s| {
+        let handles: Vec<_> = strides
+            .into_iter()
+            .map(|mine| s.spawn(move || mine.into_iter().map(|(i, x)| (i, work(x))).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h: std::thread::ScopedJoinHandle<'_, Vec<(usize, T)>>| {
+                h.join().unwrap_or_else(|p| resume_unwind(p))
+            })
+            .collect()
+    });
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (i, t) in done {
+        out[i] = Some(t);
+    }
+    out.into_iter().flatten().collect()
 }
 
 /// One `GOMP_parallel` call's shared state.
@@ -89,7 +109,12 @@ struct Job<'a, I, T> {
     gomp: Gomp,
 }
 
-fn on_gomp<I: Send, T: Send>(g: Gomp, items: Vec<I>, work: &(dyn Fn(I) -> T + Sync)) -> Vec<T> {
+fn on_gomp<I: Send, T: Send>(
+    g: Gomp,
+    threads: usize,
+    items: Vec<I>,
+    work: &(dyn Fn(I) -> T + Sync),
+) -> Vec<T> {
     let n = items.len();
     let job = Job {
         items: items.into_iter().map(|i| Mutex::new(Some(i))).collect(),
@@ -103,7 +128,7 @@ fn on_gomp<I: Send, T: Send>(g: Gomp, items: Vec<I>, work: &(dyn Fn(I) -> T + Sy
         (g.parallel)(
             run_part::<I, T>,
             &job as *const Job<I, T> as *mut c_void,
-            n as c_uint,
+            threads as c_uint,
             0,
         )
     };
@@ -166,5 +191,13 @@ mod tests {
         assert!(caught.is_err());
         // The team still works after a part panicked.
         assert_eq!(map_on_team(vec![3, 4], |i| i * 2), [6, 8]);
+        // More items than threads, on the team and on std threads: each once, in order.
+        let items: Vec<usize> = (0..7).collect();
+        assert_eq!(
+            map_on_team(items.clone(), |i| i + 1),
+            (1..8).collect::<Vec<_>>()
+        );
+        let on_std = on_std_threads(2, items, &|i| i + 1);
+        assert_eq!(on_std, (1..8).collect::<Vec<_>>());
     }
 }
