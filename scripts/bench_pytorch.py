@@ -197,6 +197,12 @@ def res_block(ops, p, name, x):
     return x + ops.lin(p, f"{name}.fc2", F.relu(ops.ln(p, f"{name}.ln_out", h)))
 
 
+def expert_mlp(ops, p, e, u):
+    """Expert e's 9 → 64 → 32 → 1 MLP on attribute rows u (…, 9), as the official code runs it."""
+    h = F.relu(ops.lin(p, f"rel.experts.{e}.mlp.0", u))
+    return ops.lin(p, f"rel.experts.{e}.mlp.2", F.relu(ops.lin(p, f"rel.experts.{e}.mlp.1", h)))
+
+
 def official_forward(p, x, training, ops=PLAIN):
     b, _, hgt, wid = x.shape
     h = x.reshape(b * 16, 1, hgt, wid) * 255.0  # the official model reads 0-255 pixels
@@ -212,9 +218,7 @@ def official_forward(p, x, training, ops=PLAIN):
     u = sets.transpose(2, 3)  # (b, 8, 80, 9)
     experts = []
     for e in range(5):
-        h = F.relu(ops.lin(p, f"rel.experts.{e}.mlp.0", u))
-        h = ops.lin(p, f"rel.experts.{e}.mlp.2", F.relu(ops.lin(p, f"rel.experts.{e}.mlp.1", h)))
-        experts.append(res_block(ops, p, f"rel.experts.{e}.res", h))
+        experts.append(res_block(ops, p, f"rel.experts.{e}.res", expert_mlp(ops, p, e, u)))
     latent = torch.cat(experts, -1).softmax(-1)  # (b, 8, 80, 5)
     h = F.relu(ops.lin(p, "scorer.0", latent.reshape(b, 8, -1)))
     return ops.lin(p, "scorer.1", h).reshape(b, 8)
@@ -396,6 +400,16 @@ def check_batched_layers():
             sys.exit(f"bench_pytorch check: the batched-layer port of {variant} differs from the naive port by {diff}")
 
 
+def step_seconds(step, steps):
+    """The seconds of each of `steps` (at least one) calls of `step`, after the caller's warm-up."""
+    seconds = []
+    for _ in range(max(steps, 1)):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def main():
     if sys.argv[1:2] == ["specs"]:
         ap = argparse.ArgumentParser(description="the reference's parameter list as JSON")
@@ -449,11 +463,7 @@ def main():
     if eager is not None and abs(first_loss - eager) > 1e-4 * max(1.0, abs(eager)):
         sys.exit(f"bench_pytorch: {a.anchor} training loss {first_loss} differs from eager's {eager}")
     step()
-    seconds = []
-    for _ in range(max(a.steps, 1)):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
+    seconds = step_seconds(step, a.steps)
     median = statistics.median(seconds)
     report = {
         "bench": f"pytorch {a.what}", "anchor": a.anchor, "variant": a.variant, "image_size": size, "batch": a.batch,

@@ -68,13 +68,7 @@ impl ChanceConfig {
             Binarize::Sample => self.samples.max(1),
         };
         (0..count)
-            .map(|_| {
-                let draw = masks
-                    .iter()
-                    .map(|m| m.bits(self.binarize, &mut rng))
-                    .collect::<Result<Vec<_>>>()?;
-                MaskBits::in_one_layout(draw)
-            })
+            .map(|_| Mask::bits_of_all(masks, self.binarize, &mut rng))
             .collect()
     }
 }

@@ -3,6 +3,7 @@
 //! from a position in a list, the study's mislabelling bug), with a warning when masks being
 //! compared were trained with different α.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -839,13 +840,31 @@ impl Development {
     /// The ablation records (`avr mask ablate`) of the masks trained on `checkpoint`, those
     /// measured so far: each `<mask>.ablation.json` beside its mask.
     pub fn ablations(&self, checkpoint: &str) -> Result<Ablations> {
+        Ok(self.ablations_in(checkpoint, &self.ablation_records()?))
+    }
+
+    /// Every mask's ablation record measured so far, by the mask's path: read once, for
+    /// callers that need them more than one way (R4's tests and its figure).
+    pub fn ablation_records(&self) -> Result<HashMap<PathBuf, Ablation>> {
+        let mut out = HashMap::new();
+        for r in &self.records {
+            if let Some(a) = r.ablation()? {
+                out.insert(r.path.clone(), a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of `read` ([`Development::ablation_records`]) of the masks trained on
+    /// `checkpoint`, in the masks' order.
+    pub fn ablations_in(&self, checkpoint: &str, read: &HashMap<PathBuf, Ablation>) -> Ablations {
         let records = self
             .records
             .iter()
             .filter(|r| r.checkpoint() == checkpoint)
-            .filter_map(|r| r.ablation().transpose())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Ablations { records })
+            .filter_map(|r| read.get(&r.path).cloned())
+            .collect();
+        Ablations { records }
     }
 
     /// Measures the ablation of every shape mask that has no record yet, or one written before

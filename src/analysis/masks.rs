@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 
 use super::replicates::seed_of;
 use crate::display::Table;
-use crate::masking::bits::{Binarize, MaskBits};
+use crate::masking::bits::Binarize;
 use crate::masking::{check_comparable, Mask, MixedSettings};
 use crate::model::Params;
 use crate::rng::Rng;
@@ -298,11 +298,7 @@ pub fn sharing_matrix_with(
     super::chance::check_sharing_inputs(&names, preprocess)?;
     // The chance level's counting, on the `l > 0` bits: one implementation of the per-seed
     // preprocessing for the plain matrix and the observed side of the chance level.
-    let bits = masks
-        .iter()
-        .map(|m| m.bits(Binarize::Threshold, &mut Rng::new(0)))
-        .collect::<Result<Vec<_>>>()?;
-    let bits = MaskBits::in_one_layout(bits)?;
+    let bits = Mask::bits_of_all(masks, Binarize::Threshold, &mut Rng::new(0))?;
     let groups = seed_groups(&names);
     let (shared_by_all, shared_within_seed) = super::chance::kept_in_common(&bits, &groups);
     Ok(SharingMatrix {

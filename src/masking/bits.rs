@@ -339,6 +339,17 @@ impl Mask {
         })
     }
 
+    /// The bits of every mask under `binarize` (drawn in the masks' order from `rng`), each
+    /// mask's tensors in the first mask's order: the form every measure that pairs tensors by
+    /// position reads ([`MaskBits::in_one_layout`]).
+    pub fn bits_of_all(masks: &[Mask], binarize: Binarize, rng: &mut Rng) -> Result<Vec<MaskBits>> {
+        let bits = masks
+            .iter()
+            .map(|m| m.bits(binarize, rng))
+            .collect::<Result<Vec<_>>>()?;
+        MaskBits::in_one_layout(bits)
+    }
+
     /// The decisiveness diagnostics of this mask's logits.
     pub fn decisiveness(&self) -> Result<Decisiveness> {
         let (mut kept, mut undecided, mut flips, mut total) = (0u64, 0u64, 0f64, 0u64);

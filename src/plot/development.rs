@@ -123,13 +123,12 @@ impl Development {
     /// random places inside each tensor (its layer-matched chance level, the mean over draws).
     /// Masks without an ablation record are left out of the last two.
     pub fn ablation_plot(&self) -> Result<Figure> {
-        let mut ablations: HashMap<PathBuf, Ablation> = HashMap::new();
-        for r in &self.records {
-            if let Some(a) = r.ablation()? {
-                ablations.insert(r.path.clone(), a);
-            }
-        }
-        let ablations = &ablations;
+        self.ablation_plot_of(&self.ablation_records()?)
+    }
+
+    /// [`Development::ablation_plot`] from records already read
+    /// ([`Development::ablation_records`]).
+    pub fn ablation_plot_of(&self, ablations: &HashMap<PathBuf, Ablation>) -> Result<Figure> {
         let accuracy_of = |pick: fn(&Ablation) -> f64| {
             move |r: &MaskRecord| ablations.get(&r.path).map_or(f64::NAN, |a| 100.0 * pick(a))
         };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::ablation::Ablations;
 use crate::analysis::chance::{ChanceConfig, SharingChance};
 use crate::analysis::development::{Change, Development, MaskRecord};
-use crate::analysis::masks::{mask_stats, seed_label};
+use crate::analysis::masks::{mask_stats, seed_label, Overlap};
 use crate::analysis::replicates::{
     jackknife_over_tasks, mcnemar_exact, means_by_task, p_text, seed_of, two_proportion_test,
     value_range, Interval,
@@ -383,13 +383,16 @@ fn sharing(doc: &mut Document, dev: &Development, chance: &ChanceConfig) -> Resu
             doc.para("Fewer than two shape masks: no sharing matrix.");
             continue;
         }
-        if let Err(why) = shapes.preprocessable(&ckpt) {
+        // Asked once: the answer picks the matrix and, when it is no, says why.
+        let preprocessable = shapes.preprocessable(&ckpt);
+        if let Err(why) = &preprocessable {
             doc.para(&format!(
                 "Raw IoMin, not preprocessed ({why}), and so no comparison with the study's \
                  preprocessed values."
             ));
         }
-        let (m, accuracy) = shapes.study_sharing(&ckpt, chance)?;
+        let preprocess = preprocessable.is_ok();
+        let (m, accuracy) = shapes.sharing_chance(&ckpt, Overlap::IoMin, preprocess, chance)?;
         doc.figure(
             &format!("sharing-{ckpt}"),
             &sharing_chance_heatmap(&m, accuracy)?,
@@ -770,12 +773,14 @@ fn ablation(doc: &mut Document, dev: &Development) -> Result<()> {
          answer, whatever index `argmax` returns.",
     );
     let shapes = dev.shape_modules();
-    doc.figure("ablation", &shapes.ablation_plot()?)?;
-    let per_checkpoint = dev
+    // Each record read once, for the figure and the tests below.
+    let read = shapes.ablation_records()?;
+    doc.figure("ablation", &shapes.ablation_plot_of(&read)?)?;
+    let per_checkpoint: Vec<_> = dev
         .checkpoints()
         .into_iter()
-        .map(|(ckpt, _)| Ok((shapes.ablations(&ckpt)?, ckpt)))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|(ckpt, _)| (shapes.ablations_in(&ckpt, &read), ckpt))
+        .collect();
     doc.para(&format!(
         "Each line is a shape, the mean over its seeds, with their range shaded; the removals \
          are read for the {} of {} shape masks with an ablation record (the layer-matched \
