@@ -236,6 +236,9 @@ pub(super) fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 pub(super) fn slice_of(t: &Tensor) -> &[f32] {
+    if t.numel() == 0 {
+        return &[];
+    }
     // SAFETY: callers pass contiguous f32 CPU tensors that outlive the slice; `numel` values
     // start at `data_ptr` (the storage offset included).
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
@@ -516,7 +519,18 @@ mod simd {
             ])
         }
 
-        /// `self` where `test > 0`, else 0 (the ReLU and its backward).
+        /// `max(0, self)`: the ReLU, NaN passing as through libtorch's (`max` returns its
+        /// second operand when either is NaN).
+        #[inline(always)]
+        unsafe fn relu(self) -> Ch {
+            let zero = _mm256_setzero_ps();
+            Ch([
+                _mm256_max_ps(zero, self.0[0]),
+                _mm256_max_ps(zero, self.0[1]),
+            ])
+        }
+
+        /// `self` where `test > 0`, else 0 (the ReLU's backward).
         #[inline(always)]
         unsafe fn where_positive(self, test: Ch) -> Ch {
             let zero = _mm256_setzero_ps();
@@ -664,7 +678,7 @@ mod simd {
                 conv_row(&norm.kernel, &pad, oy, row);
                 for y in row.chunks_exact_mut(C) {
                     let u = gamma.mul_add(Ch::load(y), beta);
-                    u.where_positive(u).store(y);
+                    u.relu().store(y);
                 }
             }
         }

@@ -604,8 +604,9 @@ mod simd {
                     *v = _mm256_fmadd_ps(s, wv[q], *v);
                 }
             }
-            rp = rp.add(1);
-            wp = wp.add(sw);
+            // Wrapping: after the last row these point past their buffers, never read.
+            rp = rp.wrapping_add(1);
+            wp = wp.wrapping_add(sw);
         }
     }
 
@@ -631,8 +632,8 @@ mod simd {
                     *v = _mm256_fmadd_ps(s, bv[q], *v);
                 }
             }
-            ap = ap.add(sa);
-            bp = bp.add(sb);
+            ap = ap.wrapping_add(sa);
+            bp = bp.wrapping_add(sb);
         }
         acc
     }
@@ -677,7 +678,8 @@ mod simd {
         for (a, acc_a) in acc.iter().enumerate() {
             for (q, v) in acc_a.iter().enumerate() {
                 let out = match gate {
-                    None => _mm256_max_ps(*v, zero),
+                    // NaN passes (as libtorch's ReLU): `max` returns its second operand then.
+                    None => _mm256_max_ps(zero, *v),
                     Some((g, sg)) => {
                         let on =
                             _mm256_cmp_ps(_mm256_loadu_ps(g.add(a * sg + 8 * q)), zero, _CMP_GT_OQ);
@@ -1041,6 +1043,25 @@ mod tests {
             compare([1, 1, 7, 9], 0, seed);
             compare([3, 8, 13, 9], 0, seed);
         }
+    }
+
+    /// A NaN input reaches the output, as through libtorch's ReLU (so a diverging run is caught
+    /// by the loss check instead of being zeroed inside the kernel).
+    #[test]
+    fn a_nan_input_row_gives_nan_outputs() {
+        let p = params(&mut Rng::new(4), Kind::Float, 0);
+        let x = Tensor::zeros([1, 1, 3, 9], (Kind::Float, Device::Cpu));
+        let _ = x.get(0).get(0).get(1).get(4).fill_(f64::NAN);
+        let (y, owed) = crate::optim::deferring(|| experts_train(&p, 5, &[64, 32], &x).unwrap());
+        let y = y.expect("the kernel applies").reshape([5, 3]);
+        assert_eq!(owed.len(), 1);
+        let nan: Vec<bool> = Vec::try_from(y.isnan().any_dim(0, false)).unwrap();
+        assert_eq!(
+            nan,
+            [false, true, false],
+            "only row 1 is NaN, in every expert"
+        );
+        assert!(bool::try_from(y.get(0).isnan().get(1)).unwrap());
     }
 
     #[test]

@@ -171,10 +171,13 @@ mod tests {
 
     #[test]
     fn every_item_runs_once_in_order_and_a_panic_comes_back() {
-        assert!(
-            gomp().is_some(),
-            "libtorch's libgomp is in the test binary's global scope"
-        );
+        if std::env::var("AVR_OPENMP_TEAM").map_or(true, |v| v != "0") {
+            let found = gomp().is_some();
+            assert!(
+                found,
+                "libtorch's libgomp is in the test binary's global scope"
+            );
+        }
         for n in [0, 1, 2, 5] {
             let items: Vec<usize> = (0..n).collect();
             let out = map_on_team(items, |i| (i, std::thread::current().id()));
