@@ -170,6 +170,24 @@ pub fn backward(t: &Tensor, keep_graph: bool) -> Result<()> {
     Ok(())
 }
 
+/// One backward of the surrogate `Σ t·g` over the pairs whose `t` needs a gradient: each such
+/// `t` (through any graph above it) gets `g` added to its gradient. How a deferred pass hands
+/// its kernel's gradients to autograd; nothing to do when no `t` needs one.
+pub fn backward_with_grads<'a>(
+    pairs: impl IntoIterator<Item = (&'a Tensor, Tensor)>,
+    keep_graph: bool,
+) -> Result<()> {
+    let surrogate = pairs
+        .into_iter()
+        .filter(|(t, _)| t.requires_grad())
+        .map(|(t, g)| (t * g).sum(Kind::Float))
+        .reduce(|a, b| a + b);
+    match surrogate {
+        Some(s) => backward(&s, keep_graph),
+        None => Ok(()),
+    }
+}
+
 thread_local! {
     // Open (Some) while a step's forward pass runs inside [`deferring`].
     static DEFERRED: RefCell<Option<Vec<Box<dyn DeferredBackward>>>> = const { RefCell::new(None) };

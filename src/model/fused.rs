@@ -199,30 +199,32 @@ impl DeferredBackward for PendingBlock {
     /// Reads the output's gradient and adds the block's parameter gradients to theirs (through
     /// any graph above them). An output that got no gradient adds none.
     fn apply(self: Box<Self>, keep_graph: bool) -> Result<()> {
-        let grad = self.output.grad();
-        if !grad.defined() {
+        let Some(grad) = output_grad("fused first block", &self.output)? else {
             return Ok(());
-        }
-        let grads = self.backward(&grad.contiguous())?;
+        };
+        let grads = self.backward(&grad)?;
         let p = &self.params;
-        let mut surrogate: Option<Tensor> = None;
-        for (t, g) in [&p.weight, &p.bias, &p.gamma, &p.beta]
-            .into_iter()
-            .zip(grads)
-        {
-            if t.requires_grad() {
-                let term = (t * g).sum(Kind::Float);
-                surrogate = Some(match surrogate {
-                    Some(s) => s + term,
-                    None => term,
-                });
-            }
-        }
-        if let Some(s) = surrogate {
-            crate::optim::backward(&s, keep_graph)?;
-        }
-        Ok(())
+        let params = [&p.weight, &p.bias, &p.gamma, &p.beta];
+        crate::optim::backward_with_grads(params.into_iter().zip(grads), keep_graph)
     }
+}
+
+/// The gradient `loss.backward()` left on a kernel's output leaf, contiguous; `None` when it
+/// got none. A gradient of another shape or type than the f32 leaf is an error naming `kernel`.
+pub(super) fn output_grad(kernel: &str, output: &Tensor) -> Result<Option<Tensor>> {
+    let grad = output.grad();
+    if !grad.defined() {
+        return Ok(None);
+    }
+    if grad.size() != output.size() || grad.kind() != Kind::Float {
+        return Err(Error::Config(format!(
+            "{kernel}: output gradient {:?} {:?}, expected {:?} f32",
+            grad.size(),
+            grad.kind(),
+            output.size()
+        )));
+    }
+    Ok(Some(grad.contiguous()))
 }
 
 /// Splits `n` panels into one contiguous range per thread.
@@ -391,7 +393,7 @@ impl BackwardSums {
 
 impl PendingBlock {
     /// Gradients of the weight `(16, 1, 3, 3)`, the conv bias, γ and β from the output's
-    /// gradient `grad` `(N, oh, ow, 16)` (contiguous, as the output leaf).
+    /// gradient `grad` `(N, oh, ow, 16)` (contiguous, as the output leaf: [`output_grad`]).
     ///
     /// With `ĝ = grad · [γ x̂ + β > 0]`, BatchNorm's backward is
     /// `dz = γ σ⁻¹/M · (M ĝ − Σĝ − x̂ Σĝx̂)`, and the convolution's weight gradient
@@ -399,14 +401,6 @@ impl PendingBlock {
     /// [`BackwardSums`]).
     fn backward(&self, grad: &Tensor) -> Result<[Tensor; 4]> {
         let g = self.geometry;
-        if grad.size() != self.output.size() || grad.kind() != Kind::Float {
-            return Err(Error::Config(format!(
-                "fused first block: output gradient {:?} {:?}, expected {:?} f32",
-                grad.size(),
-                grad.kind(),
-                self.output.size()
-            )));
-        }
         let (input, upstream) = (slice_of(&self.input), slice_of(grad));
         let norm = &self.norm;
         let parts = map_on_team(ranges(g.n), |r| {

@@ -23,11 +23,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::fused::{ranges, slice_of};
+use super::fused::{output_grad, ranges, slice_of};
 use super::team::map_on_team;
 use super::Params;
 use crate::optim::DeferredBackward;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Values per attribute row (the 8 context panels and one candidate).
 const IN: usize = 9;
@@ -512,19 +512,9 @@ impl DeferredBackward for PendingExperts {
     /// Reads the output's gradient, then one backward of `Σ θ·∂θ + Σ x·∂x` (an output that got
     /// no gradient adds none).
     fn apply(self: Box<Self>, keep_graph: bool) -> Result<()> {
-        let grad = self.output.grad();
-        if !grad.defined() {
+        let Some(grad) = output_grad("fused experts", &self.output)? else {
             return Ok(());
-        }
-        if grad.size() != self.output.size() || grad.kind() != Kind::Float {
-            return Err(Error::Config(format!(
-                "fused experts: output gradient {:?} {:?}, expected {:?} f32",
-                grad.size(),
-                grad.kind(),
-                self.output.size()
-            )));
-        }
-        let grad = grad.contiguous();
+        };
         let (x, g) = (slice_of(&self.rows), slice_of(&grad));
         let (k, e) = (self.params.samples, self.params.tensors.len());
         let r = x.len() / IN / k;
@@ -546,22 +536,15 @@ impl DeferredBackward for PendingExperts {
             let to = &mut sums[share.sample];
             to.iter_mut().zip(part_sums).for_each(|(s, p)| s.add(p));
         }
-        let mut terms = Vec::new();
+        let mut pairs = Vec::new();
         for (j, ts) in self.params.tensors.iter().enumerate() {
-            for (t, d) in ts.iter().zip(self.params.gradients(j, &sums)) {
-                if t.requires_grad() {
-                    terms.push((t * d).sum(Kind::Float));
-                }
-            }
+            pairs.extend(ts.iter().zip(self.params.gradients(j, &sums)));
         }
-        if self.input.requires_grad() {
-            let dx = Tensor::from_slice(&dx).reshape(self.input.size());
-            terms.push((&self.input * dx).sum(Kind::Float));
-        }
-        if let Some(surrogate) = terms.into_iter().reduce(|a, b| a + b) {
-            crate::optim::backward(&surrogate, keep_graph)?;
-        }
-        Ok(())
+        pairs.push((
+            &self.input,
+            Tensor::from_slice(&dx).reshape(self.input.size()),
+        ));
+        crate::optim::backward_with_grads(pairs, keep_graph)
     }
 }
 

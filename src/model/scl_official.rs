@@ -314,19 +314,21 @@ fn experts(cfg: &OfficialSclConfig, p: &Params, per_attribute: &Tensor) -> Resul
     let (b, d, e) = (size[0], size[2], cfg.experts);
     let probe = p.get("rel.experts.0.mlp.0.weight")?;
     let k = if probe.dim() == 3 { probe.size()[0] } else { 1 };
-    let stacked = stacked_experts(cfg, p, probe.dim() == 3)?;
-    // Rows (K·experts·n·8·D, 9): each (sample, expert) block is one contiguous chunk.
-    let rows = || {
-        per_attribute
-            .reshape([k, 1, b / k, 8, d, 9])
-            .expand([k, e, b / k, 8, d, 9], false)
-            .reshape([-1, 9])
-    };
     let fused =
         super::fused_experts::experts_train(p, e as usize, &cfg.expert_hidden, per_attribute)?;
+    // The kernel took the MLPs: only the FCResBlocks' parameters are stacked then.
+    let part = if fused.is_some() { "res." } else { "" };
+    let stacked = stacked_experts(cfg, p, probe.dim() == 3, part)?;
     let h = match fused {
         Some(h) => h,
-        None => expert_mlps(cfg, &stacked, rows())?,
+        None => {
+            // Rows (K·experts·n·8·D, 9): each (sample, expert) block is one contiguous chunk.
+            let rows = per_attribute
+                .reshape([k, 1, b / k, 8, d, 9])
+                .expand([k, e, b / k, 8, d, 9], false)
+                .reshape([-1, 9]);
+            expert_mlps(cfg, &stacked, rows)?
+        }
     };
     let h = res_block(&stacked, "res", &h)?; // (K·experts·n·8·D, 1)
     Ok(h.reshape([k, e, b / k, 8, d])
@@ -351,14 +353,21 @@ fn expert_mlps(cfg: &OfficialSclConfig, stacked: &Params, rows: Tensor) -> Resul
 }
 
 /// The experts' parameters `rel.experts.{i}.{name}` stacked as `{name}` with a leading axis of
-/// size experts (plain) or K·experts (K-batched, sample-major).
-fn stacked_experts(cfg: &OfficialSclConfig, p: &Params, batched: bool) -> Result<Params> {
+/// size experts (plain) or K·experts (K-batched, sample-major); only those under `part` (`""`:
+/// all, `"res."`: the FCResBlocks).
+fn stacked_experts(
+    cfg: &OfficialSclConfig,
+    p: &Params,
+    batched: bool,
+    part: &str,
+) -> Result<Params> {
     let mut out = Params::new();
     let prefix = "rel.experts.0.";
+    let wanted = format!("{prefix}{part}");
     for spec in cfg
         .param_specs()
         .iter()
-        .filter(|s| s.name.starts_with(prefix))
+        .filter(|s| s.name.starts_with(&wanted))
     {
         let name = &spec.name[prefix.len()..];
         let per_expert = (0..cfg.experts)
