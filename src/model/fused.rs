@@ -776,8 +776,10 @@ mod simd {
         }
     }
 
-    /// The patches' moments over panels `r` ([`PatchMoments`]): per output row, the Gram
-    /// matrix's first eight columns as eight-lane sums of `qⱼ · q[0..8]`, in f32, then f64.
+    /// The patches' moments over panels `r` ([`PatchMoments`]): per output row, the patches
+    /// gathered into a buffer, then the Gram matrix's first eight columns as eight-lane sums of
+    /// `qⱼ · q[0..8]` (each `qⱼ` broadcast from memory: built in registers, the patches would
+    /// queue on the shuffle port), in f32, then f64.
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA ([`available`]).
@@ -791,6 +793,34 @@ mod simd {
         let mut pad = Padded::new(g);
         pad.values.fill(-shift);
         let mut total = PatchMoments::zero(shift);
+        let mut patches = vec![[0f32; TAPS]; g.ow];
+        for n in r {
+            pad.fill_shifted(g, input, n, shift);
+            for oy in 0..g.oh {
+                for (ox, patch) in patches.iter_mut().enumerate() {
+                    *patch = pad.patch(oy, ox);
+                }
+                add_gram_of_row(&patches, &mut total);
+            }
+        }
+        total
+    }
+
+    /// One row's patches into the moments ([`patch_moments`]).
+    #[inline(always)]
+    unsafe fn add_gram_of_row(patches: &[[f32; TAPS]], total: &mut PatchMoments) {
+        let mut acc = [_mm256_setzero_ps(); TAPS];
+        let (mut sum, mut last, mut last_sq) = (_mm256_setzero_ps(), 0f32, 0f32);
+        for patch in patches {
+            // SAFETY: a patch holds 9 values; the load reads the first 8.
+            let v = unsafe { _mm256_loadu_ps(patch.as_ptr()) };
+            for (a, q) in acc.iter_mut().zip(patch) {
+                *a = _mm256_fmadd_ps(_mm256_broadcast_ss(q), v, *a);
+            }
+            sum = _mm256_add_ps(sum, v);
+            last += patch[8];
+            last_sq += patch[8] * patch[8];
+        }
         let widen = |v: __m256, out: &mut [f64]| {
             let mut lanes = [0f32; 8];
             // SAFETY: `lanes` holds 8 values.
@@ -799,31 +829,12 @@ mod simd {
                 *o += l as f64;
             }
         };
-        for n in r {
-            pad.fill_shifted(g, input, n, shift);
-            for oy in 0..g.oh {
-                let mut acc = [_mm256_setzero_ps(); TAPS];
-                let (mut sum, mut last, mut last_sq) = (_mm256_setzero_ps(), 0f32, 0f32);
-                for ox in 0..g.ow {
-                    let patch = pad.patch(oy, ox);
-                    // SAFETY: a patch holds 9 values; the load reads the first 8.
-                    let v = unsafe { _mm256_loadu_ps(patch.as_ptr()) };
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(_mm256_set1_ps(patch[j]), v, *a);
-                    }
-                    sum = _mm256_add_ps(sum, v);
-                    last += patch[8];
-                    last_sq += patch[8] * patch[8];
-                }
-                for (j, a) in acc.into_iter().enumerate() {
-                    widen(a, &mut total.gram[j][..8]);
-                }
-                total.gram[8][8] += last_sq as f64;
-                widen(sum, &mut total.q[..8]);
-                total.q[8] += last as f64;
-            }
+        for (j, a) in acc.into_iter().enumerate() {
+            widen(a, &mut total.gram[j][..8]);
         }
-        total
+        total.gram[8][8] += last_sq as f64;
+        widen(sum, &mut total.q[..8]);
+        total.q[8] += last as f64;
     }
 
     /// Writes `relu(γ x̂ + β)` for panels `r` into `out` (their `(oh, ow, C)` blocks in order).
