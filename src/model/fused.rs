@@ -24,8 +24,9 @@
 //! backward's sums are sums about a shift (the patches less the first panel's mean pixel), f32
 //! per output row and then f64. `tests` check every output and gradient against libtorch's f32
 //! path and an f64 reference, on uniform panels and on drawn ones with edge-detecting kernels.
-//! The loops are AVX2 + FMA instructions only, so the result is the same on every x86-64 CPU
-//! that has them, AVX-512 ones included, given the number of threads (how the batch is split).
+//! The loops are AVX2 + FMA instructions only, and the batch is cut into the same parts whatever
+//! the number of threads, so the result is the same on every x86-64 CPU that has them, AVX-512
+//! ones included, and for every number of threads.
 //! Without them the block takes libtorch's path.
 
 use tch::{Device, Kind, Tensor};
@@ -234,13 +235,16 @@ pub(super) fn output_grad(kernel: &str, output: &Tensor) -> Result<Option<Tensor
     Ok(Some(grad.contiguous()))
 }
 
-/// Splits `n` panels into one contiguous range per thread.
-pub(super) fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
-    let threads = (tch::get_num_threads().max(1) as usize).min(n.max(1));
-    let per = n.div_ceil(threads);
-    (0..threads)
-        .map(|t| (t * per).min(n)..((t + 1) * per).min(n))
-        .filter(|r| !r.is_empty())
+/// Panels per part of a kernel's pass: the team's threads claim parts in turn
+/// ([`map_on_team`]), so parts many times fewer than the batch keep both busy to the end.
+const PANELS_PER_PART: usize = 8;
+
+/// Splits `n` items into contiguous parts of `size` (the last may be shorter). The parts do not
+/// depend on the number of threads, so neither do the sums added part by part in order.
+pub(super) fn parts(n: usize, size: usize) -> Vec<std::ops::Range<usize>> {
+    (0..n)
+        .step_by(size.max(1))
+        .map(|s| s..(s + size).min(n))
         .collect()
 }
 
@@ -301,7 +305,7 @@ fn forward(params: BlockParams, x: &Tensor, input_scale: f64) -> Result<(Tensor,
 /// The moments of every 3×3 patch of the batch about the first panel's mean pixel.
 fn patch_moments(g: &Geometry, input: &[f32]) -> PatchMoments {
     let shift = pixel_mean(&input[..g.h * g.w]);
-    let parts = map_on_team(ranges(g.n), |r| {
+    let parts = map_on_team(parts(g.n, PANELS_PER_PART), |r| {
         // SAFETY: `applies` checked `simd::available()`.
         unsafe { simd::patch_moments(g, input, r, shift) }
     });
@@ -388,17 +392,17 @@ fn pixel_mean(panel: &[f32]) -> f32 {
 /// Writes `relu(γ x̂ + β)` channels-last into `out` `(N, oh, ow, C)`.
 fn write_output(g: &Geometry, norm: &Normalised, input: &[f32], out: &Tensor) {
     // SAFETY: `out` is a fresh contiguous f32 tensor of `count · C` values, written only here;
-    // the threads write disjoint panel ranges of it.
+    // the parts are disjoint panel ranges of it.
     let all = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()) };
     let per_panel = g.oh * g.ow * C;
-    let mut parts = Vec::new();
+    let mut pieces = Vec::new();
     let mut rest = all;
-    for r in ranges(g.n) {
+    for r in parts(g.n, PANELS_PER_PART) {
         let (mine, tail) = rest.split_at_mut(r.len() * per_panel);
         rest = tail;
-        parts.push((r, mine));
+        pieces.push((r, mine));
     }
-    map_on_team(parts, |(r, mine)| {
+    map_on_team(pieces, |(r, mine)| {
         // SAFETY: `applies` checked `simd::available()`.
         unsafe { simd::write_output(g, norm, input, r, mine) }
     });
@@ -539,7 +543,7 @@ impl PendingBlock {
         let (input, norm) = (slice_of(&self.input), &self.norm);
         let mut sums = BackwardSums::zero();
         if !norm.output_gives_x_hat() {
-            let parts = map_on_team(ranges(g.n), |r| {
+            let parts = map_on_team(parts(g.n, PANELS_PER_PART), |r| {
                 // SAFETY: the forward ran, so `applies` checked `simd::available()`.
                 unsafe { simd::backward_sums(&g, norm, input, upstream, r) }
             });
@@ -547,7 +551,7 @@ impl PendingBlock {
             return sums;
         }
         let (output, moments) = (slice_of(&self.output), &self.moments);
-        let parts = map_on_team(ranges(g.n), |r| {
+        let parts = map_on_team(parts(g.n, PANELS_PER_PART), |r| {
             // SAFETY: as above.
             unsafe { simd::output_sums(&g, input, upstream, output, r, moments.shift) }
         });

@@ -23,7 +23,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::fused::{output_grad, ranges, slice_of};
+use super::fused::{output_grad, parts, slice_of};
 use super::team::map_on_team;
 use super::Params;
 use crate::optim::DeferredBackward;
@@ -42,6 +42,10 @@ const H2: usize = 32;
 const TILE: usize = 32;
 /// Tiles summed in f32 before the sums go into the f64 totals.
 const FLUSH: usize = 8;
+/// Tiles per share of a pass: the team's threads claim shares in turn, so a training batch's
+/// 640 tiles make 20 shares, enough to keep both threads busy to the end; a share's weight
+/// gradient sums (≈ 110 KB for five experts) are few enough to add up cheaply.
+const TILES_PER_SHARE: usize = 32;
 
 /// The experts' MLP outputs `(K · experts · R/K, 1)` (sample-major, then expert, rows in
 /// `per_attribute`'s order, as [`super::scl_official`]'s batched pass lays them out) when the
@@ -261,19 +265,20 @@ struct PendingExperts {
     packed: Vec<Vec<Packed>>,
 }
 
-/// One thread's share of the work: rows `rows` (on tile boundaries) of sample `sample`'s
+/// A share of the work: rows `rows` (on tile boundaries) of sample `sample`'s
 /// `R/K` rows.
 struct Share {
     sample: usize,
     rows: std::ops::Range<usize>,
 }
 
-/// Each sample's rows in one contiguous range per thread: K · threads shares, sample-major.
+/// Each sample's rows in contiguous shares of [`TILES_PER_SHARE`] tiles, sample-major (the same
+/// shares for every number of threads).
 fn shares(samples: usize, per_sample: usize) -> Vec<Share> {
-    let per_thread = ranges(per_sample.div_ceil(TILE));
+    let tiles = parts(per_sample.div_ceil(TILE), TILES_PER_SHARE);
     (0..samples)
         .flat_map(|sample| {
-            per_thread.iter().map(move |t| Share {
+            tiles.iter().map(move |t| Share {
                 sample,
                 rows: t.start * TILE..(t.end * TILE).min(per_sample),
             })
@@ -324,7 +329,7 @@ fn sample_rows(x: &[f32], k: usize, r: usize) -> &[f32] {
     &x[k * r * IN..][..r * IN]
 }
 
-/// One thread's outputs: `[expert][row]` for the rows of `range`.
+/// A share's outputs: `[expert][row]` for the rows of `range`.
 fn forward_rows(packed: &[Packed], x: &[f32], range: std::ops::Range<usize>) -> Vec<f32> {
     let n = range.len();
     let mut out = vec![0.0f32; packed.len() * n];
@@ -463,7 +468,7 @@ impl Sums<f64> {
     }
 }
 
-/// One thread's share of the backward: the input gradient of its rows `(len, 9)` and each
+/// A share's backward: the input gradient of its rows `(len, 9)` and each
 /// expert's gradient sums.
 fn backward_rows(
     packed: &[Packed],
