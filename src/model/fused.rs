@@ -749,6 +749,13 @@ mod simd {
             }
         }
 
+        /// A panel less `shift`, its zero border too: `−shift` ([`Padded::fill_shifted`]).
+        fn shifted(g: &Geometry, shift: f32) -> Self {
+            let mut pad = Padded::new(g);
+            pad.values.fill(-shift);
+            pad
+        }
+
         /// Copies panel `n` of `input` inside the border.
         #[inline(always)]
         fn fill(&mut self, g: &Geometry, input: &[f32], n: usize) {
@@ -760,7 +767,7 @@ mod simd {
         }
 
         /// Copies panel `n` of `input` inside the border, each value less `shift` (the border
-        /// must hold `−shift`: the zero padding, shifted).
+        /// holds `−shift`: [`Padded::shifted`]).
         #[inline(always)]
         fn fill_shifted(&mut self, g: &Geometry, input: &[f32], n: usize, shift: f32) {
             let panel = &input[n * g.h * g.w..(n + 1) * g.h * g.w];
@@ -794,8 +801,7 @@ mod simd {
         r: Range<usize>,
         shift: f32,
     ) -> PatchMoments {
-        let mut pad = Padded::new(g);
-        pad.values.fill(-shift);
+        let mut pad = Padded::shifted(g, shift);
         let mut total = PatchMoments::zero(shift);
         let mut patches = vec![[0f32; TAPS]; g.ow];
         for n in r {
@@ -930,8 +936,7 @@ mod simd {
         r: Range<usize>,
         shift: f32,
     ) -> OutputSums {
-        let mut pad = Padded::new(g);
-        pad.values.fill(-shift);
+        let mut pad = Padded::shifted(g, shift);
         let mut total = OutputSums::zero();
         let (row_len, per_panel) = (g.ow * C, g.oh * g.ow * C);
         let mut row = Row::new(g.ow);
