@@ -1,4 +1,4 @@
-//! The hand-written kernels' per-thread parts, run on libtorch's own OpenMP team.
+//! The hand-written kernels' parts, run on libtorch's own OpenMP team.
 //!
 //! Why: after each parallel op, libtorch's OpenMP workers spin a while before they sleep
 //! (libgomp's `GOMP_SPINCOUNT`). A kernel that runs its parts on threads of its own shares the
