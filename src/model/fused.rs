@@ -503,7 +503,8 @@ impl OutputSums {
         }
     }
 
-    /// The backward's sums in the shifted coordinates `q` ([`BackwardSums`]). With `x̂ = w·q + b'` (`b' = b + s Σⱼ wⱼ`, the normalised kernel `w`, `b`):
+    /// The backward's sums in the shifted coordinates `q` ([`BackwardSums`]). With
+    /// `x̂ = w·q + b'` (`b' = b + s Σⱼ wⱼ`, the normalised kernel `w`, `b`):
     /// `Σ x̂ qₖ = Σⱼ wⱼ Σ qⱼqₖ + b' Σ qₖ`, `Σ x̂ = w · Σ q + b' M`, and on the positions where
     /// the ReLU passes, `x̂ = (y − β)/γ`, so `Σ ĝ x̂ = (Σ ĝ y − β Σ ĝ)/γ`.
     fn backward_sums(&self, moments: &PatchMoments, norm: &Normalised, m: f64) -> BackwardSums {
@@ -545,12 +546,12 @@ impl PendingBlock {
     fn sums(&self, upstream: &[f32]) -> BackwardSums {
         let g = self.geometry;
         let (input, norm) = (slice_of(&self.input), &self.norm);
-        let mut sums = BackwardSums::zero();
         if !norm.output_gives_x_hat() {
             let parts = map_on_team(parts(g.n, PANELS_PER_PART), |r| {
                 // SAFETY: the forward ran, so `applies` checked `simd::available()`.
                 unsafe { simd::backward_sums(&g, norm, input, upstream, r) }
             });
+            let mut sums = BackwardSums::zero();
             parts.iter().for_each(|part| sums.add(part));
             return sums;
         }
@@ -597,8 +598,8 @@ impl PendingBlock {
     }
 }
 
-/// The loops over a part's panels, written for AVX2 (sixteen channels = two vectors of eight). Without
-/// AVX2 [`first_block_train`] declines and the block takes libtorch's path.
+/// The loops over a part's panels, written for AVX2 (sixteen channels = two vectors of
+/// eight). Without AVX2 [`first_block_train`] declines and the block takes libtorch's path.
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::{BackwardSums, Geometry, Kernel, Normalised, OutputSums, PatchMoments, C, TAPS};
@@ -688,23 +689,25 @@ mod simd {
             Ch([_mm256_and_ps(self.0[0], lo), _mm256_and_ps(self.0[1], hi)])
         }
 
-        /// `acc[c] += self[c]` (`squared`: `+= self[c]²`), widened to f64 first.
+        /// `acc[c] += self[c]`, widened to f64 first.
         #[inline(always)]
-        unsafe fn widen_add_to(self, acc: &mut [f64; C], squared: bool) {
-            for (half, v) in self.0.into_iter().enumerate() {
-                let quads = [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
-                for (q, quad) in quads.into_iter().enumerate() {
-                    let mut wide = _mm256_cvtps_pd(quad);
-                    if squared {
-                        wide = _mm256_mul_pd(wide, wide);
-                    }
-                    let at = &mut acc[half * 8 + q * 4..half * 8 + q * 4 + 4];
-                    // SAFETY: `at` holds exactly 4 f64s; unaligned load and store.
-                    unsafe {
-                        let sum = _mm256_add_pd(_mm256_loadu_pd(at.as_ptr()), wide);
-                        _mm256_storeu_pd(at.as_mut_ptr(), sum);
-                    }
-                }
+        unsafe fn widen_add_to(self, acc: &mut [f64; C]) {
+            let (lo, hi) = acc.split_at_mut(8);
+            widen_add(self.0[0], lo);
+            widen_add(self.0[1], hi);
+        }
+    }
+
+    /// `acc[i] += v[i]` for the eight lanes of `v`, widened to f64 first.
+    #[inline(always)]
+    unsafe fn widen_add(v: __m256, acc: &mut [f64]) {
+        assert!(acc.len() >= 8, "eight lanes need eight sums");
+        let quads = [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+        for (at, quad) in acc.chunks_exact_mut(4).zip(quads) {
+            // SAFETY: `at` holds exactly 4 f64s (checked above); unaligned load and store.
+            unsafe {
+                let sum = _mm256_add_pd(_mm256_loadu_pd(at.as_ptr()), _mm256_cvtps_pd(quad));
+                _mm256_storeu_pd(at.as_mut_ptr(), sum);
             }
         }
     }
@@ -754,27 +757,17 @@ mod simd {
             }
         }
 
-        /// A panel less `shift`, its zero border too: `−shift` ([`Padded::fill_shifted`]).
+        /// A panel less `shift`, its zero border too: `−shift` ([`Padded::fill`]).
         fn shifted(g: &Geometry, shift: f32) -> Self {
             let mut pad = Padded::new(g);
             pad.values.fill(-shift);
             pad
         }
 
-        /// Copies panel `n` of `input` inside the border.
+        /// Copies panel `n` of `input` inside the border, each value less `shift` (0 for the
+        /// panel as it is; otherwise the border holds `−shift`: [`Padded::shifted`]).
         #[inline(always)]
-        fn fill(&mut self, g: &Geometry, input: &[f32], n: usize) {
-            let panel = &input[n * g.h * g.w..(n + 1) * g.h * g.w];
-            for (y, row) in panel.chunks_exact(g.w).enumerate() {
-                let at = (y + 1) * self.width + 1;
-                self.values[at..at + g.w].copy_from_slice(row);
-            }
-        }
-
-        /// Copies panel `n` of `input` inside the border, each value less `shift` (the border
-        /// holds `−shift`: [`Padded::shifted`]).
-        #[inline(always)]
-        fn fill_shifted(&mut self, g: &Geometry, input: &[f32], n: usize, shift: f32) {
+        fn fill(&mut self, g: &Geometry, input: &[f32], n: usize, shift: f32) {
             let panel = &input[n * g.h * g.w..(n + 1) * g.h * g.w];
             for (y, row) in panel.chunks_exact(g.w).enumerate() {
                 let at = (y + 1) * self.width + 1;
@@ -810,7 +803,7 @@ mod simd {
         let mut total = PatchMoments::zero(shift);
         let mut patches = vec![[0f32; TAPS]; g.ow];
         for n in r {
-            pad.fill_shifted(g, input, n, shift);
+            pad.fill(g, input, n, shift);
             for oy in 0..g.oh {
                 for (ox, patch) in patches.iter_mut().enumerate() {
                     *patch = pad.patch(oy, ox);
@@ -836,19 +829,11 @@ mod simd {
             last += patch[8];
             last_sq += patch[8] * patch[8];
         }
-        let widen = |v: __m256, out: &mut [f64]| {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds 8 values.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-            for (o, l) in out.iter_mut().zip(lanes) {
-                *o += l as f64;
-            }
-        };
         for (j, a) in acc.into_iter().enumerate() {
-            widen(a, &mut total.gram[j][..8]);
+            widen_add(a, &mut total.gram[j][..8]);
         }
         total.gram[8][8] += last_sq as f64;
-        widen(sum, &mut total.q[..8]);
+        widen_add(sum, &mut total.q[..8]);
         total.q[8] += last as f64;
     }
 
@@ -868,7 +853,7 @@ mod simd {
         let mut pad = Padded::new(g);
         let row_len = g.ow * C;
         for (i, n) in r.enumerate() {
-            pad.fill(g, input, n);
+            pad.fill(g, input, n, 0.0);
             let panel = &mut out[i * g.oh * row_len..(i + 1) * g.oh * row_len];
             for (oy, row) in panel.chunks_exact_mut(row_len).enumerate() {
                 conv_row(&norm.kernel, &pad, oy, row);
@@ -902,7 +887,7 @@ mod simd {
         let per_panel = g.oh * g.ow * C;
         let mut row = Row::new(g.ow);
         for n in r {
-            pad.fill(g, input, n);
+            pad.fill(g, input, n, 0.0);
             let grads = &upstream[n * per_panel..(n + 1) * per_panel];
             for (oy, row_grads) in grads.chunks_exact(g.ow * C).enumerate() {
                 conv_row(&norm.kernel, &pad, oy, &mut row.x_hat);
@@ -916,9 +901,9 @@ mod simd {
                     gh.store(&mut row.gh[ox * C..]);
                     row.patches[ox] = pad.patch(oy, ox);
                 }
-                sg.widen_add_to(&mut total.g, false);
-                sgx.widen_add_to(&mut total.gx, false);
-                sx.widen_add_to(&mut total.x, false);
+                sg.widen_add_to(&mut total.g);
+                sgx.widen_add_to(&mut total.gx);
+                sx.widen_add_to(&mut total.x);
                 row.add_tap_sums_to(&mut total);
             }
         }
@@ -946,7 +931,7 @@ mod simd {
         let (row_len, per_panel) = (g.ow * C, g.oh * g.ow * C);
         let mut row = Row::new(g.ow);
         for n in r {
-            pad.fill_shifted(g, input, n, shift);
+            pad.fill(g, input, n, shift);
             let panel = n * per_panel..(n + 1) * per_panel;
             let rows = upstream[panel.clone()]
                 .chunks_exact(row_len)
@@ -962,8 +947,8 @@ mod simd {
                     gh.store(&mut row.gh[ox * C..]);
                     row.patches[ox] = pad.patch(oy, ox);
                 }
-                sg.widen_add_to(&mut total.g, false);
-                sgy.widen_add_to(&mut total.gy, false);
+                sg.widen_add_to(&mut total.g);
+                sgy.widen_add_to(&mut total.gy);
                 Row::tap_sums(&row.patches, &row.gh, &mut total.gq);
             }
         }
@@ -1015,7 +1000,7 @@ mod simd {
                     }
                 }
                 for (kx, a) in acc.into_iter().enumerate() {
-                    a.widen_add_to(&mut total[ky * 3 + kx], false);
+                    a.widen_add_to(&mut total[ky * 3 + kx]);
                 }
             }
         }

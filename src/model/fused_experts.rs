@@ -17,9 +17,9 @@
 //! (whose output gradient it produces).
 //!
 //! Exactness: the same function as libtorch's path, rounded differently. Each gradient sum is
-//! f32 over a tile of 32 rows, then (weights: over 8 tiles in f32 first) f64; `tests` check outputs and
-//! every gradient against libtorch's f32 path and an f64 reference. AVX2 + FMA only, like the
-//! first block; without them the experts take libtorch's path.
+//! f32 over a tile of 32 rows, then (weights: over 8 tiles in f32 first) f64; `tests` check
+//! outputs and every gradient against libtorch's f32 path and an f64 reference. AVX2 + FMA
+//! only, like the first block; without them the experts take libtorch's path.
 
 use tch::{Device, Kind, Tensor};
 
