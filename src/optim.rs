@@ -53,22 +53,57 @@ impl AdamConfig {
 }
 
 /// Adam with decoupled weight decay (AdamW): first and second moments per trainable tensor.
+///
+/// The update runs on one flat buffer per quantity: a model's 112 small tensors cost about 1,500
+/// elementwise calls a step one by one (3.3 ms of a ≈ 90 ms official SCL step, during which the
+/// second thread idles) and 14 on flat buffers. The moments are views of two flat buffers from
+/// the start; the first update packs the leaves' values into a third and makes each leaf a view
+/// of it (`set_data`: the same tensors, values and autograd identity, another storage). The
+/// elementwise operations are the same, in the same order, so the result is bit for bit the
+/// per-tensor update's (tested).
 pub struct AdamW {
     /// `(m, v)` per leaf, in the leaves' order (saved in resumable training state).
     pub moments: Vec<(Tensor, Tensor)>,
     /// Updates done so far (the bias-correction step).
     pub step: i32,
+    /// The flat buffers the moments view, when every leaf is a float tensor on one device.
+    flat: Option<FlatState>,
+}
+
+/// The flat buffers of [`AdamW`]: moments from the start, the leaves' values once packed.
+struct FlatState {
+    m: Tensor,
+    v: Tensor,
+    values: Option<Tensor>,
 }
 
 impl AdamW {
     /// Zero moments for `leaves`.
     pub fn new(leaves: &[Tensor]) -> Self {
+        let packable = leaves.len() > 1
+            && leaves.iter().all(|p| {
+                p.kind() == Kind::Float && p.device() == leaves[0].device() && p.is_contiguous()
+            });
+        if !packable {
+            return AdamW {
+                moments: leaves
+                    .iter()
+                    .map(|p| (p.zeros_like(), p.zeros_like()))
+                    .collect(),
+                step: 0,
+                flat: None,
+            };
+        }
+        let total: i64 = leaves.iter().map(Tensor::numel).sum::<usize>() as i64;
+        let zeros = || Tensor::zeros([total], (Kind::Float, leaves[0].device()));
+        let (m, v) = (zeros(), zeros());
+        let moments = (views(&m, leaves).into_iter())
+            .zip(views(&v, leaves))
+            .collect();
         AdamW {
-            moments: leaves
-                .iter()
-                .map(|p| (p.zeros_like(), p.zeros_like()))
-                .collect(),
+            moments,
             step: 0,
+            flat: Some(FlatState { m, v, values: None }),
         }
     }
 
@@ -76,23 +111,109 @@ impl AdamW {
     pub fn update(&mut self, leaves: &[Tensor], cfg: &AdamConfig) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
-        let (b1, b2) = cfg.betas;
-        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
-        for (p, (m, v)) in leaves.iter().zip(&mut self.moments) {
-            let g = p.grad();
-            if !g.defined() {
-                continue;
+        let grads: Vec<Tensor> = leaves.iter().map(Tensor::grad).collect();
+        match self.flat_buffers(leaves, &grads) {
+            Some((values, m, v)) => {
+                let g = Tensor::cat(&grads.iter().map(|g| g.view(-1)).collect::<Vec<_>>(), 0);
+                self.update_one(&values, &g, &m, &v, cfg);
             }
-            let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-            let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
-            let mut p = p.shallow_clone();
-            if cfg.weight_decay > 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+            None => {
+                for ((p, g), (m, v)) in leaves.iter().zip(&grads).zip(&self.moments) {
+                    if g.defined() {
+                        self.update_one(p, g, m, v, cfg);
+                    }
+                }
             }
-            let step = (&*m / c1) / ((&*v / c2).sqrt() + cfg.eps) * cfg.lr;
-            let _ = p.g_sub_(&step);
         }
     }
+
+    /// AdamW on one tensor (or one flat buffer of them): every operation elementwise.
+    fn update_one(&self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, cfg: &AdamConfig) {
+        let (b1, b2) = cfg.betas;
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+        let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+        let _ = m.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
+        let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
+        if cfg.weight_decay > 0.0 {
+            let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+        }
+        let step = (&m / c1) / ((&v / c2).sqrt() + cfg.eps) * cfg.lr;
+        let _ = p.g_sub_(&step);
+    }
+
+    /// The flat `(values, m, v)` when the update can run on them: every leaf has a gradient,
+    /// the moments still view the flat buffers, and the leaves view the values' buffer (packed
+    /// here on the first update, and again if a leaf got another storage since).
+    fn flat_buffers(
+        &mut self,
+        leaves: &[Tensor],
+        grads: &[Tensor],
+    ) -> Option<(Tensor, Tensor, Tensor)> {
+        let flat = self.flat.as_mut()?;
+        let numels: i64 = leaves.iter().map(Tensor::numel).sum::<usize>() as i64;
+        let shaped = leaves.len() == self.moments.len()
+            && numels == flat.m.numel() as i64
+            && grads.iter().all(Tensor::defined)
+            && viewed_in_order(&flat.m, self.moments.iter().map(|(m, _)| m))
+            && viewed_in_order(&flat.v, self.moments.iter().map(|(_, v)| v));
+        if !shaped {
+            return None;
+        }
+        let packed =
+            (flat.values.as_ref()).is_some_and(|values| viewed_in_order(values, leaves.iter()));
+        if !packed && !leaves.iter().all(Tensor::is_contiguous) {
+            return None;
+        }
+        if !packed {
+            flat.values = Some(pack(leaves));
+        }
+        let values = flat.values.as_ref()?.shallow_clone();
+        Some((values, flat.m.shallow_clone(), flat.v.shallow_clone()))
+    }
+}
+
+/// Views of `flat`, one per leaf in order, each shaped like its leaf.
+fn views(flat: &Tensor, leaves: &[Tensor]) -> Vec<Tensor> {
+    let mut offset = 0;
+    leaves
+        .iter()
+        .map(|p| {
+            let n = p.numel() as i64;
+            let view = flat.narrow(0, offset, n).view(p.size().as_slice());
+            offset += n;
+            view
+        })
+        .collect()
+}
+
+/// Whether `parts` lie in `flat`'s buffer one after the other from its start, each contiguous.
+fn viewed_in_order<'a>(flat: &Tensor, parts: impl Iterator<Item = &'a Tensor>) -> bool {
+    let base = flat.data_ptr() as usize;
+    let size = flat.kind().elt_size_in_bytes();
+    let mut offset = 0;
+    for t in parts {
+        if t.data_ptr() as usize != base + offset * size || !t.is_contiguous() {
+            return false;
+        }
+        offset += t.numel();
+    }
+    offset == flat.numel()
+}
+
+/// One buffer holding the leaves' values in order; each leaf becomes a view of it (its values,
+/// shape and autograd identity unchanged).
+fn pack(leaves: &[Tensor]) -> Tensor {
+    let values = Tensor::cat(
+        &leaves
+            .iter()
+            .map(|p| p.detach().view(-1))
+            .collect::<Vec<_>>(),
+        0,
+    );
+    for (leaf, view) in leaves.iter().zip(views(&values, leaves)) {
+        leaf.shallow_clone().set_data(&view);
+    }
+    values
 }
 
 /// Zeroes the gradients of `leaves` (the study forgot this step).
@@ -342,6 +463,102 @@ mod tests {
         let got: Vec<f64> = Vec::try_from(x.detach().to_kind(Kind::Double)).unwrap();
         assert!(got.iter().all(|v| (v - 3.0).abs() < 1e-2), "{got:?}");
         assert_eq!(opt.step, 500);
+    }
+
+    /// The per-tensor AdamW update as it was before the flat buffers: the reference.
+    fn update_one_by_one(
+        leaves: &[Tensor],
+        moments: &[(Tensor, Tensor)],
+        step: i32,
+        cfg: &AdamConfig,
+    ) {
+        let _guard = tch::no_grad_guard();
+        let (b1, b2) = cfg.betas;
+        let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+        for (p, (m, v)) in leaves.iter().zip(moments) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let (mut m, mut v) = (m.shallow_clone(), v.shallow_clone());
+            let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+            let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
+            let mut p = p.shallow_clone();
+            let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+            let step = (&m / c1) / ((&v / c2).sqrt() + cfg.eps) * cfg.lr;
+            let _ = p.g_sub_(&step);
+        }
+    }
+
+    #[test]
+    fn the_flat_update_equals_the_per_tensor_update_bit_for_bit() {
+        tch::manual_seed(3);
+        let shapes: [&[i64]; 5] = [&[16, 1, 3, 3], &[16], &[7, 33], &[1], &[5, 9, 64]];
+        let make = || -> Vec<Tensor> {
+            shapes
+                .iter()
+                .map(|s| Tensor::randn(*s, (Kind::Float, tch::Device::Cpu)))
+                .collect()
+        };
+        let start = make();
+        let copy = |ts: &[Tensor]| -> Vec<Tensor> {
+            ts.iter()
+                .map(|t| t.copy().set_requires_grad(true))
+                .collect()
+        };
+        let (ours, theirs) = (copy(&start), copy(&start));
+        let cfg = AdamConfig {
+            lr: 0.01,
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(&ours);
+        let reference: Vec<(Tensor, Tensor)> = theirs
+            .iter()
+            .map(|p| (p.zeros_like(), p.zeros_like()))
+            .collect();
+        for step in 1..=6 {
+            let g = make();
+            // Leaf 2 has no gradient before step 4: the update skips it (one tensor at a time)
+            // until then, and packs the leaves at step 4.
+            let with_grad = |i: usize| step >= 4 || i != 2;
+            for leaves in [&ours, &theirs] {
+                zero_grads(leaves);
+                let loss = (leaves.iter().zip(&g).enumerate())
+                    .filter(|(i, _)| with_grad(*i))
+                    .map(|(_, (p, g))| (p * g).sum(Kind::Float) + (p * p).sum(Kind::Float) * 0.5)
+                    .reduce(|a, b| a + b)
+                    .unwrap();
+                loss.backward();
+            }
+            assert_eq!(ours[2].grad().defined(), step >= 4);
+            let packed = |o: &AdamW| o.flat.as_ref().is_some_and(|f| f.values.is_some());
+            assert_eq!(
+                packed(&opt),
+                step > 4,
+                "packed from the first update with every gradient"
+            );
+            opt.update(&ours, &cfg);
+            update_one_by_one(&theirs, &reference, step, &cfg);
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!(a.is_leaf() && a.requires_grad() && a.size() == b.size());
+                assert!(a.equal(b), "step {step}: leaf {i} differs");
+                assert!(
+                    opt.moments[i].0.equal(&reference[i].0),
+                    "step {step}: m of {i}"
+                );
+                assert!(
+                    opt.moments[i].1.equal(&reference[i].1),
+                    "step {step}: v of {i}"
+                );
+            }
+        }
+        let flat = opt.flat.as_ref().unwrap();
+        let values = flat.values.as_ref().expect("the leaves were packed");
+        assert!(
+            viewed_in_order(values, ours.iter()),
+            "the leaves view one buffer"
+        );
     }
 
     struct Nan;
