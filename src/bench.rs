@@ -183,3 +183,195 @@ pub fn memory_bandwidth(megabytes: usize, reps: usize) -> Result<Vec<Bandwidth>>
         figure("copy", &copy, 2.0 * bytes),
     ])
 }
+
+// --- A kernel's worth in one process: the VM's drift moves separate processes apart by more
+// than one kernel gains, so the two sides of a switch alternate round by round instead ---
+
+/// A hand-written kernel of the official SCL's training step (or the flat AdamW update) that
+/// its environment variable turns off (`"0"`: libtorch's path), read at each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KernelSwitch {
+    /// The first conv block (`model::fused`, `AVR_FUSED_FIRST_BLOCK`).
+    FirstBlock,
+    /// The relation experts' MLPs (`model::fused_experts`, `AVR_FUSED_EXPERTS`).
+    Experts,
+    /// AdamW on flat buffers (`optim::AdamW`, `AVR_FLAT_ADAM`).
+    FlatAdam,
+}
+
+impl KernelSwitch {
+    /// The environment variable that turns the kernel off.
+    pub fn variable(self) -> &'static str {
+        match self {
+            KernelSwitch::FirstBlock => "AVR_FUSED_FIRST_BLOCK",
+            KernelSwitch::Experts => "AVR_FUSED_EXPERTS",
+            KernelSwitch::FlatAdam => "AVR_FLAT_ADAM",
+        }
+    }
+}
+
+/// One round of [`compare_switch`]: the median step with the kernel on and off.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SwitchRound {
+    /// Median step time with the kernel, in seconds.
+    pub on_s: f64,
+    /// Median step time without it (libtorch's path), in seconds.
+    pub off_s: f64,
+}
+
+/// A kernel against libtorch's path, round by round in one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchComparison {
+    /// The kernel's environment variable.
+    pub variable: String,
+    /// Every round, in order.
+    pub rounds: Vec<SwitchRound>,
+    /// Median over the rounds of `off_s / on_s`: above 1, the kernel makes the step faster.
+    pub median_speedup: f64,
+    /// Rounds in which the kernel's side was faster.
+    pub on_faster: usize,
+    /// Exact two-sided sign test of "either side is as likely to be faster" (ties dropped).
+    pub sign_test_p: f64,
+}
+
+impl std::fmt::Display for SwitchComparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "| round | with the kernel, ms | {}=0, ms | speed-up |",
+            self.variable
+        )?;
+        writeln!(f, "|---|---|---|---|")?;
+        for (i, r) in self.rounds.iter().enumerate() {
+            let (on, off) = (r.on_s * 1e3, r.off_s * 1e3);
+            writeln!(
+                f,
+                "| {} | {on:.1} | {off:.1} | {:.3} |",
+                i + 1,
+                r.off_s / r.on_s
+            )?;
+        }
+        write!(
+            f,
+            "median speed-up {:.3} over n = {} rounds; the kernel faster in {} (sign test p = {:.3})",
+            self.median_speedup,
+            self.rounds.len(),
+            self.on_faster,
+            self.sign_test_p
+        )
+    }
+}
+
+/// `rounds` rounds of `median_step` with the kernel on and off, the order alternating (on
+/// first in odd rounds, off first in even ones) so that a drift favours neither side. The
+/// variable's own value is restored afterwards.
+pub fn compare_switch(
+    switch: KernelSwitch,
+    rounds: usize,
+    median_step: impl FnMut() -> Result<f64>,
+) -> Result<SwitchComparison> {
+    compare_variable(switch.variable(), rounds, median_step)
+}
+
+/// [`compare_switch`] for any variable (the tests use one no kernel reads).
+fn compare_variable(
+    variable: &str,
+    rounds: usize,
+    mut median_step: impl FnMut() -> Result<f64>,
+) -> Result<SwitchComparison> {
+    let before = std::env::var_os(variable);
+    let mut timed = |on: bool| {
+        std::env::set_var(variable, if on { "1" } else { "0" });
+        median_step()
+    };
+    let measured = (0..rounds)
+        .map(|i| {
+            if i % 2 == 0 {
+                let on = timed(true)?;
+                Ok((on, timed(false)?))
+            } else {
+                let off = timed(false)?;
+                Ok((timed(true)?, off))
+            }
+        })
+        .collect::<Result<Vec<_>>>();
+    match before {
+        Some(v) => std::env::set_var(variable, v),
+        None => std::env::remove_var(variable),
+    }
+    let rounds: Vec<SwitchRound> = (measured?.into_iter())
+        .map(|(on_s, off_s)| SwitchRound { on_s, off_s })
+        .collect();
+    let mut speedups: Vec<f64> = rounds.iter().map(|r| r.off_s / r.on_s).collect();
+    speedups.sort_by(f64::total_cmp);
+    let on_faster = speedups.iter().filter(|&&s| s > 1.0).count();
+    let slower = speedups.iter().filter(|&&s| s < 1.0).count();
+    Ok(SwitchComparison {
+        variable: variable.into(),
+        median_speedup: median_of_sorted(&speedups),
+        on_faster,
+        sign_test_p: sign_test_p(on_faster, on_faster + slower),
+        rounds,
+    })
+}
+
+fn median_of_sorted(v: &[f64]) -> f64 {
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Exact two-sided sign test: `P(|K − n/2| ≥ |k − n/2|)` for `K ~ Binomial(n, ½)`.
+pub fn sign_test_p(k: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let tail = k.min(n - k);
+    // Σ_{i ≤ tail} C(n, i) / 2ⁿ, with C(n, i) built up as a float (n is a few dozen rounds).
+    let (mut term, mut sum) = (1.0f64, 0.0f64);
+    for i in 0..=tail {
+        if i > 0 {
+            term *= (n - i + 1) as f64 / i as f64;
+        }
+        sum += term;
+    }
+    (2.0 * sum / 2f64.powi(n as i32)).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_test_gives_the_binomial_tails() {
+        assert!((sign_test_p(8, 8) - 2.0 / 256.0).abs() < 1e-12);
+        assert!((sign_test_p(3, 12) - 2.0 * 299.0 / 4096.0).abs() < 1e-12);
+        assert!((sign_test_p(9, 12) - sign_test_p(3, 12)).abs() < 1e-12);
+        assert_eq!(sign_test_p(6, 12), 1.0);
+        assert_eq!(sign_test_p(0, 0), 1.0);
+    }
+
+    #[test]
+    fn a_switch_comparison_alternates_the_sides_and_restores_the_variable() {
+        // A variable no kernel reads: the library's tests run side by side in one process.
+        let variable = "AVR_TEST_SWITCH_ONLY";
+        std::env::set_var(variable, "keep");
+        let mut order = Vec::new();
+        let c = compare_variable(variable, 5, || {
+            let on = std::env::var(variable).unwrap() != "0";
+            order.push(on);
+            Ok(if on { 0.10 } else { 0.12 })
+        })
+        .unwrap();
+        assert_eq!(
+            order,
+            [true, false, false, true, true, false, false, true, true, false]
+        );
+        assert!((c.median_speedup - 1.2).abs() < 1e-12 && c.on_faster == 5);
+        assert!((c.sign_test_p - 2.0 / 32.0).abs() < 1e-12);
+        assert_eq!(std::env::var(variable).unwrap(), "keep");
+        assert!(c.to_string().contains("faster in 5"), "{c}");
+    }
+}

@@ -54,56 +54,42 @@ impl AdamConfig {
 
 /// Adam with decoupled weight decay (AdamW): first and second moments per trainable tensor.
 ///
-/// The update runs on one flat buffer per quantity: a model's 112 small tensors cost about 1,500
-/// elementwise calls a step one by one (3.3 ms of a ≈ 90 ms official SCL step, during which the
-/// second thread idles) and 14 on flat buffers. The moments are views of two flat buffers from
-/// the start; the first update packs the leaves' values into a third and makes each leaf a view
-/// of it (`set_data`: the same tensors, values and autograd identity, another storage). The
-/// elementwise operations are the same, in the same order, so the result is bit for bit the
-/// per-tensor update's (tested).
+/// The update runs on flat buffers: a model's 112 small tensors cost about 1,500 elementwise
+/// calls a step one by one (3.3 ms for the official SCL, during which libtorch's second thread
+/// idles) and 14 on flat buffers. The first update packs the leaves that have a gradient, their
+/// values and moments, into three buffers and makes each such leaf and its moments views of
+/// them (`set_data`: the same tensors, values and autograd identity, another storage); a later
+/// update packs again if another set of leaves has gradients or a leaf got another storage.
+/// Leaves without a gradient are skipped, as one tensor at a time would. The elementwise
+/// operations are the same, in the same order, so the result is bit for bit the per-tensor
+/// update's (tested; `AVR_FLAT_ADAM=0` takes that path).
 pub struct AdamW {
     /// `(m, v)` per leaf, in the leaves' order (saved in resumable training state).
     pub moments: Vec<(Tensor, Tensor)>,
     /// Updates done so far (the bias-correction step).
     pub step: i32,
-    /// The flat buffers the moments view, when every leaf is a float tensor on one device.
-    flat: Option<FlatState>,
+    /// The flat buffers and which leaves they hold, once packed.
+    flat: Option<Packed>,
 }
 
-/// The flat buffers of [`AdamW`]: moments from the start, the leaves' values once packed.
-struct FlatState {
+/// The flat buffers of [`AdamW`]: `members`' values and moments, one after the other.
+struct Packed {
+    members: Vec<usize>,
+    values: Tensor,
     m: Tensor,
     v: Tensor,
-    values: Option<Tensor>,
 }
 
 impl AdamW {
     /// Zero moments for `leaves`.
     pub fn new(leaves: &[Tensor]) -> Self {
-        let packable = leaves.len() > 1
-            && leaves.iter().all(|p| {
-                p.kind() == Kind::Float && p.device() == leaves[0].device() && p.is_contiguous()
-            });
-        if !packable {
-            return AdamW {
-                moments: leaves
-                    .iter()
-                    .map(|p| (p.zeros_like(), p.zeros_like()))
-                    .collect(),
-                step: 0,
-                flat: None,
-            };
-        }
-        let total: i64 = leaves.iter().map(Tensor::numel).sum::<usize>() as i64;
-        let zeros = || Tensor::zeros([total], (Kind::Float, leaves[0].device()));
-        let (m, v) = (zeros(), zeros());
-        let moments = (views(&m, leaves).into_iter())
-            .zip(views(&v, leaves))
-            .collect();
         AdamW {
-            moments,
+            moments: leaves
+                .iter()
+                .map(|p| (p.zeros_like(), p.zeros_like()))
+                .collect(),
             step: 0,
-            flat: Some(FlatState { m, v, values: None }),
+            flat: None,
         }
     }
 
@@ -112,78 +98,90 @@ impl AdamW {
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let grads: Vec<Tensor> = leaves.iter().map(Tensor::grad).collect();
-        match self.flat_buffers(leaves, &grads) {
-            Some((values, m, v)) => {
-                let g = Tensor::cat(&grads.iter().map(|g| g.view(-1)).collect::<Vec<_>>(), 0);
-                self.update_one(&values, &g, &m, &v, cfg);
-            }
-            None => {
-                for ((p, g), (m, v)) in leaves.iter().zip(&grads).zip(&self.moments) {
-                    if g.defined() {
-                        self.update_one(p, g, m, v, cfg);
-                    }
-                }
+        let members: Vec<usize> = (0..leaves.len()).filter(|&i| grads[i].defined()).collect();
+        if flat_enabled() && self.packed(leaves, &members) {
+            let packed = self.flat.as_ref().expect("packed");
+            let g = members
+                .iter()
+                .map(|&i| grads[i].view(-1))
+                .collect::<Vec<_>>();
+            update_one(
+                &packed.values,
+                &Tensor::cat(&g, 0),
+                &packed.m,
+                &packed.v,
+                self.step,
+                cfg,
+            );
+            return;
+        }
+        for ((p, g), (m, v)) in leaves.iter().zip(&grads).zip(&self.moments) {
+            if g.defined() {
+                update_one(p, g, m, v, self.step, cfg);
             }
         }
     }
 
-    /// AdamW on one tensor (or one flat buffer of them): every operation elementwise.
-    fn update_one(&self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, cfg: &AdamConfig) {
-        let (b1, b2) = cfg.betas;
-        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
-        let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
-        let _ = m.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
-        let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
-        if cfg.weight_decay > 0.0 {
-            let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+    /// Whether `members` of `leaves` are packed (packing them now if they can be: at least two,
+    /// all f32 and contiguous on one device, with moments of their shapes).
+    fn packed(&mut self, leaves: &[Tensor], members: &[usize]) -> bool {
+        let fresh = self.flat.as_ref().is_some_and(|f| {
+            f.members == members
+                && viewed_in_order(&f.values, members.iter().map(|&i| &leaves[i]))
+                && viewed_in_order(&f.m, members.iter().map(|&i| &self.moments[i].0))
+                && viewed_in_order(&f.v, members.iter().map(|&i| &self.moments[i].1))
+        });
+        if fresh {
+            return true;
         }
-        let step = (&m / c1) / ((&v / c2).sqrt() + cfg.eps) * cfg.lr;
-        let _ = p.g_sub_(&step);
-    }
-
-    /// The flat `(values, m, v)` when the update can run on them: every leaf has a gradient,
-    /// the moments still view the flat buffers, and the leaves view the values' buffer (packed
-    /// here on the first update, and again if a leaf got another storage since).
-    fn flat_buffers(
-        &mut self,
-        leaves: &[Tensor],
-        grads: &[Tensor],
-    ) -> Option<(Tensor, Tensor, Tensor)> {
-        let flat = self.flat.as_mut()?;
-        let numels: i64 = leaves.iter().map(Tensor::numel).sum::<usize>() as i64;
-        let shaped = leaves.len() == self.moments.len()
-            && numels == flat.m.numel() as i64
-            && grads.iter().all(Tensor::defined)
-            && viewed_in_order(&flat.m, self.moments.iter().map(|(m, _)| m))
-            && viewed_in_order(&flat.v, self.moments.iter().map(|(_, v)| v));
-        if !shaped {
-            return None;
+        self.flat = None;
+        let device = leaves.first().map(Tensor::device);
+        let packable = members.len() > 1
+            && self.moments.len() == leaves.len()
+            && members.iter().all(|&i| {
+                let (p, (m, v)) = (&leaves[i], &self.moments[i]);
+                [p, m, v].iter().all(|t| {
+                    t.kind() == Kind::Float
+                        && Some(t.device()) == device
+                        && t.is_contiguous()
+                        && t.size() == p.size()
+                })
+            });
+        if !packable {
+            return false;
         }
-        let packed =
-            (flat.values.as_ref()).is_some_and(|values| viewed_in_order(values, leaves.iter()));
-        if !packed && !leaves.iter().all(Tensor::is_contiguous) {
-            return None;
-        }
-        if !packed {
-            flat.values = Some(pack(leaves));
-        }
-        let values = flat.values.as_ref()?.shallow_clone();
-        Some((values, flat.m.shallow_clone(), flat.v.shallow_clone()))
+        let pick = |t: &dyn Fn(usize) -> Tensor| members.iter().map(|&i| t(i)).collect::<Vec<_>>();
+        let values = pack(&pick(&|i| leaves[i].shallow_clone()));
+        let m = pack(&pick(&|i| self.moments[i].0.shallow_clone()));
+        let v = pack(&pick(&|i| self.moments[i].1.shallow_clone()));
+        self.flat = Some(Packed {
+            members: members.to_vec(),
+            values,
+            m,
+            v,
+        });
+        true
     }
 }
 
-/// Views of `flat`, one per leaf in order, each shaped like its leaf.
-fn views(flat: &Tensor, leaves: &[Tensor]) -> Vec<Tensor> {
-    let mut offset = 0;
-    leaves
-        .iter()
-        .map(|p| {
-            let n = p.numel() as i64;
-            let view = flat.narrow(0, offset, n).view(p.size().as_slice());
-            offset += n;
-            view
-        })
-        .collect()
+/// AdamW on one tensor (or one flat buffer of them): every operation elementwise.
+fn update_one(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, step: i32, cfg: &AdamConfig) {
+    let (b1, b2) = cfg.betas;
+    let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+    let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+    let _ = m.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
+    let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
+    if cfg.weight_decay > 0.0 {
+        let _ = p.g_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay);
+    }
+    let step = (&m / c1) / ((&v / c2).sqrt() + cfg.eps) * cfg.lr;
+    let _ = p.g_sub_(&step);
+}
+
+/// `AVR_FLAT_ADAM=0` updates one tensor at a time (the same result, bit for bit), so that
+/// `avr bench switch` can measure what the flat buffers gain.
+pub fn flat_enabled() -> bool {
+    std::env::var("AVR_FLAT_ADAM").map_or(true, |v| v != "0")
 }
 
 /// Whether `parts` lie in `flat`'s buffer one after the other from its start, each contiguous.
@@ -200,20 +198,24 @@ fn viewed_in_order<'a>(flat: &Tensor, parts: impl Iterator<Item = &'a Tensor>) -
     offset == flat.numel()
 }
 
-/// One buffer holding the leaves' values in order; each leaf becomes a view of it (its values,
-/// shape and autograd identity unchanged).
-fn pack(leaves: &[Tensor]) -> Tensor {
-    let values = Tensor::cat(
-        &leaves
+/// One buffer holding the tensors' values in order; each tensor becomes a view of it (its
+/// values, shape and autograd identity unchanged).
+fn pack(tensors: &[Tensor]) -> Tensor {
+    let flat = Tensor::cat(
+        &tensors
             .iter()
-            .map(|p| p.detach().view(-1))
+            .map(|t| t.detach().view(-1))
             .collect::<Vec<_>>(),
         0,
     );
-    for (leaf, view) in leaves.iter().zip(views(&values, leaves)) {
-        leaf.shallow_clone().set_data(&view);
+    let mut offset = 0;
+    for t in tensors {
+        let n = t.numel() as i64;
+        t.shallow_clone()
+            .set_data(&flat.narrow(0, offset, n).view(t.size().as_slice()));
+        offset += n;
     }
-    values
+    flat
 }
 
 /// Zeroes the gradients of `leaves` (the study forgot this step).
@@ -532,12 +534,14 @@ mod tests {
                 loss.backward();
             }
             assert_eq!(ours[2].grad().defined(), step >= 4);
-            let packed = |o: &AdamW| o.flat.as_ref().is_some_and(|f| f.values.is_some());
-            assert_eq!(
-                packed(&opt),
-                step > 4,
-                "packed from the first update with every gradient"
-            );
+            // Packed from the first update on: without leaf 2 until step 4, with it after.
+            let members = opt.flat.as_ref().map(|f| f.members.clone());
+            let want = match step {
+                1 => None,
+                2..=4 => Some(vec![0, 1, 3, 4]),
+                _ => Some(vec![0, 1, 2, 3, 4]),
+            };
+            assert_eq!(members, want, "step {step}");
             opt.update(&ours, &cfg);
             update_one_by_one(&theirs, &reference, step, &cfg);
             for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
@@ -554,11 +558,11 @@ mod tests {
             }
         }
         let flat = opt.flat.as_ref().unwrap();
-        let values = flat.values.as_ref().expect("the leaves were packed");
         assert!(
-            viewed_in_order(values, ours.iter()),
+            viewed_in_order(&flat.values, ours.iter()),
             "the leaves view one buffer"
         );
+        assert!(viewed_in_order(&flat.m, opt.moments.iter().map(|(m, _)| m)));
     }
 
     struct Nan;

@@ -92,7 +92,8 @@ pub struct StageTime {
 
 /// Where an official SCL training step's time goes: each stage run alone on inputs of its
 /// shape in the step (batch `batch`, train-mode BatchNorm, `precision`), forward then backward
-/// from a random output gradient, `reps` timed runs after two warm-ups (median).
+/// from a random output gradient, `reps` timed runs after two warm-ups (median); last, the
+/// optimiser's update.
 pub fn official_stage_times(
     batch: i64,
     precision: super::Precision,
@@ -137,7 +138,7 @@ pub fn official_stage_times(
     seconds.push(timed(emb, &|e| relation_latent(&cfg, p, e))?);
     let latent = needs_grad(Tensor::rand([batch, 8, cfg.features * cfg.experts], f32s));
     seconds.push(timed(latent, &|l| score(p, l))?);
-    Ok(official_stage_flops(&cfg)
+    let mut stages: Vec<StageTime> = official_stage_flops(&cfg)
         .into_iter()
         .zip(seconds)
         .map(|(f, seconds)| StageTime {
@@ -145,7 +146,30 @@ pub fn official_stage_times(
             stage: f.stage,
             seconds,
         })
-        .collect())
+        .collect();
+    stages.push(optimiser_update_time(&model, reps)?);
+    Ok(stages)
+}
+
+/// The step's AdamW update of the leaves that got gradients above (elementwise work, not
+/// counted as FLOPs): `reps` timed updates after two warm-ups. `AVR_FLAT_ADAM=0` times the
+/// update one tensor at a time.
+fn optimiser_update_time(model: &super::SclModel, reps: usize) -> Result<StageTime> {
+    let leaves: Vec<Tensor> = (model.param_specs().iter())
+        .filter(|s| s.trainable)
+        .map(|s| model.params.get(&s.name).map(Tensor::shallow_clone))
+        .collect::<Result<_>>()?;
+    let mut opt = crate::optim::AdamW::new(&leaves);
+    let cfg = crate::optim::AdamConfig::default();
+    let times = StepTimes::measure(1, 2, reps, || {
+        opt.update(&leaves, &cfg);
+        Ok(())
+    })?;
+    Ok(StageTime {
+        stage: "AdamW update".into(),
+        seconds: times.median(),
+        flops: 0.0,
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `avr bench generate|loader|train|mask|modularity|gemm|stages`: the timings of BENCHMARKS.md.
+//! `avr bench generate|loader|train|switch|mask|modularity|gemm|stages|flops`: the timings of
+//! BENCHMARKS.md.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,7 @@ use clap::Subcommand;
 use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
-use avr_modularity::bench::{gemm_peak, memory_bandwidth};
+use avr_modularity::bench::{compare_switch, gemm_peak, memory_bandwidth, KernelSwitch};
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
@@ -16,7 +17,7 @@ use avr_modularity::data::loader::{bench_loader, LoaderConfig};
 use avr_modularity::data::{AvrDataset, Packing};
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
 use avr_modularity::model::flops::{official_stage_flops, official_stage_times};
-use avr_modularity::model::{OfficialSclConfig, SclModel};
+use avr_modularity::model::{OfficialSclConfig, Precision, SclModel};
 use avr_modularity::train::trainer::bench_steps;
 use avr_modularity::{session, Result};
 
@@ -36,6 +37,9 @@ enum BenchCommand {
     Loader(LoaderArgs),
     /// Times N SCL training steps on random data after one warm-up step.
     Train(TrainArgs),
+    /// One hand-written kernel against libtorch's path in one process: training steps with it
+    /// on and off, round by round in alternating order (median step each), and the sign test.
+    Switch(SwitchArgs),
     /// Times N mask-training steps (frozen weights, K samples in one batched pass).
     Mask(MaskArgs),
     /// Times graph modularity (spectral clustering + Q) on a planted MLP graph of about N nodes.
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Generate(args) => generate(args),
         BenchCommand::Loader(args) => loader(args),
         BenchCommand::Train(args) => train(args),
+        BenchCommand::Switch(args) => switch(args),
         BenchCommand::Mask(args) => mask(args),
         BenchCommand::Modularity(args) => modularity(args),
         BenchCommand::Gemm(args) => gemm(args),
@@ -260,6 +265,70 @@ fn train(args: TrainArgs) -> Result<()> {
         "train {variant}@{}, batch {}: {problems_per_s:.2} problems/s",
         m.size, m.batch
     );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct SwitchArgs {
+    /// The kernel to compare with libtorch's path.
+    #[arg(long, value_enum)]
+    kernel: KernelArg,
+    /// Rounds, each one run with the kernel and one without.
+    #[arg(long, default_value_t = 12)]
+    rounds: usize,
+    /// Timed steps per run (after two warm-up steps), official SCL.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    #[arg(long, default_value_t = 80)]
+    size: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KernelArg {
+    /// The first conv block (`AVR_FUSED_FIRST_BLOCK`).
+    FirstBlock,
+    /// The relation experts' MLPs (`AVR_FUSED_EXPERTS`).
+    Experts,
+    /// AdamW on flat buffers (`AVR_FLAT_ADAM`; off: one tensor at a time).
+    FlatAdam,
+}
+
+fn switch(args: SwitchArgs) -> Result<()> {
+    let s = session::setup(0);
+    let kernel = match args.kernel {
+        KernelArg::FirstBlock => KernelSwitch::FirstBlock,
+        KernelArg::Experts => KernelSwitch::Experts,
+        KernelArg::FlatAdam => KernelSwitch::FlatAdam,
+    };
+    let model = BenchModel {
+        variant: Variant::Official,
+        size: args.size,
+        batch: args.batch,
+        steps: args.steps,
+    };
+    let comparison = compare_switch(kernel, args.rounds, || {
+        Ok(bench_steps(model.model(), model.batch, model.steps, Precision::F32)?.median())
+    })?;
+    if args.json {
+        return print_json(&serde_json::json!({
+            "bench": "switch",
+            "comparison": comparison,
+            "size": args.size,
+            "batch": args.batch,
+            "steps": args.steps,
+            "threads": s.threads,
+            "device": s.device,
+        }));
+    }
+    println!(
+        "train official@{}, batch {}, {} timed steps a run:",
+        args.size, args.batch, args.steps
+    );
+    println!("{comparison}");
     Ok(())
 }
 
