@@ -15,15 +15,25 @@ Same batch (32), K (4), threads, allocator settings. Every side of every row run
 turn (all sides of a row, then the next row), so a drift of the VM's speed hits all alike. Each
 run reports its median step; a cell is the median of the R runs. Ratios compare medians.
 
+Targets (issue: speed): for each, the ratio ours ÷ anchor run by run (run i of ours against run
+i of the anchor, which ran beside it), their median, how many runs reach the target, and an
+exact two-sided sign test of "a run is as likely above the target as below".
+
+Kernel switches in one process (`avr bench switch`): separate processes drift apart by more than
+one kernel gains on this VM, so each hand-written kernel (and the flat AdamW update) is also
+compared with libtorch's path round by round inside one process, in alternating order.
+
 The roofline: FLOPs per problem from the layer shapes (`avr bench flops`: 2 per multiply-add of
 the convolutions and linear layers, forward + backward), this CPU's measured peak (`avr bench
 gemm`: 2048² matrix products on the same threads), and the fraction each side achieves.
 
 Usage (after `. scripts/env.sh`): bench_throughput.py [--repeats 3] [--steps 20]
-    [--pytorch-steps 5] [--only mask|train] [--variants official,seed] [--json FILE]
+    [--pytorch-steps 5] [--only mask|train] [--variants official,seed] [--switch-rounds 12]
+    [--json FILE]
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -58,6 +68,17 @@ OUR_ENV = {
     "train official @80, kernels on std threads": {"AVR_OPENMP_TEAM": "0"},
 }
 
+# (row, anchor side) → the issue's target for ours ÷ that side.
+TARGETS = {
+    ("train official @80", "naive_our_allocator"): 3.0,
+    ("train official @80", "compile"): 2.0,
+    ("mask official @80, K-batched", "naive_our_allocator"): 3.0,
+    ("mask official @80, K-batched", "batched"): 1.5,
+}
+
+# `avr bench switch --kernel K`: the in-process comparisons, after the training rows.
+SWITCHES = ["first-block", "experts", "flat-adam"]
+
 SIDE_NAMES = {
     "ours": "ours",
     "naive": "naive PyTorch eager, default allocator",
@@ -86,6 +107,7 @@ def main():
     ap.add_argument("--pytorch-steps", type=int, default=5, help="timed steps of the PyTorch anchors (the seed reference's steps take seconds)")
     ap.add_argument("--only", choices=["train", "mask"])
     ap.add_argument("--variants", default="official,seed")
+    ap.add_argument("--switch-rounds", type=int, default=12, help="rounds of each in-process kernel switch (0: none)")
     ap.add_argument("--json", help="also write every run to this file")
     a = ap.parse_args()
     avr = os.path.join(os.environ["CARGO_TARGET_DIR"], "debug", "avr")
@@ -120,16 +142,24 @@ def main():
                 if report.get("compile_s") is not None:
                     compile_s.setdefault(label, []).append(report["compile_s"])
             print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
+    switches = {}
+    if a.switch_rounds > 0 and any(label == "train official @80" for label, _, _, _ in rows):
+        for kernel in SWITCHES:
+            cmd = [avr, "bench", "switch", "--kernel", kernel, "--rounds", str(a.switch_rounds), "--steps", "16", "--json"]
+            switches[kernel] = run_json(cmd)["comparison"]
+            print(f"[bench] switch {kernel}: median speed-up {switches[kernel]['median_speedup']:.3f}", file=sys.stderr)
     flops = flops_per_problem(avr)
     roofs = run_json([avr, "bench", "gemm", "--json"])
     peaks = {p["kind"]: p["gflops"] for p in roofs["peaks"]}
     bandwidth = {b["pattern"]: b["gb_per_s"] for b in roofs["bandwidth"]}
     print_throughput(rows, runs, compile_s, a)
+    print_targets(runs)
+    print_switches(switches)
     print_roofline(rows, runs, flops, peaks, bandwidth)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"runs": runs, "compile_s": compile_s, "flops_per_problem": flops, "peak_gflops": peaks,
-                       "bandwidth_gb_per_s": bandwidth}, f, indent=1)
+                       "bandwidth_gb_per_s": bandwidth, "switches": switches}, f, indent=1)
 
 
 def flops_per_problem(avr):
@@ -151,6 +181,41 @@ def print_throughput(rows, runs, compile_s, a):
                 cell += f"; compilation apart: {', '.join(f'{c:.0f}' for c in compile_s[label])} s"
             ratio = "" if side == "ours" else f"**{ours / med:.2f}×**"
             print(f"| {label} | {SIDE_NAMES[side]} | {cell} | {ratio} |")
+
+
+def sign_test_p(k, n):
+    """Exact two-sided sign test: P(|K - n/2| >= |k - n/2|) for K ~ Binomial(n, 1/2)."""
+    if n == 0:
+        return 1.0
+    tail = min(k, n - k)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(tail + 1)) / 2 ** n)
+
+
+def print_targets(runs):
+    present = [(row, side, t) for (row, side), t in TARGETS.items() if row in runs and side in runs[row]]
+    if not present:
+        return
+    print()
+    print("| target | ours ÷ anchor, run by run | median | runs at or above | sign test against the target |")
+    print("|---|---|---|---|---|")
+    for row, side, target in present:
+        ratios = [o / t for o, t in zip(runs[row]["ours"], runs[row][side])]
+        above = sum(r >= target for r in ratios)
+        below = sum(r < target for r in ratios)
+        verdict = "met" if below == 0 else ("missed" if above == 0 else "at the line")
+        print(f"| {row} ≥ {target:g}× {SIDE_NAMES[side]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** "
+              f"| {above} of {len(ratios)} ({verdict}) | p = {sign_test_p(above, above + below):.3f} |")
+
+
+def print_switches(switches):
+    if not switches:
+        return
+    print()
+    print("| kernel (in one process, train official @80, batch 32) | rounds | median speed-up | kernel faster in | sign test |")
+    print("|---|---|---|---|---|")
+    for kernel, c in switches.items():
+        print(f"| {kernel} (`{c['variable']}=0` against on) | {len(c['rounds'])} | **{c['median_speedup']:.3f}** "
+              f"| {c['on_faster']} | p = {c['sign_test_p']:.3f} |")
 
 
 def bf16_peak(peaks):
