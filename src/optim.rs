@@ -103,7 +103,7 @@ impl AdamW {
             let packed = self.flat.as_ref().expect("packed");
             let g = members
                 .iter()
-                .map(|&i| grads[i].view(-1))
+                .map(|&i| grads[i].reshape(-1))
                 .collect::<Vec<_>>();
             update_one(
                 &packed.values,
