@@ -263,28 +263,40 @@ impl std::fmt::Display for SwitchComparison {
 }
 
 /// `rounds` rounds of `median_step` with the kernel on and off, the order alternating (on
-/// first in odd rounds, off first in even ones) so that a drift favours neither side. The
-/// variable's own value is restored afterwards.
+/// first in odd rounds, off first in even ones) so that a drift favours neither side, after
+/// one untimed run (the process's first model and kernels). The variable's own value is
+/// restored afterwards.
+///
+/// The variable is set while the process may run libtorch's threads; they do not read the
+/// environment while a step runs, and nothing else here does.
 pub fn compare_switch(
     switch: KernelSwitch,
     rounds: usize,
-    median_step: impl FnMut() -> Result<f64>,
-) -> Result<SwitchComparison> {
-    compare_variable(switch.variable(), rounds, median_step)
-}
-
-/// [`compare_switch`] for any variable (the tests use one no kernel reads).
-fn compare_variable(
-    variable: &str,
-    rounds: usize,
     mut median_step: impl FnMut() -> Result<f64>,
 ) -> Result<SwitchComparison> {
+    let variable = switch.variable();
     let before = std::env::var_os(variable);
+    let set = |on: bool| std::env::set_var(variable, if on { "1" } else { "0" });
+    median_step()?;
+    let measured = measure_rounds(rounds, set, median_step);
+    match before {
+        Some(v) => std::env::set_var(variable, v),
+        None => std::env::remove_var(variable),
+    }
+    Ok(comparison(variable, measured?))
+}
+
+/// `(on, off)` median steps per round, `set` switching the kernel on or off before each run.
+fn measure_rounds(
+    rounds: usize,
+    mut set: impl FnMut(bool),
+    mut median_step: impl FnMut() -> Result<f64>,
+) -> Result<Vec<(f64, f64)>> {
     let mut timed = |on: bool| {
-        std::env::set_var(variable, if on { "1" } else { "0" });
+        set(on);
         median_step()
     };
-    let measured = (0..rounds)
+    (0..rounds)
         .map(|i| {
             if i % 2 == 0 {
                 let on = timed(true)?;
@@ -294,25 +306,25 @@ fn compare_variable(
                 Ok((timed(true)?, off))
             }
         })
-        .collect::<Result<Vec<_>>>();
-    match before {
-        Some(v) => std::env::set_var(variable, v),
-        None => std::env::remove_var(variable),
-    }
-    let rounds: Vec<SwitchRound> = (measured?.into_iter())
+        .collect()
+}
+
+/// The rounds' summary: median speed-up, wins, sign test.
+fn comparison(variable: &str, measured: Vec<(f64, f64)>) -> SwitchComparison {
+    let rounds: Vec<SwitchRound> = (measured.into_iter())
         .map(|(on_s, off_s)| SwitchRound { on_s, off_s })
         .collect();
     let mut speedups: Vec<f64> = rounds.iter().map(|r| r.off_s / r.on_s).collect();
     speedups.sort_by(f64::total_cmp);
     let on_faster = speedups.iter().filter(|&&s| s > 1.0).count();
     let slower = speedups.iter().filter(|&&s| s < 1.0).count();
-    Ok(SwitchComparison {
+    SwitchComparison {
         variable: variable.into(),
         median_speedup: median_of_sorted(&speedups),
         on_faster,
         sign_test_p: sign_test_p(on_faster, on_faster + slower),
         rounds,
-    })
+    }
 }
 
 fn median_of_sorted(v: &[f64]) -> f64 {
@@ -329,15 +341,16 @@ pub fn sign_test_p(k: usize, n: usize) -> f64 {
         return 1.0;
     }
     let tail = k.min(n - k);
-    // Σ_{i ≤ tail} C(n, i) / 2ⁿ, with C(n, i) built up as a float (n is a few dozen rounds).
-    let (mut term, mut sum) = (1.0f64, 0.0f64);
+    // Σ_{i ≤ tail} C(n, i) / 2ⁿ, each term from its logarithm (2ⁿ overflows f64 from n = 1024).
+    let mut log_term = -(n as f64) * std::f64::consts::LN_2;
+    let mut sum = 0.0;
     for i in 0..=tail {
         if i > 0 {
-            term *= (n - i + 1) as f64 / i as f64;
+            log_term += ((n - i + 1) as f64 / i as f64).ln();
         }
-        sum += term;
+        sum += log_term.exp();
     }
-    (2.0 * sum / 2f64.powi(n as i32)).min(1.0)
+    (2.0 * sum).min(1.0)
 }
 
 #[cfg(test)]
@@ -354,24 +367,33 @@ mod tests {
     }
 
     #[test]
-    fn a_switch_comparison_alternates_the_sides_and_restores_the_variable() {
-        // A variable no kernel reads: the library's tests run side by side in one process.
-        let variable = "AVR_TEST_SWITCH_ONLY";
-        std::env::set_var(variable, "keep");
+    fn the_sign_test_stays_finite_for_many_rounds() {
+        let p = sign_test_p(600, 2000);
+        assert!(p > 0.0 && p < 1e-60, "{p}");
+        assert_eq!(sign_test_p(1000, 2000), 1.0);
+    }
+
+    #[test]
+    fn a_switch_comparison_alternates_the_sides() {
+        // No environment variable: the library's tests run side by side in one process.
+        let on = std::cell::Cell::new(true);
         let mut order = Vec::new();
-        let c = compare_variable(variable, 5, || {
-            let on = std::env::var(variable).unwrap() != "0";
-            order.push(on);
-            Ok(if on { 0.10 } else { 0.12 })
-        })
+        let measured = measure_rounds(
+            5,
+            |v| on.set(v),
+            || {
+                order.push(on.get());
+                Ok(if on.get() { 0.10 } else { 0.12 })
+            },
+        )
         .unwrap();
         assert_eq!(
             order,
             [true, false, false, true, true, false, false, true, true, false]
         );
+        let c = comparison("AVR_SOME_KERNEL", measured);
         assert!((c.median_speedup - 1.2).abs() < 1e-12 && c.on_faster == 5);
         assert!((c.sign_test_p - 2.0 / 32.0).abs() < 1e-12);
-        assert_eq!(std::env::var(variable).unwrap(), "keep");
         assert!(c.to_string().contains("faster in 5"), "{c}");
     }
 }

@@ -56,13 +56,18 @@ impl AdamConfig {
 ///
 /// The update runs on flat buffers: a model's 112 small tensors cost about 1,500 elementwise
 /// calls a step one by one (3.3 ms for the official SCL, during which libtorch's second thread
-/// idles) and 14 on flat buffers. The first update packs the leaves that have a gradient, their
-/// values and moments, into three buffers and makes each such leaf and its moments views of
-/// them (`set_data`: the same tensors, values and autograd identity, another storage); a later
-/// update packs again if another set of leaves has gradients or a leaf got another storage.
-/// Leaves without a gradient are skipped, as one tensor at a time would. The elementwise
-/// operations are the same, in the same order, so the result is bit for bit the per-tensor
-/// update's (tested; `AVR_FLAT_ADAM=0` takes that path).
+/// idles), and 14 (15 with weight decay) plus one concatenation of the gradients on flat
+/// buffers. The first update packs the leaves that have a gradient, their values and moments,
+/// into three buffers and makes each such leaf and its moments views of them (`set_data`: the
+/// same tensors, with their values, gradients and places in autograd's graphs, another
+/// storage); a later update packs again if another set of leaves has gradients or a leaf got
+/// another storage. Leaves without a gradient are skipped, as one tensor at a time would. The
+/// elementwise operations are the same, in the same order, so the result is bit for bit the
+/// per-tensor update's (tested; `AVR_FLAT_ADAM=0` takes that path).
+///
+/// One thing differs: the flat update writes through the buffers, so it does not bump the
+/// leaves' own version counters. A graph that saved a leaf must not be run backward after the
+/// update (autograd would not notice the change); [`optimise`] drops each step's graph first.
 pub struct AdamW {
     /// `(m, v)` per leaf, in the leaves' order (saved in resumable training state).
     pub moments: Vec<(Tensor, Tensor)>,
@@ -95,11 +100,19 @@ impl AdamW {
 
     /// One update of `leaves` from their gradients (leaves without a gradient are skipped).
     pub fn update(&mut self, leaves: &[Tensor], cfg: &AdamConfig) {
+        self.update_with(leaves, cfg, flat_enabled());
+    }
+
+    /// [`AdamW::update`], on the flat buffers where `flat` and they apply.
+    fn update_with(&mut self, leaves: &[Tensor], cfg: &AdamConfig, flat: bool) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let grads: Vec<Tensor> = leaves.iter().map(Tensor::grad).collect();
-        let members: Vec<usize> = (0..leaves.len()).filter(|&i| grads[i].defined()).collect();
-        if flat_enabled() && self.packed(leaves, &members) {
+        // An empty leaf has nothing to update (and no data pointer to check a view by).
+        let members: Vec<usize> = (0..leaves.len())
+            .filter(|&i| grads[i].defined() && leaves[i].numel() > 0)
+            .collect();
+        if flat && self.packed(leaves, &members) {
             let packed = self.flat.as_ref().expect("packed");
             let g = members
                 .iter()
@@ -123,7 +136,8 @@ impl AdamW {
     }
 
     /// Whether `members` of `leaves` are packed (packing them now if they can be: at least two,
-    /// all f32 and contiguous on one device, with moments of their shapes).
+    /// all f32 and contiguous on one device, with moments of their shapes, no two sharing
+    /// memory — the per-tensor update would update shared memory twice).
     fn packed(&mut self, leaves: &[Tensor], members: &[usize]) -> bool {
         let fresh = self.flat.as_ref().is_some_and(|f| {
             f.members == members
@@ -135,9 +149,10 @@ impl AdamW {
             return true;
         }
         self.flat = None;
-        let device = leaves.first().map(Tensor::device);
+        let device = members.first().map(|&i| leaves[i].device());
         let packable = members.len() > 1
             && self.moments.len() == leaves.len()
+            && disjoint(members.iter().map(|&i| &leaves[i]))
             && members.iter().all(|&i| {
                 let (p, (m, v)) = (&leaves[i], &self.moments[i]);
                 [p, m, v].iter().all(|t| {
@@ -196,6 +211,18 @@ fn viewed_in_order<'a>(flat: &Tensor, parts: impl Iterator<Item = &'a Tensor>) -
         offset += t.numel();
     }
     offset == flat.numel()
+}
+
+/// Whether no two of the contiguous `tensors` share a byte of memory.
+fn disjoint<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> bool {
+    let mut spans: Vec<(usize, usize)> = tensors
+        .map(|t| {
+            let start = t.data_ptr() as usize;
+            (start, start + t.numel() * t.kind().elt_size_in_bytes())
+        })
+        .collect();
+    spans.sort_unstable();
+    spans.windows(2).all(|w| w[0].1 <= w[1].0)
 }
 
 /// One buffer holding the tensors' values in order; each tensor becomes a view of it (its
@@ -495,7 +522,8 @@ mod tests {
     #[test]
     fn the_flat_update_equals_the_per_tensor_update_bit_for_bit() {
         tch::manual_seed(3);
-        let shapes: [&[i64]; 5] = [&[16, 1, 3, 3], &[16], &[7, 33], &[1], &[5, 9, 64]];
+        // Leaf 5 is empty: never packed (its update is nothing either way).
+        let shapes: [&[i64]; 6] = [&[16, 1, 3, 3], &[16], &[7, 33], &[1], &[5, 9, 64], &[0, 4]];
         let make = || -> Vec<Tensor> {
             shapes
                 .iter()
@@ -519,7 +547,20 @@ mod tests {
             .iter()
             .map(|p| (p.zeros_like(), p.zeros_like()))
             .collect();
-        for step in 1..=6 {
+        let mut values_at = 0;
+        for step in 1..=8 {
+            if step == 6 {
+                // A resume writes the moments in place: they stay views of the buffers.
+                for (mine, theirs) in opt.moments.iter_mut().zip(&reference) {
+                    mine.0.copy_(&theirs.0);
+                    mine.1.copy_(&theirs.1);
+                }
+            }
+            if step == 7 {
+                // A leaf that gets another storage (a reload through `set_data`): packed again.
+                values_at = opt.flat.as_ref().unwrap().values.data_ptr() as usize;
+                ours[0].shallow_clone().set_data(&ours[0].detach().copy());
+            }
             let g = make();
             // Leaf 2 has no gradient before step 4: the update skips it (one tensor at a time)
             // until then, and packs the leaves at step 4.
@@ -542,8 +583,12 @@ mod tests {
                 _ => Some(vec![0, 1, 2, 3, 4]),
             };
             assert_eq!(members, want, "step {step}");
-            opt.update(&ours, &cfg);
+            opt.update_with(&ours, &cfg, true);
             update_one_by_one(&theirs, &reference, step, &cfg);
+            if step == 7 {
+                let now = opt.flat.as_ref().unwrap().values.data_ptr() as usize;
+                assert_ne!(now, values_at, "packed again after a leaf's new storage");
+            }
             for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
                 assert!(a.is_leaf() && a.requires_grad() && a.size() == b.size());
                 assert!(a.equal(b), "step {step}: leaf {i} differs");
@@ -559,10 +604,24 @@ mod tests {
         }
         let flat = opt.flat.as_ref().unwrap();
         assert!(
-            viewed_in_order(&flat.values, ours.iter()),
+            viewed_in_order(&flat.values, ours[..5].iter()),
             "the leaves view one buffer"
         );
-        assert!(viewed_in_order(&flat.m, opt.moments.iter().map(|(m, _)| m)));
+        assert!(viewed_in_order(
+            &flat.m,
+            opt.moments[..5].iter().map(|(m, _)| m)
+        ));
+    }
+
+    #[test]
+    fn leaves_that_share_memory_are_updated_one_at_a_time() {
+        let base = Tensor::randn([6], (Kind::Float, tch::Device::Cpu));
+        let (a, b) = (base.narrow(0, 0, 4), base.narrow(0, 2, 4)); // two values in common
+        let leaves = [a.set_requires_grad(true), b.set_requires_grad(true)];
+        let mut opt = AdamW::new(&leaves);
+        (leaves[0].sum(Kind::Float) + leaves[1].sum(Kind::Float)).backward();
+        opt.update_with(&leaves, &AdamConfig::adam(0.1), true);
+        assert!(opt.flat.is_none(), "not packed");
     }
 
     struct Nan;

@@ -160,7 +160,11 @@ fn optimiser_update_time(model: &super::SclModel, reps: usize) -> Result<StageTi
         .map(|s| model.params.get(&s.name).map(Tensor::shallow_clone))
         .collect::<Result<_>>()?;
     let mut opt = crate::optim::AdamW::new(&leaves);
-    let cfg = crate::optim::AdamConfig::default();
+    // With training's weight decay (`TrainConfig`'s 0.01): its 15 elementwise calls.
+    let cfg = crate::optim::AdamConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
     let times = StepTimes::measure(1, 2, reps, || {
         opt.update(&leaves, &cfg);
         Ok(())

@@ -39,6 +39,7 @@ enum BenchCommand {
     Train(TrainArgs),
     /// One hand-written kernel against libtorch's path in one process: training steps with it
     /// on and off, round by round in alternating order (median step each), and the sign test.
+    /// The kernels are the CPU's (f32): on a GPU both sides take libtorch's path.
     Switch(SwitchArgs),
     /// Times N mask-training steps (frozen weights, K samples in one batched pass).
     Mask(MaskArgs),
@@ -274,8 +275,8 @@ struct SwitchArgs {
     #[arg(long, value_enum)]
     kernel: KernelArg,
     /// Rounds, each one run with the kernel and one without.
-    #[arg(long, default_value_t = 12)]
-    rounds: usize,
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
     /// Timed steps per run (after two warm-up steps), official SCL.
     #[arg(long, default_value_t = 8)]
     steps: usize,
@@ -310,7 +311,7 @@ fn switch(args: SwitchArgs) -> Result<()> {
         batch: args.batch,
         steps: args.steps,
     };
-    let comparison = compare_switch(kernel, args.rounds, || {
+    let comparison = compare_switch(kernel, args.rounds as usize, || {
         Ok(bench_steps(model.model(), model.batch, model.steps, Precision::F32)?.median())
     })?;
     if args.json {
