@@ -185,6 +185,21 @@ def print_throughput(rows, runs, compile_s, a):
             print(f"| {label} | {SIDE_NAMES[side]} | {cell} | {ratio} |")
 
 
+def median_interval_95(values):
+    """Distribution-free interval of at least 95 % for the median: the order statistics
+    [x_(k), x_(n+1-k)] with the largest k whose coverage 1 - 2 P(K <= k-1), K ~ Bin(n, 1/2), is
+    >= 0.95; None below 6 values."""
+    v, n = sorted(values), len(values)
+    cdf = lambda k: sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    ks = [k for k in range(1, (n + 1) // 2 + 1) if 1 - 2 * cdf(k - 1) >= 0.95]
+    return (v[ks[-1] - 1], v[n - ks[-1]]) if ks else None
+
+
+def interval_text(values):
+    iv = median_interval_95(values)
+    return f"{iv[0]:.2f}–{iv[1]:.2f}" if iv else "— (n < 6)"
+
+
 def sign_test_above_p(k, n):
     """Exact one-sided sign test: P(K >= k) for K ~ Binomial(n, 1/2)."""
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
@@ -195,14 +210,14 @@ def print_targets(runs):
     if not present:
         return
     print()
-    print("| target | ours ÷ anchor, run by run | median | runs above | one-sided sign test: ratio above the target |")
+    print("| target | ours ÷ anchor, run by run | median (95 % interval) | runs above | one-sided sign test: ratio above the target |")
     print("|---|---|---|---|---|")
     for row, side, target in present:
         ratios = [o / t for o, t in zip(runs[row]["ours"], runs[row][side])]
         above = sum(r > target for r in ratios)
         below = sum(r < target for r in ratios)
         verdict = "met" if below == 0 else ("missed" if above == 0 else "at the line")
-        print(f"| {row} ≥ {target:g}× {SIDE_NAMES[side]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** "
+        print(f"| {row} ≥ {target:g}× {SIDE_NAMES[side]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** ({interval_text(ratios)}) "
               f"| {above} of {len(ratios)} ({verdict}) | p = {sign_test_above_p(above, above + below):.4f} |")
 
 
@@ -210,10 +225,12 @@ def print_switches(switches):
     if not switches:
         return
     print()
-    print("| kernel (in one process, train official @80, batch 32) | rounds | median speed-up | kernel faster in | sign test |")
+    print("| kernel (in one process, train official @80, batch 32) | rounds | median speed-up (95 % interval) | kernel faster in | sign test |")
     print("|---|---|---|---|---|")
     for kernel, c in switches.items():
-        print(f"| {kernel} (`{c['variable']}=0` against on) | {len(c['rounds'])} | **{c['median_speedup']:.3f}** "
+        iv = c.get("median_interval_95")
+        iv = f"{iv[0]:.3f}–{iv[1]:.3f}" if iv else "— (n < 6)"
+        print(f"| {kernel} (`{c['variable']}=0` against on) | {len(c['rounds'])} | **{c['median_speedup']:.3f}** ({iv}) "
               f"| {c['on_faster']} | p = {c['sign_test_p']:.3f} |")
 
 

@@ -228,6 +228,9 @@ pub struct SwitchComparison {
     pub rounds: Vec<SwitchRound>,
     /// Median over the rounds of `off_s / on_s`: above 1, the kernel makes the step faster.
     pub median_speedup: f64,
+    /// A distribution-free interval of at least 95 % for that median ([`median_interval`]);
+    /// `None` below 6 rounds.
+    pub median_interval_95: Option<(f64, f64)>,
     /// Rounds in which the kernel's side was faster.
     pub on_faster: usize,
     /// Exact two-sided sign test of "either side is as likely to be faster" (ties dropped).
@@ -251,9 +254,14 @@ impl std::fmt::Display for SwitchComparison {
                 r.off_s / r.on_s
             )?;
         }
+        let interval = match self.median_interval_95 {
+            Some((lo, hi)) => format!(" (95 % interval {lo:.3}–{hi:.3})"),
+            None => String::new(),
+        };
         write!(
             f,
-            "median speed-up {:.3} over n = {} rounds; the kernel faster in {} (sign test p = {:.3})",
+            "median speed-up {:.3}{interval} over n = {} rounds; the kernel faster in {} \
+             (sign test p = {:.3})",
             self.median_speedup,
             self.rounds.len(),
             self.on_faster,
@@ -321,6 +329,7 @@ fn comparison(variable: &str, measured: Vec<(f64, f64)>) -> SwitchComparison {
     SwitchComparison {
         variable: variable.into(),
         median_speedup: median_of_sorted(&speedups),
+        median_interval_95: median_interval(&speedups, 0.95),
         on_faster,
         sign_test_p: sign_test_p(on_faster, on_faster + slower),
         rounds,
@@ -340,17 +349,32 @@ pub fn sign_test_p(k: usize, n: usize) -> f64 {
     if n == 0 {
         return 1.0;
     }
-    let tail = k.min(n - k);
-    // Σ_{i ≤ tail} C(n, i) / 2ⁿ, each term from its logarithm (2ⁿ overflows f64 from n = 1024).
+    (2.0 * binomial_half_cdf(k.min(n - k), n)).min(1.0)
+}
+
+/// `P(K ≤ k)` for `K ~ Binomial(n, ½)`: each term `C(n, i)/2ⁿ` from its logarithm (2ⁿ
+/// overflows f64 from n = 1024).
+fn binomial_half_cdf(k: usize, n: usize) -> f64 {
     let mut log_term = -(n as f64) * std::f64::consts::LN_2;
     let mut sum = 0.0;
-    for i in 0..=tail {
+    for i in 0..=k.min(n) {
         if i > 0 {
             log_term += ((n - i + 1) as f64 / i as f64).ln();
         }
         sum += log_term.exp();
     }
-    (2.0 * sum).min(1.0)
+    sum.min(1.0)
+}
+
+/// The distribution-free interval for the median of `sorted` (ascending) from its order
+/// statistics: `[x₍ₖ₎, x₍ₙ₊₁₋ₖ₎]` (1-based) with the largest k whose coverage
+/// `1 − 2·P(K ≤ k − 1)`, `K ~ Binomial(n, ½)`, is at least `level`; `None` when even the
+/// range covers less (below 6 values for 95 %).
+pub fn median_interval(sorted: &[f64], level: f64) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    let covers = |k: usize| 1.0 - 2.0 * binomial_half_cdf(k - 1, n) >= level;
+    let k = (1..=n.div_ceil(2)).take_while(|&k| covers(k)).last()?;
+    Some((sorted[k - 1], sorted[n - k]))
 }
 
 #[cfg(test)]
@@ -364,6 +388,20 @@ mod tests {
         assert!((sign_test_p(9, 12) - sign_test_p(3, 12)).abs() < 1e-12);
         assert_eq!(sign_test_p(6, 12), 1.0);
         assert_eq!(sign_test_p(0, 0), 1.0);
+    }
+
+    #[test]
+    fn the_median_interval_takes_the_order_statistics_of_its_coverage() {
+        let v: Vec<f64> = (1..=12).map(f64::from).collect();
+        // n = 12: P(K ≤ 2) = 79/4096, coverage 0.961; P(K ≤ 3) = 299/4096 would give 0.854.
+        assert_eq!(median_interval(&v, 0.95), Some((3.0, 10.0)));
+        assert_eq!(median_interval(&v[..6], 0.95), Some((1.0, 6.0)));
+        assert_eq!(
+            median_interval(&v[..5], 0.95),
+            None,
+            "the range covers 0.9375"
+        );
+        assert_eq!(median_interval(&[], 0.95), None);
     }
 
     #[test]
@@ -394,6 +432,7 @@ mod tests {
         let c = comparison("AVR_SOME_KERNEL", measured);
         assert!((c.median_speedup - 1.2).abs() < 1e-12 && c.on_faster == 5);
         assert!((c.sign_test_p - 2.0 / 32.0).abs() < 1e-12);
+        assert_eq!(c.median_interval_95, None, "5 rounds are too few for 95 %");
         assert!(c.to_string().contains("faster in 5"), "{c}");
     }
 }

@@ -562,8 +562,8 @@ mod tests {
                 ours[0].shallow_clone().set_data(&ours[0].detach().copy());
             }
             let g = make();
-            // Leaf 2 has no gradient before step 4: the update skips it (one tensor at a time)
-            // until then, and packs the leaves at step 4.
+            // Leaf 2 has no gradient before step 4: packed without it (and skipped, as one
+            // tensor at a time would) until then, and packed again with it at step 4.
             let with_grad = |i: usize| step >= 4 || i != 2;
             for leaves in [&ours, &theirs] {
                 zero_grads(leaves);
