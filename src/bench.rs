@@ -44,12 +44,7 @@ impl StepTimes {
     pub fn median(&self) -> f64 {
         let mut s = self.seconds.clone();
         s.sort_by(f64::total_cmp);
-        let n = s.len();
-        if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            0.5 * (s[n / 2 - 1] + s[n / 2])
-        }
+        median_of_sorted(&s)
     }
 
     /// Problems per second at the median step time (the headline figure).

@@ -93,20 +93,19 @@ pub struct StageTime {
 /// Where an official SCL training step's time goes: each stage run alone on inputs of its
 /// shape in the step (batch `batch`, train-mode BatchNorm, `precision`), forward then backward
 /// from a random output gradient, `reps` timed runs after two warm-ups (median); last, the
-/// optimiser's update.
+/// optimiser's update with `adam`.
 pub fn official_stage_times(
     batch: i64,
     precision: super::Precision,
     reps: usize,
+    adam: &crate::optim::AdamConfig,
 ) -> Result<Vec<StageTime>> {
     use super::scl_official::{conv_block, panel_attributes, relation_latent, score};
     use super::{in_precision, layers::channels_last, BnMode, SclModel, SclVariant};
     let cfg = OfficialSclConfig::default();
     let model = SclModel::init(SclVariant::Official(cfg.clone()), 0, tch::Device::Cpu);
     let p = &model.params;
-    for s in cfg.param_specs().iter().filter(|s| s.trainable) {
-        let _ = p.get(&s.name)?.set_requires_grad(true);
-    }
+    let leaves = model.trainable_leaves()?;
     let f32s = (tch::Kind::Float, tch::Device::Cpu);
     let timed = |input: Tensor, stage: &dyn Fn(&Tensor) -> Result<Tensor>| -> Result<f64> {
         // A fixed random output gradient, drawn once (untimed warm-up): the backward pass is
@@ -147,26 +146,21 @@ pub fn official_stage_times(
             seconds,
         })
         .collect();
-    stages.push(optimiser_update_time(&model, reps)?);
+    stages.push(optimiser_update_time(&leaves, adam, reps)?);
     Ok(stages)
 }
 
 /// The step's AdamW update of the leaves that got gradients above (elementwise work, not
 /// counted as FLOPs): `reps` timed updates after two warm-ups. `AVR_FLAT_ADAM=0` times the
 /// update one tensor at a time.
-fn optimiser_update_time(model: &super::SclModel, reps: usize) -> Result<StageTime> {
-    let leaves: Vec<Tensor> = (model.param_specs().iter())
-        .filter(|s| s.trainable)
-        .map(|s| model.params.get(&s.name).map(Tensor::shallow_clone))
-        .collect::<Result<_>>()?;
-    let mut opt = crate::optim::AdamW::new(&leaves);
-    // With training's weight decay (`TrainConfig`'s 0.01): its 15 elementwise calls.
-    let cfg = crate::optim::AdamConfig {
-        weight_decay: 0.01,
-        ..Default::default()
-    };
+fn optimiser_update_time(
+    leaves: &[Tensor],
+    adam: &crate::optim::AdamConfig,
+    reps: usize,
+) -> Result<StageTime> {
+    let mut opt = crate::optim::AdamW::new(leaves);
     let times = StepTimes::measure(1, 2, reps, || {
-        opt.update(&leaves, &cfg);
+        opt.update(leaves, adam);
         Ok(())
     })?;
     Ok(StageTime {

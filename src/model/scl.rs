@@ -150,6 +150,16 @@ impl SclModel {
         SclModel { params, ..model }
     }
 
+    /// The trainable tensors, marked as requiring gradients (same storage): what an optimiser
+    /// updates.
+    pub fn trainable_leaves(&self) -> Result<Vec<Tensor>> {
+        self.param_specs()
+            .into_iter()
+            .filter(|s| s.trainable)
+            .map(|s| self.params.get(&s.name).map(|t| t.set_requires_grad(true)))
+            .collect()
+    }
+
     /// Number of trainable scalars.
     pub fn num_trainable(&self) -> i64 {
         self.param_specs()

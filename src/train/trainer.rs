@@ -402,7 +402,7 @@ pub fn bench_steps(
     precision.check_native(device)?;
     let s = model.image_size();
     let cfg = TrainConfig::default();
-    let weights = trainable_leaves(&model)?;
+    let weights = model.trainable_leaves()?;
     let mut opt = AdamW::new(&weights);
     let x = Tensor::rand([batch as i64, 16, s, s], (Kind::Float, device));
     let y = Tensor::randint(8, [batch as i64], (Kind::Int64, device));
@@ -418,16 +418,6 @@ pub fn bench_steps(
         1..=steps.max(1) + 2,
     )?;
     Ok(task.times())
-}
-
-/// The trainable tensors of `model`, marked as requiring gradients (same storage).
-fn trainable_leaves(model: &SclModel) -> Result<Vec<Tensor>> {
-    model
-        .param_specs()
-        .into_iter()
-        .filter(|s| s.trainable)
-        .map(|s| model.params.get(&s.name).map(|t| t.set_requires_grad(true)))
-        .collect()
 }
 
 /// SCL training as a [`TrainStep`]: batches from the loader, validation, milestones and the
@@ -603,7 +593,7 @@ pub fn train(
         .filter(|s| s.trainable)
         .map(|s| s.name)
         .collect();
-    let weights = trainable_leaves(&model)?;
+    let weights = model.trainable_leaves()?;
     let mut opt = AdamW::new(&weights);
     let mut model = model;
     let mut run = TrainRun {

@@ -18,7 +18,7 @@ use avr_modularity::data::{AvrDataset, Packing};
 use avr_modularity::masking::engine::{bench_mask_steps, SampleBatching};
 use avr_modularity::model::flops::{official_stage_flops, official_stage_times};
 use avr_modularity::model::{OfficialSclConfig, Precision, SclModel};
-use avr_modularity::train::trainer::bench_steps;
+use avr_modularity::train::trainer::{bench_steps, TrainConfig};
 use avr_modularity::{session, Result};
 
 use super::{print_json, value_name, Mode, PrecisionArg, Variant};
@@ -490,7 +490,9 @@ struct StagesArgs {
 
 fn stages(args: StagesArgs) -> Result<()> {
     session::setup(0);
-    let stages = official_stage_times(args.batch, args.precision.checked()?, args.reps)?;
+    // The update as training runs it (`TrainConfig`'s AdamW settings, weight decay included).
+    let adam = TrainConfig::default().adam();
+    let stages = official_stage_times(args.batch, args.precision.checked()?, args.reps, &adam)?;
     if args.json {
         return print_json(&serde_json::json!({
             "bench": "stages",
