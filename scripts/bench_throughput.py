@@ -34,7 +34,6 @@ Usage (after `. scripts/env.sh`): bench_throughput.py [--repeats 3] [--steps 20]
 """
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -77,8 +76,12 @@ TARGETS = {
     ("mask official @80, K-batched", "batched"): 1.5,
 }
 
-# `avr bench switch --kernel K`: the in-process comparisons, after the training rows.
-SWITCHES = ["first-block", "experts", "flat-adam"]
+# `avr bench switch --step S --kernel K`: the in-process comparisons, after a step's rows (only
+# the experts' kernel acts in mask steps).
+SWITCHES = {
+    "train official @80": [("train", "first-block"), ("train", "experts"), ("train", "flat-adam")],
+    "mask official @80, K-batched": [("mask", "experts")],
+}
 
 SIDE_NAMES = {
     "ours": "ours",
@@ -145,17 +148,19 @@ def main():
                     compile_s.setdefault(label, []).append(report["compile_s"])
             print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
     switches = {}
-    if a.switch_rounds > 0 and any(label == "train official @80" for label, _, _, _ in rows):
-        for kernel in SWITCHES:
-            cmd = [avr, "bench", "switch", "--kernel", kernel, "--rounds", str(a.switch_rounds), "--steps", str(a.switch_steps), "--json"]
-            switches[kernel] = run_json(cmd)["comparison"]
-            print(f"[bench] switch {kernel}: median speed-up {switches[kernel]['median_speedup']:.3f}", file=sys.stderr)
+    measured_rows = {label for label, _, _, _ in rows}
+    for step, kernel in [sk for row, sks in SWITCHES.items() if row in measured_rows for sk in sks]:
+        if a.switch_rounds == 0:
+            break
+        cmd = [avr, "bench", "switch", "--step", step, "--kernel", kernel, "--rounds", str(a.switch_rounds), "--steps", str(a.switch_steps), "--json"]
+        c = switches[f"{step}: {kernel}"] = run_json(cmd)["comparison"]
+        print(f"[bench] switch {step} {kernel}: median speed-up {c['median_speedup']:.3f}", file=sys.stderr)
     flops = flops_per_problem(avr)
     roofs = run_json([avr, "bench", "gemm", "--json"])
     peaks = {p["kind"]: p["gflops"] for p in roofs["peaks"]}
     bandwidth = {b["pattern"]: b["gb_per_s"] for b in roofs["bandwidth"]}
     print_throughput(rows, runs, compile_s, a)
-    print_targets(runs)
+    print_targets(avr, runs)
     print_switches(switches)
     print_roofline(rows, runs, flops, peaks, bandwidth)
     if a.json:
@@ -185,27 +190,13 @@ def print_throughput(rows, runs, compile_s, a):
             print(f"| {label} | {SIDE_NAMES[side]} | {cell} | {ratio} |")
 
 
-def median_interval_95(values):
-    """Distribution-free interval of at least 95 % for the median: the order statistics
-    [x_(k), x_(n+1-k)] with the largest k whose coverage 1 - 2 P(K <= k-1), K ~ Bin(n, 1/2), is
-    >= 0.95; None below 6 values."""
-    v, n = sorted(values), len(values)
-    cdf = lambda k: sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    ks = [k for k in range(1, (n + 1) // 2 + 1) if 1 - 2 * cdf(k - 1) >= 0.95]
-    return (v[ks[-1] - 1], v[n - ks[-1]]) if ks else None
-
-
-def interval_text(values):
-    iv = median_interval_95(values)
+def interval_text(iv):
     return f"{iv[0]:.2f}–{iv[1]:.2f}" if iv else "— (n < 6)"
 
 
-def sign_test_above_p(k, n):
-    """Exact one-sided sign test: P(K >= k) for K ~ Binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
-
-
-def print_targets(runs):
+def print_targets(avr, runs):
+    """Each target run by run; the median's interval and the sign test come from `avr bench
+    ratios` (`bench::RatioSummary`, tested there), so that they have one implementation."""
     present = [(row, side, t) for (row, side), t in TARGETS.items() if row in runs and side in runs[row]]
     if not present:
         return
@@ -214,18 +205,18 @@ def print_targets(runs):
     print("|---|---|---|---|---|")
     for row, side, target in present:
         ratios = [o / t for o, t in zip(runs[row]["ours"], runs[row][side])]
-        above = sum(r > target for r in ratios)
-        below = sum(r < target for r in ratios)
+        s = run_json([avr, "bench", "ratios", "--target", repr(target), "--json", *map(repr, ratios)])
+        above, below = s["above"], s["below"]
         verdict = "met" if below == 0 else ("missed" if above == 0 else "at the line")
-        print(f"| {row} ≥ {target:g}× {SIDE_NAMES[side]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** ({interval_text(ratios)}) "
-              f"| {above} of {len(ratios)} ({verdict}) | p = {sign_test_above_p(above, above + below):.4f} |")
+        print(f"| {row} ≥ {target:g}× {SIDE_NAMES[side]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{s['median']:.2f}** ({interval_text(s['median_interval_95'])}) "
+              f"| {above} of {len(ratios)} ({verdict}) | p = {s['sign_test_above_p']:.4f} |")
 
 
 def print_switches(switches):
     if not switches:
         return
     print()
-    print("| kernel (in one process, train official @80, batch 32) | rounds | median speed-up (95 % interval) | kernel faster in | sign test |")
+    print("| step: kernel (in one process, official @80, batch 32) | rounds | median speed-up (95 % interval) | kernel faster in | sign test |")
     print("|---|---|---|---|---|")
     for kernel, c in switches.items():
         iv = c.get("median_interval_95")

@@ -347,6 +347,57 @@ pub fn sign_test_p(k: usize, n: usize) -> f64 {
     (2.0 * binomial_half_cdf(k.min(n - k), n)).min(1.0)
 }
 
+/// Exact one-sided sign test: `P(K ≥ k)` for `K ~ Binomial(n, ½)` (1 for `k = 0`).
+pub fn sign_test_above_p(k: usize, n: usize) -> f64 {
+    match k {
+        0 => 1.0,
+        k => (1.0 - binomial_half_cdf(k - 1, n)).max(0.0),
+    }
+}
+
+// --- A target judged run by run: paired ratios (ours ÷ the anchor that ran beside it) ---
+
+/// Paired ratios against a target: their median with its interval, how many runs are above
+/// and below, and the one-sided sign test of "above the target" (`make bench`'s targets table).
+#[derive(Debug, Clone, Serialize)]
+pub struct RatioSummary {
+    /// The target ratio.
+    pub target: f64,
+    /// The runs' ratios, in the order given.
+    pub ratios: Vec<f64>,
+    /// Their median.
+    pub median: f64,
+    /// A distribution-free interval of at least 95 % for the median ([`median_interval`]);
+    /// `None` below 6 runs.
+    pub median_interval_95: Option<(f64, f64)>,
+    /// Runs above the target.
+    pub above: usize,
+    /// Runs below it (ties count as neither).
+    pub below: usize,
+    /// `P(K ≥ above)`, `K ~ Binomial(above + below, ½)`: the chance of so many runs above if
+    /// each were as likely below ([`sign_test_above_p`]).
+    pub sign_test_above_p: f64,
+}
+
+impl RatioSummary {
+    /// The summary of `ratios` against `target`.
+    pub fn new(ratios: &[f64], target: f64) -> Self {
+        let mut sorted = ratios.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let above = ratios.iter().filter(|&&r| r > target).count();
+        let below = ratios.iter().filter(|&&r| r < target).count();
+        RatioSummary {
+            target,
+            ratios: ratios.to_vec(),
+            median: median_of_sorted(&sorted),
+            median_interval_95: median_interval(&sorted, 0.95),
+            above,
+            below,
+            sign_test_above_p: sign_test_above_p(above, above + below),
+        }
+    }
+}
+
 /// `P(K ≤ k)` for `K ~ Binomial(n, ½)`: each term `C(n, i)/2ⁿ` from its logarithm (2ⁿ
 /// overflows f64 from n = 1024).
 fn binomial_half_cdf(k: usize, n: usize) -> f64 {
@@ -397,6 +448,30 @@ mod tests {
             "the range covers 0.9375"
         );
         assert_eq!(median_interval(&[], 0.95), None);
+    }
+
+    #[test]
+    fn the_one_sided_sign_test_gives_the_upper_tail() {
+        assert!((sign_test_above_p(8, 8) - 1.0 / 256.0).abs() < 1e-12);
+        assert!((sign_test_above_p(7, 7) - 1.0 / 128.0).abs() < 1e-12);
+        // 5 of 7: (C(7,5) + C(7,6) + C(7,7)) / 128 = 29/128.
+        assert!((sign_test_above_p(5, 7) - 29.0 / 128.0).abs() < 1e-12);
+        assert_eq!(sign_test_above_p(0, 7), 1.0);
+        assert_eq!(sign_test_above_p(0, 0), 1.0);
+    }
+
+    #[test]
+    fn a_ratio_summary_counts_the_runs_on_each_side_of_the_target() {
+        // Round D of BENCHMARKS.md's fourth sitting: 5 of 7 above 2, median 2.07.
+        let d = [2.26, 2.29, 2.05, 1.60, 1.83, 2.07, 2.36];
+        let s = RatioSummary::new(&d, 2.0);
+        assert_eq!((s.above, s.below), (5, 2));
+        assert_eq!(s.median, 2.07);
+        assert!((s.sign_test_above_p - 29.0 / 128.0).abs() < 1e-12);
+        assert_eq!(s.median_interval_95, Some((1.60, 2.36)), "n = 7: the range");
+        let tie = RatioSummary::new(&[2.0, 2.5, 1.5], 2.0);
+        assert_eq!((tie.above, tie.below), (1, 1), "a tie counts as neither");
+        assert_eq!(tie.median_interval_95, None);
     }
 
     #[test]

@@ -780,6 +780,42 @@ fn bench_flops_json_adds_up_from_the_layer_shapes() {
     assert!(stages[0]["reads_data"].as_bool().unwrap());
 }
 
+/// `make bench` judges its targets with `avr bench ratios`: the figures of round D of
+/// BENCHMARKS.md's fourth sitting come back (5 of 7 above 2, p = 29/128), a ratio that is not
+/// one is refused by name, and a switch that would time the same code on both sides is refused.
+#[test]
+fn bench_ratios_judges_paired_runs_and_refuses_what_is_not_a_ratio() {
+    let d = ["2.26", "2.29", "2.05", "1.60", "1.83", "2.07", "2.36"];
+    let args = [&["bench", "ratios", "--target", "2", "--json"][..], &d[..]].concat();
+    let (ok, stdout, stderr) = avr(&args);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (v["above"].as_u64(), v["below"].as_u64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(v["median"].as_f64(), Some(2.07));
+    assert!((v["sign_test_above_p"].as_f64().unwrap() - 29.0 / 128.0).abs() < 1e-12);
+    let (ok, _, stderr) = avr(&["bench", "ratios", "--target", "2", "2.1", "-1"]);
+    assert!(
+        !ok && stderr.contains("-1 is not a speed ratio"),
+        "{stderr}"
+    );
+    let args = [
+        "bench",
+        "switch",
+        "--step",
+        "mask",
+        "--kernel",
+        "first-block",
+    ];
+    let (ok, _, stderr) = avr(&args);
+    assert!(
+        !ok && stderr.contains("AVR_FUSED_FIRST_BLOCK does not act in mask steps"),
+        "{stderr}"
+    );
+}
+
 /// bf16 where the CPU emulates it would run two orders of magnitude slower than f32: refused
 /// with an error that names the CPU's level; where it is native, the same command runs.
 #[test]

@@ -8,7 +8,9 @@ use clap::Subcommand;
 use avr_modularity::analysis::graph::{
     graph_modularity, planted_mlp, ModularityConfig, WeightGraph,
 };
-use avr_modularity::bench::{compare_switch, gemm_peak, memory_bandwidth, KernelSwitch};
+use avr_modularity::bench::{
+    compare_switch, gemm_peak, memory_bandwidth, KernelSwitch, RatioSummary,
+};
 use avr_modularity::data::dataset::BatchOptions;
 use avr_modularity::data::generate::{
     bench_generate, generate_dataset_with, Durability, GeneratorConfig,
@@ -52,6 +54,9 @@ enum BenchCommand {
     Stages(StagesArgs),
     /// The official SCL's work per problem from its layer shapes (no timing): the roofline's FLOPs.
     Flops(FlopsArgs),
+    /// Paired speed ratios against a target (no timing): median with its 95 % interval, runs
+    /// above and below, one-sided sign test. `make bench` judges its targets with it.
+    Ratios(RatiosArgs),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -65,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Stages(args) => stages(args),
         BenchCommand::Flops(args) => flops(args),
+        BenchCommand::Ratios(args) => ratios(args),
     }
 }
 
@@ -280,12 +286,25 @@ struct SwitchArgs {
     /// Timed steps per run (after two warm-up steps), official SCL.
     #[arg(long, default_value_t = 8)]
     steps: usize,
+    /// The step timed: training, or mask training (K = 4 samples in one batched pass). Only the
+    /// experts' kernel runs in mask steps: the first block's needs train-mode BatchNorm, and a
+    /// mask's one flat leaf is never packed.
+    #[arg(long, value_enum, default_value = "train")]
+    step: StepArg,
     #[arg(long, default_value_t = 80)]
     size: i64,
     #[arg(long, default_value_t = 32)]
     batch: usize,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StepArg {
+    /// A training step (`avr bench train`).
+    Train,
+    /// A mask-training step (`avr bench mask`, K = 4).
+    Mask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -305,19 +324,39 @@ fn switch(args: SwitchArgs) -> Result<()> {
         KernelArg::Experts => KernelSwitch::Experts,
         KernelArg::FlatAdam => KernelSwitch::FlatAdam,
     };
+    if args.step == StepArg::Mask && kernel != KernelSwitch::Experts {
+        return Err(avr_modularity::Error::Config(format!(
+            "avr bench switch --step mask: {} does not act in mask steps (only the experts' \
+             kernel does), so both sides would run the same code",
+            kernel.variable()
+        )));
+    }
     let model = BenchModel {
         variant: Variant::Official,
         size: args.size,
         batch: args.batch,
         steps: args.steps,
     };
-    let comparison = compare_switch(kernel, args.rounds as usize, || {
-        Ok(bench_steps(model.model(), model.batch, model.steps, Precision::F32)?.median())
-    })?;
+    let median_step = || -> Result<f64> {
+        let times = match args.step {
+            StepArg::Train => bench_steps(model.model(), model.batch, model.steps, Precision::F32)?,
+            StepArg::Mask => bench_mask_steps(
+                &model.model(),
+                model.batch,
+                4,
+                model.steps,
+                SampleBatching::Batched,
+            )?,
+        };
+        Ok(times.median())
+    };
+    let comparison = compare_switch(kernel, args.rounds as usize, median_step)?;
+    let step = value_name(&args.step);
     if args.json {
         return print_json(&serde_json::json!({
             "bench": "switch",
             "comparison": comparison,
+            "step": step,
             "size": args.size,
             "batch": args.batch,
             "steps": args.steps,
@@ -326,7 +365,7 @@ fn switch(args: SwitchArgs) -> Result<()> {
         }));
     }
     println!(
-        "train official@{}, batch {}, {} timed steps a run:",
+        "{step} official@{}, batch {}, {} timed steps a run:",
         args.size, args.batch, args.steps
     );
     println!("{comparison}");
@@ -542,6 +581,45 @@ fn flops(args: FlopsArgs) -> Result<()> {
         "{:<40} {:>8.4} GFLOP per problem",
         "total",
         step_per_problem / 1e9
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct RatiosArgs {
+    /// The target ratio (e.g. 2 for "≥ 2× the anchor").
+    #[arg(long)]
+    target: f64,
+    /// The runs' ratios, ours ÷ the anchor that ran beside it.
+    #[arg(required = true, num_args = 1.., allow_negative_numbers = true)]
+    ratios: Vec<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn ratios(args: RatiosArgs) -> Result<()> {
+    if let Some(bad) = args.ratios.iter().find(|r| !r.is_finite() || **r <= 0.0) {
+        return Err(avr_modularity::Error::Config(format!(
+            "avr bench ratios: {bad} is not a speed ratio (finite and above 0)"
+        )));
+    }
+    let s = RatioSummary::new(&args.ratios, args.target);
+    if args.json {
+        return print_json(&s);
+    }
+    let interval = match s.median_interval_95 {
+        Some((lo, hi)) => format!("{lo:.2}–{hi:.2}"),
+        None => "— (n < 6)".into(),
+    };
+    println!(
+        "median {:.2} (95 % interval {interval}) over n = {} runs; {} above {} and {} below \
+         (one-sided sign test p = {:.4})",
+        s.median,
+        s.ratios.len(),
+        s.above,
+        s.target,
+        s.below,
+        s.sign_test_above_p
     );
     Ok(())
 }
