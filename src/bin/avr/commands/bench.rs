@@ -39,8 +39,9 @@ enum BenchCommand {
     Loader(LoaderArgs),
     /// Times N SCL training steps on random data after one warm-up step.
     Train(TrainArgs),
-    /// One hand-written kernel against libtorch's path in one process: training steps with it
-    /// on and off, round by round in alternating order (median step each), and the sign test.
+    /// One hand-written kernel against libtorch's path in one process: training (or
+    /// mask-training) steps with it on and off, round by round in alternating order (median
+    /// step each), and the sign test.
     /// The kernels are the CPU's (f32): on a GPU both sides take libtorch's path.
     Switch(SwitchArgs),
     /// Times N mask-training steps (frozen weights, K samples in one batched pass).
