@@ -203,6 +203,12 @@ impl KernelSwitch {
             KernelSwitch::FlatAdam => "AVR_FLAT_ADAM",
         }
     }
+
+    /// Whether the kernel acts in a mask-training step: only the experts' does (the first
+    /// block's needs train-mode BatchNorm, and a mask's one flat leaf is never packed).
+    pub fn acts_in_mask_steps(self) -> bool {
+        self == KernelSwitch::Experts
+    }
 }
 
 /// One round of [`compare_switch`]: the median step with the kernel on and off.
@@ -317,16 +323,15 @@ fn comparison(variable: &str, measured: Vec<(f64, f64)>) -> SwitchComparison {
     let rounds: Vec<SwitchRound> = (measured.into_iter())
         .map(|(on_s, off_s)| SwitchRound { on_s, off_s })
         .collect();
-    let mut speedups: Vec<f64> = rounds.iter().map(|r| r.off_s / r.on_s).collect();
-    speedups.sort_by(f64::total_cmp);
-    let on_faster = speedups.iter().filter(|&&s| s > 1.0).count();
-    let slower = speedups.iter().filter(|&&s| s < 1.0).count();
+    let speedups: Vec<f64> = rounds.iter().map(|r| r.off_s / r.on_s).collect();
+    // Speed-ups against 1 are ratios against a target: the same median, interval and counts.
+    let s = RatioSummary::new(&speedups, 1.0);
     SwitchComparison {
         variable: variable.into(),
-        median_speedup: median_of_sorted(&speedups),
-        median_interval_95: median_interval(&speedups, 0.95),
-        on_faster,
-        sign_test_p: sign_test_p(on_faster, on_faster + slower),
+        median_speedup: s.median,
+        median_interval_95: s.median_interval_95,
+        on_faster: s.above,
+        sign_test_p: sign_test_p(s.above, s.above + s.below),
         rounds,
     }
 }

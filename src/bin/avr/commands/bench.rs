@@ -287,9 +287,8 @@ struct SwitchArgs {
     /// Timed steps per run (after two warm-up steps), official SCL.
     #[arg(long, default_value_t = 8)]
     steps: usize,
-    /// The step timed: training, or mask training (K = 4 samples in one batched pass). Only the
-    /// experts' kernel runs in mask steps: the first block's needs train-mode BatchNorm, and a
-    /// mask's one flat leaf is never packed.
+    /// The step timed: training, or mask training (K = 4 samples in one batched pass; only the
+    /// experts' kernel acts there).
     #[arg(long, value_enum, default_value = "train")]
     step: StepArg,
     #[arg(long, default_value_t = 80)]
@@ -325,7 +324,7 @@ fn switch(args: SwitchArgs) -> Result<()> {
         KernelArg::Experts => KernelSwitch::Experts,
         KernelArg::FlatAdam => KernelSwitch::FlatAdam,
     };
-    if args.step == StepArg::Mask && kernel != KernelSwitch::Experts {
+    if args.step == StepArg::Mask && !kernel.acts_in_mask_steps() {
         return Err(avr_modularity::Error::Config(format!(
             "avr bench switch --step mask: {} does not act in mask steps (only the experts' \
              kernel does), so both sides would run the same code",
