@@ -76,11 +76,12 @@ TARGETS = {
     ("mask official @80, K-batched", "batched"): 1.5,
 }
 
-# `avr bench switch --step S --kernel K`: the in-process comparisons, after a step's rows (only
-# the experts' kernel acts in mask steps).
+# `avr bench switch --step S --kernel K --precision P`: the in-process comparisons, after a
+# step's rows (only the experts' kernel acts in mask steps, and all but it in bf16 steps).
 SWITCHES = {
-    "train official @80": [("train", "first-block"), ("train", "experts"), ("train", "flat-adam")],
-    "mask official @80, K-batched": [("mask", "experts")],
+    "train official @80": [("train", "first-block", "f32"), ("train", "experts", "f32"), ("train", "flat-adam", "f32")],
+    "train official @80, --precision bf16": [("train", "first-block", "bf16")],
+    "mask official @80, K-batched": [("mask", "experts", "f32")],
 }
 
 SIDE_NAMES = {
@@ -149,12 +150,14 @@ def main():
             print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
     switches = {}
     measured_rows = {label for label, _, _, _ in rows}
-    for step, kernel in [sk for row, sks in SWITCHES.items() if row in measured_rows for sk in sks]:
+    for step, kernel, precision in [sk for row, sks in SWITCHES.items() if row in measured_rows for sk in sks]:
         if a.switch_rounds == 0:
             break
-        cmd = [avr, "bench", "switch", "--step", step, "--kernel", kernel, "--rounds", str(a.switch_rounds), "--steps", str(a.switch_steps), "--json"]
-        c = switches[f"{step}: {kernel}"] = run_json(cmd)["comparison"]
-        print(f"[bench] switch {step} {kernel}: median speed-up {c['median_speedup']:.3f}", file=sys.stderr)
+        cmd = [avr, "bench", "switch", "--step", step, "--kernel", kernel, "--precision", precision,
+               "--rounds", str(a.switch_rounds), "--steps", str(a.switch_steps), "--json"]
+        name = f"{step}: {kernel}" + (f" ({precision})" if precision != "f32" else "")
+        c = switches[name] = run_json(cmd)["comparison"]
+        print(f"[bench] switch {name}: median speed-up {c['median_speedup']:.3f}", file=sys.stderr)
     flops = flops_per_problem(avr)
     roofs = run_json([avr, "bench", "gemm", "--json"])
     peaks = {p["kind"]: p["gflops"] for p in roofs["peaks"]}

@@ -209,6 +209,12 @@ impl KernelSwitch {
     pub fn acts_in_mask_steps(self) -> bool {
         self == KernelSwitch::Experts
     }
+
+    /// Whether the kernel acts in a bf16 training step: all but the experts' do (their input
+    /// is the bf16 output of a linear layer there, and bf16 GEMMs are the point of the mode).
+    pub fn acts_in_bf16_steps(self) -> bool {
+        self != KernelSwitch::Experts
+    }
 }
 
 /// One round of [`compare_switch`]: the median step with the kernel on and off.

@@ -814,6 +814,21 @@ fn bench_ratios_judges_paired_runs_and_refuses_what_is_not_a_ratio() {
         !ok && stderr.contains("AVR_FUSED_FIRST_BLOCK does not act in mask steps"),
         "{stderr}"
     );
+    let args = [
+        "bench",
+        "switch",
+        "--kernel",
+        "experts",
+        "--step",
+        "mask",
+        "--precision",
+        "bf16",
+    ];
+    let (ok, _, stderr) = avr(&args);
+    assert!(
+        !ok && (stderr.contains("mask steps are f32") || stderr.contains("AVX-512-BF16")),
+        "{stderr}"
+    );
 }
 
 /// bf16 where the CPU emulates it would run two orders of magnitude slower than f32: refused

@@ -3,6 +3,7 @@
 
 use avr_modularity::model::layers::compute_precision;
 use avr_modularity::model::{in_precision, BnMode, Precision, SclModel, SclVariant};
+use avr_modularity::optim::deferring;
 use std::path::Path;
 
 use avr_modularity::checkpoint::Checkpoint;
@@ -22,15 +23,10 @@ fn batch_for(model: SclModel) -> (SclModel, Tensor, Tensor) {
     (model, x, y)
 }
 
-/// Loss and the flattened gradient of every trainable tensor after one backward pass.
-fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f64, Tensor) {
-    let specs: Vec<_> = model
-        .param_specs()
-        .into_iter()
-        .filter(|s| s.trainable)
-        .collect();
+/// Every trainable tensor of `model`, as a leaf with its gradient zeroed.
+fn zeroed_leaves(model: &SclModel) -> Vec<Tensor> {
+    let specs = model.param_specs().into_iter().filter(|s| s.trainable);
     let leaves: Vec<Tensor> = specs
-        .iter()
         .map(|s| model.params.get(&s.name).unwrap().set_requires_grad(true))
         .collect();
     for t in &leaves {
@@ -39,22 +35,35 @@ fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f6
             let _ = g.zero_();
         }
     }
+    leaves
+}
+
+/// Each leaf's gradient, flattened (zeros where none arrived).
+fn grads_of(leaves: &[Tensor]) -> Vec<Tensor> {
+    let grad = |t: &Tensor| match t.grad() {
+        // LayerNorm(1)'s weight gets no gradient at all (its output is its bias).
+        g if !g.defined() => t.zeros_like().flatten(0, -1),
+        g => {
+            assert_eq!(g.kind(), Kind::Float, "master weights get f32 gradients");
+            g.flatten(0, -1).copy()
+        }
+    };
+    leaves.iter().map(grad).collect()
+}
+
+/// Loss and the flattened gradient of every trainable tensor after one backward pass.
+fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f64, Tensor) {
+    let leaves = zeroed_leaves(model);
     let logits = in_precision(p, || model.logits(x, BnMode::Train)).unwrap();
     assert_eq!(logits.kind(), Kind::Float, "logits leave the model in f32");
     let loss = logits.cross_entropy_for_logits(y);
     loss.backward();
-    let grads: Vec<Tensor> = leaves
-        .iter()
-        .map(|t| match t.grad() {
-            // LayerNorm(1)'s weight gets no gradient at all (its output is its bias).
-            g if !g.defined() => t.zeros_like().flatten(0, -1),
-            g => {
-                assert_eq!(g.kind(), Kind::Float, "master weights get f32 gradients");
-                g.flatten(0, -1).copy()
-            }
-        })
-        .collect();
-    (loss.double_value(&[]), Tensor::cat(&grads, 0))
+    (loss.double_value(&[]), Tensor::cat(&grads_of(&leaves), 0))
+}
+
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    (a * b).sum(Kind::Double).double_value(&[])
+        / (a.norm().double_value(&[]) * b.norm().double_value(&[]))
 }
 
 #[test]
@@ -100,9 +109,47 @@ fn bf16_steps_follow_the_f32_loss_and_gradient_closely_but_not_exactly() {
         let rel = (loss16 - loss32).abs() / loss32.abs();
         assert!(rel < 4e-2, "loss {loss16} vs {loss32}");
         assert!(rel > 0.0, "bf16 must actually compute in bf16");
-        let cosine = (&g16 * &g32).sum(Kind::Double).double_value(&[])
-            / (g16.norm().double_value(&[]) * g32.norm().double_value(&[]));
+        let cosine = cosine(&g16, &g32);
         eprintln!("{name}: loss {loss32} vs {loss16}, cosine {cosine}");
         assert!(cosine > 0.97, "gradient direction: cosine {cosine}");
     }
+}
+
+/// The first block's hand-written kernel acts in bf16 training steps too (it computes in f32):
+/// inside a deferral scope, as every training loop runs, the bf16 step owes the kernel's
+/// deferred backward (the experts' kernel stays out: its input is bf16 there), and that backward
+/// gives the block's weight the f32 step's gradient through the bf16 layers after it, with the
+/// same direction overall.
+#[test]
+fn the_first_block_kernel_acts_in_bf16_steps_and_its_gradient_arrives() {
+    let path = Path::new("model_ckpts/study/scl_official_val80.2.safetensors");
+    let (model, x, y) = batch_for(Checkpoint::load(path).unwrap().model);
+    let step = |p: Precision| {
+        let leaves = zeroed_leaves(&model);
+        let (logits, owed) = deferring(|| in_precision(p, || model.logits(&x, BnMode::Train)));
+        let owed_passes = owed.len();
+        owed.backward_from(&logits.unwrap().cross_entropy_for_logits(&y))
+            .unwrap();
+        (owed_passes, grads_of(&leaves))
+    };
+    let (owed32, g32) = step(Precision::F32);
+    let (owed16, g16) = step(Precision::Bf16);
+    assert_eq!(
+        (owed32, owed16),
+        (2, 1),
+        "f32: first block + experts; bf16: first block"
+    );
+    let trainable = model.param_specs().into_iter().filter(|s| s.trainable);
+    let at = trainable
+        .map(|s| s.name)
+        .position(|n| n == "visual.conv.0.weight")
+        .unwrap();
+    let block = cosine(&g16[at], &g32[at]);
+    let all = cosine(&Tensor::cat(&g16, 0), &Tensor::cat(&g32, 0));
+    eprintln!("first block's weight gradient: cosine {block}; all: {all}");
+    assert!(block > 0.97 && all > 0.97, "cosines {block}, {all}");
+    assert!(
+        !g16[0].equal(&g32[0]),
+        "the layers after the block computed in bf16"
+    );
 }

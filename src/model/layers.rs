@@ -22,8 +22,10 @@ pub enum Precision {
     /// BatchNorm between, stays bf16 in memory); LayerNorm and softmax cast their input up and
     /// compute in f32, BatchNorm's statistics and running averages are f32 (its mixed-type
     /// kernel), the logits and the loss are f32, and the f32 master weights receive f32
-    /// gradients through the casts. On this CPU's AVX-512-BF16 a bf16 GEMM runs ≈ 4× an f32 one;
-    /// on a CPU without it, training refuses bf16 ([`Precision::check_native`]).
+    /// gradients through the casts. The official SCL's first conv block, where the hand-written
+    /// kernel applies (`model::fused`), stays f32: one input channel leaves it memory-bound.
+    /// On this CPU's AVX-512-BF16 a bf16 GEMM runs ≈ 4× an f32 one; on a CPU without it,
+    /// training refuses bf16 ([`Precision::check_native`]).
     Bf16,
 }
 

@@ -291,6 +291,10 @@ struct SwitchArgs {
     /// experts' kernel acts there).
     #[arg(long, value_enum, default_value = "train")]
     step: StepArg,
+    /// The number format of the training step's convolutions and matrix products (mask steps
+    /// are f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     #[arg(long, default_value_t = 80)]
     size: i64,
     #[arg(long, default_value_t = 32)]
@@ -324,12 +328,27 @@ fn switch(args: SwitchArgs) -> Result<()> {
         KernelArg::Experts => KernelSwitch::Experts,
         KernelArg::FlatAdam => KernelSwitch::FlatAdam,
     };
+    let precision = args.precision.checked()?;
+    let refused = |why: String| {
+        Err(avr_modularity::Error::Config(format!(
+            "avr bench switch: {why}"
+        )))
+    };
+    let same_code = "so both sides would run the same code";
+    if args.step == StepArg::Mask && precision != Precision::F32 {
+        return refused("mask steps are f32; --precision applies to training steps".into());
+    }
     if args.step == StepArg::Mask && !kernel.acts_in_mask_steps() {
-        return Err(avr_modularity::Error::Config(format!(
-            "avr bench switch --step mask: {} does not act in mask steps (only the experts' \
-             kernel does), so both sides would run the same code",
+        return refused(format!(
+            "{} does not act in mask steps (only the experts' kernel does), {same_code}",
             kernel.variable()
-        )));
+        ));
+    }
+    if precision == Precision::Bf16 && !kernel.acts_in_bf16_steps() {
+        return refused(format!(
+            "{} does not act in bf16 steps, {same_code}",
+            kernel.variable()
+        ));
     }
     let model = BenchModel {
         variant: Variant::Official,
@@ -339,7 +358,7 @@ fn switch(args: SwitchArgs) -> Result<()> {
     };
     let median_step = || -> Result<f64> {
         let times = match args.step {
-            StepArg::Train => bench_steps(model.model(), model.batch, model.steps, Precision::F32)?,
+            StepArg::Train => bench_steps(model.model(), model.batch, model.steps, precision)?,
             StepArg::Mask => bench_mask_steps(
                 &model.model(),
                 model.batch,
@@ -357,6 +376,7 @@ fn switch(args: SwitchArgs) -> Result<()> {
             "bench": "switch",
             "comparison": comparison,
             "step": step,
+            "precision": value_name(&args.precision),
             "size": args.size,
             "batch": args.batch,
             "steps": args.steps,
@@ -365,8 +385,11 @@ fn switch(args: SwitchArgs) -> Result<()> {
         }));
     }
     println!(
-        "{step} official@{}, batch {}, {} timed steps a run:",
-        args.size, args.batch, args.steps
+        "{step} official@{} ({}), batch {}, {} timed steps a run:",
+        args.size,
+        value_name(&args.precision),
+        args.batch,
+        args.steps
     );
     println!("{comparison}");
     Ok(())
