@@ -211,7 +211,8 @@ impl KernelSwitch {
     }
 
     /// Whether the kernel acts in a bf16 training step: all but the experts' do (their input
-    /// is the bf16 output of a linear layer there, and bf16 GEMMs are the point of the mode).
+    /// is the bf16 output of a linear layer there; cast up to f32 for the kernel, the step was
+    /// no faster than with bf16 GEMMs, BENCHMARKS.md).
     pub fn acts_in_bf16_steps(self) -> bool {
         self != KernelSwitch::Experts
     }

@@ -782,7 +782,8 @@ fn bench_flops_json_adds_up_from_the_layer_shapes() {
 
 /// `make bench` judges its targets with `avr bench ratios`: the figures of round D of
 /// BENCHMARKS.md's fourth sitting come back (5 of 7 above 2, p = 29/128), a ratio that is not
-/// one is refused by name, and a switch that would time the same code on both sides is refused.
+/// one is refused by name, and switches are refused that would time the same code on both sides
+/// or a bf16 mask step (or bf16 at all, where the CPU lacks it).
 #[test]
 fn bench_ratios_judges_paired_runs_and_refuses_what_is_not_a_ratio() {
     let d = ["2.26", "2.29", "2.05", "1.60", "1.83", "2.07", "2.36"];
@@ -827,6 +828,20 @@ fn bench_ratios_judges_paired_runs_and_refuses_what_is_not_a_ratio() {
     let (ok, _, stderr) = avr(&args);
     assert!(
         !ok && (stderr.contains("mask steps are f32") || stderr.contains("AVX-512-BF16")),
+        "{stderr}"
+    );
+    let args = [
+        "bench",
+        "switch",
+        "--kernel",
+        "experts",
+        "--precision",
+        "bf16",
+    ];
+    let (ok, _, stderr) = avr(&args);
+    let refused = "AVR_FUSED_EXPERTS does not act in bf16 steps";
+    assert!(
+        !ok && (stderr.contains(refused) || stderr.contains("AVX-512-BF16")),
         "{stderr}"
     );
 }

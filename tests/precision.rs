@@ -61,6 +61,7 @@ fn loss_and_grads(model: &SclModel, x: &Tensor, y: &Tensor, p: Precision) -> (f6
     (loss.double_value(&[]), Tensor::cat(&grads_of(&leaves), 0))
 }
 
+/// The cosine of the angle between two gradients (1: the same direction).
 fn cosine(a: &Tensor, b: &Tensor) -> f64 {
     (a * b).sum(Kind::Double).double_value(&[])
         / (a.norm().double_value(&[]) * b.norm().double_value(&[]))

@@ -76,7 +76,8 @@ pub fn enabled() -> bool {
 /// In bf16 pre-training too: the block has 9 multiply-adds per output, so bf16 would only
 /// halve the bytes of passes this kernel does not make. It computes in f32 (as autocast keeps
 /// BatchNorm) and returns f32, which the next convolution casts. Measured in one process
-/// (`avr bench switch --kernel first-block --precision bf16`), the bf16 step is faster with it.
+/// (`avr bench switch --kernel first-block --precision bf16`), the bf16 step is 1.07× faster
+/// with it, and a 2,000-step bf16 run reaches f32's validation accuracy (BENCHMARKS.md).
 fn applies(x: &Tensor) -> bool {
     let size = x.size();
     size.len() == 4
