@@ -150,9 +150,8 @@ def main():
             print(f"[bench] run {rep + 1}/{a.repeats} {label}: " + ", ".join(f"{s} {v[-1]:.1f}" for s, v in r.items()), file=sys.stderr)
     switches = {}
     measured_rows = {label for label, _, _, _ in rows}
-    for step, kernel, precision in [sk for row, sks in SWITCHES.items() if row in measured_rows for sk in sks]:
-        if a.switch_rounds == 0:
-            break
+    planned = [sk for row, sks in SWITCHES.items() if row in measured_rows for sk in sks] if a.switch_rounds > 0 else []
+    for step, kernel, precision in planned:
         cmd = [avr, "bench", "switch", "--step", step, "--kernel", kernel, "--precision", precision,
                "--rounds", str(a.switch_rounds), "--steps", str(a.switch_steps), "--json"]
         name = f"{step}: {kernel}" + (f" ({precision})" if precision != "f32" else "")

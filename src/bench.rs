@@ -210,11 +210,11 @@ impl KernelSwitch {
         self == KernelSwitch::Experts
     }
 
-    /// Whether the kernel acts in a bf16 training step: all but the experts' do (their input
-    /// is the bf16 output of a linear layer there; cast up to f32 for the kernel, the step was
-    /// no faster than with bf16 GEMMs, BENCHMARKS.md).
+    /// Whether the kernel acts in a bf16 training step: all but the experts' do
+    /// ([`crate::model::fused_experts::acts_in`]).
     pub fn acts_in_bf16_steps(self) -> bool {
         self != KernelSwitch::Experts
+            || crate::model::fused_experts::acts_in(crate::model::Precision::Bf16)
     }
 }
 

@@ -85,14 +85,21 @@ pub fn enabled() -> bool {
     std::env::var("AVR_FUSED_EXPERTS").map_or(true, |v| v != "0")
 }
 
-/// Whether the input is one the kernel reads: f32 on the CPU, rows of 9, the compute
-/// precision f32.
+/// Whether the input is one the kernel reads: f32 on the CPU, rows of 9, a compute precision
+/// it acts in.
 fn applies(x: &Tensor) -> bool {
     x.kind() == Kind::Float
         && x.device() == Device::Cpu
         && x.size().last() == Some(&(IN as i64))
-        && super::layers::compute_precision() == super::Precision::F32
+        && acts_in(super::layers::compute_precision())
         && simd::available()
+}
+
+/// Whether the kernel acts in steps of `precision`: f32 only. In bf16 its input is the bf16
+/// output of a linear layer; cast up to f32 for the kernel, the step was no faster than with
+/// bf16 GEMMs (BENCHMARKS.md, sixth sitting of 2026-12-07).
+pub fn acts_in(precision: super::Precision) -> bool {
+    precision == super::Precision::F32
 }
 
 /// The names of one expert's MLP tensors, in [`ExpertParams::tensors`]' order.
